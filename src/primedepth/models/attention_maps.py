@@ -1,0 +1,143 @@
+"""Attention processors that return the frozen UNet's attention maps as a by-product of its forward pass.
+
+Self-attention maps: the official code reshapes each query's N key weights into an h x w image, stretches it
+bilinearly to (h + 8 - h%8, w + 8 - w%8), average-pools it with kernel (max(1, h//8), max(1, w//8)), resizes it
+bilinearly to 8 x 8 and divides by the per-head maximum. Every step is linear along the key axis, so the 64 region
+weights of all queries are ``softmax(QK^T / sqrt(d)) @ P`` for a fixed N x 64 matrix ``P = kron(P_h, P_w)``. The fast
+path feeds ``P`` as extra value channels into one fused attention call and never forms the N x N map; the
+``"naive"`` path reproduces the authors' arithmetic (materialised map, interpolate, pool, interpolate) and exists for
+verification and benchmarks.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+REGIONS_PER_SIDE = 8
+
+
+def _stretch_pool_resize(maps: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The official key-axis processing on a batch of (h, w) maps -> (8, 8) regions, before normalisation."""
+    side = REGIONS_PER_SIDE
+    maps = F.interpolate(maps, size=(h + side - h % side, w + side - w % side), mode="bilinear")
+    kernel = (max(1, h // side), max(1, w // side))
+    maps = F.avg_pool2d(maps, kernel_size=kernel, stride=kernel)
+    return F.interpolate(maps, size=(side, side), mode="bilinear")
+
+
+@lru_cache(maxsize=64)
+def _axis_matrix(n: int) -> torch.Tensor:
+    """(n, 8) matrix of the official processing along one axis (the other axis is left alone)."""
+    eye = torch.eye(n, dtype=torch.float64)[:, None, :, None]  # n maps of shape (n, 1)
+    side = REGIONS_PER_SIDE
+    maps = F.interpolate(eye, size=(n + side - n % side, 1), mode="bilinear")
+    k = max(1, n // side)
+    maps = F.avg_pool2d(maps, kernel_size=(k, 1), stride=(k, 1))
+    maps = F.interpolate(maps, size=(side, 1), mode="bilinear")
+    return maps[:, 0, :, 0]
+
+
+def region_pooling_matrix(h: int, w: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """P (h*w, 64) with ``pooled = attention @ P``; row-major key index y*w + x, region index ry*8 + rx."""
+    p = torch.kron(_axis_matrix(h), _axis_matrix(w))
+    return p.to(device=device, dtype=dtype)
+
+
+def normalise_per_head(pooled: torch.Tensor) -> torch.Tensor:
+    """Divide (B, heads, N, 64) maps by their maximum over queries and regions, per head."""
+    return pooled / pooled.amax(dim=(-2, -1), keepdim=True)
+
+
+def to_channels(maps: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(B, heads, N, K) -> (B, heads*K, h, w) with channel head*K + k."""
+    b, heads, n, k = maps.shape
+    return maps.permute(0, 1, 3, 2).reshape(b, heads * k, h, w)
+
+
+def pooled_self_attention(q, k, v, h: int, w: int):
+    """Fused attention returning (output, pooled maps (B, heads, N, 64)) without an N x N tensor.
+
+    ``q, k, v``: (B, heads, N, d). ``P`` rides along as extra value channels; q and k are zero-padded to the same
+    width so that every fused kernel (flash included) accepts the call, the softmax scale stays 1/sqrt(d).
+    """
+    d = q.shape[-1]
+    p = region_pooling_matrix(h, w, dtype=v.dtype, device=v.device)
+    values = torch.cat([v, p.expand(*v.shape[:2], *p.shape)], dim=-1)
+    pad = values.shape[-1] - d
+    q = F.pad(q, (0, pad))
+    k = F.pad(k, (0, pad))
+    out = F.scaled_dot_product_attention(q, k, values, scale=1.0 / math.sqrt(d))
+    return out[..., :d], out[..., d:]
+
+
+def naive_self_attention(q, k, v, h: int, w: int):
+    """Authors' arithmetic: fp32 N x N probabilities, then stretch / pool / resize along the key axis."""
+    b, heads, n, d = q.shape
+    probs = (q.float() @ k.float().transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)
+    out = (probs.to(v.dtype) @ v)
+    maps = _stretch_pool_resize(probs.reshape(b * heads * n, 1, h, w).to(v.dtype), h, w)
+    return out, maps.reshape(b, heads, n, REGIONS_PER_SIDE ** 2)
+
+
+def cross_attention_with_probs(q, k, v):
+    """Explicit probabilities (B, heads, N, 77): the maps are the probabilities themselves."""
+    d = q.shape[-1]
+    probs = (q.float() @ k.float().transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1).to(v.dtype)
+    return probs @ v, probs
+
+
+class MapRecorder:
+    """Shared state of the processors: which maps to record, the token grid size, and the recorded maps."""
+
+    def __init__(self):
+        self.active = False
+        self.hw: tuple[int, int] = (0, 0)
+        self.naive = False
+        self.want_self = True
+        self.want_cross = True
+        self.self_maps: list[torch.Tensor] = []
+        self.cross_maps: list[torch.Tensor] = []
+
+    def start(self, hw, want_self: bool, want_cross: bool):
+        self.active, self.hw = True, hw
+        self.want_self, self.want_cross = want_self, want_cross
+        self.self_maps, self.cross_maps = [], []
+
+    def stop(self):
+        self.active = False
+        h, w = self.hw
+        self_maps = torch.cat(self.self_maps, 1) if self.self_maps else None
+        cross_maps = torch.cat(self.cross_maps, 1) if self.cross_maps else None
+        return (to_channels(normalise_per_head(self_maps), h, w) if self_maps is not None else None,
+                to_channels(cross_maps, h, w) if cross_maps is not None else None)
+
+
+class PreimageAttnProcessor:
+    """diffusers attention processor for the frozen UNet that records attention maps when the recorder is active."""
+
+    def __init__(self, recorder: MapRecorder, is_cross: bool):
+        self.recorder = recorder
+        self.is_cross = is_cross
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        b, n, _ = hidden_states.shape
+        q, k, v = (t.unflatten(-1, (attn.heads, -1)).transpose(1, 2)
+                   for t in (attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)))
+        rec = self.recorder
+        if rec.active and self.is_cross and rec.want_cross:
+            out, probs = cross_attention_with_probs(q, k, v)
+            rec.cross_maps.append(probs)
+        elif rec.active and not self.is_cross and rec.want_self:
+            fn = naive_self_attention if rec.naive else pooled_self_attention
+            out, pooled = fn(q, k, v, *rec.hw)
+            rec.self_maps.append(pooled)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(1, 2).reshape(b, n, -1)
+        out = attn.to_out[0](out)
+        return attn.to_out[1](out)

@@ -1,0 +1,48 @@
+"""Prediction heads: the SD VAE decoder architecture, fed with the refiner output instead of a latent."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ResnetBlock, SingleHeadSpatialAttention, Upsample2x, group_norm
+
+
+class VAEDecoderHead(nn.Module):
+    """Upsamples the latent-resolution refiner output 2^(len(ch_mult)-1)x to ``out_channels`` maps.
+
+    Same blocks as the VAE decoder (mid ResnetBlock-attention-ResnetBlock, ``num_res_blocks + 1`` ResnetBlocks per
+    level, nearest-2x + conv upsampling); only ``conv_in`` (from ``in_channels``) and ``conv_out`` differ.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, ch: int = 128, ch_mult: tuple[int, ...] = (1, 2, 4, 4),
+                 num_res_blocks: int = 2):
+        super().__init__()
+        block_in = ch * ch_mult[-1]
+        self.conv_in = nn.Conv2d(in_channels, block_in, 3, padding=1)
+        self.mid_block_1 = ResnetBlock(block_in, block_in)
+        self.mid_attn = SingleHeadSpatialAttention(block_in)
+        self.mid_block_2 = ResnetBlock(block_in, block_in)
+        self.up = nn.ModuleList()  # ordered from the lowest resolution up, as they run
+        for level in reversed(range(len(ch_mult))):
+            stage = nn.Module()
+            blocks = []
+            for _ in range(num_res_blocks + 1):
+                blocks.append(ResnetBlock(block_in, ch * ch_mult[level]))
+                block_in = ch * ch_mult[level]
+            stage.blocks = nn.ModuleList(blocks)
+            stage.upsample = Upsample2x(block_in) if level > 0 else None
+            self.up.append(stage)
+        self.norm_out = group_norm(block_in)
+        self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        h = self.mid_block_2(self.mid_attn(self.mid_block_1(h)))
+        for stage in self.up:
+            for block in stage.blocks:
+                h = block(h)
+            if stage.upsample is not None:
+                h = stage.upsample(h)
+        return self.conv_out(F.silu(self.norm_out(h)))

@@ -1,0 +1,46 @@
+"""Image -> noisy latent x_t, as the official single step does it.
+
+Official: sample the VAE posterior (mean + std * noise), scale by 0.18215, then noise it to t = 1 of the
+1000-step scaled-linear schedule. Both draws were unseeded there; here they come from a caller's generator
+(reproducible), or are switched off with ``noise="none"`` (posterior mean, no t-noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL
+
+
+def schedule_coefficients(beta_start: float, beta_end: float, num_train_timesteps: int, timestep: int):
+    """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) of the scaled-linear schedule, float64 like ldm, as floats."""
+    betas = np.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=np.float64) ** 2
+    alpha_bar = np.cumprod(1.0 - betas)[timestep]
+    return float(np.float32(np.sqrt(alpha_bar))), float(np.float32(np.sqrt(1.0 - alpha_bar)))
+
+
+@dataclass
+class NoisyLatent:
+    posterior_mean: torch.Tensor
+    posterior_std: torch.Tensor
+    z: torch.Tensor
+    x_t: torch.Tensor
+
+
+def encode_and_noise(vae: AutoencoderKL, image: torch.Tensor, *, scale_factor: float, sqrt_alpha_bar: float,
+                     sqrt_one_minus_alpha_bar: float, noise_posterior: torch.Tensor | None,
+                     noise_t: torch.Tensor | None) -> NoisyLatent:
+    """``image`` in [-1, 1], (B, 3, H, W). ``None`` noises mean: use the posterior mean / add no t-noise."""
+    moments = vae.encoder(image)
+    if vae.quant_conv is not None:
+        moments = vae.quant_conv(moments)
+    mean, logvar = moments.chunk(2, dim=1)
+    std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+    sample = mean if noise_posterior is None else mean + std * noise_posterior.to(mean)
+    z = scale_factor * sample
+    x_t = sqrt_alpha_bar * z
+    if noise_t is not None:
+        x_t = x_t + sqrt_one_minus_alpha_bar * noise_t.to(z)
+    return NoisyLatent(mean, std, z, x_t)
