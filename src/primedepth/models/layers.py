@@ -37,13 +37,15 @@ def group_norm(channels: int, eps: float = 1e-5, fp32: bool = True) -> nn.GroupN
 
 
 def set_official_group_norms(module: nn.Module, eps: float | None = None) -> nn.Module:
-    """Re-size every GroupNorm in ``module`` to the official group rule (and optionally its eps), in place.
+    """Re-size every GroupNorm in ``module`` to the official group rule (and optionally its eps), in place, and
+    compute them in fp32 so that half-precision runs normalise like the official ``GroupNorm32``.
 
     Parameter shapes do not depend on the group count, so this is safe before or after loading weights.
     """
     for sub in module.modules():
         if isinstance(sub, nn.GroupNorm):
             sub.num_groups = largest_divisor_at_most(sub.num_channels, 32)
+            sub.__class__ = FP32GroupNorm
             if eps is not None:
                 sub.eps = eps
     return module

@@ -1,0 +1,69 @@
+"""Text conditioning: the OpenCLIP ViT-H/14 text tower, **last** layer + final LayerNorm, as a transformers
+``CLIPTextModel``.
+
+Stable Diffusion 2.x conditions on the penultimate layer, so diffusers' SD 2.1 ``text_encoder`` folder has 23 layers
+and cannot reproduce PrimeDepth; the full 24-layer tower is e.g. the text half of
+``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` (the weights SD 2 was trained with), or the ``cond_stage_model`` of the
+official checkpoint. Tokenisation follows open_clip: <start> tokens <end>, truncated to 77, padded with id 0.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+DEFAULT_TEXT_ENCODER = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+CONTEXT_LENGTH = 77
+
+
+def open_clip_vit_h14_text_config() -> CLIPTextConfig:
+    return CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                          num_attention_heads=16, max_position_embeddings=CONTEXT_LENGTH, hidden_act="gelu",
+                          layer_norm_eps=1e-5, projection_dim=1024, bos_token_id=49406, eos_token_id=49407,
+                          pad_token_id=0)
+
+
+def tokenize(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
+    """open_clip token ids (B, 77): start, BPE tokens, end (kept when truncating), zeros after."""
+    ids = tokenizer(list(prompts), truncation=True, max_length=CONTEXT_LENGTH)["input_ids"]
+    out = torch.zeros(len(ids), CONTEXT_LENGTH, dtype=torch.long)
+    for row, seq in enumerate(ids):
+        out[row, :len(seq)] = torch.tensor(seq)
+    return out
+
+
+@torch.no_grad()
+def encode_prompts(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
+    """(B, 77, C) token states of the last layer after the final LayerNorm (causal mask only, like open_clip)."""
+    ids = tokenize(tokenizer, prompts).to(text_encoder.device)
+    return text_encoder(input_ids=ids).last_hidden_state
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-to-character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def byte_level_tokenizer() -> CLIPTokenizer:
+    """A CLIP tokenizer with the byte alphabet only (no merges): real tokenisation for tiny offline models.
+
+    Its first 514 ids coincide with the real CLIP vocabulary (bytes, bytes + ``</w>``), then start and end.
+    """
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
+        (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
+        return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), pad_token="!")
