@@ -1,0 +1,159 @@
+"""The resumable, shardable evaluation loop.
+
+Each process takes every ``world_size``-th sample (``index % world_size == rank``), scores it and appends one CSV row
+to its own ``parts/rank<r>.csv`` (flushed and fsynced, after the raw prediction is saved), so a run killed at any
+point loses at most the sample in flight. On restart, every sample with a row in any part file is skipped. Once all
+processes are done, rank 0 merges the parts into ``per_sample.csv`` and writes ``summary.json`` / ``summary.md``
+and the cross-run report. Under ``accelerate launch`` rank and world size come from accelerate."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .datasets.base import DepthDataset
+from .files import save_npy, write_text
+from .metrics import METRIC_NAMES
+from .predictors import Predictor, prediction_filename
+from .protocol import resize_long_side, score_prediction
+
+FIELDS = ("index", "sample_id", "category", *METRIC_NAMES, "seconds")
+
+
+def run_directory(output_root: str | Path, dataset_name: str, model_name: str) -> Path:
+    return Path(output_root) / dataset_name / model_name
+
+
+def distributed_context():
+    """``(rank, world_size, barrier)``: from accelerate when launched with several processes, else a single one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        state = PartialState()
+        return state.process_index, state.num_processes, state.wait_for_everyone
+    return 0, 1, lambda: None
+
+
+def read_part(path: Path, repair: bool = False) -> list[dict]:
+    """Complete rows of one part file. A trailing line cut by a kill is dropped (and, with ``repair``, removed from
+    the file so that appends continue on a clean line)."""
+    if not path.is_file():
+        return []
+    header = ",".join(FIELDS) + "\n"
+    lines = path.read_text().splitlines(keepends=True)
+    header_ok = bool(lines) and lines[0] == header
+    rows, good = [], []
+    for line in lines[1:] if header_ok else lines:
+        values = next(csv.reader([line])) if line.endswith("\n") else []
+        if len(values) == len(FIELDS) and values[0] != "index":
+            rows.append(dict(zip(FIELDS, values)))
+            good.append(line)
+    if repair and (not header_ok or len(good) != len(lines) - 1):
+        write_text(path, header + "".join(good))
+    return rows
+
+
+def completed(run_dir: Path) -> dict[str, dict]:
+    rows = {}
+    for part in sorted((run_dir / "parts").glob("rank*.csv")):
+        for row in read_part(part):
+            rows.setdefault(row["sample_id"], row)
+    return rows
+
+
+def evaluate(
+    dataset: DepthDataset,
+    predictor: Predictor,
+    output_root: str | Path,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier=lambda: None,
+    save_predictions: bool = True,
+    merge: bool = True,
+    progress: bool = False,
+) -> dict | None:
+    """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process."""
+    run_dir = run_directory(output_root, dataset.config.name, predictor.name)
+    part = run_dir / "parts" / f"rank{rank}.csv"
+    if not part.is_file():
+        write_text(part, ",".join(FIELDS) + "\n")
+    read_part(part, repair=True)
+    done = completed(run_dir)
+    todo = [i for i in range(rank, len(dataset), world_size) if dataset.entries[i][0] not in done]
+    if progress:
+        from tqdm import tqdm
+
+        todo = tqdm(todo, desc=f"{dataset.config.name}/{predictor.name} rank {rank}", unit="img")
+    with open(part, "a", newline="") as f:
+        for index in todo:
+            f.write(_score_one(dataset, predictor, index, run_dir, save_predictions))
+            f.flush()
+            os.fsync(f.fileno())
+    barrier()
+    if merge and rank == 0:
+        return merge_run(dataset, predictor, run_dir, output_root)
+    return None
+
+
+def _score_one(dataset, predictor, index, run_dir, save_predictions) -> str:
+    sample = dataset[index]
+    start = time.perf_counter()
+    pred = predictor.predict(sample.sample_id, resize_long_side(sample.rgb, dataset.config.processing_res))
+    seconds = time.perf_counter() - start
+    metrics, _ = score_prediction(pred, sample, dataset.config, predictor.space)
+    if save_predictions:
+        save_npy(run_dir / "predictions" / prediction_filename(sample.sample_id), pred.astype(np.float32))
+    row = {"index": index, "sample_id": sample.sample_id, "category": sample.category, **metrics, "seconds": seconds}
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([row[k] for k in FIELDS])
+    return buffer.getvalue()
+
+
+def summarise(rows: list[dict], dataset: DepthDataset, model: str, space: str) -> dict:
+    """Means over images of every metric (overall and per category), plus what is needed to read them."""
+
+    def means(subset):
+        return {m: float(np.mean([float(r[m]) for r in subset])) for m in METRIC_NAMES}
+
+    categories = sorted({r["category"] for r in rows if r["category"]})
+    return {
+        "dataset": dataset.config.name,
+        "dataset_title": dataset.config.title,
+        "model": model,
+        "alignment": space,
+        "samples": len(rows),
+        "expected_samples": dataset.config.expected_count,
+        "complete": len(rows) == len(dataset) and not dataset.partial,
+        "metrics": means(rows),
+        "categories": {c: {"samples": sum(r["category"] == c for r in rows), **means([r for r in rows if r["category"] == c])} for c in categories},
+        "seconds_per_sample": float(np.mean([float(r["seconds"]) for r in rows])) if rows and "seconds" in rows[0] else None,
+    }
+
+
+def write_per_sample(path: Path, rows: list[dict], fields=FIELDS) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def merge_run(dataset, predictor, run_dir, output_root) -> dict:
+    from .report import summary_markdown, write_reports
+
+    rows = sorted(completed(run_dir).values(), key=lambda r: int(r["index"]))
+    if not rows:
+        raise RuntimeError(f"{run_dir}: no scored sample to summarise")
+    write_per_sample(run_dir / "per_sample.csv", rows)
+    summary = summarise(rows, dataset, predictor.name, predictor.space)
+    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text(run_dir / "summary.md", summary_markdown(summary))
+    write_reports(output_root, dataset)
+    return summary
