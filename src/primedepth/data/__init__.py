@@ -1,0 +1,1 @@
+"""Training data for PrimeDepth: procedural scenes, Hypersim, Virtual KITTI 2, pseudo-labelled folders, mixing."""
