@@ -67,3 +67,12 @@ def byte_level_tokenizer() -> CLIPTokenizer:
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
         (Path(tmp) / "merges.txt").write_text("#version: 0.2\n")
         return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), pad_token="!")
+
+
+def load_clip_tokenizer(source, **hub_kwargs) -> CLIPTokenizer:
+    """``CLIPTokenizer.from_pretrained`` that fails loudly: transformers returns an empty tokenizer when the
+    vocabulary files are missing, which would silently turn every caption into padding."""
+    tokenizer = CLIPTokenizer.from_pretrained(source, pad_token="!", **hub_kwargs)
+    if len(tokenizer.get_vocab()) < 258:
+        raise OSError(f"tokenizer {str(source)!r}: no vocabulary found (vocab.json/merges.txt or tokenizer.json)")
+    return tokenizer

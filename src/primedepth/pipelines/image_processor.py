@@ -85,6 +85,8 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
 def load_image(image, name: str | None = None) -> LoadedImage:
     """Accepts a path, a PIL image, an HxW[xC] numpy array (uint8, uint16 or float in [0, 1]) or a torch tensor
     (3xHxW, float in [0, 1] or uint8). EXIF orientation is applied to files and PIL images."""
+    if isinstance(image, LoadedImage):
+        return image
     source = name or (str(image) if isinstance(image, (str, Path)) else type(image).__name__)
     try:
         if isinstance(image, (str, Path)):

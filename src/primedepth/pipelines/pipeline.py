@@ -14,7 +14,7 @@ from ..models.frozen_sd import official_unet, official_vae
 from ..models.labeller import LabellerOutput, PrimeDepthLabeller
 from ..models.latent_noising import encode_and_noise, schedule_coefficients
 from ..models.preimage_extractor import PreimageExtractor
-from ..models.text_encoder import encode_prompts
+from ..models.text_encoder import encode_prompts, load_clip_tokenizer
 from .captioning import Blip2Captioner, CaptionCache
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX, resolve_model_dir
@@ -47,6 +47,9 @@ class PrimeDepthPipeline:
         self.settings = dict(settings)
         self.captioner = captioner
         self.caption_cache = caption_cache or CaptionCache(None)
+        if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
+            raise ValueError(f"text encoder width {text_encoder.config.hidden_size} does not match the UNet's "
+                             f"cross-attention width {unet.config.cross_attention_dim}")
         self.extractor = PreimageExtractor(self.unet)
         for module in self.modules.values():
             module.eval().requires_grad_(False)
@@ -85,17 +88,20 @@ class PrimeDepthPipeline:
         else:
             root = resolve_model_dir(model, cache_dir=cache_dir, local_files_only=local_files_only)
             settings = json.loads((root / MODEL_INDEX).read_text())
-            text_source = settings.get("text_encoder", "text_encoder")
-            embedded = root / text_source
-            text_path, tok_path = ((embedded, root / settings.get("tokenizer", "tokenizer")) if embedded.is_dir()
-                                   else (text_source, text_source))
+
+            def source(key: str):  # a sub-folder of the model, or a hub id / path named in model_index.json
+                name = settings.get(key, key)
+                return root / name if (root / name).is_dir() else name
+
+            text_path, tok_path = source("text_encoder"), source("tokenizer")
             hub = dict(cache_dir=cache_dir, local_files_only=local_files_only)
             try:
                 text_encoder = CLIPTextModel.from_pretrained(text_path, **hub)
-                tokenizer = CLIPTokenizer.from_pretrained(tok_path, pad_token="!", **hub)
+                tokenizer = load_clip_tokenizer(tok_path, **hub)
             except OSError as err:
-                raise OSError(f"text encoder {str(text_path)!r} of {root} could not be loaded: {err}\n"
-                              "Pass --text-encoder to `primedepth convert` to embed a local copy.") from None
+                raise OSError(f"text encoder / tokenizer of {root} ({text_path}, {tok_path}) could not be loaded: "
+                              f"{err}\nRun `primedepth convert` with --text-encoder/--tokenizer pointing at a "
+                              "local copy to embed it.") from None
             pipe = cls(
                 vae=AutoencoderKL.from_pretrained(root / "vae"),
                 unet=UNet2DConditionModel.from_pretrained(root / "unet"),

@@ -1,0 +1,41 @@
+"""``primedepth convert``: official checkpoint -> our model folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("convert")
+@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("out_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Official-style JSON config (format of official_tiny_config.json) [default: the full model].")
+@click.option("--trust-pickle", is_flag=True, help="Allow full unpickling (runs code from the file!). Only for "
+              "checkpoints you trust; by default only tensors are loaded (weights_only).")
+@click.option("--text-encoder", default=None, help="Hub id or folder of a 24-layer OpenCLIP ViT-H/14 text tower "
+              "(CLIPTextModel), used when the checkpoint has none [default: laion/CLIP-ViT-H-14-laion2B-s32B-b79K].")
+@click.option("--tokenizer", default=None, help="Hub id or folder of the CLIP tokenizer [default: --text-encoder].")
+@click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
+@click.option("--local-files-only", is_flag=True, help="Never touch the network.")
+def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokenizer, cache_dir, local_files_only):
+    """Convert an official PrimeDepth CHECKPOINT (.ckpt) into OUT_DIR [default: ~/.cache/primedepth/PrimeDepth]."""
+    from ..conversion.convert import convert_official_checkpoint
+    from ..conversion.official_checkpoint import UntrustedCheckpointError
+    from ..models.text_encoder import DEFAULT_TEXT_ENCODER
+    from ..pipelines.loading import default_model_dir
+
+    out_dir = out_dir or default_model_dir()
+    try:
+        report = convert_official_checkpoint(checkpoint, out_dir, config_path, trust_pickle=trust_pickle,
+                                             text_encoder=text_encoder or DEFAULT_TEXT_ENCODER, tokenizer=tokenizer,
+                                             cache_dir=cache_dir, local_files_only=local_files_only)
+    except (FileNotFoundError, FileExistsError, ValueError, UntrustedCheckpointError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    counts = ", ".join(f"{k} {v} tensors" for k, v in report.counts.items())
+    click.echo(f"converted {checkpoint} -> {report.out_dir} ({counts})")
+    for note in report.notes:
+        click.echo(f"note: {note}")

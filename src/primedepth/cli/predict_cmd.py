@@ -1,0 +1,142 @@
+"""``primedepth predict``: depth for files, folders and globs, resumable, one bad file never stops a batch."""
+
+from __future__ import annotations
+
+import glob
+import sys
+from pathlib import Path
+
+import click
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
+DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(file, output stem relative to OUT_DIR) pairs, and errors for inputs that match nothing.
+
+    Folders are searched recursively for image extensions and mirrored under OUT_DIR; files and glob matches
+    keep their name.
+    """
+    items, errors, seen = [], [], {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = [(f, f.relative_to(path).with_suffix("")) for f in sorted(path.rglob("*"))
+                     if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+            if not found:
+                errors.append(f"{item}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        elif any(c in item for c in "*?["):
+            found = [(Path(f), Path(Path(f).stem)) for f in sorted(glob.glob(item, recursive=True))
+                     if Path(f).is_file()]
+            if not found:
+                errors.append(f"{item}: no files match this pattern")
+        elif path.is_file():
+            found = [(path, Path(path.stem))]
+        else:
+            errors.append(f"{item}: no such file or folder")
+            found = []
+        for file, stem in found:
+            if stem in seen and seen[stem] != file:
+                errors.append(f"{file}: its outputs would overwrite those of {seen[stem]} (same name); rename one")
+                continue
+            if stem not in seen:
+                seen[stem] = file
+                items.append((file, stem))
+    return items, errors
+
+
+@click.command("predict")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the outputs (created if needed).")
+@click.option("--model", default=None, help="'tiny-random', a converted model folder or a hub repo id "
+              "[default: $PRIMEDEPTH_MODEL or ~/.cache/primedepth/PrimeDepth].")
+@click.option("--format", "formats", default="npy,png16,color", show_default=True,
+              help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (Spectral), "
+                   "seg (segmentation, indexed PNG).")
+@click.option("--max-size", default=1024, show_default=True, type=int,
+              help="Long side used for processing (never upscaled; 0 = input size).")
+@click.option("--native-size", is_flag=True, help="Reproduce the authors' output size (8*floor(H/8) x 8*floor(W/8) "
+              "unless downscaled) instead of the input size.")
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
+@click.option("--dtype", default="fp32", type=click.Choice(list(DTYPES)), show_default=True)
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--caption", default=None, help="auto (BLIP-2, as the authors), none (empty prompt) or a text "
+              "[default: the model's setting].")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the posterior and t = 1 noise draws.")
+@click.option("--noise", default="sampled", type=click.Choice(["sampled", "none"]), show_default=True,
+              help="'none': posterior mean without t-noise.")
+@click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
+@click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
+@click.option("--local-files-only", is_flag=True, help="Never touch the network.")
+def command(inputs, output_dir, model, formats, max_size, native_size, device, dtype, batch_size, caption, seed,
+            noise, overwrite, cache_dir, local_files_only):
+    """Predict affine-invariant inverse depth for INPUTS (files, folders, globs)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..pipelines.export import FORMATS, output_path, write_prediction
+    from ..pipelines.image_processor import ImageLoadError, load_image
+    from ..pipelines.loading import WeightsNotFoundError, default_model_dir
+    from ..pipelines.pipeline import PrimeDepthPipeline
+
+    fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = [f for f in fmt_list if f not in FORMATS]
+    if unknown or not fmt_list:
+        raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", param_hint="--format")
+    items, failures = collect_inputs(list(inputs))
+    todo = [(f, s) for f, s in items
+            if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
+    skipped = len(items) - len(todo)
+
+    model = model or str(default_model_dir())
+    try:
+        pipe = PrimeDepthPipeline.from_pretrained(
+            model, device=None if device == "auto" else device, torch_dtype=getattr(torch, DTYPES[dtype]),
+            cache_dir=cache_dir, local_files_only=local_files_only) if todo else None
+    except (WeightsNotFoundError, OSError) as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    if pipe is not None:
+        note = " (random weights: smoke test only, the depth is meaningless)" if model == "tiny-random" else ""
+        click.echo(f"model: {model} on {pipe.device} ({dtype}){note}", err=True)
+
+    written = 0
+    options = dict(caption=caption, seed=seed, noise=noise, max_size=max_size or None,
+                   match_input_size=not native_size, segmentation="seg" in fmt_list)
+    bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
+    try:
+        for start in range(0, len(todo), batch_size):
+            batch = []
+            for file, stem in todo[start:start + batch_size]:
+                try:
+                    batch.append((load_image(file), stem))
+                except ImageLoadError as err:
+                    failures.append(str(err))
+                    bar.update(1)
+            # Run the batch together; if it fails, run its images one by one so the culprit is named.
+            groups = [batch] if len(batch) <= 1 else [batch, *[[b] for b in batch]]
+            for group in groups:
+                try:
+                    out = pipe([img for img, _ in group], batch_size=batch_size, **options)
+                except (ValueError, RuntimeError) as err:
+                    if len(group) == 1:
+                        failures.append(f"{group[0][0].source}: prediction failed ({err})")
+                        bar.update(1)
+                    continue
+                for k, (img, stem) in enumerate(group):
+                    seg = out.segmentation[k] if out.segmentation is not None else None
+                    write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg)
+                    written += 1
+                    bar.update(1)
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"interrupted: {written} written; finished outputs are complete, rerun to resume", err=True)
+        sys.exit(130)
+    bar.close()
+    click.echo(f"done: {written} written, {skipped} skipped (outputs exist), {len(failures)} failed", err=True)
+    for failure in failures:
+        click.echo(f"  failed: {failure}", err=True)
+    sys.exit(1 if failures else 0)

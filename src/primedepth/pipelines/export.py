@@ -1,0 +1,92 @@
+"""Writing predictions to files: raw npy, 16-bit PNG, Spectral colour map, indexed segmentation PNG.
+
+Every writer goes through ``atomic_write``: the file appears complete under its final name or not at all, so an
+interrupted batch never leaves a half-written output that a resumed run would skip.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png"}
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def normalise(values: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (a constant map becomes zeros)."""
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+
+
+def _png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def npy_bytes(inverse_depth: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, inverse_depth.astype(np.float32))
+    return buf.getvalue()
+
+
+def png16_bytes(inverse_depth: np.ndarray) -> bytes:
+    """Min-max normalised inverse depth as uint16 (0 = farthest, 65535 = nearest)."""
+    return _png_bytes(Image.fromarray((normalise(inverse_depth) * 65535).round().astype(np.uint16)))
+
+
+def color_bytes(inverse_depth: np.ndarray, cmap: str = "Spectral") -> bytes:
+    """Normalised inverse depth through a matplotlib colour map, like the authors' visualisation."""
+    import matplotlib
+
+    rgb = matplotlib.colormaps[cmap](normalise(inverse_depth))[..., :3]
+    return _png_bytes(Image.fromarray((rgb * 255).round().astype(np.uint8)))
+
+
+def segmentation_palette(seed: int = 150) -> list[int]:
+    """A fixed palette of 256 random bright colours (class 0 black); the class id is the pixel value."""
+    colors = np.random.default_rng(seed).integers(32, 256, size=(256, 3), dtype=np.uint8)
+    colors[0] = 0
+    return colors.reshape(-1).tolist()
+
+
+def segmentation_bytes(classes: np.ndarray) -> bytes:
+    h, w = classes.shape
+    image = Image.frombytes("P", (w, h), np.ascontiguousarray(classes, dtype=np.uint8).tobytes())
+    image.putpalette(segmentation_palette())
+    return _png_bytes(image)
+
+
+def write_prediction(stem: Path, formats: list[str], inverse_depth: np.ndarray,
+                     segmentation: np.ndarray | None = None) -> list[Path]:
+    """Write the requested formats next to ``stem`` (``stem`` + suffix of each format); returns the paths."""
+    writers = {"npy": lambda: npy_bytes(inverse_depth), "png16": lambda: png16_bytes(inverse_depth),
+               "color": lambda: color_bytes(inverse_depth), "seg": lambda: segmentation_bytes(segmentation)}
+    paths = []
+    for fmt in formats:
+        path = output_path(stem, fmt)
+        atomic_write(path, writers[fmt]())
+        paths.append(path)
+    return paths
+
+
+def output_path(stem: Path, fmt: str) -> Path:
+    return stem.with_name(stem.name + FORMATS[fmt])
