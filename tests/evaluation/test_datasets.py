@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from primedepth.evaluation.datasets import DATASETS, DatasetConfig, DatasetError
+from primedepth.evaluation.datasets.nuscenes_c import quaternion_to_matrix
+
+from . import fixtures
+
+PROTOCOL_COUNTS = {"nyu": 654, "kitti": 652, "eth3d": 454, "scannet": 800, "diode": 771, "nuscenes_c": 3489}
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOL_COUNTS))
+def test_protocol_constants_are_written_down(name):
+    config = DatasetConfig.load(name)
+    assert config.expected_count == PROTOCOL_COUNTS[name]
+    assert name in DATASETS
+
+
+def test_protocol_values():
+    nyu, kitti, eth3d, diode = (DatasetConfig.load(n) for n in ("nyu", "kitti", "eth3d", "diode"))
+    assert (nyu.min_depth, nyu.max_depth, nyu.eval_crop) == (1e-3, 10.0, (45, 471, 41, 601))
+    assert (kitti.min_depth, kitti.max_depth, kitti.kitti_bm_crop, kitti.garg_crop) == (1e-5, 80.0, True, True)
+    assert (eth3d.max_depth, eth3d.processing_res, eth3d.alignment_max_res) == (np.inf, 756, 1024)
+    assert (diode.min_depth, diode.max_depth, diode.processing_res) == (0.6, 350.0, 640)
+    assert len(DatasetConfig.load("nuscenes_c").categories) == 6
+
+
+def test_count_mismatch_is_a_clear_error(tmp_path):
+    fixtures.make_nyu(tmp_path, n=2)
+    with pytest.raises(DatasetError, match=r"found 2 samples .* protocol has 654"):
+        DATASETS["nyu"](tmp_path)
+
+
+def test_nyu_units_and_eigen_crop(tmp_path):
+    gts = fixtures.make_nyu(tmp_path)
+    ds = DATASETS["nyu"](tmp_path, allow_partial=True)
+    assert len(ds) == 3 and ds.partial
+    s = ds[0]
+    np.testing.assert_allclose(s.depth, gts[s.sample_id], rtol=1e-6)
+    rows, cols = np.nonzero(s.valid)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (45, 470, 41, 600)
+    assert s.rgb.shape == (480, 640, 3)
+
+
+def test_kitti_png_reads_back_in_metres_and_is_cropped(tmp_path):
+    gts = fixtures.make_kitti(tmp_path)
+    ds = DATASETS["kitti"](tmp_path, allow_partial=True)
+    assert len(ds) == 2  # the frame without GT is not in the split
+    s = ds[1]
+    assert s.rgb.shape == (352, 1216, 3) and s.depth.shape == (352, 1216)
+    top, left = 375 - 352, (1242 - 1216) // 2
+    np.testing.assert_allclose(s.depth, gts[s.sample_id][top:, left : left + 1216], rtol=1e-6)
+    # A stored value of 256 * d reads back as d metres.
+    raw = np.asarray(Image.open(tmp_path / ds.entries[1][1]))
+    assert s.depth[100, 500] == pytest.approx(raw[top + 100, left + 500] / 256.0)
+    rows, cols = np.nonzero(s.valid)
+    assert rows.min() >= int(0.3324324 * 352) and rows.max() < int(0.91351351 * 352)
+    assert cols.min() >= int(0.0359477 * 1216) and cols.max() < int(0.96405229 * 1216)
+    assert not s.valid[s.depth == 0].any()
+
+
+def test_eth3d_raw_float_with_inf_invalid(tmp_path):
+    gts = fixtures.make_eth3d(tmp_path)
+    ds = DATASETS["eth3d"](tmp_path, allow_partial=True)
+    s = ds[0]
+    assert not s.valid[:5].any() and s.valid[5:].all()
+    np.testing.assert_allclose(s.depth[5:], gts[s.sample_id][5:])
+
+
+def test_eth3d_wrong_size_names_the_file(tmp_path):
+    fixtures.make_eth3d(tmp_path, n=1)
+    ds = DATASETS["eth3d"](tmp_path, allow_partial=True)
+    path = tmp_path / ds.entries[0][1]
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(DatasetError, match=f"{path}.*5399 float32 values.*60x90"):
+        ds[0]
+
+
+def test_scannet_units(tmp_path):
+    gts = fixtures.make_scannet(tmp_path)
+    ds = DATASETS["scannet"](tmp_path, allow_partial=True)
+    s = ds[1]
+    np.testing.assert_allclose(s.depth, gts[s.sample_id], rtol=1e-6)
+    assert s.valid.all()
+
+
+def test_diode_mask_range_and_categories(tmp_path):
+    gts = fixtures.make_diode(tmp_path)
+    ds = DATASETS["diode"](tmp_path, allow_partial=True)
+    assert [ds.category(e) for e in ds.entries] == ["indoors", "outdoors", "outdoors"]
+    s = ds[1]
+    assert not s.valid[:, :4].any()
+    assert (s.depth[s.valid] > 0.6).all() and (s.depth[s.valid] < 350).all()
+    np.testing.assert_allclose(s.depth[:, 4:], gts[s.sample_id][:, 4:])
+
+
+def test_corrupt_png_names_the_file(tmp_path):
+    fixtures.make_scannet(tmp_path, n=1)
+    ds = DATASETS["scannet"](tmp_path, allow_partial=True)
+    (tmp_path / ds.entries[0][1]).write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=ds.entries[0][1]):
+        ds[0]
+
+
+def test_split_file_in_marigold_format(tmp_path):
+    fixtures.make_scannet(tmp_path, n=2)
+    ds = DATASETS["scannet"](tmp_path, allow_partial=True)
+    split = tmp_path / "list.txt"
+    split.write_text(" ".join(ds.entries[1]) + "\n")
+    assert DATASETS["scannet"](tmp_path, split_file=split, allow_partial=True).entries == [ds.entries[1]]
+    split.write_text("scene9/color/1.jpg scene9/depth/1.png\n")
+    with pytest.raises(DatasetError, match="list.txt:1: image .*scene9/color/1.jpg does not exist"):
+        DATASETS["scannet"](tmp_path, split_file=split, allow_partial=True)
+
+
+def test_quaternion_matches_camera_convention():
+    r = quaternion_to_matrix(fixtures.EGO_TO_CAMERA_QUATERNION)
+    np.testing.assert_allclose(r, [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-12)
+
+
+def test_nuscenes_projection_categories_and_counts(tmp_path):
+    expected = fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0001": 3, "scene-0002": 2, "scene-0003": 1})
+    scene_list = fixtures.write_scene_list(tmp_path / "scenes.json", {"Night": ["scene-0002"], "Day Rain": ["scene-0001"]})
+    ds = DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=scene_list, allow_partial=True)
+    assert len(ds) == 5  # key frames of the listed scenes only; sweeps and other cameras ignored
+    assert sorted(ds[i].category for i in range(len(ds))) == ["Day Rain"] * 3 + ["Night"] * 2
+    s = ds[0]
+    hits = expected[s.sample_id]
+    for row, col, z in hits:
+        assert s.depth[row, col] == pytest.approx(z, rel=1e-5)  # ego motion between lidar and camera compensated
+    assert s.valid.sum() == 4  # 3 known points + 1 more; the hidden, behind-camera and too-close ones dropped
+
+
+def test_nuscenes_without_scene_list_refuses(tmp_path):
+    fixtures.make_nuscenes(tmp_path, {"scene-0001": 1})
+    with pytest.raises(DatasetError, match="Table 5.*not shipped"):
+        DATASETS["nuscenes_c"](tmp_path, allow_partial=True)
+
+
+def test_nuscenes_unknown_scene_is_named(tmp_path):
+    fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0001": 1})
+    scene_list = fixtures.write_scene_list(tmp_path / "s.json", {"Night": ["scene-0999"]})
+    with pytest.raises(DatasetError, match="scene-0999"):
+        DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=scene_list, allow_partial=True)
