@@ -133,7 +133,8 @@ class PrimeDepthPipeline:
         if caption != "auto":
             return [caption] * len(images)
         keys = [img.content_hash() for img in images]
-        missing = [i for i, k in enumerate(keys) if self.caption_cache.get(k) is None]
+        first_index = {k: i for i, k in reversed(list(enumerate(keys)))}
+        missing = [i for k, i in first_index.items() if self.caption_cache.get(k) is None]
         if missing:
             if self.captioner is None:
                 self.captioner = Blip2Captioner(device=self.device)
