@@ -17,7 +17,7 @@ def test_output_is_at_input_size_and_native_mode_reproduces_official_sizes(tiny_
     assert native.inverse_depth[0].shape == (72, 88)  # the authors' 8*floor(H/8) x 8*floor(W/8)
     # Downscaled by max_size: the authors resize back to the input, so do we in both modes.
     assert tiny_pipe(rgb_image, max_size=40, match_input_size=False).inverse_depth[0].shape == (75, 93)
-    assert tiny_pipe(rgb_image, max_size=40).metadata["processing_sizes"] == [(32, 40)]
+    assert tiny_pipe(rgb_image, max_size=80).metadata["processing_sizes"] == [(64, 80)]
 
 
 def test_processing_sizes():
@@ -26,7 +26,8 @@ def test_processing_sizes():
     assert official_processing_size(1000, 1000, 512) == (512, 512)
     assert aligned_processing_size(75, 93, 1024) == (72, 96)
     assert aligned_processing_size(3000, 2000, 1024) == (1024, 680)
-    assert aligned_processing_size(1, 1, 1024) == (8, 8)
+    assert aligned_processing_size(1, 1, 1024) == (64, 64)
+    assert aligned_processing_size(20, 300, 1024) == (64, 304)
 
 
 def test_seeded_noise_is_reproducible_and_noise_none_ignores_the_seed(tiny_pipe, rgb_image):

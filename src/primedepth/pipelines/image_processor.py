@@ -137,10 +137,13 @@ def official_processing_size(h: int, w: int, max_size: int | None) -> tuple[int,
     return (new_short, new_long) if h <= w else (new_long, new_short)
 
 
+MIN_PROCESSING_SIDE = 64  # one latent pixel at the UNet's deepest level; smaller inputs are stretched up to it
+
+
 def aligned_processing_size(h: int, w: int, max_size: int | None, multiple: int = 8) -> tuple[int, int]:
-    """Long side <= ``max_size`` (never upscaled), both sides rounded to the nearest multiple of 8 (at least 8)."""
+    """Long side <= ``max_size`` (never upscaled), sides rounded to the nearest multiple of 8 and at least 64."""
     scale = min(1.0, max_size / max(h, w)) if max_size else 1.0
-    return tuple(max(multiple, int(round(s * scale / multiple)) * multiple) for s in (h, w))
+    return tuple(max(MIN_PROCESSING_SIDE, int(round(s * scale / multiple)) * multiple) for s in (h, w))
 
 
 def resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -1,0 +1,72 @@
+"""``primedepth predict`` end to end on the tiny random model."""
+
+import numpy as np
+from click.testing import CliRunner
+from PIL import Image
+
+from primedepth.cli import main
+
+
+def _folder(tmp_path, rgb_image):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(rgb_image).save(src / "good.png")
+    Image.fromarray(rgb_image[:33, :47]).save(src / "sub" / "small.jpg")
+    data = (src / "good.png").read_bytes()
+    (src / "truncated.png").write_bytes(data[: len(data) // 2])
+    (src / "notes.jpg").write_text("a text file with an image extension")
+    return src
+
+
+def test_predict_writes_every_format_at_input_size(tmp_path, rgb_image):
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(out), "--model", "tiny-random",
+                                       "--format", "npy,png16,color,seg"])
+    assert result.exit_code == 0, result.output
+    depth = np.load(out / "x.npy")
+    assert depth.shape == (75, 93) and depth.dtype == np.float32
+    png16 = Image.open(out / "x_16bit.png")
+    assert png16.size == (93, 75) and np.asarray(png16).dtype in (np.uint16, np.int32)
+    # the 16-bit PNG is the min-max normalised inverse depth
+    norm = (depth - depth.min()) / (depth.max() - depth.min())
+    np.testing.assert_allclose(np.asarray(png16) / 65535.0, norm, atol=1 / 65535)
+    assert Image.open(out / "x_color.png").mode == "RGB" and Image.open(out / "x_color.png").size == (93, 75)
+    seg = Image.open(out / "x_seg.png")
+    assert seg.mode == "P" and seg.size == (93, 75) and np.asarray(seg).max() < 150
+
+
+def test_folder_with_bad_files_keeps_going_names_them_and_fails_the_exit_code(tmp_path, rgb_image):
+    src, out = _folder(tmp_path, rgb_image), tmp_path / "out"
+    args = ["predict", str(src), "-o", str(out), "--model", "tiny-random", "--batch-size", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "truncated.png" in result.output and "notes.jpg" in result.output and "2 failed" in result.output
+    assert np.load(out / "good.npy").shape == (75, 93)
+    assert np.load(out / "sub" / "small.npy").shape == (33, 47)
+    assert not list(out.rglob("truncated*")) and not list(out.rglob("notes*"))
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+    # Rerun: finished images are skipped, the broken ones fail again.
+    mtime = (out / "good.npy").stat().st_mtime_ns
+    again = CliRunner().invoke(main, args)
+    assert "2 skipped" in again.output and again.exit_code == 1
+    assert (out / "good.npy").stat().st_mtime_ns == mtime
+    forced = CliRunner().invoke(main, args + ["--overwrite"])
+    assert "2 written" in forced.output
+
+
+def test_native_size_glob_and_unknown_inputs(tmp_path, rgb_image):
+    Image.fromarray(rgb_image).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "*.png"), str(tmp_path / "nope.png"), "-o", str(out),
+                                       "--model", "tiny-random", "--native-size", "--format", "npy"])
+    assert result.exit_code == 1 and "nope.png: no such file" in result.output
+    assert np.load(out / "a.npy").shape == (72, 88)
+
+
+def test_missing_model_is_one_clear_error(tmp_path, rgb_image):
+    Image.fromarray(rgb_image).save(tmp_path / "a.png")
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
+                                       "--model", str(tmp_path / "no-model")])
+    assert result.exit_code == 2 and "primedepth convert" in result.output
