@@ -15,7 +15,7 @@ from ..models.frozen_sd import build_unet, build_vae, unet_config_from_official,
 from ..models.labeller import PrimeDepthLabeller
 from ..models.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
 from ..pipelines.loading import MODEL_INDEX
-from .official_checkpoint import load_official_checkpoint, split_official_state_dict
+from .official_checkpoint import fit_key_prefix, load_official_checkpoint, split_official_state_dict
 from .official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
 
 VAE_DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
@@ -31,12 +31,12 @@ class ConversionReport:
 def text_config_from_weights(state: dict[str, torch.Tensor]) -> CLIPTextConfig:
     """CLIPTextConfig of a converted OpenCLIP text tower, read off its tensor shapes (64-wide heads, like
     OpenCLIP's ``head_width``)."""
-    vocab, width = state["text_model.embeddings.token_embedding.weight"].shape
-    layers = len({k.split(".")[3] for k in state if k.startswith("text_model.encoder.layers.")})
+    vocab, width = state["embeddings.token_embedding.weight"].shape
+    layers = len({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
     return CLIPTextConfig(
         vocab_size=vocab, hidden_size=width, num_hidden_layers=layers, num_attention_heads=max(1, width // 64),
-        intermediate_size=state["text_model.encoder.layers.0.mlp.fc1.weight"].shape[0],
-        max_position_embeddings=state["text_model.embeddings.position_embedding.weight"].shape[0],
+        intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0],
+        max_position_embeddings=state["embeddings.position_embedding.weight"].shape[0],
         hidden_act="gelu", layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
 
 
@@ -91,8 +91,8 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
         hub = dict(cache_dir=cache_dir, local_files_only=local_files_only)
         if converted.text_encoder is not None:
             text_model = CLIPTextModel(text_config_from_weights(converted.text_encoder))
-            problems = _load_strict("text_encoder", text_model, converted.text_encoder,
-                                    ("text_model.embeddings.position_ids",))
+            problems = _load_strict("text_encoder", text_model, fit_key_prefix(converted.text_encoder, text_model),
+                                    ("text_model.embeddings.position_ids", "embeddings.position_ids"))
             if problems:
                 raise ValueError(f"{checkpoint}: text tower does not convert: {problems[:5]}")
             text_model.save_pretrained(tmp / "text_encoder")

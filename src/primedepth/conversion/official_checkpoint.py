@@ -109,19 +109,20 @@ def labeller_key(key: str, head_levels: int) -> str | None:
 
 
 def text_tower_to_transformers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """OpenCLIP text tower (keys without ``cond_stage_model.model.``) -> transformers ``CLIPTextModel`` keys."""
+    """OpenCLIP text tower (keys without ``cond_stage_model.model.``) -> ``CLIPTextModel`` keys of its
+    ``text_model`` (transformers 5 names them without that prefix; ``fit_key_prefix`` adapts to either)."""
     out = {}
     for key, value in state.items():
         if key == "token_embedding.weight":
-            out["text_model.embeddings.token_embedding.weight"] = value
+            out["embeddings.token_embedding.weight"] = value
         elif key == "positional_embedding":
-            out["text_model.embeddings.position_embedding.weight"] = value
+            out["embeddings.position_embedding.weight"] = value
         elif key.startswith("ln_final."):
-            out["text_model.final_layer_norm." + key.split(".", 1)[1]] = value
+            out["final_layer_norm." + key.split(".", 1)[1]] = value
         elif key == "text_projection":
             continue  # pooled projection; PrimeDepth conditions on the token states only
         elif m := re.fullmatch(r"transformer\.resblocks\.(\d+)\.(.+)", key):
-            layer, rest = f"text_model.encoder.layers.{m[1]}.", m[2]
+            layer, rest = f"encoder.layers.{m[1]}.", m[2]
             if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
                 kind = rest.rsplit("_", 1)[1]
                 for name, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
@@ -170,3 +171,10 @@ def split_official_state_dict(state: dict[str, torch.Tensor], unet_config: dict,
         if len(converted) != len(given):
             unplaced.append(f"<{name}: {len(given)} official tensors became {len(converted)} diffusers tensors>")
     return ConvertedCheckpoint(unet, vae, labeller, text_tower_to_transformers(text) if text else None, unplaced)
+
+
+def fit_key_prefix(state: dict[str, torch.Tensor], module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Add the module's ``text_model.`` prefix when its parameter names carry one (transformers < 5)."""
+    if any(k.startswith("text_model.") for k in module.state_dict()):
+        return {"text_model." + k: v for k, v in state.items()}
+    return state
