@@ -1,6 +1,6 @@
 """``primedepth eval``: score one model on one benchmark under the documented protocol (docs/evaluation.md).
 
-Runs are resumable (re-run the same command) and shardable (``accelerate launch --num_processes N $(which primedepth) eval ...``);
+Runs are resumable (re-run the same command) and shardable (``accelerate launch --multi_gpu --num_processes N $(which primedepth) eval ...``);
 every run rebuilds the comparison table, box plot and image strips under the output root."""
 
 from __future__ import annotations

@@ -33,9 +33,12 @@ def run_directory(output_root: str | Path, dataset_name: str, model_name: str) -
 def distributed_context():
     """``(rank, world_size, barrier)``: from accelerate when launched with several processes, else a single one."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        state = PartialState(cpu=not torch.cuda.is_available())
+        if state.num_processes != int(os.environ["WORLD_SIZE"]):
+            raise RuntimeError(f"accelerate set up {state.num_processes} process(es), WORLD_SIZE is {os.environ['WORLD_SIZE']}")
         return state.process_index, state.num_processes, state.wait_for_everyone
     return 0, 1, lambda: None
 
