@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ResnetBlock, SingleHeadSpatialAttention, Upsample2x, group_norm
+from .layers import ResnetBlock, SingleHeadSpatialAttention, Upsample2x, group_norm, norm_act_conv_banded
 
 
 class VAEDecoderHead(nn.Module):
@@ -37,7 +37,11 @@ class VAEDecoderHead(nn.Module):
         self.norm_out = group_norm(block_in)
         self.conv_out = nn.Conv2d(block_in, out_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, low_memory: bool = False, band: int | None = None) -> torch.Tensor:
+        """``low_memory``: run the ResnetBlocks, upsampling convs and output conv in row bands (exact up to float
+        rounding; about 1/3 less peak activation memory at full resolution, a little slower)."""
+        if low_memory:
+            return self._forward_banded(x, band)
         h = self.conv_in(x)
         h = self.mid_block_2(self.mid_attn(self.mid_block_1(h)))
         for stage in self.up:
@@ -46,3 +50,15 @@ class VAEDecoderHead(nn.Module):
             if stage.upsample is not None:
                 h = stage.upsample(h)
         return self.conv_out(F.silu(self.norm_out(h)))
+
+    def _forward_banded(self, x: torch.Tensor, band: int | None) -> torch.Tensor:
+        h = self.conv_in(x)
+        h = self.mid_block_2(self.mid_attn(self.mid_block_1(h)))
+        for stage in self.up:
+            for block in stage.blocks:
+                holder = [h]
+                del h
+                h = block.forward_banded(holder, band)
+            if stage.upsample is not None:
+                h = stage.upsample.forward_banded(h, band)
+        return norm_act_conv_banded(h, self.norm_out, self.conv_out, band)

@@ -120,34 +120,47 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
     def fuse(self, preimage: Preimage, i: int) -> torch.Tensor | None:
         step = self.steps[i]
         parts = []
+        dtype = self.refiner_conv_out.weight.dtype  # the preimage may come from a half-precision frozen UNet
         if step.feature_out:
-            parts.append(self.feature_convs[i](preimage.features[i]))
+            parts.append(self.feature_convs[i](preimage.features[i].to(dtype)))
         if step.attention_out:
-            parts.append(self.attention_convs[i](self.step_maps(preimage, i)))
+            parts.append(self.attention_convs[i](self.step_maps(preimage, i).to(dtype)))
         return self.merge_convs[i](torch.cat(parts, dim=1)) if step.merge_out else None
 
     def forward(self, preimage: Preimage, segmentation: bool = False, depth: bool = True,
-                return_intermediates: bool = False) -> LabellerOutput:
+                return_intermediates: bool = False, low_memory: bool = False) -> LabellerOutput:
+        """``low_memory``: release each preimage block as soon as it is fused (the caller's ``preimage`` is emptied)
+        and run the heads in row bands (``VAEDecoderHead(low_memory=True)``)."""
         out = LabellerOutput()
         h = None
         n = len(self.steps)
+        dtype = self.refiner_conv_out.weight.dtype
+        emb, context = preimage.emb.to(dtype), preimage.context.to(dtype)
+        sizes = [tuple(f.shape[-2:]) for f in preimage.features]
         for i, block in enumerate(self.refiner):
             merged = self.fuse(preimage, i)
+            if low_memory:
+                preimage.features[i] = None
+                if i == 0:
+                    preimage.mid_maps = None
+                else:
+                    preimage.decoder_maps[i - 1] = None
+                preimage.encoder_maps[len(preimage.encoder_maps) - 1 - i] = None
             if return_intermediates:
                 out.merged.append(merged)
             if h is None:
                 h = merged
             elif merged is not None:
                 h = torch.cat([h, merged], dim=1)
-            output_size = tuple(preimage.features[i + 1].shape[-2:]) if i + 1 < n else None
-            h = block(h, preimage.emb, preimage.context, output_size)
+            output_size = sizes[i + 1] if i + 1 < n else None
+            h = block(h, emb, context, output_size)
         h = self.refiner_conv_out(F.silu(self.refiner_norm_out(h)))
         if return_intermediates:
             out.refiner_out = h
         if depth:
-            out.depth = self.depth_head(h)
+            out.depth = self.depth_head(h, low_memory=low_memory)
         if segmentation:
             if self.segmentation_head is None:
                 raise ValueError("this model has no segmentation head (segmentation_classes=0)")
-            out.segmentation = self.segmentation_head(h)
+            out.segmentation = self.segmentation_head(h, low_memory=low_memory)
         return out

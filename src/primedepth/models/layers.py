@@ -51,6 +51,67 @@ def set_official_group_norms(module: nn.Module, eps: float | None = None) -> nn.
     return module
 
 
+def _band_rows(height: int, band: int | None) -> int:
+    return max(1, band or max(8, height // 8))
+
+
+def group_norm_affine(x: torch.Tensor, norm: nn.GroupNorm, band: int | None = None):
+    """Per-channel ``(scale, shift)`` with ``norm(x) == x * scale + shift`` (fp32, shape (B, C, 1, 1)).
+
+    Two passes over row bands (mean, then centred variance), so no full-size temporary is formed.
+    """
+    b, c, height, _ = x.shape
+    g = norm.num_groups
+    rows = _band_rows(height, band)
+    total = torch.zeros(b, c, dtype=torch.float64, device=x.device)
+    for r in range(0, height, rows):
+        total += x[:, :, r:r + rows].float().sum(dim=(2, 3), dtype=torch.float64)
+    count = x[0, 0].numel() * (c // g)
+    mean = total.view(b, g, -1).sum(-1) / count  # (B, G)
+    mean_c = mean.repeat_interleave(c // g, dim=1)[:, :, None, None]
+    sq = torch.zeros(b, c, dtype=torch.float64, device=x.device)
+    for r in range(0, height, rows):
+        sq += (x[:, :, r:r + rows].double() - mean_c).square().sum(dim=(2, 3))
+    var = sq.view(b, g, -1).sum(-1) / count
+    rstd = (var + norm.eps).rsqrt().repeat_interleave(c // g, dim=1)
+    weight = norm.weight.double() if norm.weight is not None else 1.0
+    bias = norm.bias.double() if norm.bias is not None else 0.0
+    scale = rstd * weight
+    shift = bias - mean.repeat_interleave(c // g, dim=1) * scale
+    return scale.float()[:, :, None, None], shift.float()[:, :, None, None]
+
+
+def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, band: int | None = None,
+                         out: torch.Tensor | None = None) -> torch.Tensor:
+    """``conv(silu(norm(x)))`` computed in row bands: the only full-size tensor formed is the output.
+
+    ``conv`` must have stride 1 and symmetric padding; ``out`` (same shape as the result), when given, is added to.
+    """
+    b, _, height, width = x.shape
+    pad = conv.padding[0]
+    scale, shift = group_norm_affine(x, norm, band)
+    rows = _band_rows(height, band)
+    result = None
+    for r in range(0, height, rows):
+        lo, hi = max(0, r - pad), min(height, r + rows + pad)
+        y = F.silu(x[:, :, lo:hi].float() * scale + shift, inplace=True).to(x.dtype)
+        y = F.pad(y, (0, 0, pad - (r - lo), pad - (hi - min(height, r + rows))))
+        part = F.conv2d(y, conv.weight, conv.bias, padding=(0, conv.padding[1]))
+        if result is None:
+            result = out if out is not None else torch.empty(b, part.shape[1], height, width, dtype=part.dtype,
+                                                             device=part.device,
+                                                             memory_format=_memory_format(x))
+            if out is None:
+                result.zero_()
+        result[:, :, r:r + part.shape[2]] += part
+    return result
+
+
+def _memory_format(x: torch.Tensor):
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
+
+
 class Upsample2x(nn.Module):
     """Nearest-neighbour upsampling (to ``output_size`` when given) followed by a 3x3 conv."""
 
@@ -64,6 +125,23 @@ class Upsample2x(nn.Module):
         else:
             x = F.interpolate(x, size=output_size, mode="nearest")
         return self.conv(x)
+
+    def forward_banded(self, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
+        """2x nearest upsampling + conv in row bands (the upsampled input is never formed in full)."""
+        b, c, height, width = x.shape
+        out_h = 2 * height
+        rows = _band_rows(out_h, band)
+        pad = self.conv.padding[0]
+        result = torch.empty(b, self.conv.out_channels, out_h, 2 * width, dtype=x.dtype, device=x.device,
+                             memory_format=_memory_format(x))
+        for r in range(0, out_h, rows):
+            lo, hi = max(0, r - pad), min(out_h, r + rows + pad)
+            src = torch.arange(lo, hi, device=x.device) // 2
+            y = x.index_select(2, src).repeat_interleave(2, dim=3)
+            y = F.pad(y, (0, 0, pad - (r - lo), pad - (hi - min(out_h, r + rows))))
+            part = F.conv2d(y, self.conv.weight, self.conv.bias, padding=(0, self.conv.padding[1]))
+            result[:, :, r:r + part.shape[2]] = part
+        return result
 
 
 class TimestepResBlock(nn.Module):
@@ -165,6 +243,14 @@ class ResnetBlock(nn.Module):
         h = self.conv1(F.silu(self.norm1(x)))
         h = self.conv2(F.silu(self.norm2(h)))
         return self.skip(x) + h
+
+    def forward_banded(self, holder: list[torch.Tensor], band: int | None = None) -> torch.Tensor:
+        """Low-memory forward. ``holder`` = [x]; x is taken out of it so that it can be freed inside."""
+        x = holder.pop()
+        h = norm_act_conv_banded(x, self.norm1, self.conv1, band)
+        out = self.skip(x).contiguous(memory_format=_memory_format(h))
+        del x
+        return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=out)
 
 
 class SingleHeadSpatialAttention(nn.Module):

@@ -68,6 +68,51 @@ class PrimeDepthPipeline:
     def dtype(self) -> torch.dtype:
         return next(self.unet.parameters()).dtype
 
+    @property
+    def labeller_dtype(self) -> torch.dtype:
+        return next(self.labeller.parameters()).dtype
+
+    def optimize(self, *, frozen_dtype: torch.dtype | None = None, labeller_dtype: torch.dtype | None = None,
+                 channels_last: bool | None = None, compile: bool = False, drop_vae_decoder: bool = False,
+                 num_threads: int | None = None) -> "PrimeDepthPipeline":
+        """Speed / memory switches (all optional; the defaults of ``from_pretrained`` are fp32, NCHW, eager).
+
+        frozen_dtype: dtype of the frozen VAE, UNet and text tower (e.g. ``torch.bfloat16``); their GroupNorm
+            parameters stay fp32 and every GroupNorm computes in fp32, as the official code.
+        labeller_dtype: dtype of the trained labeller (fusion, refiner, heads); ``torch.float32`` with a bf16
+            ``frozen_dtype`` is the accurate mixed split (see docs/performance.md for the errors of each split).
+        channels_last: NHWC memory format for every conv (faster oneDNN / cuDNN kernels); outputs equal within
+            float rounding.
+        compile: ``torch.compile`` the VAE encoder, the UNet's blocks and the labeller (first calls are slow).
+        drop_vae_decoder: free the VAE decoder, which PrimeDepth never runs (about 200 MB in fp32).
+        num_threads: ``torch.set_num_threads`` for CPU inference (process-wide).
+        """
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        if drop_vae_decoder:
+            self.vae.decoder = None
+            self.vae.post_quant_conv = None
+        if frozen_dtype is not None:
+            for module in (self.vae, self.unet, self.text_encoder):
+                torch.nn.Module.to(module, dtype=frozen_dtype)
+                for sub in module.modules():
+                    if isinstance(sub, torch.nn.GroupNorm):
+                        sub.float()
+        if labeller_dtype is not None:
+            torch.nn.Module.to(self.labeller, dtype=labeller_dtype)
+        if channels_last is not None:
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            for module in (self.vae, self.unet, self.labeller):
+                torch.nn.Module.to(module, memory_format=fmt)
+            self.channels_last = bool(channels_last)
+        if compile:
+            self.vae.encoder.compile()
+            for block in [*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks]:
+                for sub in [*block.resnets, *(getattr(block, "attentions", None) or [])]:
+                    sub.compile()
+            self.labeller.compile()
+        return self
+
     def to(self, device=None, dtype: torch.dtype | None = None) -> "PrimeDepthPipeline":
         for module in self.modules.values():
             torch.nn.Module.to(module, device=device, dtype=dtype)  # diffusers' .to() warns about every cast
@@ -144,35 +189,64 @@ class PrimeDepthPipeline:
 
     @torch.no_grad()
     def predict_tensor(self, images: torch.Tensor, context: torch.Tensor, *, generator: list[torch.Generator] | None,
-                       segmentation: bool = False, attention: str = "pooled") -> LabellerOutput:
+                       segmentation: bool = False, attention: str = "pooled",
+                       low_memory: bool = False) -> LabellerOutput:
         """The model on a batch: ``images`` (B, 3, h, w) in [-1, 1] with h, w >= 8, ``context`` (B, 77, C).
 
         ``generator``: one per image for the posterior and t-noise draws (reproducible and independent of the batch
         composition), or None for the noise-free variant (posterior mean, no t-noise).
+        ``low_memory``: free each preimage block once fused and run the heads in row bands (same outputs within
+        float rounding, lower peak memory, slightly slower).
         """
-        if attention not in ATTENTION_MODES:
-            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
-        device, dtype = self.device, self.dtype
-        images = images.to(device=device, dtype=dtype)
-        s = self.settings
-        sqrt_ab, sqrt_1mab = schedule_coefficients(s["beta_start"], s["beta_end"], s["num_train_timesteps"],
-                                                   s["timestep"])
         noise_posterior = noise_t = None
         if generator is not None:
             latent_shape = (self.vae.config.latent_channels, *self._latent_size(images.shape[-2:]))
             draws = [(torch.randn(latent_shape, generator=g), torch.randn(latent_shape, generator=g))
                      for g in generator]
-            noise_posterior = torch.stack([d[0] for d in draws]).to(device)
-            noise_t = torch.stack([d[1] for d in draws]).to(device)
+            noise_posterior = torch.stack([d[0] for d in draws])
+            noise_t = torch.stack([d[1] for d in draws])
+        return self.predict_with_noise(images, context, noise_posterior, noise_t, segmentation=segmentation,
+                                       attention=attention, low_memory=low_memory)
+
+    @torch.no_grad()
+    def predict_with_noise(self, images: torch.Tensor, context: torch.Tensor, noise_posterior: torch.Tensor | None,
+                           noise_t: torch.Tensor | None, *, segmentation: bool = False, attention: str = "pooled",
+                           low_memory: bool = False) -> LabellerOutput:
+        """``predict_tensor`` with given noise draws (latent-shaped, or None for none), e.g. the reference's."""
+        if attention not in ATTENTION_MODES:
+            raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
+        device, dtype = self.device, self.dtype
+        images = images.to(device=device, dtype=dtype)
+        if getattr(self, "channels_last", False):
+            images = images.contiguous(memory_format=torch.channels_last)
+        s = self.settings
+        sqrt_ab, sqrt_1mab = schedule_coefficients(s["beta_start"], s["beta_end"], s["num_train_timesteps"],
+                                                   s["timestep"])
         latent = encode_and_noise(self.vae, images, scale_factor=s["scale_factor"], sqrt_alpha_bar=sqrt_ab,
-                                  sqrt_one_minus_alpha_bar=sqrt_1mab, noise_posterior=noise_posterior,
-                                  noise_t=noise_t)
+                                  sqrt_one_minus_alpha_bar=sqrt_1mab,
+                                  noise_posterior=None if noise_posterior is None else noise_posterior.to(device),
+                                  noise_t=None if noise_t is None else noise_t.to(device))
+        del images
+        x_t = latent.x_t
+        del latent
         cfg = self.labeller.config
         timestep = torch.tensor([s["timestep"]], device=device)
-        preimage = self.extractor(latent.x_t, timestep, context.to(device=device, dtype=dtype),
+        preimage = self.extractor(x_t, timestep, context.to(device=device, dtype=dtype),
                                   self_maps=cfg.use_self_attn_maps, cross_maps=cfg.use_cross_attn_maps,
                                   naive=attention == "naive")
-        return self.labeller(preimage, segmentation=segmentation)
+        return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory)
+
+    def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        """Text-tower states per prompt, cached per distinct prompt (the empty or a fixed caption costs once)."""
+        cache = self.__dict__.setdefault("_prompt_cache", {})
+        key_dtype = (self.text_encoder.dtype, self.text_encoder.device)
+        missing = [p for p in dict.fromkeys(prompts) if (p, key_dtype) not in cache]
+        if missing:
+            if len(cache) > 256:
+                cache.clear()
+            for p, states in zip(missing, encode_prompts(self.text_encoder, self.tokenizer, missing)):
+                cache[(p, key_dtype)] = states
+        return torch.stack([cache[(p, key_dtype)] for p in prompts])
 
     def _latent_size(self, size) -> tuple[int, int]:
         """The VAE encoder's output size: each stride-2 conv with (0, 1) padding maps n to (n - 2) // 2 + 1."""
@@ -185,7 +259,8 @@ class PrimeDepthPipeline:
 
     def __call__(self, images, *, caption: str | None = None, seed: int = 0, noise: str = "sampled",
                  max_size: int | None = 1024, match_input_size: bool = True, segmentation: bool = False,
-                 batch_size: int = 1, attention: str = "pooled", progress: bool = False) -> PrimeDepthOutput:
+                 batch_size: int = 1, attention: str = "pooled", progress: bool = False,
+                 low_memory: bool = False) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
         images: path, PIL image, HxW[xC] numpy array, CxHxW tensor, or a list of these.
@@ -195,6 +270,9 @@ class PrimeDepthPipeline:
         max_size: long side used for processing (never upscaled); None keeps the input size.
         match_input_size: return H x W of the input (default); False reproduces the authors' sizes.
         attention: ``"pooled"`` (fused, no N x N map) or ``"naive"`` (the authors' arithmetic).
+        batch_size: images of the same processing size per forward pass (faster on GPUs; on CPUs 1 is as fast).
+        low_memory: lower peak memory (preimage freed as fused, heads in row bands), slightly slower. For very
+            large inputs ``max_size`` caps the processing size (default 1024); see docs/performance.md.
         """
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
@@ -217,10 +295,10 @@ class PrimeDepthPipeline:
         bar = tqdm(total=len(loaded), disable=not progress, desc="PrimeDepth", unit="img")
         for batch in batches:
             pixels = torch.stack([processor.preprocess(loaded[i]) for i in batch])
-            context = encode_prompts(self.text_encoder, self.tokenizer, [captions[i] for i in batch])
+            context = self._encode_prompts([captions[i] for i in batch])
             generators = ([torch.Generator().manual_seed(seed + i) for i in batch] if noise == "sampled" else None)
             out = self.predict_tensor(pixels, context, generator=generators, segmentation=segmentation,
-                                      attention=attention)
+                                      attention=attention, low_memory=low_memory)
             for j, i in enumerate(batch):
                 depth_maps[i] = processor.postprocess_depth(out.depth[j].float().mean(dim=0), loaded[i].size)
                 if segmentation:

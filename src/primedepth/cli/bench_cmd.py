@@ -1,0 +1,68 @@
+"""``primedepth bench``: time and memory of PrimeDepth, its authors' arithmetic, Marigold, a single-step SD depth
+model and Depth Anything V2, side by side (random weights of the real sizes; see docs/performance.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+@click.command(name="bench")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--resolutions", default=None,
+              help="Comma-separated square sides. Default: 256,512 on CPU, 256,384,512,768,1024 on CUDA.")
+@click.option("--contenders", default=None,
+              help="Comma-separated names (see --list). Default: every comparison contender for the device.")
+@click.option("--list", "list_only", is_flag=True, help="List the contenders and exit.")
+@click.option("--scale", type=click.Choice(["full", "tiny"]), default="full", show_default=True,
+              help="Real-size random weights, or tiny models (a smoke test of the machinery, meaningless times).")
+@click.option("--warmup", default=1, show_default=True, help="Untimed runs before timing.")
+@click.option("--repeats", default=3, show_default=True, help="Timed runs; the median is reported.")
+@click.option("--batch-size", default=1, show_default=True, help="Images per forward pass (times are per image).")
+@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
+@click.option("--timeout", default=None, type=float, help="Seconds allowed per contender and resolution.")
+@click.option("--in-process", is_flag=True, help="Run contenders in this process (peak memory is then shared).")
+@click.option("--output-dir", default="bench-results", show_default=True, type=click.Path(file_okay=False),
+              help="Where results.json, results.md and bench.png go.")
+@click.option("--plot/--no-plot", default=True, show_default=True)
+def command(device, resolutions, contenders, list_only, scale, warmup, repeats, batch_size, threads, timeout,
+            in_process, output_dir, plot):
+    """Benchmark PrimeDepth against its authors' arithmetic, Marigold, single-step SD and Depth Anything V2."""
+    import torch
+
+    from .. import benchmark as bench
+
+    registry = bench.contenders()
+    if list_only:
+        for c in registry.values():
+            click.echo(f"{c.name:24s} {c.label}  [{c.notes}]")
+        return
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    names = contenders.split(",") if contenders else list(bench.default_contenders(dev))
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise click.BadParameter(f"unknown contender(s) {', '.join(unknown)}; see --list", param_hint="--contenders")
+    sides = _ints(resolutions) if resolutions else list(
+        bench.CPU_DEFAULT_RESOLUTIONS if dev.type == "cpu" else bench.RESOLUTIONS)
+    meta = bench.machine_description(device)
+    meta.update(scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size, contenders=names,
+                resolutions=sides)
+    results = bench.run_benchmark(names, sides, device=device, scale=scale, warmup=warmup, repeats=repeats,
+                                  batch_size=batch_size, threads=threads, subprocesses=not in_process,
+                                  timeout=timeout, log=lambda m: click.echo(m, err=True))
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = bench.markdown_table(results)
+    bench.save_json(results, out / "results.json", meta)
+    (out / "results.md").write_text(table)
+    if plot:
+        bench.plot(results, out / "bench.png", title=f"{meta.get('gpu') or meta.get('cpu', device)} ({scale})")
+    click.echo(table)
+    click.echo(f"saved {out / 'results.json'}, {out / 'results.md'}" + (f", {out / 'bench.png'}" if plot else ""))
