@@ -249,7 +249,7 @@ class Trainer:
         return self.acc.unwrap_model(self.model)
 
     def _save_frozen_once(self) -> None:
-        src = Path(self.frozen_source)
+        src = Path(self.frozen_source).expanduser()
         if src.is_dir() and all((src / p).is_dir() for p in FROZEN_PARTS):
             return
         target = self.out / "frozen"
@@ -270,7 +270,7 @@ class Trainer:
                 "tokenizer": "tokenizer"}
 
     def _frozen_dir(self) -> Path:
-        src = Path(self.frozen_source)
+        src = Path(self.frozen_source).expanduser()
         if src.is_dir() and all((src / p).is_dir() for p in FROZEN_PARTS):
             return src.resolve()
         return (self.out / "frozen").resolve()

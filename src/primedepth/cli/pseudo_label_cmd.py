@@ -1,0 +1,168 @@
+"""``primedepth pseudo-label IMAGES OUT``: depth, ADE20K-150 segmentation and captions for pre-training images.
+
+Models (transformers): depth ``depth-anything/Depth-Anything-V2-Large-hf`` (relative inverse depth), segmentation
+``facebook/mask2former-swin-large-ade-semantic`` (Mask2Former Swin-L, 56.1 mIoU on ADE20K val: the strongest
+ADE20K-150 model in transformers; the authors used InternImage-H, which transformers lacks), captions BLIP-2
+``Salesforce/blip2-opt-2.7b`` (as the authors). Resumable (done images are skipped), sharded over processes with
+``accelerate launch``; every process appends to its own manifest shard, the main one merges them at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+DEFAULT_DEPTH = "depth-anything/Depth-Anything-V2-Large-hf"
+DEFAULT_SEGMENTATION = "facebook/mask2former-swin-large-ade-semantic"
+DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
+
+
+def list_images(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+class Labellers:
+    """Loads the three models lazily; a missing model ends with a message naming it and how to get it."""
+
+    def __init__(self, depth_id, seg_id, caption_id, device, local_files_only):
+        self.ids = dict(depth=depth_id, segmentation=seg_id, caption=caption_id)
+        self.device, self.local = device, local_files_only
+        self._models = {}
+
+    def _load(self, kind):
+        if kind in self._models:
+            return self._models[kind]
+        model_id = self.ids[kind]
+        try:
+            if kind == "depth":
+                from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+                m = (AutoImageProcessor.from_pretrained(model_id, local_files_only=self.local),
+                     AutoModelForDepthEstimation.from_pretrained(model_id, local_files_only=self.local))
+            elif kind == "segmentation":
+                from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
+                m = (AutoImageProcessor.from_pretrained(model_id, local_files_only=self.local),
+                     AutoModelForUniversalSegmentation.from_pretrained(model_id, local_files_only=self.local))
+            else:
+                from ..pipelines.captioning import Blip2Captioner
+                m = (None, Blip2Captioner(model_id, device=self.device, local_files_only=self.local))
+        except OSError as err:
+            raise click.ClickException(
+                f"{kind} model {model_id!r} could not be loaded ({err}). Download it first (e.g. "
+                f"`huggingface-cli download {model_id}`) or pass a local folder with --{kind}-model.") from None
+        if m[0] is not None:
+            m[1].to(self.device).eval()
+        self._models[kind] = m
+        return m
+
+    def depth(self, image):
+        import torch
+        import torch.nn.functional as F
+
+        proc, model = self._load("depth")
+        inputs = proc(images=image, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            pred = model(**inputs).predicted_depth
+        pred = F.interpolate(pred[:, None].float(), size=(image.height, image.width), mode="bicubic")[0, 0]
+        return pred.cpu().numpy()
+
+    def segmentation(self, image):
+        import torch
+
+        proc, model = self._load("segmentation")
+        inputs = proc(images=image, return_tensors="pt").to(self.device)
+        with torch.no_grad():
+            out = model(**inputs)
+        seg = proc.post_process_semantic_segmentation(out, target_sizes=[(image.height, image.width)])[0]
+        return seg.cpu().numpy().astype("uint8")
+
+    def caption(self, image):
+        _, captioner = self._load("caption")
+        return captioner([image])[0]
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("images", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--depth-model", default=DEFAULT_DEPTH, show_default=True)
+@click.option("--segmentation-model", default=DEFAULT_SEGMENTATION, show_default=True)
+@click.option("--caption-model", default=DEFAULT_CAPTIONER, show_default=True)
+@click.option("--no-segmentation", is_flag=True, help="Depth and captions only.")
+@click.option("--captions-only", is_flag=True,
+              help="Only captions, written to OUT/captions.json (key: path relative to IMAGES); for Hypersim/vKITTI "
+                   "use the dataset keys via --keys-from.")
+@click.option("--local-files-only", is_flag=True, help="Never download models.")
+@click.option("--limit", type=int, default=None, help="Label at most this many images (testing).")
+def command(images, out, depth_model, segmentation_model, caption_model, no_segmentation, captions_only,
+            local_files_only, limit):
+    """Label the images under IMAGES into OUT (see docs/training.md)."""
+    from PIL import Image
+
+    from ..data.common import atomic_write_bytes
+    from ..data.pseudo import INFO, MANIFEST, read_manifest, write_outputs
+
+    try:
+        from accelerate import PartialState
+        state = PartialState()
+        rank, world, device, is_main = state.process_index, state.num_processes, state.device, state.is_main_process
+    except Exception:  # accelerate present but no distributed setup
+        rank, world, device, is_main = 0, 1, "cpu", True
+    images_root, out = Path(images).resolve(), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list_images(images_root)[:limit] if limit else list_images(images_root)
+    if not names:
+        raise click.ClickException(f"{images_root}: no images ({', '.join(sorted(IMAGE_EXTS))})")
+    labellers = Labellers(depth_model, segmentation_model, caption_model, device, local_files_only)
+
+    if captions_only:
+        cap_path = out / "captions.json"
+        captions = json.loads(cap_path.read_text()) if cap_path.is_file() else {}
+        for i, name in enumerate(names):
+            if i % world != rank or name in captions:
+                continue
+            with Image.open(images_root / name) as im:
+                captions[name] = labellers.caption(im.convert("RGB"))
+            if world == 1:
+                atomic_write_bytes(cap_path, json.dumps(captions).encode())
+        part = out / f"captions.rank{rank:05d}.json" if world > 1 else cap_path
+        atomic_write_bytes(part, json.dumps(captions).encode())
+        click.echo(f"{len(captions)} captions in {part}")
+        return
+
+    if is_main:
+        info = {"images_root": str(images_root), "depth_model": depth_model,
+                "segmentation_model": None if no_segmentation else segmentation_model,
+                "caption_model": caption_model, "depth": "relative inverse depth (float16 .npy)"}
+        atomic_write_bytes(out / INFO, json.dumps(info, indent=2).encode())
+    done = {e["key"] for e in read_manifest(out)}
+    shard = out / f"manifest.rank{rank:05d}.jsonl"
+    count = 0
+    with open(shard, "a") as fh:
+        for i, name in enumerate(names):
+            if i % world != rank or name in done:
+                continue
+            with Image.open(images_root / name) as im:
+                image = im.convert("RGB")
+            depth = labellers.depth(image)
+            seg = None if no_segmentation else labellers.segmentation(image)
+            entry = {"key": name, "image": name, "caption": labellers.caption(image),
+                     **write_outputs(out, name, depth, seg)}
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            count += 1
+    click.echo(f"process {rank}: labelled {count} new images")
+    try:
+        state.wait_for_everyone()
+    except Exception:
+        pass
+    if is_main:
+        entries = sorted(read_manifest(out), key=lambda e: e["key"])
+        atomic_write_bytes(out / MANIFEST, "".join(json.dumps(e) + "\n" for e in entries).encode())
+        for part in out.glob("manifest.rank*.jsonl"):
+            part.unlink()
+        click.echo(f"{len(entries)} images in {out / MANIFEST}")

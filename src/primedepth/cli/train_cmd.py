@@ -1,0 +1,32 @@
+"""``primedepth train CONFIG``: see docs/training.md."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set train.max_steps=100 (value parsed as JSON).")
+@click.option("--resume", default="auto", show_default=True,
+              help="'auto' (newest checkpoint in output_dir, if any), a checkpoint folder, or 'none'.")
+@click.option("--output-dir", default=None, help="Shortcut for --set output_dir=...")
+@click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
+def command(config, overrides, resume, output_dir, max_steps):
+    """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
+    `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained."""
+    from ..training.config import ConfigError
+    from ..training.trainer import run_training
+
+    overrides = list(overrides)
+    if output_dir:
+        overrides.append(f'output_dir="{output_dir}"')
+    if max_steps:
+        overrides.append(f"train.max_steps={max_steps}")
+    try:
+        trainer = run_training(config, overrides, resume=None if resume == "none" else resume)
+    except (ConfigError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    if trainer.acc.is_main_process:
+        click.echo(f"done: {trainer.step} steps, checkpoints in {trainer.out / 'checkpoints'}")
