@@ -4,7 +4,7 @@ Models (transformers): depth ``depth-anything/Depth-Anything-V2-Large-hf`` (rela
 ``facebook/mask2former-swin-large-ade-semantic`` (Mask2Former Swin-L, 56.1 mIoU on ADE20K val: the strongest
 ADE20K-150 model in transformers; the authors used InternImage-H, which transformers lacks), captions BLIP-2
 ``Salesforce/blip2-opt-2.7b`` (as the authors). Resumable (done images are skipped), sharded over processes with
-``accelerate launch``; every process appends to its own manifest shard, the main one merges them at the end.
+``accelerate launch "$(which primedepth)" pseudo-label ...``; every process appends to its own manifest shard, the main one merges them at the end.
 """
 
 from __future__ import annotations

@@ -350,8 +350,11 @@ class Trainer:
         per = sampler.per
         history = []
         t0 = time.perf_counter()
-        if self.acc.is_main_process and self.step == 0:
-            self.log.scalars(0, {f"params/{k}": v for k, v in self.param_counts.items()}, "model")
+        if self.step == 0:
+            if self.acc.is_main_process:
+                self.log.scalars(0, {f"params/{k}": v for k, v in self.param_counts.items()}, "model")
+            if self.val_set is not None:
+                self.validate(write_images=False)  # the starting point of the validation curve
         while self.step < end:
             step = self.step
             self.model.train()
