@@ -90,7 +90,8 @@ def compute_case(model: OfficialModel, inputs: dict[str, torch.Tensor]) -> dict[
                               sqrt_one_minus_alpha_bar=sqrt_1mab, noise_posterior=inputs["noise_posterior"],
                               noise_t=inputs["noise_t"])
     timestep = torch.tensor([noise["timestep"]])
-    preimage = PreimageExtractor(model.unet)(latent.x_t, timestep, inputs["context"], complete=True)
+    preimage = PreimageExtractor(model.unet)(latent.x_t, timestep, inputs["context"], complete=True,
+                                             **model.labeller.preimage_request())
     labels = model.labeller(preimage, segmentation=True, return_intermediates=True)
     out = {"posterior_mean": latent.posterior_mean, "posterior_std": latent.posterior_std, "z": latent.z,
            "x_t": latent.x_t, "refiner_out": labels.refiner_out, "depth": labels.depth,

@@ -57,6 +57,7 @@ def labeller_kwargs_from_official(config: dict) -> dict:
         model_channels=unet["model_channels"], channel_mult=list(unet["channel_mult"]),
         num_res_blocks=unet["num_res_blocks"], attention_resolutions=list(unet["attention_resolutions"]),
         num_head_channels=unet["num_head_channels"], context_dim=unet["context_dim"],
+        use_linear_in_transformer=bool(unet.get("use_linear_in_transformer", True)),
         refiner_model_ratio=lab.get("refiner_model_ratio", 0.5),
         use_self_attn_maps=lab.get("use_self_attn_maps", True), use_cross_attn_maps=lab.get("use_cross_attn_maps", True),
         use_feature_maps=lab.get("use_feature_maps", True), n_sa_maps=lab.get("n_sa_maps", 64),

@@ -17,33 +17,34 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-REGIONS_PER_SIDE = 8
+STRETCH_MULTIPLE = 8  # the official stretch always pads the key grid up to the next multiple of 8
+REGIONS_PER_SIDE = 8  # sqrt(n_sa_maps) of every official config
 
 
-def _stretch_pool_resize(maps: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """The official key-axis processing on a batch of (h, w) maps -> (8, 8) regions, before normalisation."""
-    side = REGIONS_PER_SIDE
-    maps = F.interpolate(maps, size=(h + side - h % side, w + side - w % side), mode="bilinear")
+def _stretch_pool_resize(maps: torch.Tensor, h: int, w: int, side: int = REGIONS_PER_SIDE) -> torch.Tensor:
+    """The official key-axis processing on a batch of (h, w) maps -> (side, side) regions, before normalisation."""
+    m = STRETCH_MULTIPLE
+    maps = F.interpolate(maps, size=(h + m - h % m, w + m - w % m), mode="bilinear")
     kernel = (max(1, h // side), max(1, w // side))
     maps = F.avg_pool2d(maps, kernel_size=kernel, stride=kernel)
     return F.interpolate(maps, size=(side, side), mode="bilinear")
 
 
 @lru_cache(maxsize=64)
-def _axis_matrix(n: int) -> torch.Tensor:
-    """(n, 8) matrix of the official processing along one axis (the other axis is left alone)."""
+def _axis_matrix(n: int, side: int) -> torch.Tensor:
+    """(n, side) matrix of the official processing along one axis (the other axis is left alone)."""
     eye = torch.eye(n, dtype=torch.float64)[:, None, :, None]  # n maps of shape (n, 1)
-    side = REGIONS_PER_SIDE
-    maps = F.interpolate(eye, size=(n + side - n % side, 1), mode="bilinear")
+    m = STRETCH_MULTIPLE
+    maps = F.interpolate(eye, size=(n + m - n % m, 1), mode="bilinear")
     k = max(1, n // side)
     maps = F.avg_pool2d(maps, kernel_size=(k, 1), stride=(k, 1))
     maps = F.interpolate(maps, size=(side, 1), mode="bilinear")
     return maps[:, 0, :, 0]
 
 
-def region_pooling_matrix(h: int, w: int, dtype=torch.float32, device=None) -> torch.Tensor:
-    """P (h*w, 64) with ``pooled = attention @ P``; row-major key index y*w + x, region index ry*8 + rx."""
-    p = torch.kron(_axis_matrix(h), _axis_matrix(w))
+def region_pooling_matrix(h: int, w: int, dtype=torch.float32, device=None, side: int = REGIONS_PER_SIDE):
+    """P (h*w, side^2) with ``pooled = attention @ P``; key index y*w + x, region index ry*side + rx."""
+    p = torch.kron(_axis_matrix(h, side), _axis_matrix(w, side))
     return p.to(device=device, dtype=dtype)
 
 
@@ -58,14 +59,14 @@ def to_channels(maps: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return maps.permute(0, 1, 3, 2).reshape(b, heads * k, h, w)
 
 
-def pooled_self_attention(q, k, v, h: int, w: int):
-    """Fused attention returning (output, pooled maps (B, heads, N, 64)) without an N x N tensor.
+def pooled_self_attention(q, k, v, h: int, w: int, side: int = REGIONS_PER_SIDE):
+    """Fused attention returning (output, pooled maps (B, heads, N, side^2)) without an N x N tensor.
 
     ``q, k, v``: (B, heads, N, d). ``P`` rides along as extra value channels; q and k are zero-padded to the same
     width so that every fused kernel (flash included) accepts the call, the softmax scale stays 1/sqrt(d).
     """
     d = q.shape[-1]
-    p = region_pooling_matrix(h, w, dtype=v.dtype, device=v.device)
+    p = region_pooling_matrix(h, w, dtype=v.dtype, device=v.device, side=side)
     values = torch.cat([v, p.expand(*v.shape[:2], *p.shape)], dim=-1)
     pad = values.shape[-1] - d
     q = F.pad(q, (0, pad))
@@ -74,20 +75,24 @@ def pooled_self_attention(q, k, v, h: int, w: int):
     return out[..., :d], out[..., d:]
 
 
-def naive_self_attention(q, k, v, h: int, w: int):
+def naive_self_attention(q, k, v, h: int, w: int, side: int = REGIONS_PER_SIDE):
     """Authors' arithmetic: fp32 N x N probabilities, then stretch / pool / resize along the key axis."""
     b, heads, n, d = q.shape
     probs = (q.float() @ k.float().transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)
     out = (probs.to(v.dtype) @ v)
-    maps = _stretch_pool_resize(probs.reshape(b * heads * n, 1, h, w).to(v.dtype), h, w)
-    return out, maps.reshape(b, heads, n, REGIONS_PER_SIDE ** 2)
+    maps = _stretch_pool_resize(probs.reshape(b * heads * n, 1, h, w).to(v.dtype), h, w, side)
+    return out, maps.reshape(b, heads, n, side * side)
 
 
-def cross_attention_with_probs(q, k, v):
-    """Explicit probabilities (B, heads, N, 77): the maps are the probabilities themselves."""
+def cross_attention_with_probs(q, k, v, groups: int | None = None):
+    """Explicit probabilities (B, heads, N, 77); the maps are the probabilities themselves, or, when
+    ``groups`` (the official ``n_ca_maps``) is smaller than the token count, their means over consecutive tokens."""
     d = q.shape[-1]
     probs = (q.float() @ k.float().transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1).to(v.dtype)
-    return probs @ v, probs
+    maps = probs
+    if groups is not None and groups != probs.shape[-1]:
+        maps = probs.unflatten(-1, (groups, -1)).mean(dim=-1)
+    return probs @ v, maps
 
 
 class MapRecorder:
@@ -97,6 +102,8 @@ class MapRecorder:
         self.active = False
         self.hw: tuple[int, int] = (0, 0)
         self.naive = False
+        self.regions_per_side = REGIONS_PER_SIDE
+        self.token_groups: int | None = None
         self.want_self = True
         self.want_cross = True
         self.self_maps: list[torch.Tensor] = []
@@ -130,11 +137,11 @@ class PreimageAttnProcessor:
                    for t in (attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)))
         rec = self.recorder
         if rec.active and self.is_cross and rec.want_cross:
-            out, probs = cross_attention_with_probs(q, k, v)
+            out, probs = cross_attention_with_probs(q, k, v, rec.token_groups)
             rec.cross_maps.append(probs)
         elif rec.active and not self.is_cross and rec.want_self:
             fn = naive_self_attention if rec.naive else pooled_self_attention
-            out, pooled = fn(q, k, v, *rec.hw)
+            out, pooled = fn(q, k, v, *rec.hw, side=rec.regions_per_side)
             rec.self_maps.append(pooled)
         else:
             out = F.scaled_dot_product_attention(q, k, v)

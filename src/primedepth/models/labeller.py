@@ -23,11 +23,11 @@ from .preimage import Preimage
 
 
 class RefinerBlock(nn.Module):
-    def __init__(self, step: FusionStep, emb_channels: int, context_dim: int):
+    def __init__(self, step: FusionStep, emb_channels: int, context_dim: int, use_linear: bool = True):
         super().__init__()
         self.resnet = TimestepResBlock(step.refiner_in, step.refiner_out, emb_channels)
-        self.attention = (SpatialTransformer(step.refiner_out, step.refiner_heads, step.refiner_head_dim, context_dim)
-                          if step.refiner_heads else None)
+        self.attention = (SpatialTransformer(step.refiner_out, step.refiner_heads, step.refiner_head_dim, context_dim,
+                                             use_linear) if step.refiner_heads else None)
         self.upsample = Upsample2x(step.refiner_out) if step.upsample else None
 
     def forward(self, x, emb, context, output_size):
@@ -65,6 +65,7 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         attention_resolutions: tuple[int, ...] = (4, 2, 1),
         num_head_channels: int = 64,
         context_dim: int = 1024,
+        use_linear_in_transformer: bool = True,
         refiner_model_ratio: float = 0.5,
         use_self_attn_maps: bool = True,
         use_cross_attn_maps: bool = True,
@@ -93,7 +94,8 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         self.attention_convs = nn.ModuleList(_conv1x1(s.attention_in, s.attention_out) or nn.Identity()
                                              for s in self.steps)
         self.merge_convs = nn.ModuleList(_conv1x1(s.merge_in, s.merge_out) or nn.Identity() for s in self.steps)
-        self.refiner = nn.ModuleList(RefinerBlock(s, emb_channels, context_dim) for s in self.steps)
+        self.refiner = nn.ModuleList(RefinerBlock(s, emb_channels, context_dim, use_linear_in_transformer)
+                                     for s in self.steps)
         last = self.steps[-1].refiner_out
         self.refiner_norm_out = group_norm(last)
         self.refiner_conv_out = nn.Conv2d(last, channels2predictor, 3, padding=1)
@@ -101,6 +103,12 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         self.depth_head = VAEDecoderHead(channels2predictor, depth_channels, **head_kwargs)
         self.segmentation_head = (VAEDecoderHead(channels2predictor, segmentation_classes, **head_kwargs)
                                   if segmentation_classes else None)
+
+    def preimage_request(self) -> dict:
+        """Keyword arguments for ``PreimageExtractor``: compute exactly the maps this labeller fuses."""
+        cfg = self.config
+        return dict(self_maps=cfg.use_self_attn_maps, cross_maps=cfg.use_cross_attn_maps,
+                    regions_per_side=int(round(cfg.n_sa_maps ** 0.5)), token_groups=cfg.n_ca_maps)
 
     def step_maps(self, preimage: Preimage, i: int) -> torch.Tensor | None:
         """Attention maps fused at step ``i``: previous decoder block (or middle block), then encoder block 11-i."""
@@ -124,7 +132,13 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         if step.feature_out:
             parts.append(self.feature_convs[i](preimage.features[i].to(dtype)))
         if step.attention_out:
-            parts.append(self.attention_convs[i](self.step_maps(preimage, i).to(dtype)))
+            maps = self.step_maps(preimage, i)
+            size = preimage.features[i].shape[-2:]
+            if maps.shape[-2:] != size:
+                # Only configs without attention on both sides of a level change get here; the official code
+                # cannot run them (its concatenation fails), so this resize changes no official result.
+                maps = F.interpolate(maps, size=size, mode="bilinear")
+            parts.append(self.attention_convs[i](maps.to(dtype)))
         return self.merge_convs[i](torch.cat(parts, dim=1)) if step.merge_out else None
 
     def forward(self, preimage: Preimage, segmentation: bool = False, depth: bool = True,

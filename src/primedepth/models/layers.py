@@ -212,20 +212,31 @@ class TransformerBlock(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    """Linear-projection spatial transformer (SD 2.x style) of depth 1."""
+    """SD 2.x spatial transformer of depth 1; projections are linear layers or, with ``use_linear=False`` (as in
+    SD 1.x-style configs), 1x1 convs."""
 
-    def __init__(self, channels: int, heads: int, head_dim: int, context_dim: int):
+    def __init__(self, channels: int, heads: int, head_dim: int, context_dim: int, use_linear: bool = True):
         super().__init__()
+        inner = heads * head_dim
+        self.use_linear = use_linear
         self.norm = group_norm(channels, eps=1e-6, fp32=False)
-        self.proj_in = nn.Linear(channels, heads * head_dim)
-        self.block = TransformerBlock(heads * head_dim, heads, head_dim, context_dim)
-        self.proj_out = nn.Linear(heads * head_dim, channels)
+        self.proj_in = nn.Linear(channels, inner) if use_linear else nn.Conv2d(channels, inner, 1)
+        self.block = TransformerBlock(inner, heads, head_dim, context_dim)
+        self.proj_out = nn.Linear(inner, channels) if use_linear else nn.Conv2d(inner, channels, 1)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        tokens = self.proj_in(self.norm(x).flatten(2).transpose(1, 2))
-        tokens = self.proj_out(self.block(tokens, context))
-        return tokens.transpose(1, 2).reshape(b, c, h, w) + x
+        y = self.norm(x)
+        if not self.use_linear:
+            y = self.proj_in(y)
+        tokens = y.flatten(2).transpose(1, 2)
+        if self.use_linear:
+            tokens = self.proj_in(tokens)
+        tokens = self.block(tokens, context)
+        if self.use_linear:
+            tokens = self.proj_out(tokens)
+        y = tokens.transpose(1, 2).reshape(b, -1, h, w)
+        return (y if self.use_linear else self.proj_out(y)) + x
 
 
 class ResnetBlock(nn.Module):

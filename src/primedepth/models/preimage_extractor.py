@@ -31,10 +31,12 @@ class PreimageExtractor:
         return h, BlockMaps(self_maps, cross_maps)
 
     def __call__(self, x_t: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, *,
-                 self_maps: bool = True, cross_maps: bool = True, naive: bool = False,
-                 complete: bool = False) -> Preimage:
+                 self_maps: bool = True, cross_maps: bool = True, naive: bool = False, complete: bool = False,
+                 regions_per_side: int = 8, token_groups: int | None = None) -> Preimage:
+        """``regions_per_side``: sqrt(n_sa_maps); ``token_groups``: n_ca_maps (None keeps every token)."""
         unet = self.unet
         self.recorder.naive = naive
+        self.recorder.regions_per_side, self.recorder.token_groups = regions_per_side, token_groups
         emb = unet.time_embedding(unet.time_proj(timestep.expand(x_t.shape[0])).to(x_t.dtype))
 
         def attend(module, h):

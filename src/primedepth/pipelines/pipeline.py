@@ -229,11 +229,9 @@ class PrimeDepthPipeline:
         del images
         x_t = latent.x_t
         del latent
-        cfg = self.labeller.config
         timestep = torch.tensor([s["timestep"]], device=device)
         preimage = self.extractor(x_t, timestep, context.to(device=device, dtype=dtype),
-                                  self_maps=cfg.use_self_attn_maps, cross_maps=cfg.use_cross_attn_maps,
-                                  naive=attention == "naive")
+                                  naive=attention == "naive", **self.labeller.preimage_request())
         return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory)
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:

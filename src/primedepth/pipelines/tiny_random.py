@@ -31,10 +31,12 @@ TINY_OFFICIAL_CONFIG = {
 }
 
 
-def build_tiny_random_pipeline(seed: int = 0):
+def build_tiny_random_pipeline(seed: int = 0, config: dict | None = None):
+    """Random weights for ``config`` (official vocabulary; default ``TINY_OFFICIAL_CONFIG``) with a 2-layer text
+    tower of the UNet's context width and the byte-level tokenizer."""
     from .pipeline import PrimeDepthPipeline
 
-    config = TINY_OFFICIAL_CONFIG
+    config = config or TINY_OFFICIAL_CONFIG
     tokenizer = byte_level_tokenizer()
     text_config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=config["unet"]["context_dim"],
                                  intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
