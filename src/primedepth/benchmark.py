@@ -134,17 +134,27 @@ def build_primedepth(scale: str, device: torch.device, *, attention: str = "pool
     return Runner(run, [pipe.vae, pipe.unet, pipe.labeller])
 
 
-def build_sd_single_step(scale: str, device: torch.device) -> Runner:
-    """VAE encode (posterior mean) + one UNet call + VAE decode: the E2E-FT / Marigold v1-1 single-step shape."""
+def _channels_last(*modules):
+    for module in modules:
+        torch.nn.Module.to(module, memory_format=torch.channels_last)
+
+
+def build_sd_single_step(scale: str, device: torch.device, *, channels_last: bool = True) -> Runner:
+    """VAE encode (posterior mean) + one UNet call + VAE decode: the E2E-FT / Marigold v1-1 single-step shape.
+    channels_last like ours by default ("same settings")."""
     config, unet, vae = _sd_parts(scale)
     unet.to(device)
     vae.to(device)
+    if channels_last:
+        _channels_last(unet, vae)
     context = torch.zeros(1, 77, config["unet"]["context_dim"], device=device)
     scale_factor = config["scale_factor"]
     t = torch.tensor([999], device=device)
 
     @torch.no_grad()
     def run(images):
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         moments = vae.quant_conv(vae.encoder(images))
         latent = moments.chunk(2, dim=1)[0] * scale_factor
         pred = unet(latent, t, encoder_hidden_states=context.expand(images.shape[0], -1, -1), return_dict=False)[0]
@@ -153,8 +163,10 @@ def build_sd_single_step(scale: str, device: torch.device) -> Runner:
     return Runner(run, [unet, vae])
 
 
-def build_marigold(scale: str, device: torch.device, *, steps: int = 1, ensemble: int = 1) -> Runner:
-    """diffusers' ``MarigoldDepthPipeline`` around random SD 2 components (UNet with 8 input channels)."""
+def build_marigold(scale: str, device: torch.device, *, steps: int = 1, ensemble: int = 1,
+                   channels_last: bool = True) -> Runner:
+    """diffusers' ``MarigoldDepthPipeline`` around random SD 2 components (UNet with 8 input channels); UNet and VAE
+    in channels_last by default (as fast as we make ours)."""
     from diffusers import DDIMScheduler, MarigoldDepthPipeline
 
     config, unet, vae = _sd_parts(scale, unet_in_channels=8)
@@ -167,6 +179,8 @@ def build_marigold(scale: str, device: torch.device, *, steps: int = 1, ensemble
                                  shift_invariant=True, default_denoising_steps=steps,
                                  default_processing_resolution=768).to(device)
     pipe.set_progress_bar_config(disable=True)
+    if channels_last:
+        _channels_last(unet, vae)
 
     def run(images):
         return pipe(images, num_inference_steps=steps, ensemble_size=ensemble,
@@ -224,8 +238,10 @@ def contenders() -> dict[str, Contender]:
                   "low_memory=True, VAE decoder dropped",
                   dict(low_memory=True, keep_vae_decoder=False, channels_last=True)),
         Contender("sd-single-step", "Single-step SD depth (VAE enc + UNet + VAE dec)", build_sd_single_step,
-                  "E2E-FT / Marigold v1-1 shape"),
-        Contender("marigold-1x1", "Marigold, 1 step x 1", build_marigold, "diffusers MarigoldDepthPipeline",
+                  "E2E-FT / Marigold v1-1 shape, fp32, channels_last"),
+        Contender("sd-single-step-nchw", "Single-step SD depth, NCHW", build_sd_single_step,
+                  "fp32, default memory format", dict(channels_last=False)),
+        Contender("marigold-1x1", "Marigold, 1 step x 1", build_marigold, "diffusers MarigoldDepthPipeline, channels_last",
                   dict(steps=1, ensemble=1)),
         Contender("marigold-2x1", "Marigold, 2 steps x 1", build_marigold, "for the linear extrapolation",
                   dict(steps=2, ensemble=1)),
@@ -336,19 +352,21 @@ def measure(name: str, resolution: int, *, device: str = "cpu", scale: str = "fu
         _malloc_trim()
         reset = _reset_peak_rss()
         base = _proc_status("VmRSS") if reset else _peak_rss()
-    times = []
+    times, cpu_times = [], []
     with torch.inference_mode():
         for i in range(warmup + repeats):
             _sync(dev)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             runner.run(images)
             _sync(dev)
             if i >= warmup:
                 times.append((time.perf_counter() - t) / batch_size)
+                cpu_times.append((time.process_time() - c) / batch_size)
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak_rss()
     return dict(contender=name, label=contender.label, notes=contender.notes, resolution=resolution,
                 input_size=size, batch_size=batch_size, device=str(dev), scale=scale, threads=torch.get_num_threads(),
-                seconds=statistics.median(times), seconds_all=times, warmup=warmup, build_seconds=build_s,
+                seconds=statistics.median(times), seconds_all=times, cpu_seconds=statistics.median(cpu_times),
+                cpu_seconds_all=cpu_times, warmup=warmup, build_seconds=build_s,
                 peak_bytes=int(peak), base_bytes=int(base), activation_bytes=int(max(0, peak - base)),
                 weights_bytes=tensor_bytes(runner.modules),
                 memory_kind="cuda max allocated" if dev.type == "cuda" else "process RSS high-water mark")
@@ -382,6 +400,9 @@ def add_marigold_protocol(results: list[dict]) -> list[dict]:
             continue
         per_step = max(0.0, two["seconds"] - one["seconds"])
         seconds = ensemble * (one["seconds"] + (steps - 1) * per_step)
+        if "cpu_seconds" in one and "cpu_seconds" in two:
+            cpu_step = max(0.0, two["cpu_seconds"] - one["cpu_seconds"])
+            one = {**one, "cpu_seconds": ensemble * (one["cpu_seconds"] + (steps - 1) * cpu_step)}
         out.append({**one, "contender": "marigold-50x10", "label": "Marigold, 50 steps x 10 (v1-0), extrapolated",
                     "notes": f"= {ensemble} x (t(1x1) + {steps - 1} x (t(2x1) - t(1x1))); memory of 1x1 (batch 1)",
                     "seconds": seconds, "seconds_all": [], "derived": True, "per_step_seconds": per_step})
@@ -427,16 +448,20 @@ def markdown_table(results: list[dict], reference: str = "primedepth") -> str:
         rows = [r for r in results if r["resolution"] == res]
         ours = next((r for r in rows if r["contender"] == reference and "error" not in r), None)
         lines += [f"**{res} x {res}**", "",
-                  "| contender | s / image | time vs ours | peak MiB | activation MiB | act. vs ours | weights MiB | notes |",
-                  "|---|---:|---:|---:|---:|---:|---:|---|"]
+                  "| contender | s / image | time vs ours | CPU s / image | CPU time vs ours | peak MiB | activation MiB "
+                  "| act. vs ours | weights MiB | notes |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
             if "error" in r:
-                lines.append(f"| {r['contender']} | — | — | — | — | — | — | {r['error']} |")
+                lines.append(f"| {r['contender']} | — | — | — | — | — | — | — | — | {r['error']} |")
                 continue
             ratio = f"{r['seconds'] / ours['seconds']:.2f}x" if ours else "—"
             act = (f"{r['activation_bytes'] / ours['activation_bytes']:.2f}x"
                    if ours and ours["activation_bytes"] else "—")
-            lines.append(f"| {r['label']} | {r['seconds']:.3g} | {ratio} | {_mib(r['peak_bytes'])} | "
+            cpu = r.get("cpu_seconds")
+            cpu_ratio = f"{cpu / ours['cpu_seconds']:.2f}x" if ours and cpu and ours.get("cpu_seconds") else "—"
+            cpu = f"{cpu:.3g}" if cpu else "—"
+            lines.append(f"| {r['label']} | {r['seconds']:.3g} | {ratio} | {cpu} | {cpu_ratio} | {_mib(r['peak_bytes'])} | "
                          f"{_mib(r['activation_bytes'])} | {act} | {_mib(r['weights_bytes'])} | {r.get('notes', '')} |")
         lines.append("")
     return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Smoke tests of the benchmark machinery on tiny models (no timing assertions)."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from primedepth import benchmark as bench
+from primedepth.cli import main
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_every_contender_builds_and_runs_tiny():
+    for name in bench.contenders():
+        if name == "marigold-50x10":
+            continue
+        record = bench.measure(name, 32, scale="tiny", warmup=0, repeats=1)
+        assert record["seconds"] > 0 and record["weights_bytes"] > 0, name
+        assert record["peak_bytes"] >= record["base_bytes"] - 1, name
+
+
+def test_marigold_protocol_is_extrapolated_from_one_and_two_steps():
+    rows = [dict(contender="marigold-1x1", resolution=64, seconds=3.0, label="", notes=""),
+            dict(contender="marigold-2x1", resolution=64, seconds=5.0, label="", notes="")]
+    derived = [r for r in bench.add_marigold_protocol(rows) if r.get("derived")]
+    assert len(derived) == 1 and derived[0]["seconds"] == pytest.approx(10 * (3.0 + 49 * 2.0))
+
+
+def test_bench_cli_in_subprocesses_writes_table_json_and_plot(tmp_path):
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(main, ["bench", "--device", "cpu", "--scale", "tiny", "--resolutions", "32",
+                                       "--contenders", "primedepth,primedepth-authors,depth-anything-v2-s",
+                                       "--warmup", "0", "--repeats", "1", "--threads", "1",
+                                       "--output-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "results.json").read_text())
+    assert {r["contender"] for r in data["results"]} == {"primedepth", "primedepth-authors", "depth-anything-v2-s"}
+    assert all("error" not in r for r in data["results"])
+    assert "time vs ours" in (out / "results.md").read_text()
+    assert (out / "bench.png").stat().st_size > 0
+
+
+def test_fast_and_low_memory_paths_match_the_reference_in_fp32(reference_dir):
+    splits = {k: bench.PRECISION_SPLITS[k] for k in ("fp32 + channels_last", "fp32 + low_memory")}
+    for name, errors in bench.reference_errors(reference_dir, splits).items():
+        assert errors["worst"] <= 1e-4, (name, errors)
+
+
+def test_pipeline_call_with_low_memory_matches_default(tiny_pipe, rgb_image):
+    a = tiny_pipe(rgb_image, caption="none", noise="none").inverse_depth[0]
+    b = tiny_pipe(rgb_image, caption="none", noise="none", low_memory=True).inverse_depth[0]
+    assert abs(a - b).max() <= 1e-4 * abs(a).max()
