@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 primedepth bench --device cpu --resolutions 256,512 --warmup 1 --repeats 2 --output-dir docs/bench-cpu "$@"
 primedepth bench --device cpu --resolutions 256 --warmup 1 --repeats 2 --no-plot --output-dir docs/bench-cpu-variants \
-  --contenders primedepth,primedepth-plain,primedepth-lowmem,primedepth-bf16,primedepth-bf16-all "$@"
+  --contenders primedepth,primedepth-plain,primedepth-lowmem,primedepth-bf16,primedepth-bf16-all,sd-single-step-nchw "$@"
