@@ -36,6 +36,7 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
         attention_resolutions: tuple[int, ...] = (4, 2, 1),
         num_head_channels: int = 64,
         context_dim: int = 1024,
+        use_linear_in_transformer: bool = True,
         refiner_model_ratio: float = 0.5,
         use_self_attn_maps: bool = True,
         use_cross_attn_maps: bool = True,
@@ -84,7 +85,8 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
             prev = step.refiner_out
         self.steps = steps
         emb_channels = 4 * model_channels
-        self.refiner = nn.ModuleList(RefinerBlock(s, emb_channels, context_dim) for s in steps)
+        self.refiner = nn.ModuleList(RefinerBlock(s, emb_channels, context_dim, use_linear_in_transformer)
+                                     for s in steps)
         last = steps[-1].refiner_out
         self.refiner_norm_out = group_norm(last)
         self.refiner_conv_out = nn.Conv2d(last, channels2predictor, 3, padding=1)
