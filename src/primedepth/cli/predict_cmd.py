@@ -76,6 +76,7 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     import torch
     from tqdm.auto import tqdm
 
+    from ..pipelines.captioning import default_cache_file
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.loading import WeightsNotFoundError, default_model_dir
@@ -94,7 +95,8 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     try:
         pipe = PrimeDepthPipeline.from_pretrained(
             model, device=None if device == "auto" else device, torch_dtype=getattr(torch, DTYPES[dtype]),
-            cache_dir=cache_dir, local_files_only=local_files_only) if todo else None
+            cache_dir=cache_dir, local_files_only=local_files_only,
+            caption_cache_file=default_cache_file()) if todo else None
     except (WeightsNotFoundError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -120,6 +122,10 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
             for group in groups:
                 try:
                     out = pipe([img for img, _ in group], batch_size=batch_size, **options)
+                except OSError as err:  # a missing caption model or text encoder: every image would fail
+                    bar.close()
+                    click.echo(f"error: {err}", err=True)
+                    sys.exit(2)
                 except (ValueError, RuntimeError) as err:
                     if len(group) == 1:
                         failures.append(f"{group[0][0].source}: prediction failed ({err})")
