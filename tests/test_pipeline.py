@@ -120,3 +120,16 @@ def test_missing_weights_give_one_clear_error(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="could not be fetched"):
         PrimeDepthPipeline.from_pretrained("nobody/primedepth-missing", local_files_only=True,
                                            cache_dir=str(tmp_path / "hf"))
+
+
+def test_block_preimage_checkpoints_load_into_the_pipeline(tiny_pipe, rgb_image, tmp_path):
+    from primedepth.models.block_preimage import BlockPreimageLabeller
+
+    pipe = PrimeDepthPipeline.from_pretrained("tiny-random", device="cpu")
+    pipe.labeller = BlockPreimageLabeller(**{k: v for k, v in tiny_pipe.labeller.config.items()
+                                             if not k.startswith("_")}).eval()
+    pipe.save_pretrained(tmp_path / "block")
+    loaded = PrimeDepthPipeline.from_pretrained(tmp_path / "block", device="cpu")
+    assert type(loaded.labeller).__name__ == "BlockPreimageLabeller"
+    x, y = loaded(rgb_image).inverse_depth[0], pipe(rgb_image).inverse_depth[0]
+    assert x.shape == (75, 93) and np.abs(x - y).max() <= 1e-4 * np.abs(y).max()

@@ -18,7 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .heads import VAEDecoderHead
-from .labeller import LabellerOutput, RefinerBlock
+from .labeller import LabellerOutput, PrimeDepthLabeller, RefinerBlock
 from .layers import group_norm
 from .layout import fusion_layout, unet_layout
 from .preimage import Preimage
@@ -116,8 +116,10 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
             parts.append(self.attention_conv(maps))
         return self.merge_conv(torch.cat(parts, dim=1))
 
+    preimage_request = PrimeDepthLabeller.preimage_request
+
     def forward(self, preimage: Preimage, segmentation: bool = False, depth: bool = True,
-                return_intermediates: bool = False) -> LabellerOutput:
+                return_intermediates: bool = False, low_memory: bool = False) -> LabellerOutput:
         out = LabellerOutput()
         h = self.block(preimage)
         if return_intermediates:
@@ -131,9 +133,9 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
         if return_intermediates:
             out.refiner_out = h
         if depth:
-            out.depth = self.depth_head(h)
+            out.depth = self.depth_head(h, low_memory=low_memory)
         if segmentation:
             if self.segmentation_head is None:
                 raise ValueError("this model has no segmentation head (segmentation_classes=0)")
-            out.segmentation = self.segmentation_head(h)
+            out.segmentation = self.segmentation_head(h, low_memory=low_memory)
         return out

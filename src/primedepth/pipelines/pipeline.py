@@ -24,6 +24,18 @@ NOISE_MODES = ("sampled", "none")
 ATTENTION_MODES = ("pooled", "naive")
 
 
+def load_labeller(folder: Path) -> torch.nn.Module:
+    """The trained part, by the class recorded in its config (the BlockPreIm ablation has its own class)."""
+    name = json.loads((folder / "config.json").read_text()).get("_class_name", "PrimeDepthLabeller")
+    if name == "BlockPreimageLabeller":
+        from ..models.block_preimage import BlockPreimageLabeller
+
+        return BlockPreimageLabeller.from_pretrained(folder)
+    if name != "PrimeDepthLabeller":
+        raise ValueError(f"{folder}: unknown labeller class {name!r}")
+    return PrimeDepthLabeller.from_pretrained(folder)
+
+
 def auto_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -151,7 +163,7 @@ class PrimeDepthPipeline:
                 vae=AutoencoderKL.from_pretrained(root / "vae"),
                 unet=UNet2DConditionModel.from_pretrained(root / "unet"),
                 text_encoder=text_encoder, tokenizer=tokenizer,
-                labeller=PrimeDepthLabeller.from_pretrained(root / "labeller"), settings=settings)
+                labeller=load_labeller(root / "labeller"), settings=settings)
         pipe.caption_cache = CaptionCache(caption_cache_file)
         if captioner_id:
             pipe.captioner = Blip2Captioner(captioner_id, cache_dir=cache_dir, local_files_only=local_files_only)
