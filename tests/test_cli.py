@@ -73,11 +73,11 @@ def test_missing_model_is_one_clear_error(tmp_path, rgb_image):
 
 
 def test_auto_captions_without_the_caption_model_stop_with_one_clear_error(tmp_path, rgb_image, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("PRIMEDEPTH_CACHE", str(tmp_path / "cache"))
     Image.fromarray(rgb_image).save(tmp_path / "a.png")
     result = CliRunner().invoke(main, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model",
-                                       "tiny-random", "--caption", "auto"])
+                                       "tiny-random", "--caption", "auto", "--local-files-only",
+                                       "--cache-dir", str(tmp_path / "hf")])
     assert result.exit_code == 2
     assert "blip2" in result.output and "--caption none" in result.output
     assert not (tmp_path / "o" / "a.npy").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -12,10 +13,11 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..models.frozen_sd import official_unet, official_vae
 from ..models.labeller import LabellerOutput, PrimeDepthLabeller
+from ..models.layers import encoder_low_memory
 from ..models.latent_noising import encode_and_noise, schedule_coefficients
 from ..models.preimage_extractor import PreimageExtractor
 from ..models.text_encoder import encode_prompts, load_clip_tokenizer
-from .captioning import Blip2Captioner, CaptionCache
+from .captioning import DEFAULT_CAPTIONER, Blip2Captioner, CaptionCache
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX, resolve_model_dir
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
@@ -128,8 +130,6 @@ class PrimeDepthPipeline:
     def to(self, device=None, dtype: torch.dtype | None = None) -> "PrimeDepthPipeline":
         for module in self.modules.values():
             torch.nn.Module.to(module, device=device, dtype=dtype)  # diffusers' .to() warns about every cast
-        if self.captioner is not None and device is not None:
-            self.captioner.device = torch.device(device)
         return self
 
     @classmethod
@@ -165,8 +165,8 @@ class PrimeDepthPipeline:
                 text_encoder=text_encoder, tokenizer=tokenizer,
                 labeller=load_labeller(root / "labeller"), settings=settings)
         pipe.caption_cache = CaptionCache(caption_cache_file)
-        if captioner_id:
-            pipe.captioner = Blip2Captioner(captioner_id, cache_dir=cache_dir, local_files_only=local_files_only)
+        pipe.captioner = Blip2Captioner(captioner_id or DEFAULT_CAPTIONER, cache_dir=cache_dir,
+                                        local_files_only=local_files_only)  # loads on first "auto" caption
         return pipe.to(device=device or auto_device(), dtype=torch_dtype)
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -195,6 +195,7 @@ class PrimeDepthPipeline:
         if missing:
             if self.captioner is None:
                 self.captioner = Blip2Captioner(device=self.device)
+            self.captioner.device = self.device
             for i, text in zip(missing, self.captioner([images[i].pixels for i in missing])):
                 self.caption_cache.put(keys[i], text)
         return [self.caption_cache.get(k) for k in keys]
@@ -207,8 +208,8 @@ class PrimeDepthPipeline:
 
         ``generator``: one per image for the posterior and t-noise draws (reproducible and independent of the batch
         composition), or None for the noise-free variant (posterior mean, no t-noise).
-        ``low_memory``: free each preimage block once fused and run the heads in row bands (same outputs within
-        float rounding, lower peak memory, slightly slower).
+        ``low_memory``: run the VAE encoder's and the heads' full-resolution layers in row bands and free each
+        preimage block once fused (same outputs within float rounding, much lower peak memory, somewhat slower).
         """
         noise_posterior = noise_t = None
         if generator is not None:
@@ -234,7 +235,11 @@ class PrimeDepthPipeline:
         s = self.settings
         sqrt_ab, sqrt_1mab = schedule_coefficients(s["beta_start"], s["beta_end"], s["num_train_timesteps"],
                                                    s["timestep"])
-        latent = encode_and_noise(self.vae, images, scale_factor=s["scale_factor"], sqrt_alpha_bar=sqrt_ab,
+        vae = self.vae
+        if low_memory:
+            vae = SimpleNamespace(encoder=lambda x: encoder_low_memory(self.vae.encoder, x),
+                                  quant_conv=self.vae.quant_conv)
+        latent = encode_and_noise(vae, images, scale_factor=s["scale_factor"], sqrt_alpha_bar=sqrt_ab,
                                   sqrt_one_minus_alpha_bar=sqrt_1mab,
                                   noise_posterior=None if noise_posterior is None else noise_posterior.to(device),
                                   noise_t=None if noise_t is None else noise_t.to(device))
