@@ -54,11 +54,16 @@ class VAEDecoderHead(nn.Module):
     def _forward_banded(self, x: torch.Tensor, band: int | None) -> torch.Tensor:
         h = self.conv_in(x)
         h = self.mid_block_2(self.mid_attn(self.mid_block_1(h)))
-        for stage in self.up:
-            for block in stage.blocks:
+        last = len(self.up) - 1
+        for i, stage in enumerate(self.up):
+            for j, block in enumerate(stage.blocks):
+                if i == last and j == 0 and self.up[i - 1].upsample is not None:
+                    # full resolution: never form the upsampled input (the largest tensor of the head)
+                    h = block.forward_upsampled_banded(h, self.up[i - 1].upsample, band)
+                    continue
                 holder = [h]
                 del h
                 h = block.forward_banded(holder, band)
-            if stage.upsample is not None:
+            if stage.upsample is not None and not (i == last - 1 and last > 0):
                 h = stage.upsample.forward_banded(h, band)
         return norm_act_conv_banded(h, self.norm_out, self.conv_out, band)

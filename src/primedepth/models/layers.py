@@ -52,58 +52,87 @@ def set_official_group_norms(module: nn.Module, eps: float | None = None) -> nn.
 
 
 def _band_rows(height: int, band: int | None) -> int:
-    return max(1, band or max(8, height // 8))
+    return max(1, band or max(16, height // 16))
 
 
-def group_norm_affine(x: torch.Tensor, norm: nn.GroupNorm, band: int | None = None):
-    """Per-channel ``(scale, shift)`` with ``norm(x) == x * scale + shift`` (fp32, shape (B, C, 1, 1)).
-
-    Two passes over row bands (mean, then centred variance), so no full-size temporary is formed.
-    """
-    b, c, height, _ = x.shape
-    g = norm.num_groups
+def _channel_stats(x: torch.Tensor, band: int | None = None):
+    """Per-channel (mean, sum of squared deviations, count), float64, over row bands: sums of ``x - K`` and
+    ``(x - K)^2`` with a per-channel shift ``K`` (the first row's mean) so that the variance does not cancel."""
+    b, c, height, width = x.shape
     rows = _band_rows(height, band)
+    shift = x[:, :, :1].float().mean(dim=(2, 3), keepdim=True)
     total = torch.zeros(b, c, dtype=torch.float64, device=x.device)
+    total_sq = torch.zeros_like(total)
     for r in range(0, height, rows):
-        total += x[:, :, r:r + rows].float().sum(dim=(2, 3), dtype=torch.float64)
-    count = x[0, 0].numel() * (c // g)
-    mean = total.view(b, g, -1).sum(-1) / count  # (B, G)
-    mean_c = mean.repeat_interleave(c // g, dim=1)[:, :, None, None]
-    sq = torch.zeros(b, c, dtype=torch.float64, device=x.device)
-    for r in range(0, height, rows):
-        sq += (x[:, :, r:r + rows].double() - mean_c).square().sum(dim=(2, 3))
-    var = sq.view(b, g, -1).sum(-1) / count
-    rstd = (var + norm.eps).rsqrt().repeat_interleave(c // g, dim=1)
+        d = x[:, :, r:r + rows].float() - shift
+        total += d.sum(dim=(2, 3), dtype=torch.float64)
+        total_sq += d.square_().sum(dim=(2, 3), dtype=torch.float64)
+    n = height * width
+    mean_d = total / n
+    return mean_d + shift.double()[:, :, 0, 0], (total_sq - n * mean_d.square()).clamp_min(0), n
+
+
+def _merge_stats(a, b):
+    """Chan et al.'s parallel combination of (mean, M2, count) statistics."""
+    if a is None:
+        return b
+    mean_a, m2_a, n_a = a
+    mean_b, m2_b, n_b = b
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return mean_a + delta * (n_b / n), m2_a + m2_b + delta.square() * (n_a * n_b / n), n
+
+
+def _affine_from_stats(stats, norm: nn.GroupNorm):
+    """GroupNorm ``(scale, shift)`` per channel (fp32, (B, C, 1, 1)) from per-channel (mean, M2, count)."""
+    mean_c, m2_c, n = stats
+    b, c = mean_c.shape
+    g = norm.num_groups
+    per = c // g
+    mean_g = mean_c.view(b, g, per).mean(-1)
+    m2_g = m2_c.view(b, g, per).sum(-1) + n * (mean_c.view(b, g, per) - mean_g[..., None]).square().sum(-1)
+    var = m2_g / (n * per)
+    rstd = (var + norm.eps).rsqrt().repeat_interleave(per, dim=1)
     weight = norm.weight.double() if norm.weight is not None else 1.0
     bias = norm.bias.double() if norm.bias is not None else 0.0
     scale = rstd * weight
-    shift = bias - mean.repeat_interleave(c // g, dim=1) * scale
+    shift = bias - mean_g.repeat_interleave(per, dim=1) * scale
     return scale.float()[:, :, None, None], shift.float()[:, :, None, None]
+
+
+def group_norm_affine(x: torch.Tensor, norm: nn.GroupNorm, band: int | None = None):
+    """Per-channel ``(scale, shift)`` with ``norm(x) == x * scale + shift`` (fp32, shape (B, C, 1, 1))."""
+    return _affine_from_stats(_channel_stats(x, band), norm)
+
+
+def _conv_rows(y: torch.Tensor, conv: nn.Conv2d, lo: int, start: int, stop: int, stride: int = 1) -> torch.Tensor:
+    """Rows ``start:stop`` of ``conv(full)`` from the rows ``lo:`` of ``full`` held in ``y`` (stride 1, 'same'
+    padding: the conv pads the band with zeros, which is right at the image edges; interior extras are cut)."""
+    out = F.conv2d(y, conv.weight, conv.bias, padding=conv.padding)
+    return out[:, :, start - lo:stop - lo]
 
 
 def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, band: int | None = None,
                          out: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(silu(norm(x)))`` computed in row bands: the only full-size tensor formed is the output.
 
-    ``conv`` must have stride 1 and symmetric padding; ``out`` (same shape as the result), when given, is added to.
+    ``conv`` must have stride 1 and symmetric 'same' padding; ``out`` (same shape as the result), when given, is
+    added to (in place).
     """
     b, _, height, width = x.shape
     pad = conv.padding[0]
     scale, shift = group_norm_affine(x, norm, band)
     rows = _band_rows(height, band)
-    result = None
+    result = out
     for r in range(0, height, rows):
-        lo, hi = max(0, r - pad), min(height, r + rows + pad)
-        y = F.silu(x[:, :, lo:hi].float() * scale + shift, inplace=True).to(x.dtype)
-        y = F.pad(y, (0, 0, pad - (r - lo), pad - (hi - min(height, r + rows))))
-        part = F.conv2d(y, conv.weight, conv.bias, padding=(0, conv.padding[1]))
+        stop = min(height, r + rows)
+        lo, hi = max(0, r - pad), min(height, stop + pad)
+        y = F.silu(torch.addcmul(shift, x[:, :, lo:hi].float(), scale), inplace=True).to(x.dtype)
+        part = _conv_rows(y, conv, lo, r, stop)
         if result is None:
-            result = out if out is not None else torch.empty(b, part.shape[1], height, width, dtype=part.dtype,
-                                                             device=part.device,
-                                                             memory_format=_memory_format(x))
-            if out is None:
-                result.zero_()
-        result[:, :, r:r + part.shape[2]] += part
+            result = torch.empty(b, part.shape[1], height, width, dtype=part.dtype, device=part.device,
+                                 memory_format=_memory_format(x)).zero_()
+        result[:, :, r:stop] += part
     return result
 
 
@@ -126,21 +155,23 @@ class Upsample2x(nn.Module):
             x = F.interpolate(x, size=output_size, mode="nearest")
         return self.conv(x)
 
+    def rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of ``forward(x)`` (2x nearest + conv), computed from ``x`` alone."""
+        out_h = 2 * x.shape[2]
+        pad = self.conv.padding[0]
+        lo, hi = max(0, start - pad), min(out_h, stop + pad)
+        y = x[:, :, lo // 2:(hi + 1) // 2].repeat_interleave(2, dim=2)[:, :, lo % 2:lo % 2 + hi - lo]
+        return _conv_rows(y.repeat_interleave(2, dim=3), self.conv, lo, start, stop)
+
     def forward_banded(self, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
         """2x nearest upsampling + conv in row bands (the upsampled input is never formed in full)."""
         b, c, height, width = x.shape
         out_h = 2 * height
         rows = _band_rows(out_h, band)
-        pad = self.conv.padding[0]
         result = torch.empty(b, self.conv.out_channels, out_h, 2 * width, dtype=x.dtype, device=x.device,
                              memory_format=_memory_format(x))
         for r in range(0, out_h, rows):
-            lo, hi = max(0, r - pad), min(out_h, r + rows + pad)
-            src = torch.arange(lo, hi, device=x.device) // 2
-            y = x.index_select(2, src).repeat_interleave(2, dim=3)
-            y = F.pad(y, (0, 0, pad - (r - lo), pad - (hi - min(out_h, r + rows))))
-            part = F.conv2d(y, self.conv.weight, self.conv.bias, padding=(0, self.conv.padding[1]))
-            result[:, :, r:r + part.shape[2]] = part
+            result[:, :, r:min(out_h, r + rows)] = self.rows(x, r, min(out_h, r + rows))
         return result
 
 
@@ -256,12 +287,38 @@ class ResnetBlock(nn.Module):
         return self.skip(x) + h
 
     def forward_banded(self, holder: list[torch.Tensor], band: int | None = None) -> torch.Tensor:
-        """Low-memory forward. ``holder`` = [x]; x is taken out of it so that it can be freed inside."""
+        """Low-memory forward. ``holder`` = [x]; x is taken out of it so that it can be freed (or, with an identity
+        skip, overwritten by the output) inside."""
         x = holder.pop()
         h = norm_act_conv_banded(x, self.norm1, self.conv1, band)
-        out = self.skip(x).contiguous(memory_format=_memory_format(h))
+        out = x if isinstance(self.skip, nn.Identity) else self.skip(x).contiguous(memory_format=_memory_format(h))
         del x
         return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=out)
+
+    def forward_upsampled_banded(self, low: torch.Tensor, upsample: "Upsample2x", band: int | None = None):
+        """``self(upsample(low))`` without forming ``upsample(low)`` in full: its rows are computed twice (once for
+        the GroupNorm statistics, once for the convs), trading one conv for the largest tensor of the head."""
+        b, _, height, width = low.shape
+        out_h, out_w = 2 * height, 2 * width
+        rows = _band_rows(out_h, band)
+        stats = None
+        for r in range(0, out_h, rows):
+            stats = _merge_stats(stats, _channel_stats(upsample.rows(low, r, min(out_h, r + rows))))
+        scale, shift = _affine_from_stats(stats, self.norm1)
+        fmt = _memory_format(low)
+        h = torch.empty(b, self.conv1.out_channels, out_h, out_w, dtype=low.dtype, device=low.device,
+                        memory_format=fmt)
+        skip = torch.empty_like(h)
+        pad = self.conv1.padding[0]
+        for r in range(0, out_h, rows):
+            stop = min(out_h, r + rows)
+            lo, hi = max(0, r - pad), min(out_h, stop + pad)
+            x = upsample.rows(low, lo, hi)
+            skip[:, :, r:stop] = self.skip(x[:, :, r - lo:r - lo + stop - r])
+            y = F.silu(torch.addcmul(shift, x.float(), scale), inplace=True).to(x.dtype)
+            del x
+            h[:, :, r:stop] = _conv_rows(y, self.conv1, lo, r, stop)
+        return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=skip)
 
 
 class SingleHeadSpatialAttention(nn.Module):
@@ -281,3 +338,51 @@ class SingleHeadSpatialAttention(nn.Module):
         q, k, v = (conv(y).flatten(2).transpose(1, 2)[:, None] for conv in (self.q, self.k, self.v))
         out = F.scaled_dot_product_attention(q, k, v)[:, 0]
         return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+def diffusers_resnet_banded(resnet: nn.Module, holder: list[torch.Tensor], band: int | None = None) -> torch.Tensor:
+    """Low-memory forward of a diffusers ``ResnetBlock2D`` without timestep, up/downsampling (the VAE's)."""
+    if resnet.upsample is not None or resnet.downsample is not None or resnet.time_emb_proj is not None \
+            or not isinstance(resnet.nonlinearity, nn.SiLU):
+        return resnet(holder.pop(), None)
+    x = holder.pop()
+    h = norm_act_conv_banded(x, resnet.norm1, resnet.conv1, band)
+    out = x if resnet.conv_shortcut is None else resnet.conv_shortcut(x).contiguous(memory_format=_memory_format(h))
+    del x
+    out = norm_act_conv_banded(h, resnet.norm2, resnet.conv2, band, out=out)
+    if resnet.output_scale_factor != 1:
+        out /= resnet.output_scale_factor
+    return out
+
+
+def downsample_banded(down: nn.Module, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
+    """diffusers ``Downsample2D`` (pad right/bottom by 1, 3x3 conv, stride 2) in output row bands."""
+    conv = down.conv
+    if getattr(down, "norm", None) is not None or not getattr(down, "use_conv", False) or down.padding != 0 \
+            or conv.stride != (2, 2) or conv.kernel_size != (3, 3):
+        return down(x)
+    b, _, height, width = x.shape
+    out_h, out_w = height // 2, width // 2  # (n + 1 - 3) // 2 + 1
+    rows = _band_rows(out_h, band)
+    result = torch.empty(b, conv.out_channels, out_h, out_w, dtype=x.dtype, device=x.device,
+                         memory_format=_memory_format(x))
+    for r in range(0, out_h, rows):
+        stop = min(out_h, r + rows)
+        lo, hi = 2 * r, 2 * stop + 1
+        y = F.pad(x[:, :, lo:min(hi, height)], (0, 1, 0, hi - min(hi, height)))
+        result[:, :, r:stop] = F.conv2d(y, conv.weight, conv.bias, stride=2)
+    return result
+
+
+def encoder_low_memory(encoder: nn.Module, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
+    """diffusers VAE ``Encoder.forward`` with banded ResnetBlocks and downsamplers (same result within rounding)."""
+    h = encoder.conv_in(x)
+    for down in encoder.down_blocks:
+        for resnet in down.resnets:
+            holder = [h]
+            del h
+            h = diffusers_resnet_banded(resnet, holder, band)
+        if down.downsamplers is not None:
+            h = downsample_banded(down.downsamplers[0], h, band)
+    h = encoder.mid_block(h)
+    return encoder.conv_out(encoder.conv_act(encoder.conv_norm_out(h)))
