@@ -65,6 +65,8 @@ class PrimeDepthPipeline:
             raise ValueError(f"text encoder width {text_encoder.config.hidden_size} does not match the UNet's "
                              f"cross-attention width {unet.config.cross_attention_dim}")
         self.extractor = PreimageExtractor(self.unet)
+        self.channels_last = False  # set by optimize()
+        self._prompt_cache: dict = {}
         for module in self.modules.values():
             module.eval().requires_grad_(False)
 
@@ -230,7 +232,7 @@ class PrimeDepthPipeline:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
         device, dtype = self.device, self.dtype
         images = images.to(device=device, dtype=dtype)
-        if getattr(self, "channels_last", False):
+        if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         s = self.settings
         sqrt_ab, sqrt_1mab = schedule_coefficients(s["beta_start"], s["beta_end"], s["num_train_timesteps"],
@@ -253,7 +255,7 @@ class PrimeDepthPipeline:
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Text-tower states per prompt, cached per distinct prompt (the empty or a fixed caption costs once)."""
-        cache = self.__dict__.setdefault("_prompt_cache", {})
+        cache = self._prompt_cache
         key_dtype = (self.text_encoder.dtype, self.text_encoder.device)
         missing = [p for p in dict.fromkeys(prompts) if (p, key_dtype) not in cache]
         if missing:
@@ -296,7 +298,7 @@ class PrimeDepthPipeline:
         caption = self.settings.get("default_caption", "auto") if caption is None else caption
         processor = PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
         captions = self.captions_for(loaded, caption)
-        depth_maps, seg_maps, sizes = [None] * len(loaded), [None] * len(loaded), []
+        depth_maps, seg_maps = [None] * len(loaded), [None] * len(loaded)
         order = sorted(range(len(loaded)), key=lambda i: processor.processing_size(*loaded[i].size))
         batches, current = [], []
         for i in order:
