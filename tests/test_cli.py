@@ -56,6 +56,16 @@ def test_folder_with_bad_files_keeps_going_names_them_and_fails_the_exit_code(tm
     assert "2 written" in forced.output
 
 
+def test_low_memory_and_default_write_the_same_depth(tmp_path, rgb_image):
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    for name, extra in (("plain", []), ("low", ["--low-memory"])):
+        result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / name),
+                                           "--model", "tiny-random", "--format", "npy", *extra])
+        assert result.exit_code == 0, result.output
+    plain, low = np.load(tmp_path / "plain" / "x.npy"), np.load(tmp_path / "low" / "x.npy")
+    assert np.abs(plain - low).max() <= 1e-4 * np.abs(plain).max()
+
+
 def test_native_size_glob_and_unknown_inputs(tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "a.png")
     out = tmp_path / "out"
