@@ -42,17 +42,17 @@ def align_to_depth(
 ) -> np.ndarray:
     """Metric depth from an affine-invariant prediction, aligned to ``gt`` in ``space`` and clipped to the range.
 
-    Disparity space: fit to ``1/gt`` (only where the prediction is positive), clip the aligned disparity at
-    ``1e-3`` and invert. The result is clipped to ``[min_depth, max_depth]`` as the dataset protocol asks."""
+    Disparity space: fit to ``1/gt`` over all valid pixels (an affine-invariant prediction may be negative
+    anywhere), clip the aligned disparity at ``1e-3`` and invert. The result is clipped to
+    ``[min_depth, max_depth]`` as the dataset protocol asks."""
     if space not in SPACES:
         raise ValueError(f"alignment space must be one of {SPACES}, got {space!r}")
     if space == "depth":
         scale, shift = fit_scale_shift(pred, gt, valid, max_res)
         depth = scale * pred + shift
     else:
-        fit_mask = valid & (pred > 0)
         target = np.zeros_like(gt, dtype=np.float64)
-        target[fit_mask] = 1.0 / gt[fit_mask]
-        scale, shift = fit_scale_shift(pred, target, fit_mask, max_res)
+        target[valid] = 1.0 / gt[valid]
+        scale, shift = fit_scale_shift(pred, target, valid, max_res)
         depth = 1.0 / np.maximum(scale * pred + shift, MIN_DISPARITY)
     return np.clip(depth, min_depth, max_depth).astype(np.float32)

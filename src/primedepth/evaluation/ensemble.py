@@ -3,7 +3,7 @@
 Common scale: both models predict affine-invariant inverse depth, so each map is first brought to a common
 affine-invariant normalisation *without ground truth*: shift by its median, divide by its mean absolute deviation
 from the median (the MiDaS scale-shift normalisation). The pixel-wise average of the two normalised maps is again an
-affine-invariant inverse depth (shifted to be positive) and goes through the usual protocol (fit to 1/GT, invert, clip). Using no GT here
+affine-invariant inverse depth and goes through the usual protocol (fit to 1/GT, invert, clip). Using no GT here
 keeps the ensemble a real predictor; the only GT use remains the protocol's own per-image alignment."""
 
 from __future__ import annotations
@@ -38,9 +38,7 @@ class EnsemblePredictor(Predictor):
     def predict(self, sample_id, rgb):
         preds = [m.predict(sample_id, rgb) for m in self.members]
         shape = max((p.shape for p in preds), key=lambda s: s[0] * s[1])
-        mean = np.mean([normalise(resize_to(p, shape)) for p in preds], axis=0)
-        # Shift to positive values: free under affine invariance, and the disparity protocol fits positive values only.
-        return (mean - mean.min() + 1.0).astype(np.float32)
+        return np.mean([normalise(resize_to(p, shape)) for p in preds], axis=0).astype(np.float32)
 
 
 def read_rows(csv_path: Path) -> dict[str, dict]:
