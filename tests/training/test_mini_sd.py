@@ -35,6 +35,17 @@ def test_noise_schedule_is_scaled_linear():
     assert bool((ab[1:] < ab[:-1]).all())
 
 
+def _optimise(loss_now, opt, steps: int = 15):
+    """Loss before and after ``steps`` optimiser steps on the same fixed batch and noise."""
+    before = loss_now().item()
+    for _ in range(steps):
+        loss = loss_now()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return before, loss_now().item()
+
+
 def test_vae_objective_is_optimised(scenes):
     images, _ = scenes
     pipe = build_tiny_random_pipeline(0)
@@ -45,13 +56,7 @@ def test_vae_objective_is_optimised(scenes):
     def loss_now():
         return mini_sd.vae_loss(vae, images, c, torch.Generator().manual_seed(0))[0]
 
-    before = loss_now().item()
-    for _ in range(15):
-        loss = loss_now()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    after = loss_now().item()
+    before, after = _optimise(loss_now, opt)
     assert after < 0.8 * before, (before, after)
 
 
@@ -68,13 +73,7 @@ def test_diffusion_objective_trains_unet_and_text_encoder(scenes):
     def loss_now():  # same timesteps and noise every call
         return mini_sd.unet_loss(unet, text, pipe.tokenizer, latents, captions, ab, torch.Generator().manual_seed(0))
 
-    before = loss_now().item()
-    for _ in range(15):
-        loss = loss_now()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    after = loss_now().item()
+    before, after = _optimise(loss_now, opt)
     assert after < 0.8 * before, (before, after)
     moved = [k for k, v in text.state_dict().items() if not torch.equal(v, text_before[k])]
     assert moved, "the text encoder got no gradient through the cross-attention"

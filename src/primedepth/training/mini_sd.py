@@ -218,17 +218,22 @@ def train_vae(vae, images: torch.Tensor, c: dict, seed: int, hflip: bool, log: P
         if hflip:
             x = torch.where(torch.from_numpy(flip).view(-1, 1, 1, 1), x.flip(-1), x)
         loss, terms = vae_loss(vae, x, c, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sch.step()
-        losses.append(loss.item())
+        losses.append(_optimizer_step(loss, opt, sch, params))
         if log is not None and (step % c["log_every"] == 0 or step == c["steps"] - 1):
             _log(log, {"stage": "vae", "step": step, "loss": loss.item(), **terms, "lr": sch.get_last_lr()[0],
                        "elapsed_s": round(time.time() - t0, 1)})
     vae.eval()
     return losses
+
+
+def _optimizer_step(loss: torch.Tensor, opt, sch, params) -> float:
+    """Backward, clip to norm 1, step optimizer and schedule; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sch.step()
+    return loss.item()
 
 
 def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: list[str], alpha_bar: torch.Tensor,
@@ -253,12 +258,7 @@ def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: l
         rng = np.random.default_rng([seed, 3, step])
         caps = ["" if rng.random() < c["caption_dropout"] else captions[i] for i in idx]
         loss = unet_loss(unet, text_encoder, tokenizer, z, caps, alpha_bar, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sch.step()
-        losses.append(loss.item())
+        losses.append(_optimizer_step(loss, opt, sch, params))
         if log is not None and (step % c["log_every"] == 0 or step == c["steps"] - 1):
             _log(log, {"stage": "unet", "step": step, "loss": loss.item(),
                        "loss_avg": float(np.mean(losses[-c["log_every"]:])), "lr": sch.get_last_lr()[0],
