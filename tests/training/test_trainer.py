@@ -77,7 +77,8 @@ def _labeller_shapes(model):
 @pytest.fixture(scope="module")
 def ablation_models(tmp_path_factory):
     models = {}
-    for ablation in ("full", "latent", "no_segmentation", "no_attention", "no_features", "block_preimage"):
+    for ablation in ("full", "latent", "no_segmentation", "no_attention", "no_features", "block_preimage",
+                     "no_preimage"):
         out = tmp_path_factory.mktemp(ablation)
         trainer = Trainer(load_config(None, extra=_cfg(out, model={"ablation": ablation}, train={"max_steps": 1})))
         before = {k: v.clone() for k, v in trainer.unwrapped.state_dict().items()}
@@ -117,13 +118,42 @@ def test_ablations_change_exactly_the_named_part(ablation_models):
     for part in ("depth_head", "segmentation_head", "refiner_conv_out"):
         assert prefixed(bp, part) == prefixed(full, part)
     assert len(ablation_models["block_preimage"].unwrapped.refiner) == 9  # stages 2-4 of the refiner
+    # no-preimage baseline: NoAttent's refiner and heads, but the feature convs read the 4-channel latent
+    npi = shapes["no_preimage"]
+    assert not prefixed(npi, "attention_convs")
+    assert all(v[1] == 4 for k, v in prefixed(npi, "feature_convs").items() if k.endswith("weight"))
+    assert {k: v[0] for k, v in prefixed(npi, "feature_convs").items()} == \
+        {k: v[0] for k, v in prefixed(na, "feature_convs").items()}
+    for part in ("refiner.", "depth_head", "segmentation_head", "refiner_conv_out"):
+        assert prefixed(npi, part) == prefixed(na, part)
+
+
+def test_no_preimage_baseline_never_runs_the_unet(ablation_models):
+    """Its input is the noisy latent, area-resized to each decoder block's size; the frozen UNet stays unused."""
+    trainer = ablation_models["no_preimage"]
+    unet = trainer.pipe.unet
+    calls = []
+    hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in (unet.conv_in, unet.mid_block)]
+    try:
+        x_t = torch.randn(2, 4, 9, 7)
+        request = trainer.unwrapped.preimage_request()
+        pre = trainer.pipe.extractor(x_t, torch.tensor([1]), torch.zeros(2, 77, 32), **request)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert not calls
+    assert [tuple(f.shape[-2:]) for f in pre.features] == [(2, 1)] * 3 + [(3, 2)] * 3 + [(5, 4)] * 3 + [(9, 7)] * 3
+    assert torch.allclose(pre.features[-1], x_t)
+    assert torch.allclose(pre.features[3], torch.nn.functional.adaptive_avg_pool2d(x_t, (3, 2)))
+    out = trainer.unwrapped(pre)
+    assert out.depth.shape == (2, 3, 72, 56)
 
 
 def test_ablation_parameter_counts_are_recorded(ablation_models):
     counts = {k: t.param_counts["total"] for k, t in ablation_models.items()}
     assert counts["latent"] == counts["full"]
     assert counts["no_segmentation"] == counts["full"] - ablation_models["full"].param_counts["segmentation_head"]
-    assert len(set(counts[k] for k in ("full", "no_attention", "no_features", "block_preimage"))) == 4
+    assert len(set(counts[k] for k in ("full", "no_attention", "no_features", "block_preimage", "no_preimage"))) == 5
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):

@@ -50,13 +50,15 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the outputs (created if needed).")
-@click.option("--model", default=None, help="'tiny-random', a converted model folder or a hub repo id "
-              "[default: $PRIMEDEPTH_MODEL or ~/.cache/primedepth/PrimeDepth].")
+@click.option("--model", default=None, help="A converted model folder, a hub repo id, 'primedepth-mini' (embedded) "
+              "or 'tiny-random' [default: $PRIMEDEPTH_MODEL or ~/.cache/primedepth/PrimeDepth when present, "
+              "else primedepth-mini].")
 @click.option("--format", "formats", default="npy,png16,color", show_default=True,
               help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (Spectral), "
                    "seg (segmentation, indexed PNG).")
-@click.option("--max-size", default=1024, show_default=True, type=int,
-              help="Long side used for processing (never upscaled; 0 = input size).")
+@click.option("--max-size", default=None, type=int,
+              help="Long side used for processing (never upscaled; 0 = input size) [default: the model's, 1024 for "
+                   "PrimeDepth].")
 @click.option("--native-size", is_flag=True, help="Reproduce the authors' output size (8*floor(H/8) x 8*floor(W/8) "
               "unless downscaled) instead of the input size.")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
@@ -81,7 +83,7 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     from ..pipelines.captioning import default_cache_file
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
-    from ..pipelines.loading import WeightsNotFoundError, default_model_dir
+    from ..pipelines.loading import WeightsNotFoundError, default_model
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
@@ -93,7 +95,9 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
             if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
     skipped = len(items) - len(todo)
 
-    model = model or str(default_model_dir())
+    notice = None
+    if model is None:
+        model, notice = default_model()
     try:
         pipe = PrimeDepthPipeline.from_pretrained(
             model, device=None if device == "auto" else device, torch_dtype=getattr(torch, DTYPES[dtype]),
@@ -104,11 +108,13 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
         sys.exit(2)
     if pipe is not None:
         pipe.optimize(channels_last=True, drop_vae_decoder=True)  # NHWC convs: ~10 % faster, same outputs
+        if notice:
+            click.echo(f"note: {notice}", err=True)
         note = " (random weights: smoke test only, the depth is meaningless)" if model == "tiny-random" else ""
         click.echo(f"model: {model} on {pipe.device} ({dtype}){note}", err=True)
 
     written = 0
-    options = dict(caption=caption, seed=seed, noise=noise, max_size=max_size or None,
+    options = dict(caption=caption, seed=seed, noise=noise, max_size="auto" if max_size is None else (max_size or None),
                    match_input_size=not native_size, segmentation="seg" in fmt_list, low_memory=low_memory)
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:

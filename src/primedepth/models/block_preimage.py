@@ -50,9 +50,12 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
         head_ch: int = 128,
         head_ch_mult: tuple[int, ...] = (1, 2, 4, 4),
         head_num_res_blocks: int = 2,
+        latent_channels: int = 0,
         block_stage: int = 1,
     ):
         super().__init__()
+        if latent_channels:
+            raise ValueError("BlockPreIm fuses the preimage; latent_channels (the no-preimage baseline) must be 0")
         unet = unet_layout(model_channels, list(channel_mult), num_res_blocks, list(attention_resolutions),
                            num_head_channels)
         full = fusion_layout(

@@ -8,6 +8,7 @@ head (3 channels, averaged by the pipeline) and, when asked, the 150-class segme
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -79,8 +80,14 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         head_ch: int = 128,
         head_ch_mult: tuple[int, ...] = (1, 2, 4, 4),
         head_num_res_blocks: int = 2,
+        latent_channels: int = 0,
     ):
+        """``latent_channels > 0`` builds the no-preimage baseline (issue 5's ablation): every fusion step reads the
+        VAE latent (that many channels, resized to the step's size) instead of the UNet's features; no maps."""
         super().__init__()
+        if latent_channels and (use_self_attn_maps or use_cross_attn_maps or not use_feature_maps):
+            raise ValueError("latent_channels > 0 (no-preimage baseline) needs use_feature_maps=True and no "
+                             "attention maps")
         unet = unet_layout(model_channels, list(channel_mult), num_res_blocks, list(attention_resolutions),
                            num_head_channels)
         self.steps = fusion_layout(
@@ -89,6 +96,8 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
             refiner_model_ratio=refiner_model_ratio, use_self_attn_maps=use_self_attn_maps,
             use_cross_attn_maps=use_cross_attn_maps, use_feature_maps=use_feature_maps, n_sa_maps=n_sa_maps,
             n_ca_maps=n_ca_maps, scale_input_features_with_model=scale_input_features_with_model)
+        if latent_channels:
+            self.steps = [dataclasses.replace(s, feature_in=latent_channels) for s in self.steps]
         emb_channels = 4 * model_channels
         self.feature_convs = nn.ModuleList(_conv1x1(s.feature_in, s.feature_out) or nn.Identity() for s in self.steps)
         self.attention_convs = nn.ModuleList(_conv1x1(s.attention_in, s.attention_out) or nn.Identity()
@@ -108,7 +117,8 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         """Keyword arguments for ``PreimageExtractor``: compute exactly the maps this labeller fuses."""
         cfg = self.config
         return dict(self_maps=cfg.use_self_attn_maps, cross_maps=cfg.use_cross_attn_maps,
-                    regions_per_side=int(round(cfg.n_sa_maps ** 0.5)), token_groups=cfg.n_ca_maps)
+                    regions_per_side=int(round(cfg.n_sa_maps ** 0.5)), token_groups=cfg.n_ca_maps,
+                    latent_only=bool(cfg.latent_channels))
 
     def step_maps(self, preimage: Preimage, i: int) -> torch.Tensor | None:
         """Attention maps fused at step ``i``: previous decoder block (or middle block), then encoder block 11-i."""

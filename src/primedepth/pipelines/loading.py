@@ -15,6 +15,9 @@ from pathlib import Path
 
 MODEL_INDEX = "model_index.json"
 DEFAULT_MODEL_ENV = "PRIMEDEPTH_MODEL"
+EMBEDDED_MODEL = "primedepth-mini"
+EMBEDDED_NOTICE = ("full PrimeDepth weights not found ({where}); using the embedded PrimeDepth-mini, a small model "
+                   "trained by this project on rendered scenes, not photos (see README, 'Weights')")
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -27,11 +30,26 @@ def default_model_dir() -> Path:
     return Path(os.environ.get(DEFAULT_MODEL_ENV, root / "PrimeDepth"))
 
 
+def embedded_model_dir() -> Path:
+    """PrimeDepth-mini, shipped inside the package (docs/mini-model.md)."""
+    return Path(__file__).resolve().parents[1] / "weights" / EMBEDDED_MODEL
+
+
+def default_model() -> tuple[str, str | None]:
+    """The model used when none is named: the converted official weights if present, else PrimeDepth-mini with a
+    one-line notice saying so (None when the full weights are used)."""
+    full = default_model_dir()
+    if (full / MODEL_INDEX).is_file():
+        return str(full), None
+    return EMBEDDED_MODEL, EMBEDDED_NOTICE.format(where=full)
+
+
 HOW_TO_PROVIDE = (
     "How to provide weights: download the official checkpoint (PrimeDepth.ckpt, see the authors' README) and run\n"
     "  primedepth convert PrimeDepth.ckpt {default}\n"
     "(or any folder, then pass it with --model / from_pretrained(folder) or set ${env}). "
-    "For a quick offline smoke test use --model tiny-random (random weights, meaningless depth)."
+    "Offline, --model primedepth-mini is the small embedded model (rendered scenes) and --model tiny-random a random "
+    "smoke-test model (meaningless depth)."
 )
 
 
@@ -40,7 +58,14 @@ def _how_to() -> str:
 
 
 def resolve_model_dir(name: str | os.PathLike, cache_dir: str | None = None, local_files_only: bool = False) -> Path:
-    """A local folder holding ``model_index.json``: ``name`` itself, or a hub snapshot of the repo ``name``."""
+    """A local folder holding ``model_index.json``: ``name`` itself, the embedded ``"primedepth-mini"``, or a hub
+    snapshot of the repo ``name``."""
+    if str(name) == EMBEDDED_MODEL:
+        path = embedded_model_dir()
+        if not (path / MODEL_INDEX).is_file():
+            raise WeightsNotFoundError(f"{path}: this installation of primedepth has no embedded {EMBEDDED_MODEL} "
+                                       "weights (a source checkout without them, or a stripped wheel).")
+        return path
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / MODEL_INDEX).is_file():

@@ -169,7 +169,8 @@ class PrimeDepthPipeline:
         pipe.caption_cache = CaptionCache(caption_cache_file)
         pipe.captioner = Blip2Captioner(captioner_id or DEFAULT_CAPTIONER, cache_dir=cache_dir,
                                         local_files_only=local_files_only)  # loads on first "auto" caption
-        return pipe.to(device=device or auto_device(), dtype=torch_dtype)
+        # fp32 unless asked otherwise, whatever the stored dtype (the embedded model is stored as fp16)
+        return pipe.to(device=device or auto_device(), dtype=torch_dtype or torch.float32)
 
     def save_pretrained(self, directory: str | Path) -> None:
         root = Path(directory)
@@ -185,8 +186,13 @@ class PrimeDepthPipeline:
 
     # ------------------------------------------------------------------ steps
 
-    def captions_for(self, images: list[LoadedImage], caption: str) -> list[str]:
-        """``"none"`` -> empty prompts; ``"auto"`` -> BLIP-2 captions (cached by content); otherwise the text."""
+    def captions_for(self, images: list[LoadedImage], caption: str | list[str]) -> list[str]:
+        """``"none"`` -> empty prompts; ``"auto"`` -> BLIP-2 captions (cached by content); a list -> one text per
+        image; otherwise the text for every image."""
+        if isinstance(caption, (list, tuple)):
+            if len(caption) != len(images):
+                raise ValueError(f"{len(caption)} captions for {len(images)} images")
+            return [str(c) for c in caption]
         if caption == "none":
             return [""] * len(images)
         if caption != "auto":
@@ -274,17 +280,19 @@ class PrimeDepthPipeline:
 
     # ------------------------------------------------------------------ call
 
-    def __call__(self, images, *, caption: str | None = None, seed: int = 0, noise: str = "sampled",
-                 max_size: int | None = 1024, match_input_size: bool = True, segmentation: bool = False,
+    def __call__(self, images, *, caption: str | list[str] | None = None, seed: int = 0, noise: str = "sampled",
+                 max_size: int | str | None = "auto", match_input_size: bool = True, segmentation: bool = False,
                  batch_size: int = 1, attention: str = "pooled", progress: bool = False,
                  low_memory: bool = False) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
         images: path, PIL image, HxW[xC] numpy array, CxHxW tensor, or a list of these.
-        caption: ``"auto"`` (BLIP-2, as the authors), ``"none"`` (empty prompt) or a text; default from the model.
+        caption: ``"auto"`` (BLIP-2, as the authors), ``"none"`` (empty prompt), a text, or one text per image;
+            default from the model.
         seed / noise: the official step samples the VAE posterior and adds t = 1 noise; we draw both from
             ``seed`` (+ the image's index), or use ``noise="none"`` for the posterior mean without noise.
-        max_size: long side used for processing (never upscaled); None keeps the input size.
+        max_size: long side used for processing (never upscaled); None keeps the input size; ``"auto"`` is the
+            model's setting (1024; PrimeDepth-mini: 64, its training resolution).
         match_input_size: return H x W of the input (default); False reproduces the authors' sizes.
         attention: ``"pooled"`` (fused, no N x N map) or ``"naive"`` (the authors' arithmetic).
         batch_size: images of the same processing size per forward pass (faster on GPUs; on CPUs 1 is as fast).
@@ -296,6 +304,8 @@ class PrimeDepthPipeline:
         single = not isinstance(images, (list, tuple))
         loaded = [load_image(img) for img in ([images] if single else images)]
         caption = self.settings.get("default_caption", "auto") if caption is None else caption
+        if max_size == "auto":
+            max_size = self.settings.get("max_size", 1024)
         processor = PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
         captions = self.captions_for(loaded, caption)
         depth_maps, seg_maps = [None] * len(loaded), [None] * len(loaded)
@@ -323,7 +333,8 @@ class PrimeDepthPipeline:
             bar.update(len(batch))
         bar.close()
         sizes = [processor.processing_size(*img.size) for img in loaded]
-        metadata = {"values": INVERSE_DEPTH_MEANING, "seed": seed, "noise": noise, "caption_mode": caption,
+        caption_mode = "per-image" if isinstance(caption, (list, tuple)) else caption
+        metadata = {"values": INVERSE_DEPTH_MEANING, "seed": seed, "noise": noise, "caption_mode": caption_mode,
                     "processing_sizes": sizes, "input_sizes": [img.size for img in loaded],
                     "match_input_size": match_input_size, "attention": attention, "dtype": str(self.dtype)}
         return PrimeDepthOutput(depth_maps, seg_maps if segmentation else None, captions, metadata)

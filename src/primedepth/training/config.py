@@ -11,9 +11,9 @@ import copy
 import json
 from pathlib import Path
 
-ABLATIONS = ("full", "latent", "no_segmentation", "no_attention", "no_features", "block_preimage")
+ABLATIONS = ("full", "latent", "no_segmentation", "no_attention", "no_features", "block_preimage", "no_preimage")
 ABLATION_ALIASES = {"nosegmen": "no_segmentation", "noattent": "no_attention", "nofeature": "no_features",
-                    "blockpreim": "block_preimage"}
+                    "blockpreim": "block_preimage", "nopreimage": "no_preimage"}
 
 DEFAULTS: dict = {
     "output_dir": "runs/primedepth",

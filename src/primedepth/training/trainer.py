@@ -44,7 +44,7 @@ FROZEN_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def labeller_kwargs(base_config: dict, ablation: str, overrides: dict) -> dict:
+def labeller_kwargs(base_config: dict, ablation: str, overrides: dict, latent_channels: int = 4) -> dict:
     kwargs = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
     kwargs.pop("block_stage", None)
     if ablation == "no_segmentation":
@@ -53,6 +53,9 @@ def labeller_kwargs(base_config: dict, ablation: str, overrides: dict) -> dict:
         kwargs.update(use_self_attn_maps=False, use_cross_attn_maps=False)
     elif ablation == "no_features":
         kwargs["use_feature_maps"] = False
+    elif ablation == "no_preimage":
+        kwargs.update(use_self_attn_maps=False, use_cross_attn_maps=False, use_feature_maps=True,
+                      latent_channels=latent_channels)
     kwargs.update(overrides)
     return kwargs
 
@@ -215,7 +218,8 @@ class Trainer:
                                                              s["num_train_timesteps"], s["timestep"])
 
         # trained part
-        kwargs = labeller_kwargs(pipe.labeller.config, self.ablation, c_model["labeller"])
+        kwargs = labeller_kwargs(pipe.labeller.config, self.ablation, c_model["labeller"],
+                                 latent_channels=pipe.vae.config.latent_channels)
         if c_model["labeller_init"] == "random":
             model = build_labeller(kwargs, self.ablation, self.seed)
         else:
@@ -302,7 +306,7 @@ class Trainer:
         model = model or self.model
         dev = self.acc.device
         images = batch["image"].to(dev, self.frozen_dtype)
-        cfg = model.config if hasattr(model, "config") else self.unwrapped.config
+        request = (model if hasattr(model, "preimage_request") else self.unwrapped).preimage_request()
         with torch.no_grad():
             context = self.encode_captions(batch["caption"]).to(self.frozen_dtype)
             shape = (self.pipe.vae.config.latent_channels, *self.pipe._latent_size(images.shape[-2:]))
@@ -312,8 +316,7 @@ class Trainer:
                                       noise_posterior=None if noise_posterior is None else noise_posterior.to(dev),
                                       noise_t=None if noise_t is None else noise_t.to(dev))
             timestep = torch.tensor([self.settings["timestep"]], device=dev)
-            preimage = self.pipe.extractor(latent.x_t, timestep, context, self_maps=cfg.use_self_attn_maps,
-                                           cross_maps=cfg.use_cross_attn_maps)
+            preimage = self.pipe.extractor(latent.x_t, timestep, context, **request)
             preimage = cast_preimage(preimage, torch.float32)
         with self.acc.autocast():
             out = model(preimage, segmentation=self.has_segmentation)
