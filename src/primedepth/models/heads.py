@@ -63,7 +63,7 @@ class VAEDecoderHead(nn.Module):
                     continue
                 holder = [h]
                 del h
-                h = block.forward_banded(holder, band)
+                h = block.forward_banded(holder, band, in_place=i == last)
             if stage.upsample is not None and not (i == last - 1 and last > 0):
                 h = stage.upsample.forward_banded(h, band)
         return norm_act_conv_banded(h, self.norm_out, self.conv_out, band)

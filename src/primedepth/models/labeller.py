@@ -18,7 +18,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from .heads import VAEDecoderHead
-from .layers import SpatialTransformer, TimestepResBlock, Upsample2x, group_norm
+from .layers import SpatialTransformer, TimestepResBlock, Upsample2x, group_norm, release_freed_memory
 from .layout import FusionStep, fusion_layout, unet_layout
 from .preimage import Preimage
 
@@ -181,6 +181,8 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         h = self.refiner_conv_out(F.silu(self.refiner_norm_out(h)))
         if return_intermediates:
             out.refiner_out = h
+        if low_memory:
+            release_freed_memory(h.device)
         if depth:
             out.depth = self.depth_head(h, low_memory=low_memory)
         if segmentation:

@@ -51,8 +51,21 @@ def set_official_group_norms(module: nn.Module, eps: float | None = None) -> nn.
     return module
 
 
+def release_freed_memory(device: torch.device) -> None:
+    """Between the stages of a low-memory CPU forward: hand the heap memory freed by the previous stage back to the
+    OS (glibc keeps freed blocks below its mmap threshold, which would add to the next stage's resident peak)."""
+    if device.type != "cpu":
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def _band_rows(height: int, band: int | None) -> int:
-    return max(1, band or max(16, height // 16))
+    return max(1, band or max(8, height // 32))
 
 
 def _channel_stats(x: torch.Tensor, band: int | None = None):
@@ -112,6 +125,42 @@ def _conv_rows(y: torch.Tensor, conv: nn.Conv2d, lo: int, start: int, stop: int,
     return out[:, :, start - lo:stop - lo]
 
 
+def residual_block_in_place(x: torch.Tensor, norm1: nn.GroupNorm, conv1: nn.Conv2d, norm2: nn.GroupNorm,
+                            conv2: nn.Conv2d, band: int | None = None) -> torch.Tensor:
+    """``x + conv2(silu(norm2(conv1(silu(norm1(x))))))`` written into ``x``, row band by row band.
+
+    The inner activation is never stored: its rows are computed once for ``norm2``'s statistics and again, with a
+    one-row halo, for the output (one extra ``conv1``). Before a band of ``x`` is overwritten, its last two rows are
+    kept aside as the next band's halo. Peak memory: ``x`` plus a few bands, instead of two full tensors.
+    """
+    height = x.shape[2]
+    rows = max(2, _band_rows(height, band))
+    scale1, shift1 = group_norm_affine(x, norm1, band)
+
+    def inner(xs: torch.Tensor, lo: int, start: int, stop: int) -> torch.Tensor:
+        y = F.silu(torch.addcmul(shift1, xs.float(), scale1), inplace=True).to(xs.dtype)
+        return _conv_rows(y, conv1, lo, start, stop)
+
+    stats = None
+    for r in range(0, height, rows):
+        stop = min(height, r + rows)
+        lo = max(0, r - 1)
+        stats = _merge_stats(stats, _channel_stats(inner(x[:, :, lo:stop + 1], lo, r, stop)))
+    scale2, shift2 = _affine_from_stats(stats, norm2)
+    above = None  # the original rows r-2:r of x, already overwritten there
+    for r in range(0, height, rows):
+        stop = min(height, r + rows)
+        lo, hi = max(0, r - 2), min(height, stop + 2)
+        xs = x[:, :, lo:hi] if above is None else torch.cat([above, x[:, :, r:hi]], dim=2)
+        h_lo, h_hi = max(0, r - 1), min(height, stop + 1)
+        h = inner(xs, lo, h_lo, h_hi)
+        y = F.silu(torch.addcmul(shift2, h.float(), scale2), inplace=True).to(h.dtype)
+        part = _conv_rows(y, conv2, h_lo, r, stop)
+        above = x[:, :, max(0, stop - 2):stop].clone()
+        x[:, :, r:stop] += part
+    return x
+
+
 def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, band: int | None = None,
                          out: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(silu(norm(x)))`` computed in row bands: the only full-size tensor formed is the output.
@@ -136,6 +185,18 @@ def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, b
     return result
 
 
+def _compose_1x1(outer: nn.Conv2d, inner: nn.Conv2d) -> nn.Conv2d:
+    """One conv equal to ``outer(inner(x))`` for a 1x1 ``outer`` (weights composed in float64)."""
+    w_outer = outer.weight.double()[:, :, 0, 0]
+    composed = nn.Conv2d(inner.in_channels, outer.out_channels, inner.kernel_size, padding=inner.padding,
+                         device=inner.weight.device, dtype=inner.weight.dtype)
+    with torch.no_grad():
+        composed.weight.copy_(torch.einsum("om,mikl->oikl", w_outer, inner.weight.double()))
+        bias = w_outer @ inner.bias.double() if inner.bias is not None else 0.0
+        composed.bias.copy_(bias + (outer.bias.double() if outer.bias is not None else 0.0))
+    return composed
+
+
 def _memory_format(x: torch.Tensor):
     return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
         else torch.contiguous_format
@@ -155,13 +216,15 @@ class Upsample2x(nn.Module):
             x = F.interpolate(x, size=output_size, mode="nearest")
         return self.conv(x)
 
-    def rows(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """Rows ``start:stop`` of ``forward(x)`` (2x nearest + conv), computed from ``x`` alone."""
+    def rows(self, x: torch.Tensor, start: int, stop: int, conv: nn.Module | None = None) -> torch.Tensor:
+        """Rows ``start:stop`` of ``forward(x)`` (2x nearest + conv), computed from ``x`` alone; ``conv`` replaces
+        ``self.conv`` (same kernel size and padding), e.g. by ``_compose_1x1``'s composition."""
+        conv = conv or self.conv
         out_h = 2 * x.shape[2]
-        pad = self.conv.padding[0]
+        pad = conv.padding[0]
         lo, hi = max(0, start - pad), min(out_h, stop + pad)
         y = x[:, :, lo // 2:(hi + 1) // 2].repeat_interleave(2, dim=2)[:, :, lo % 2:lo % 2 + hi - lo]
-        return _conv_rows(y.repeat_interleave(2, dim=3), self.conv, lo, start, stop)
+        return _conv_rows(y.repeat_interleave(2, dim=3), conv, lo, start, stop)
 
     def forward_banded(self, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
         """2x nearest upsampling + conv in row bands (the upsampled input is never formed in full)."""
@@ -286,39 +349,62 @@ class ResnetBlock(nn.Module):
         h = self.conv2(F.silu(self.norm2(h)))
         return self.skip(x) + h
 
-    def forward_banded(self, holder: list[torch.Tensor], band: int | None = None) -> torch.Tensor:
+    def forward_banded(self, holder: list[torch.Tensor], band: int | None = None,
+                       in_place: bool = False) -> torch.Tensor:
         """Low-memory forward. ``holder`` = [x]; x is taken out of it so that it can be freed (or, with an identity
-        skip, overwritten by the output) inside."""
+        skip, overwritten by the output) inside. ``in_place`` (identity skip): the output is written
+        into x and the inner activation is never stored (``residual_block_in_place``, one conv more). A block with a
+        skip conv always writes its output over ``conv1``'s output instead of forming a third tensor."""
         x = holder.pop()
+        if in_place and isinstance(self.skip, nn.Identity):
+            return residual_block_in_place(x, self.norm1, self.conv1, self.norm2, self.conv2, band)
+        if not isinstance(self.skip, nn.Identity):  # no extra compute: x and conv1's output are the only big tensors
+            return self._into_conv1_output(lambda lo, hi: x[:, :, lo:hi], lambda lo, hi: self.skip(x[:, :, lo:hi]),
+                                           (x.shape[0], x.shape[2], x.shape[3]), x, band)
         h = norm_act_conv_banded(x, self.norm1, self.conv1, band)
         out = x if isinstance(self.skip, nn.Identity) else self.skip(x).contiguous(memory_format=_memory_format(h))
         del x
         return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=out)
 
     def forward_upsampled_banded(self, low: torch.Tensor, upsample: "Upsample2x", band: int | None = None):
-        """``self(upsample(low))`` without forming ``upsample(low)`` in full: its rows are computed twice (once for
-        the GroupNorm statistics, once for the convs), trading one conv for the largest tensor of the head."""
-        b, _, height, width = low.shape
-        out_h, out_w = 2 * height, 2 * width
-        rows = _band_rows(out_h, band)
+        """``self(upsample(low))`` without forming ``upsample(low)`` in full: its rows are computed twice (for
+        ``norm1``'s statistics and for ``conv1``) and the skip branch is recomputed from ``low`` through one conv
+        (skip and upsampling convs composed). One conv more than the plain forward, two large tensors fewer."""
+        skip_conv = upsample.conv if isinstance(self.skip, nn.Identity) else _compose_1x1(self.skip, upsample.conv)
+        return self._into_conv1_output(lambda lo, hi: upsample.rows(low, lo, hi),
+                                       lambda lo, hi: upsample.rows(low, lo, hi, conv=skip_conv),
+                                       (low.shape[0], 2 * low.shape[2], 2 * low.shape[3]), low, band)
+
+    def _into_conv1_output(self, rows_in, rows_skip, shape, like: torch.Tensor, band: int | None) -> torch.Tensor:
+        """The block's output from row sources of its input (``rows_in``) and of its skip branch (``rows_skip``),
+        written over ``conv1``'s output band by band: the only full-size tensor it creates."""
+        b, out_h, out_w = shape
+        rows = max(2, _band_rows(out_h, band))
         stats = None
         for r in range(0, out_h, rows):
-            stats = _merge_stats(stats, _channel_stats(upsample.rows(low, r, min(out_h, r + rows))))
+            stats = _merge_stats(stats, _channel_stats(rows_in(r, min(out_h, r + rows))))
         scale, shift = _affine_from_stats(stats, self.norm1)
-        fmt = _memory_format(low)
-        h = torch.empty(b, self.conv1.out_channels, out_h, out_w, dtype=low.dtype, device=low.device,
-                        memory_format=fmt)
-        skip = torch.empty_like(h)
+        h = torch.empty(b, self.conv1.out_channels, out_h, out_w, dtype=like.dtype, device=like.device,
+                        memory_format=_memory_format(like))
         pad = self.conv1.padding[0]
+        stats = None
         for r in range(0, out_h, rows):
             stop = min(out_h, r + rows)
             lo, hi = max(0, r - pad), min(out_h, stop + pad)
-            x = upsample.rows(low, lo, hi)
-            skip[:, :, r:stop] = self.skip(x[:, :, r - lo:r - lo + stop - r])
-            y = F.silu(torch.addcmul(shift, x.float(), scale), inplace=True).to(x.dtype)
-            del x
+            y = F.silu(torch.addcmul(shift, rows_in(lo, hi).float(), scale), inplace=True).to(like.dtype)
             h[:, :, r:stop] = _conv_rows(y, self.conv1, lo, r, stop)
-        return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=skip)
+            stats = _merge_stats(stats, _channel_stats(h[:, :, r:stop]))
+        scale, shift = _affine_from_stats(stats, self.norm2)
+        above = None  # the original last row of the previous band of h, already overwritten there
+        for r in range(0, out_h, rows):
+            stop = min(out_h, r + rows)
+            lo, hi = max(0, r - 1), min(out_h, stop + 1)
+            hs = h[:, :, lo:hi] if above is None else torch.cat([above, h[:, :, r:hi]], dim=2)
+            y = F.silu(torch.addcmul(shift, hs.float(), scale), inplace=True).to(hs.dtype)
+            part = _conv_rows(y, self.conv2, lo, r, stop) + rows_skip(r, stop)
+            above = h[:, :, stop - 1:stop].clone()
+            h[:, :, r:stop] = part
+        return h
 
 
 class SingleHeadSpatialAttention(nn.Module):
@@ -340,12 +426,16 @@ class SingleHeadSpatialAttention(nn.Module):
         return x + self.proj_out(out.transpose(1, 2).reshape(b, c, h, w))
 
 
-def diffusers_resnet_banded(resnet: nn.Module, holder: list[torch.Tensor], band: int | None = None) -> torch.Tensor:
-    """Low-memory forward of a diffusers ``ResnetBlock2D`` without timestep, up/downsampling (the VAE's)."""
+def diffusers_resnet_banded(resnet: nn.Module, holder: list[torch.Tensor], band: int | None = None,
+                            in_place: bool = False) -> torch.Tensor:
+    """Low-memory forward of a diffusers ``ResnetBlock2D`` without timestep, up/downsampling (the VAE's);
+    ``in_place`` as in ``ResnetBlock.forward_banded``."""
     if resnet.upsample is not None or resnet.downsample is not None or resnet.time_emb_proj is not None \
             or not isinstance(resnet.nonlinearity, nn.SiLU):
         return resnet(holder.pop(), None)
     x = holder.pop()
+    if in_place and resnet.conv_shortcut is None and resnet.output_scale_factor == 1:
+        return residual_block_in_place(x, resnet.norm1, resnet.conv1, resnet.norm2, resnet.conv2, band)
     h = norm_act_conv_banded(x, resnet.norm1, resnet.conv1, band)
     out = x if resnet.conv_shortcut is None else resnet.conv_shortcut(x).contiguous(memory_format=_memory_format(h))
     del x
@@ -377,11 +467,11 @@ def downsample_banded(down: nn.Module, x: torch.Tensor, band: int | None = None)
 def encoder_low_memory(encoder: nn.Module, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
     """diffusers VAE ``Encoder.forward`` with banded ResnetBlocks and downsamplers (same result within rounding)."""
     h = encoder.conv_in(x)
-    for down in encoder.down_blocks:
+    for i, down in enumerate(encoder.down_blocks):
         for resnet in down.resnets:
             holder = [h]
             del h
-            h = diffusers_resnet_banded(resnet, holder, band)
+            h = diffusers_resnet_banded(resnet, holder, band, in_place=i == 0)  # full resolution: in place
         if down.downsamplers is not None:
             h = downsample_banded(down.downsamplers[0], h, band)
     h = encoder.mid_block(h)

@@ -13,7 +13,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..models.frozen_sd import official_unet, official_vae
 from ..models.labeller import LabellerOutput, PrimeDepthLabeller
-from ..models.layers import encoder_low_memory
+from ..models.layers import encoder_low_memory, release_freed_memory
 from ..models.latent_noising import encode_and_noise, schedule_coefficients
 from ..models.preimage_extractor import PreimageExtractor
 from ..models.text_encoder import encode_prompts, load_clip_tokenizer
@@ -254,9 +254,13 @@ class PrimeDepthPipeline:
         del images
         x_t = latent.x_t
         del latent
+        if low_memory:
+            release_freed_memory(device)
         timestep = torch.tensor([s["timestep"]], device=device)
         preimage = self.extractor(x_t, timestep, context.to(device=device, dtype=dtype),
                                   naive=attention == "naive", **self.labeller.preimage_request())
+        if low_memory:
+            release_freed_memory(device)
         return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory)
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
