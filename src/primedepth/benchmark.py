@@ -524,6 +524,10 @@ PRECISION_SPLITS = {
     "bf16 UNet+VAE, fp32 labeller": dict(frozen_dtype=torch.bfloat16),
     "bf16 UNet+VAE, bf16 labeller": dict(frozen_dtype=torch.bfloat16, labeller_dtype=torch.bfloat16),
     "fp16 UNet+VAE, fp32 labeller": dict(frozen_dtype=torch.float16),
+    # diagnostics: weights rounded to half precision and back, everything computed in fp32 (the error floor of
+    # any configuration that stores the weights in that format)
+    "bf16-rounded weights, fp32 compute": dict(round_weights=torch.bfloat16),
+    "fp16-rounded weights, fp32 compute": dict(round_weights=torch.float16),
 }
 
 
@@ -541,9 +545,15 @@ def reference_errors(reference_dir: str | Path, splits: dict | None = None) -> d
     for name, options in (splits or PRECISION_SPLITS).items():
         options = dict(options)
         low_memory = options.pop("low_memory", False)
+        round_weights = options.pop("round_weights", None)
         model = build_official_model(reference_dir / "official_tiny_config.json", reference_dir / "official_tiny.ckpt")
         text_encoder, tokenizer = _stub_text_encoder(model.unet.config.cross_attention_dim)
         pipe = PrimeDepthPipeline(model.vae, model.unet, text_encoder, tokenizer, model.labeller, model.noise)
+        if round_weights is not None:
+            with torch.no_grad():
+                for module in (pipe.vae, pipe.unet, pipe.labeller):
+                    for p in module.parameters():
+                        p.copy_(p.to(round_weights).float())
         pipe.optimize(**options)
         errors = {}
         for case in _case_names(vectors):

@@ -2,6 +2,7 @@
 frozen model that ``primedepth train`` accepts. Tiny sizes (32x32 scenes): seconds on CPU."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -80,10 +81,16 @@ def test_diffusion_objective_trains_unet_and_text_encoder(scenes):
 
 
 def test_saved_mini_sd_is_a_frozen_model_for_the_trainer(tmp_path):
-    config = mini_sd.load_config(None, [f"output_dir={json.dumps(str(tmp_path / 'sd'))}", "data.count=4",
-                                        "data.resolution=[32, 32]", "vae.steps=2", "vae.batch_size=2",
-                                        "unet.steps=2", "unet.batch_size=2"])
-    model_dir = mini_sd.train_mini_sd(config)
+    from click.testing import CliRunner
+
+    from primedepth.cli import main
+
+    toml = Path(__file__).resolve().parents[2] / "configs" / "mini-sd.toml"
+    sets = [f"output_dir={json.dumps(str(tmp_path / 'sd'))}", "data.count=4", "data.resolution=[32, 32]",
+            "vae.steps=2", "vae.batch_size=2", "unet.steps=2", "unet.batch_size=2"]
+    result = CliRunner().invoke(main, ["train", str(toml), *[a for s in sets for a in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    model_dir = tmp_path / "sd" / "model"
     for part in ("vae", "unet", "text_encoder", "tokenizer", "labeller"):
         assert (model_dir / part).is_dir(), part
     summary = json.loads((tmp_path / "sd" / "summary.json").read_text())
@@ -118,3 +125,18 @@ def test_repository_mini_configs_load():
     assert baseline["model"]["frozen_from"] == "tiny-random"
     for key in ("train", "optim", "schedule", "data"):
         assert baseline[key] == pd[key], key  # same recipe and budget
+
+
+def test_mini_stages_chain_and_the_no_preimage_baseline_shares_the_recipe():
+    root = Path(__file__).resolve().parents[2] / "configs"
+    stages = [load_config(root / f"mini-primedepth{s}.json") for s in ("", "-stage2", "-stage3")]
+    baselines = [load_config(root / f"mini-primedepth-nopreimage{s}.json") for s in ("", "-stage2", "-stage3")]
+    for previous, stage in zip(stages, stages[1:]):
+        assert stage["model"]["labeller_init"].startswith(previous["output_dir"] + "/checkpoints/")
+    for previous, stage in zip(baselines, baselines[1:]):
+        assert stage["model"]["labeller_init"].startswith(previous["output_dir"] + "/checkpoints/")
+    assert [s["data"]["train"][0]["seed"] for s in stages] == [0, 1, 2]  # fresh scenes per stage
+    for full, base in zip(stages, baselines):
+        assert base["model"]["ablation"] == "no_preimage" and full["model"]["ablation"] == "full"
+        for key in ("train", "optim", "schedule", "data", "validation", "seed"):
+            assert base[key] == full[key], key  # same recipe, budget and held-out scenes

@@ -15,7 +15,16 @@ import click
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
 def command(config, overrides, resume, output_dir, max_steps):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
-    `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained."""
+    `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. A .toml CONFIG trains the
+    mini Stable Diffusion of PrimeDepth-mini instead (configs/mini-sd.toml, see docs/mini-model.md)."""
+    if str(config).endswith(".toml"):
+        from ..training.mini_sd import load_config as load_mini_sd_config
+        from ..training.mini_sd import train_mini_sd
+
+        if resume != "auto" or output_dir or max_steps:
+            raise click.UsageError("a mini-SD (.toml) config takes only --set (e.g. --set output_dir=...)")
+        click.echo(f"done: frozen mini-SD in {train_mini_sd(load_mini_sd_config(config, list(overrides)))}")
+        return
     from ..training.config import ConfigError
     from ..training.trainer import run_training
 
