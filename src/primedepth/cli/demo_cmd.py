@@ -23,6 +23,7 @@ def command(output_dir, model, scenes, noise, device):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
     from ..demo import run_demo
+    from ..evaluation.files import atomic_path
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import PrimeDepthPipeline
 
@@ -38,7 +39,8 @@ def command(output_dir, model, scenes, noise, device):
     result = run_demo(pipe, scenes=scenes, gallery=output_dir / "gallery.png", noise=noise)
     m = result.metrics
     report = {"model": model, "scenes": scenes, "noise": noise, "seconds": round(result.seconds, 1), **m}
-    (output_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(output_dir / "metrics.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     click.echo(f"δ1 {m['delta1']:.4f}   AbsRel {m['abs_rel']:.4f}   δ2 {m['delta2']:.4f}   "
                f"({scenes} scenes, {result.seconds:.1f} s)")
     click.echo(f"gallery: {result.gallery}   metrics: {output_dir / 'metrics.json'}")
