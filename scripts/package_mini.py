@@ -1,6 +1,6 @@
 """Package a trained PrimeDepth-mini checkpoint as the embedded model (issue 5).
 
-    python scripts/package_mini.py runs/mini-primedepth-stage2/checkpoints/latest
+    python scripts/package_mini.py runs/mini-primedepth-stage3/checkpoints/latest
 
 Writes ``src/primedepth/weights/primedepth-mini`` (our pipeline layout) with every weight stored as fp16
 safetensors (the pipeline computes in fp32; ``from_pretrained`` upcasts), the settings the model needs outside the
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--recipe", default="configs/mini-sd.toml, configs/mini-primedepth.json, "
-                                            "configs/mini-primedepth-stage2.json")
+                                            "configs/mini-primedepth-stage2.json, configs/mini-primedepth-stage3.json")
     args = parser.parse_args(argv)
     ckpt = resolve_checkpoint(args.checkpoint).resolve()
     if not (ckpt / "labeller" / "config.json").is_file():
