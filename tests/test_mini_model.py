@@ -10,7 +10,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from primedepth.cli import main
-from primedepth.demo import held_out_scenes, score_scene
+from primedepth.demo import held_out_scenes
+from primedepth.evaluation.protocol import score_in_own_range
 from primedepth.pipelines.loading import EMBEDDED_MODEL, embedded_model_dir
 from primedepth.pipelines.pipeline import PrimeDepthPipeline
 
@@ -30,7 +31,7 @@ def scenes():
 
 def _mean_scores(pipe, scenes):
     out = pipe([s.image for s in scenes], caption=[s.caption for s in scenes], noise="none", batch_size=8)
-    scores = [score_scene(d, s.depth)[0] for d, s in zip(out.inverse_depth, scenes)]
+    scores = [score_in_own_range(d, s.depth)[0] for d, s in zip(out.inverse_depth, scenes)]
     return {k: float(np.mean([s[k] for s in scores])) for k in ("delta1", "abs_rel")}
 
 
@@ -54,12 +55,12 @@ def test_mini_predicts_depth_that_a_random_model_cannot(mini, scenes, tiny_pipe)
     assert random["delta1"] < DELTA1_THRESHOLD, random
 
 
-def test_score_scene_is_exact_for_an_affine_inverse_depth_and_ignores_sky():
+def test_scoring_is_exact_for_an_affine_inverse_depth_and_ignores_sky():
     depth = np.array([[1.0, 2.0, np.inf], [4.0, 5.0, 8.0]], np.float32)
     finite = np.where(np.isfinite(depth), depth, 1.0)
-    metrics, aligned = score_scene((3.0 / finite + 0.5).astype(np.float32), depth)
+    metrics, aligned = score_in_own_range((3.0 / finite + 0.5).astype(np.float32), depth)
     assert metrics["delta1"] == pytest.approx(1.0) and metrics["abs_rel"] == pytest.approx(0.0, abs=1e-5)
-    metrics, _ = score_scene(np.zeros((2, 3), np.float32), depth)  # constant: the fit is the mean disparity
+    metrics, _ = score_in_own_range(np.zeros((2, 3), np.float32), depth)  # constant: the fit is the mean disparity
     assert metrics["delta1"] < 1.0
 
 

@@ -32,19 +32,6 @@ def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED)
     return [render_scene(seed * SCENE_STRIDE + i, resolution, resolution) for i in range(count)]
 
 
-def score_scene(inverse_depth: np.ndarray, depth: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics of one affine-invariant prediction against planar depth (inf = sky), and the aligned depth."""
-    from .evaluation.alignment import align_to_depth
-    from .evaluation.metrics import compute_metrics
-
-    valid = np.isfinite(depth) & (depth > 0)
-    if valid.sum() < 2:
-        raise ValueError("a scene needs at least two pixels with finite depth")
-    lo, hi = float(depth[valid].min()), float(depth[valid].max())
-    aligned = align_to_depth(inverse_depth, np.where(valid, depth, 0.0), valid, "disparity", lo, hi)
-    return compute_metrics(aligned, np.where(valid, depth, 0.0), valid), aligned
-
-
 def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], scores: list[dict]) -> None:
     """Rows of RGB | ground truth | aligned prediction | AbsRel error map, written atomically."""
     from matplotlib.figure import Figure
@@ -75,6 +62,8 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
 def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows: int = 6, batch_size: int = 20,
              noise: str = "none", resolution: int = 64) -> DemoResult:
     """Predict ``scenes`` held-out scenes with ``pipe``, score them, and write a gallery of the first rows."""
+    from .evaluation.protocol import score_in_own_range
+
     start = time.perf_counter()
     rendered = held_out_scenes(scenes, resolution)
     per_scene, aligned_maps = [], []
@@ -83,7 +72,7 @@ def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows:
         out = pipe([s.image for s in chunk], caption=[s.caption for s in chunk], noise=noise, seed=first,
                    batch_size=batch_size)
         for scene, inverse_depth in zip(chunk, out.inverse_depth):
-            score, aligned = score_scene(inverse_depth, scene.depth)
+            score, aligned = score_in_own_range(inverse_depth, scene.depth)
             per_scene.append(score)
             if len(aligned_maps) < gallery_rows:
                 aligned_maps.append(aligned)

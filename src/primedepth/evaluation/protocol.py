@@ -40,3 +40,17 @@ def score_prediction(pred: np.ndarray, sample: Sample, config: DatasetConfig, sp
         pred, sample.depth, sample.valid, space, config.min_depth, config.max_depth, config.alignment_max_res
     )
     return compute_metrics(depth, sample.depth, sample.valid), depth
+
+
+def score_in_own_range(pred: np.ndarray, depth: np.ndarray, valid: np.ndarray | None = None):
+    """``(metrics, aligned_depth)`` for data without a dataset config (rendered scenes: training validation and
+    ``primedepth demo``): pixels with finite, positive depth (and ``valid``), disparity-space alignment, clipped to
+    the sample's own depth range."""
+    mask = np.isfinite(depth) & (depth > 0)
+    if valid is not None:
+        mask &= valid
+    if mask.sum() < 2:
+        raise ValueError("scoring needs at least two pixels with finite, positive depth")
+    gt = np.where(mask, depth, 0.0).astype(np.float32)
+    aligned = align_to_depth(pred, gt, mask, "disparity", float(gt[mask].min()), float(gt[mask].max()))
+    return compute_metrics(aligned, gt, mask), aligned

@@ -129,12 +129,13 @@ def residual_block_in_place(x: torch.Tensor, norm1: nn.GroupNorm, conv1: nn.Conv
                             conv2: nn.Conv2d, band: int | None = None) -> torch.Tensor:
     """``x + conv2(silu(norm2(conv1(silu(norm1(x))))))`` written into ``x``, row band by row band.
 
-    The inner activation is never stored: its rows are computed once for ``norm2``'s statistics and again, with a
-    one-row halo, for the output (one extra ``conv1``). Before a band of ``x`` is overwritten, its last two rows are
-    kept aside as the next band's halo. Peak memory: ``x`` plus a few bands, instead of two full tensors.
+    The inner activation is never stored: its rows are computed once for ``norm2``'s statistics and again, with
+    ``conv2``'s halo, for the output (one extra ``conv1``). ``_rewrite_in_bands`` keeps the original rows each band
+    still needs. Peak memory: ``x`` plus a few bands, instead of two full tensors.
     """
     height = x.shape[2]
-    rows = max(2, _band_rows(height, band))
+    pad1, pad2 = conv1.padding[0], conv2.padding[0]
+    rows = max(pad1 + pad2, _band_rows(height, band))
     scale1, shift1 = group_norm_affine(x, norm1, band)
 
     def inner(xs: torch.Tensor, lo: int, start: int, stop: int) -> torch.Tensor:
@@ -144,21 +145,36 @@ def residual_block_in_place(x: torch.Tensor, norm1: nn.GroupNorm, conv1: nn.Conv
     stats = None
     for r in range(0, height, rows):
         stop = min(height, r + rows)
-        lo = max(0, r - 1)
-        stats = _merge_stats(stats, _channel_stats(inner(x[:, :, lo:stop + 1], lo, r, stop)))
+        lo = max(0, r - pad1)
+        stats = _merge_stats(stats, _channel_stats(inner(x[:, :, lo:stop + pad1], lo, r, stop)))
     scale2, shift2 = _affine_from_stats(stats, norm2)
-    above = None  # the original rows r-2:r of x, already overwritten there
-    for r in range(0, height, rows):
-        stop = min(height, r + rows)
-        lo, hi = max(0, r - 2), min(height, stop + 2)
-        xs = x[:, :, lo:hi] if above is None else torch.cat([above, x[:, :, r:hi]], dim=2)
-        h_lo, h_hi = max(0, r - 1), min(height, stop + 1)
+
+    def output_rows(xs: torch.Tensor, lo: int, start: int, stop: int) -> torch.Tensor:
+        h_lo, h_hi = max(0, start - pad2), min(height, stop + pad2)
         h = inner(xs, lo, h_lo, h_hi)
         y = F.silu(torch.addcmul(shift2, h.float(), scale2), inplace=True).to(h.dtype)
-        part = _conv_rows(y, conv2, h_lo, r, stop)
-        above = x[:, :, max(0, stop - 2):stop].clone()
-        x[:, :, r:stop] += part
-    return x
+        return _conv_rows(y, conv2, h_lo, start, stop)
+
+    return _rewrite_in_bands(x, rows, pad1 + pad2, output_rows, add=True)
+
+
+def _rewrite_in_bands(t: torch.Tensor, rows: int, halo: int, rows_fn, add: bool = False) -> torch.Tensor:
+    """Overwrite (``add``: add to) ``t`` band by band with ``rows_fn(original rows lo:hi of t, lo, start, stop)``,
+    where ``lo:hi`` is the band plus ``halo`` rows on each side. The ``halo`` original rows above each band are kept
+    aside before the band is overwritten, so every band sees the original ``t``. Needs ``rows >= halo``."""
+    height = t.shape[2]
+    above = None
+    for r in range(0, height, rows):
+        stop = min(height, r + rows)
+        lo, hi = max(0, r - halo), min(height, stop + halo)
+        view = t[:, :, lo:hi] if above is None else torch.cat([above, t[:, :, r:hi]], dim=2)
+        part = rows_fn(view, lo, r, stop)
+        above = t[:, :, max(0, stop - halo):stop].clone()
+        if add:
+            t[:, :, r:stop] += part
+        else:
+            t[:, :, r:stop] = part
+    return t
 
 
 def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, band: int | None = None,
@@ -379,7 +395,7 @@ class ResnetBlock(nn.Module):
         """The block's output from row sources of its input (``rows_in``) and of its skip branch (``rows_skip``),
         written over ``conv1``'s output band by band: the only full-size tensor it creates."""
         b, out_h, out_w = shape
-        rows = max(2, _band_rows(out_h, band))
+        rows = max(self.conv2.padding[0], _band_rows(out_h, band))
         stats = None
         for r in range(0, out_h, rows):
             stats = _merge_stats(stats, _channel_stats(rows_in(r, min(out_h, r + rows))))
@@ -395,16 +411,12 @@ class ResnetBlock(nn.Module):
             h[:, :, r:stop] = _conv_rows(y, self.conv1, lo, r, stop)
             stats = _merge_stats(stats, _channel_stats(h[:, :, r:stop]))
         scale, shift = _affine_from_stats(stats, self.norm2)
-        above = None  # the original last row of the previous band of h, already overwritten there
-        for r in range(0, out_h, rows):
-            stop = min(out_h, r + rows)
-            lo, hi = max(0, r - 1), min(out_h, stop + 1)
-            hs = h[:, :, lo:hi] if above is None else torch.cat([above, h[:, :, r:hi]], dim=2)
+
+        def output_rows(hs: torch.Tensor, lo: int, start: int, stop: int) -> torch.Tensor:
             y = F.silu(torch.addcmul(shift, hs.float(), scale), inplace=True).to(hs.dtype)
-            part = _conv_rows(y, self.conv2, lo, r, stop) + rows_skip(r, stop)
-            above = h[:, :, stop - 1:stop].clone()
-            h[:, :, r:stop] = part
-        return h
+            return _conv_rows(y, self.conv2, lo, start, stop) + rows_skip(start, stop)
+
+        return _rewrite_in_bands(h, rows, self.conv2.padding[0], output_rows)
 
 
 class SingleHeadSpatialAttention(nn.Module):

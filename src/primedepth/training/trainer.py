@@ -399,8 +399,7 @@ class Trainer:
     def validate(self, write_images: bool = True) -> dict:
         """Noise-free validation on the first ``validation.samples`` items: losses and depth metrics (main process;
         EMA weights when EMA is on)."""
-        from ..evaluation.alignment import align_to_depth
-        from ..evaluation.metrics import compute_metrics
+        from ..evaluation.protocol import score_in_own_range
 
         results: dict = {}
         if self.acc.is_main_process:
@@ -423,11 +422,9 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + val * len(items)
                 pred = out.depth.float().mean(1).cpu().numpy()
                 for i, item in enumerate(items):
-                    gt, valid = item["depth"].numpy(), item["valid"].numpy() & (item["depth"].numpy() > 0)
-                    if valid.sum() >= 2:
-                        aligned = align_to_depth(pred[i], gt, valid, "disparity", float(gt[valid].min()),
-                                                 float(gt[valid].max()))
-                        for k, val in compute_metrics(aligned, gt, valid).items():
+                    gt, valid = item["depth"].numpy(), item["valid"].numpy()
+                    if (valid & (gt > 0)).sum() >= 2:
+                        for k, val in score_in_own_range(pred[i], gt, valid)[0].items():
                             metrics.setdefault(k, []).append(val)
                     if len(panels) < v["images"]:
                         rgb = (item["image"].permute(1, 2, 0).numpy() + 1) / 2
