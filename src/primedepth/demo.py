@@ -60,12 +60,13 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
 
 
 def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows: int = 6, batch_size: int = 20,
-             noise: str = "none", resolution: int = 64) -> DemoResult:
-    """Predict ``scenes`` held-out scenes with ``pipe``, score them, and write a gallery of the first rows."""
+             noise: str = "none", resolution: int = 64, seed: int = HELD_OUT_SEED) -> DemoResult:
+    """Predict ``scenes`` held-out scenes (of data seed ``seed``) with ``pipe``, score them, and write a gallery of
+    the first rows."""
     from .evaluation.protocol import score_in_own_range
 
     start = time.perf_counter()
-    rendered = held_out_scenes(scenes, resolution)
+    rendered = held_out_scenes(scenes, resolution, seed)
     per_scene, aligned_maps = [], []
     for first in range(0, scenes, batch_size):
         chunk = rendered[first:first + batch_size]

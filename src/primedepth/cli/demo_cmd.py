@@ -13,13 +13,16 @@ import click
 @click.option("-o", "--output-dir", default="primedepth-demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Where the gallery and metrics go.")
 @click.option("--model", default="primedepth-mini", show_default=True,
-              help="Model to score (the embedded PrimeDepth-mini, a folder, a hub id or tiny-random).")
+              help="Model to score: the embedded PrimeDepth-mini, a folder (e.g. a training checkpoint), a hub id or "
+                   "tiny-random.")
 @click.option("--scenes", default=200, show_default=True, type=click.IntRange(min=1),
               help="Held-out rendered scenes to score.")
+@click.option("--held-out-seed", default=7, show_default=True, type=int,
+              help="Data seed of the held-out scenes (7: the trainer's validation set; the training stream uses 0-2).")
 @click.option("--noise", default="none", type=click.Choice(["none", "sampled"]), show_default=True,
               help="'none' (posterior mean, as the trainer's validation) or the official sampled step.")
 @click.option("--device", default="cpu", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
-def command(output_dir, model, scenes, noise, device):
+def command(output_dir, model, scenes, held_out_seed, noise, device):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
     from ..demo import run_demo
@@ -36,9 +39,10 @@ def command(output_dir, model, scenes, noise, device):
     pipe.optimize(channels_last=True, drop_vae_decoder=True)
     click.echo(f"model: {model} on {pipe.device}; scoring {scenes} held-out rendered scenes "
                f"(disparity-space alignment, noise {noise})", err=True)
-    result = run_demo(pipe, scenes=scenes, gallery=output_dir / "gallery.png", noise=noise)
+    result = run_demo(pipe, scenes=scenes, gallery=output_dir / "gallery.png", noise=noise, seed=held_out_seed)
     m = result.metrics
-    report = {"model": model, "scenes": scenes, "noise": noise, "seconds": round(result.seconds, 1), **m}
+    report = {"model": model, "scenes": scenes, "held_out_seed": held_out_seed, "noise": noise,
+              "seconds": round(result.seconds, 1), **m}
     with atomic_path(output_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
     click.echo(f"δ1 {m['delta1']:.4f}   AbsRel {m['abs_rel']:.4f}   δ2 {m['delta2']:.4f}   "
