@@ -59,7 +59,7 @@ def run(args) -> int:
 
 
 def table(args) -> int:
-    lines = [f"| variant | seeds | δ1 ↑ mean | δ1 spread | AbsRel ↓ mean | AbsRel spread | per seed δ1 / AbsRel |",
+    lines = ["| variant | seeds | δ1 ↑ mean | δ1 spread | AbsRel ↓ mean | AbsRel spread | per seed δ1 / AbsRel |",
              "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     missing = []
     for variant, label in VARIANTS.items():

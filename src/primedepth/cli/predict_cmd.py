@@ -114,7 +114,8 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
         click.echo(f"model: {model} on {pipe.device} ({dtype}){note}", err=True)
 
     written = 0
-    options = dict(caption=caption, seed=seed, noise=noise, max_size="auto" if max_size is None else (max_size or None),
+    max_size = "auto" if max_size is None else (max_size or None)  # "auto": the model's setting
+    options = dict(caption=caption, seed=seed, noise=noise, max_size=max_size,
                    match_input_size=not native_size, segmentation="seg" in fmt_list, low_memory=low_memory)
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
