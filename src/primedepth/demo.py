@@ -1,9 +1,10 @@
 """``primedepth demo``: a model on held-out rendered scenes, scored like the evaluation harness, with a gallery.
 
 The scenes are those of the trainer's held-out validation (data seed 7, never in the training stream): scene ``i``
-is ``render_scene(7 * 1_000_003 + i)``. Each prediction goes through the public pipeline (its caption is the
-scene's own), is aligned to the ground truth by least squares in disparity space and scored with
-``primedepth.evaluation`` (sky, i.e. infinite depth, excluded); metrics are averaged over scenes.
+is ``render_scene(7 * SCENE_SEED_STRIDE + i)``, as in the trainer's ``SceneSource``. Each prediction goes through
+the public pipeline (its caption is the scene's own), is aligned to the ground truth by least squares in disparity
+space and scored with ``primedepth.evaluation`` (sky, i.e. infinite depth, excluded); metrics are averaged over
+scenes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 HELD_OUT_SEED = 7
-SCENE_STRIDE = 1_000_003  # data.mixing.SceneSource: render seed = data seed * stride + index
 
 
 @dataclass
@@ -27,9 +27,10 @@ class DemoResult:
 
 
 def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED) -> list:
+    from .data.mixing import SCENE_SEED_STRIDE
     from .data.scene import render_scene
 
-    return [render_scene(seed * SCENE_STRIDE + i, resolution, resolution) for i in range(count)]
+    return [render_scene(seed * SCENE_SEED_STRIDE + i, resolution, resolution) for i in range(count)]
 
 
 def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], scores: list[dict]) -> None:

@@ -14,6 +14,9 @@ from torch.utils.data import Dataset, Sampler
 from .common import RawSample, prepare_sample
 
 
+SCENE_SEED_STRIDE = 1_000_003  # render seed of item i of data seed s: s * SCENE_SEED_STRIDE + i
+
+
 class SceneSource:
     """Procedural scenes (``primedepth.data.scene``), rendered on the fly at the training resolution."""
 
@@ -29,7 +32,7 @@ class SceneSource:
         from .scene import render_scene
 
         h, w = self.resolution
-        s = render_scene(self.seed * 1_000_003 + index, h, w, indoor=self.indoor, max_objects=self.max_objects)
+        s = render_scene(self.seed * SCENE_SEED_STRIDE + index, h, w, indoor=self.indoor, max_objects=self.max_objects)
         return RawSample(s.image, s.depth, s.valid, s.labels, s.caption, "depth", f"scene {index}")
 
 

@@ -118,7 +118,7 @@ def group_norm_affine(x: torch.Tensor, norm: nn.GroupNorm, band: int | None = No
     return _affine_from_stats(_channel_stats(x, band), norm)
 
 
-def _conv_rows(y: torch.Tensor, conv: nn.Conv2d, lo: int, start: int, stop: int, stride: int = 1) -> torch.Tensor:
+def _conv_rows(y: torch.Tensor, conv: nn.Conv2d, lo: int, start: int, stop: int) -> torch.Tensor:
     """Rows ``start:stop`` of ``conv(full)`` from the rows ``lo:`` of ``full`` held in ``y`` (stride 1, 'same'
     padding: the conv pads the band with zeros, which is right at the image edges; interior extras are cut)."""
     out = F.conv2d(y, conv.weight, conv.bias, padding=conv.padding)
@@ -378,9 +378,7 @@ class ResnetBlock(nn.Module):
             return self._into_conv1_output(lambda lo, hi: x[:, :, lo:hi], lambda lo, hi: self.skip(x[:, :, lo:hi]),
                                            (x.shape[0], x.shape[2], x.shape[3]), x, band)
         h = norm_act_conv_banded(x, self.norm1, self.conv1, band)
-        out = x if isinstance(self.skip, nn.Identity) else self.skip(x).contiguous(memory_format=_memory_format(h))
-        del x
-        return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=out)
+        return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=x)  # identity skip: added into x
 
     def forward_upsampled_banded(self, low: torch.Tensor, upsample: "Upsample2x", band: int | None = None):
         """``self(upsample(low))`` without forming ``upsample(low)`` in full: its rows are computed twice (for

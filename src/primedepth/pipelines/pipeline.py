@@ -26,9 +26,14 @@ NOISE_MODES = ("sampled", "none")
 ATTENTION_MODES = ("pooled", "naive")
 
 
-def load_labeller(folder: Path) -> torch.nn.Module:
+def load_labeller(folder: str | Path) -> torch.nn.Module:
     """The trained part, by the class recorded in its config (the BlockPreIm ablation has its own class)."""
-    name = json.loads((folder / "config.json").read_text()).get("_class_name", "PrimeDepthLabeller")
+    folder = Path(folder)
+    try:
+        name = json.loads((folder / "config.json").read_text()).get("_class_name", "PrimeDepthLabeller")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{folder}: no labeller here (config.json missing); expected a folder written by "
+                                "save_pretrained, e.g. <checkpoint>/labeller") from None
     if name == "BlockPreimageLabeller":
         from ..models.block_preimage import BlockPreimageLabeller
 

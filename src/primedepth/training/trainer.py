@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..data.mixing import StepSampler, build_mixture, collate
@@ -70,20 +69,6 @@ def build_labeller(kwargs: dict, ablation: str, seed: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return cls(**kwargs)
-
-
-def load_labeller(path: str | Path):
-    from ..models.block_preimage import BlockPreimageLabeller
-    from ..models.labeller import PrimeDepthLabeller
-
-    path = Path(path)
-    try:
-        name = json.loads((path / "config.json").read_text()).get("_class_name")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no labeller here (config.json missing); expected a folder written by "
-                                "save_pretrained, e.g. <checkpoint>/labeller") from None
-    cls = BlockPreimageLabeller if name == "BlockPreimageLabeller" else PrimeDepthLabeller
-    return cls.from_pretrained(path)
 
 
 def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
@@ -191,7 +176,7 @@ class Trainer:
     def __init__(self, config: dict, accelerator=None):
         from accelerate import Accelerator
 
-        from ..pipelines.pipeline import PrimeDepthPipeline
+        from ..pipelines.pipeline import PrimeDepthPipeline, load_labeller
 
         self.config = config
         c_model, c_train = config["model"], config["train"]
@@ -422,10 +407,12 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + val * len(items)
                 pred = out.depth.float().mean(1).cpu().numpy()
                 for i, item in enumerate(items):
-                    gt, valid = item["depth"].numpy(), item["valid"].numpy()
-                    if (valid & (gt > 0)).sum() >= 2:
-                        for k, val in score_in_own_range(pred[i], gt, valid)[0].items():
-                            metrics.setdefault(k, []).append(val)
+                    try:
+                        scores = score_in_own_range(pred[i], item["depth"].numpy(), item["valid"].numpy())[0]
+                    except ValueError:  # fewer than two pixels with depth: nothing to score
+                        scores = {}
+                    for k, val in scores.items():
+                        metrics.setdefault(k, []).append(val)
                     if len(panels) < v["images"]:
                         rgb = (item["image"].permute(1, 2, 0).numpy() + 1) / 2
                         tv = item["valid"].numpy()
