@@ -31,13 +31,13 @@ TINY_OFFICIAL_CONFIG = {
 }
 
 
-def build_tiny_random_pipeline(seed: int = 0, config: dict | None = None):
+def build_tiny_random_pipeline(seed: int = 0, config: dict | None = None, tokenizer=None):
     """Random weights for ``config`` (official vocabulary; default ``TINY_OFFICIAL_CONFIG``) with a 2-layer text
-    tower of the UNet's context width and the byte-level tokenizer."""
+    tower of the UNet's context width over ``tokenizer`` (default: the byte-level one)."""
     from .pipeline import PrimeDepthPipeline
 
     config = config or TINY_OFFICIAL_CONFIG
-    tokenizer = byte_level_tokenizer()
+    tokenizer = tokenizer or byte_level_tokenizer()
     text_config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=config["unet"]["context_dim"],
                                  intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                  max_position_embeddings=CONTEXT_LENGTH, hidden_act="gelu",

@@ -10,9 +10,9 @@ machines this project is built on, so this module trains one from scratch, in tw
    small ``CLIPTextModel``), trained jointly with the epsilon-prediction objective under the scaled-linear
    1000-step schedule (beta 0.00085 .. 0.012), captions dropped to the empty prompt 10 % of the time.
 
-The tokenizer is the byte-level CLIP tokenizer (``primedepth.models.text_encoder.byte_level_tokenizer``): real
-tokenisation over the caption alphabet, no BPE merges; captions longer than 75 bytes are truncated, as open_clip
-truncates long prompts.
+The tokenizer (``tokenizer = "captions"``) is a CLIP BPE tokenizer whose merges are learned on the training captions
+until each caption word is one token (``primedepth.models.text_encoder.caption_vocabulary_tokenizer``); a caption
+is ~35 tokens. ``"bytes"`` keeps the byte alphabet only, which truncates a caption after 75 bytes (the first mini-SD).
 
 The result is a pipeline folder in our layout (``model_index.json``, ``vae/``, ``unet/``, ``text_encoder/``,
 ``tokenizer/`` and a *random* ``labeller/`` that only carries the labeller configuration); ``primedepth train`` takes
@@ -40,6 +40,7 @@ DEFAULTS = {
     "seed": 0,
     "threads": 0,  # 0 = torch default
     "architecture": "tiny",  # the official-style config of primedepth.pipelines.tiny_random (or a dict)
+    "tokenizer": "bytes",  # or "captions": BPE merges learned on the training captions
     "data": {"seed": 0, "count": 4096, "resolution": [64, 64], "hflip": True},
     "vae": {"steps": 1500, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "l1_weight": 1.0, "l2_weight": 1.0,
             "kl_weight": 1e-6, "log_every": 50},
@@ -94,6 +95,17 @@ def official_config(config: dict) -> dict:
     if isinstance(arch, dict):
         return copy.deepcopy(arch)
     raise ValueError(f"architecture must be 'tiny' or an official-style config dict, got {arch!r}")
+
+
+def build_tokenizer(config: dict, captions: list[str]):
+    from ..models.text_encoder import byte_level_tokenizer, caption_vocabulary_tokenizer
+
+    kind = config["tokenizer"]
+    if kind == "bytes":
+        return byte_level_tokenizer()
+    if kind == "captions":
+        return caption_vocabulary_tokenizer(captions)
+    raise ValueError(f"tokenizer must be 'bytes' or 'captions', got {kind!r}")
 
 
 # ------------------------------------------------------------------------------------------------------ data
@@ -280,7 +292,6 @@ def train_mini_sd(config: dict) -> Path:
     log = out / "log.jsonl"
     seed = int(config["seed"])
     torch.manual_seed(seed)
-    pipe = build_tiny_random_pipeline(seed, config=official_config(config))
     d = config["data"]
     times = {}
 
@@ -288,6 +299,8 @@ def train_mini_sd(config: dict) -> Path:
     images, captions = render_dataset(d["seed"], d["count"], d["resolution"])
     times["render_s"] = time.time() - t0
     _log(log, {"stage": "data", "count": len(images), "seconds": round(times["render_s"], 1)})
+    pipe = build_tiny_random_pipeline(seed, config=official_config(config), tokenizer=build_tokenizer(config,
+                                                                                                      captions))
 
     t0 = time.time()
     vae_losses = train_vae(pipe.vae, images, config["vae"], seed, d["hflip"], log)
