@@ -1,10 +1,11 @@
 """Miniature ablation of PrimeDepth-mini (issue 5): every variant x seed at one budget, then a table.
 
-    python scripts/ablate_mini.py run --variants full no_attention --seeds 0 1 2 --steps 500
-    python scripts/ablate_mini.py table --out docs/mini-ablation.md
+    python scripts/ablate_mini.py run --variants full no_attention --seeds 0 1 2 --steps 1000
+    python scripts/ablate_mini.py table --steps 1000
 
 Each run is ``primedepth train configs/mini-primedepth.json`` with only the ablation, the seed (labeller init, data
-order, noise) and the step budget changed, written to ``runs/ablation-mini/<variant>-s<seed>``. The score is the
+order, noise) and the step budget changed, written to ``<root>/<variant>-s<seed>`` (``--root``, default
+``runs/ablation-mini``). The score is the
 run's final validation: the same 200 held-out scenes (data seed 7) for every run, disparity-space alignment.
 Finished runs are skipped, so the command resumes; disjoint ``--variants`` lists can run side by side.
 """
@@ -19,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path("runs/ablation-mini")
 VARIANTS = {  # ablation name -> row label (the paper's names where it has them)
     "full": "Full",
     "no_attention": "NoAttent",
@@ -43,7 +43,7 @@ def run(args) -> int:
     failures = 0
     for variant in args.variants:
         for seed in args.seeds:
-            out = ROOT / f"{variant}-s{seed}"
+            out = Path(args.root) / f"{variant}-s{seed}"
             if final_validation(out, args.steps):
                 print(f"{out}: done, skipped", flush=True)
                 continue
@@ -65,7 +65,7 @@ def table(args) -> int:
     for variant, label in VARIANTS.items():
         scores = {}
         for seed in args.seeds:
-            val = final_validation(ROOT / f"{variant}-s{seed}", args.steps)
+            val = final_validation(Path(args.root) / f"{variant}-s{seed}", args.steps)
             if val is None:
                 missing.append(f"{variant}-s{seed}")
             else:
@@ -93,7 +93,8 @@ def main(argv=None) -> int:
         p = sub.add_parser(name)
         p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
         p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-        p.add_argument("--steps", type=int, default=500)
+        p.add_argument("--steps", type=int, default=1000)
+        p.add_argument("--root", default="runs/ablation-mini")
         if name == "run":
             p.add_argument("--config", default="configs/mini-primedepth.json")
             p.add_argument("--threads", type=int, default=1)
