@@ -1,11 +1,11 @@
 """Package a trained PrimeDepth-mini checkpoint as the embedded model (issue 5).
 
-    python scripts/package_mini.py runs/mini-primedepth-stage3/checkpoints/latest
+    python scripts/package_mini.py runs/mini-primedepth/checkpoints/latest
 
 Writes ``src/primedepth/weights/primedepth-mini`` (our pipeline layout) with every weight stored as fp16
 safetensors (the pipeline computes in fp32; ``from_pretrained`` upcasts), the settings the model needs outside the
-trainer (empty caption, processing at its 64 px training resolution) and a provenance file. The folder is replaced
-atomically.
+trainer (empty caption, processing at its 64 px training resolution) and a provenance file; the build machine's paths
+(``_name_or_path``) are dropped from the configs. The folder is replaced atomically.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def package(checkpoint: Path, out: Path, provenance: dict) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=".primedepth-mini-", dir=out.parent))
     try:
         pipe.save_pretrained(tmp)
+        for config in tmp.glob("*/config.json"):
+            fields = json.loads(config.read_text())
+            fields.pop("_name_or_path", None)
+            config.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
         (tmp / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2) + "\n")
         if out.exists():
             shutil.rmtree(out)
@@ -53,8 +57,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--recipe", default="configs/mini-sd.toml, configs/mini-primedepth.json, "
-                                            "configs/mini-primedepth-stage2.json, configs/mini-primedepth-stage3.json")
+    parser.add_argument("--recipe", default="configs/mini-sd.toml, configs/mini-primedepth.json")
     args = parser.parse_args(argv)
     ckpt = resolve_checkpoint(args.checkpoint).resolve()
     if not (ckpt / "labeller" / "config.json").is_file():
