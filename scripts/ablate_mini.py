@@ -62,8 +62,8 @@ def table(args) -> int:
     lines = ["| variant | seeds | δ1 ↑ mean | δ1 spread | AbsRel ↓ mean | AbsRel spread | per seed δ1 / AbsRel |",
              "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     missing = []
-    for variant, label in VARIANTS.items():
-        scores = {}
+    for variant in args.variants:
+        label, scores = VARIANTS[variant], {}
         for seed in args.seeds:
             val = final_validation(Path(args.root) / f"{variant}-s{seed}", args.steps)
             if val is None:
