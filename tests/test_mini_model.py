@@ -48,6 +48,15 @@ def test_embedded_weights_are_small_safetensors_and_load_offline(mini, monkeypat
     assert json.loads((root / "PROVENANCE.json").read_text())["recipe"]
 
 
+def test_embedded_tokenizer_gives_each_caption_word_one_token(mini, scenes):
+    from primedepth.models.text_encoder import tokenize
+
+    for scene in scenes:
+        ids = tokenize(mini.tokenizer, [scene.caption])[0]
+        words = len(scene.caption.replace(",", " ,").split())
+        assert int((ids != 0).sum()) == words + 2, scene.caption  # start, one id per word, end: nothing truncated
+
+
 def test_mini_predicts_depth_that_a_random_model_cannot(mini, scenes, tiny_pipe):
     ours = _mean_scores(mini, scenes)
     assert ours["delta1"] >= DELTA1_THRESHOLD and ours["abs_rel"] <= 0.12, ours
