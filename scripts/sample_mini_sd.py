@@ -12,15 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 
 def main(argv=None) -> int:
-    from primedepth.demo import held_out_scenes
+    from primedepth.demo import HELD_OUT_SEED
     from primedepth.pipelines.pipeline import PrimeDepthPipeline
-    from primedepth.training.mini_sd import sample_images
+    from primedepth.training.mini_sd import render_dataset, sample_images
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a mini-SD folder (runs/mini-sd/model) or any PrimeDepth-mini checkpoint")
@@ -29,11 +28,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     pipe = PrimeDepthPipeline.from_pretrained(args.model, device="cpu")
-    scenes = held_out_scenes(args.count)
-    images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    images, captions = render_dataset(HELD_OUT_SEED, args.count, (64, 64))
     with torch.no_grad():
         recon = pipe.vae.decode(pipe.vae.encode(images).latent_dist.mean).sample.clamp(-1, 1)
-    samples = sample_images(pipe, [s.caption for s in scenes])
+    samples = sample_images(pipe, captions)
     print(f"held-out reconstruction L1: {float((recon - images).abs().mean()):.4f}")
     rows = [torch.cat(list(batch), dim=-1) for batch in (images, recon, samples)]
     grid = ((torch.cat(rows, dim=-2).permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
