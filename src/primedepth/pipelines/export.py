@@ -7,27 +7,14 @@ interrupted batch never leaves a half-written output that a resumed run would sk
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..utils.atomic import atomic_write
+
 FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png"}
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def normalise(values: np.ndarray) -> np.ndarray:
