@@ -1,6 +1,6 @@
 """Relative error (max|diff| / max|ref|) of each precision split against the official reference vectors.
 
-    python benchmarks/reference_errors.py [/work/shared/reference]
+    python benchmarks/reference_errors.py [tests/reference]
 """
 
 import sys
@@ -8,7 +8,7 @@ import sys
 from primedepth.benchmark import reference_errors
 
 if __name__ == "__main__":
-    reference = sys.argv[1] if len(sys.argv) > 1 else "/work/shared/reference"
+    reference = sys.argv[1] if len(sys.argv) > 1 else "tests/reference"
     print("| configuration | worst | per output |\n|---|---:|---|")
     for name, errors in reference_errors(reference).items():
         detail = ", ".join(f"{k} {v:.1e}" for k, v in errors.items() if k != "worst")

@@ -1,16 +1,35 @@
+import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REFERENCE = Path(os.environ.get("PRIMEDEPTH_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+REFERENCE = Path(os.environ.get("PRIMEDEPTH_REFERENCE", Path(__file__).resolve().parent / "reference"))
+
+
+def check_reference(folder: Path) -> list[str]:
+    """Problems with the reference vectors in ``folder``: missing files or SHA-256 sums that differ from SHA256SUMS."""
+    sums = folder / "SHA256SUMS"
+    if not sums.is_file():
+        return [f"{sums}: missing"]
+    problems = []
+    for line in sums.read_text().splitlines():
+        digest, name = line.split()
+        file = folder / name
+        if not file.is_file():
+            problems.append(f"{file}: missing")
+        elif hashlib.sha256(file.read_bytes()).hexdigest() != digest:
+            problems.append(f"{file}: SHA-256 differs from SHA256SUMS")
+    return problems
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    if not (REFERENCE / "official_tiny.ckpt").is_file():
-        pytest.skip(f"reference vectors not found at {REFERENCE} (set PRIMEDEPTH_REFERENCE)")
+    """The official reference vectors (tests/reference, or $PRIMEDEPTH_REFERENCE); missing or altered ones fail."""
+    problems = check_reference(REFERENCE)
+    if problems:
+        pytest.fail("reference vectors unusable: " + "; ".join(problems), pytrace=False)
     return REFERENCE
 
 
