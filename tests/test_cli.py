@@ -1,6 +1,8 @@
 """``primedepth predict`` end to end on the tiny random model."""
 
 import numpy as np
+import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -91,3 +93,13 @@ def test_auto_captions_without_the_caption_model_stop_with_one_clear_error(tmp_p
     assert result.exit_code == 2
     assert "blip2" in result.output and "--caption none" in result.output
     assert not (tmp_path / "o" / "a.npy").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_one_clear_line(tmp_path, rgb_image):
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"),
+                                       "--model", "tiny-random", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "error: device cuda requested but" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "o" / "x.npy").exists()

@@ -28,12 +28,12 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
     from ..demo import run_demo
     from ..evaluation.files import atomic_path
     from ..pipelines.loading import WeightsNotFoundError
-    from ..pipelines.pipeline import PrimeDepthPipeline
+    from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
 
     try:
         pipe = PrimeDepthPipeline.from_pretrained(model, device=None if device == "auto" else device,
                                                   local_files_only=True)
-    except (WeightsNotFoundError, OSError) as err:
+    except (WeightsNotFoundError, DeviceUnavailableError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     pipe.optimize(channels_last=True, drop_vae_decoder=True)

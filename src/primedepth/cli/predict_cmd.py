@@ -84,7 +84,7 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.loading import WeightsNotFoundError, default_model
-    from ..pipelines.pipeline import PrimeDepthPipeline
+    from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [f for f in fmt_list if f not in FORMATS]
@@ -103,7 +103,7 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
             model, device=None if device == "auto" else device, torch_dtype=getattr(torch, DTYPES[dtype]),
             cache_dir=cache_dir, local_files_only=local_files_only,
             caption_cache_file=default_cache_file()) if todo else None
-    except (WeightsNotFoundError, OSError) as err:
+    except (WeightsNotFoundError, DeviceUnavailableError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     if pipe is not None:

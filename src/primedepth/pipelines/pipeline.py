@@ -43,6 +43,24 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
     return PrimeDepthLabeller.from_pretrained(folder)
 
 
+class DeviceUnavailableError(RuntimeError):
+    """The requested device does not exist on this machine (or this torch build lacks its backend)."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: the best available device; otherwise the one named, checked to exist."""
+    if device is None or str(device) == "auto":
+        return auto_device()
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise DeviceUnavailableError(f"device {device} requested but {build} (torch {torch.__version__}); "
+                                     "use --device cpu or auto, or install a CUDA build of torch")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceUnavailableError(f"device {device} requested but MPS is not available on this machine")
+    return device
+
+
 def auto_device() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -145,6 +163,7 @@ class PrimeDepthPipeline:
                         caption_cache_file: str | Path | None = None, captioner_id: str | None = None,
                         ) -> "PrimeDepthPipeline":
         """Load ``model``: ``"tiny-random"``, a folder in our layout, or a hub repo id in our layout."""
+        device = resolve_device(device)
         if str(model) == "tiny-random":
             from .tiny_random import build_tiny_random_pipeline
 
@@ -175,7 +194,7 @@ class PrimeDepthPipeline:
         pipe.captioner = Blip2Captioner(captioner_id or DEFAULT_CAPTIONER, cache_dir=cache_dir,
                                         local_files_only=local_files_only)  # loads on first "auto" caption
         # fp32 unless asked otherwise, whatever the stored dtype (the embedded model is stored as fp16)
-        return pipe.to(device=device or auto_device(), dtype=torch_dtype or torch.float32)
+        return pipe.to(device=device, dtype=torch_dtype or torch.float32)
 
     def save_pretrained(self, directory: str | Path) -> None:
         root = Path(directory)
