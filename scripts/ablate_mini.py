@@ -20,14 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-VARIANTS = {  # ablation name -> row label (the paper's names where it has them)
-    "full": "Full",
-    "no_attention": "NoAttent",
-    "no_features": "NoFeature",
-    "no_segmentation": "NoSegmen",
-    "block_preimage": "BlockPreIm",
-    "no_preimage": "no-preimage baseline (VAE latent only)",
-}
+from primedepth.training.ablations import ABLATIONS
+
+VARIANTS = {name: ablation.label for name, ablation in ABLATIONS.items() if name != "latent"}  # name -> row label
 
 
 def final_validation(run: Path, steps: int) -> dict | None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from primedepth.training.ablations import ABLATIONS
 from primedepth.training.config import ConfigError, load_config
 from primedepth.training.trainer import Trainer, enable_gradient_checkpointing, run_training
 
@@ -77,8 +78,7 @@ def _labeller_shapes(model):
 @pytest.fixture(scope="module")
 def ablation_models(tmp_path_factory):
     models = {}
-    for ablation in ("full", "latent", "no_segmentation", "no_attention", "no_features", "block_preimage",
-                     "no_preimage"):
+    for ablation in ABLATIONS:  # every registered ablation builds, trains a step and is checked below
         out = tmp_path_factory.mktemp(ablation)
         trainer = Trainer(load_config(None, extra=_cfg(out, model={"ablation": ablation}, train={"max_steps": 1})))
         before = {k: v.clone() for k, v in trainer.unwrapped.state_dict().items()}
@@ -189,6 +189,8 @@ def test_config_errors_name_the_file_and_key(tmp_path):
         load_config(broken)
     with pytest.raises(ConfigError, match="model.ablation"):
         load_config(None, ["model.ablation=everything"])
+    for alias, name in (("NoAttent", "no_attention"), ("blockpreim", "block_preimage"), ("Full", "full")):
+        assert load_config(None, [f"model.ablation={alias}"])["model"]["ablation"] == name
 
 
 def test_repository_configs_load():

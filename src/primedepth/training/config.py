@@ -11,9 +11,8 @@ import copy
 import json
 from pathlib import Path
 
-ABLATIONS = ("full", "latent", "no_segmentation", "no_attention", "no_features", "block_preimage", "no_preimage")
-ABLATION_ALIASES = {"nosegmen": "no_segmentation", "noattent": "no_attention", "nofeature": "no_features",
-                    "blockpreim": "block_preimage", "nopreimage": "no_preimage"}
+from .ablations import resolve_ablation
+
 
 DEFAULTS: dict = {
     "output_dir": "runs/primedepth",
@@ -141,11 +140,10 @@ def validate(config: dict, where: str = "<config>") -> None:
     def fail(msg):
         raise ConfigError(f"{where}: {msg}")
 
-    ablation = str(config["model"]["ablation"]).lower()
-    ablation = ABLATION_ALIASES.get(ablation, ablation)
-    if ablation not in ABLATIONS:
-        fail(f"model.ablation {config['model']['ablation']!r} is not one of {', '.join(ABLATIONS)}")
-    config["model"]["ablation"] = ablation
+    try:
+        config["model"]["ablation"] = resolve_ablation(config["model"]["ablation"]).name
+    except KeyError as err:
+        fail(f"model.ablation {err.args[0]}")
     if config["model"]["frozen_dtype"] not in ("fp16", "bf16", "fp32"):
         fail("model.frozen_dtype must be fp16, bf16 or fp32")
     t = config["train"]

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from ..data.mixing import StepSampler, build_mixture, collate
 from ..models.latent_noising import encode_and_noise, schedule_coefficients
 from ..models.preimage import BlockMaps, Preimage
+from .ablations import Ablation, resolve_ablation
 from .config import load_config
 from .ema import EMA
 from .losses import combine_losses, dice_loss, focal_loss, latent_depth_loss, ssi_loss
@@ -43,27 +44,11 @@ FROZEN_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
-def labeller_kwargs(base_config: dict, ablation: str, overrides: dict, latent_channels: int = 4) -> dict:
-    kwargs = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
-    kwargs.pop("block_stage", None)
-    if ablation == "no_segmentation":
-        kwargs["segmentation_classes"] = 0
-    elif ablation == "no_attention":
-        kwargs.update(use_self_attn_maps=False, use_cross_attn_maps=False)
-    elif ablation == "no_features":
-        kwargs["use_feature_maps"] = False
-    elif ablation == "no_preimage":
-        kwargs.update(use_self_attn_maps=False, use_cross_attn_maps=False, use_feature_maps=True,
-                      latent_channels=latent_channels)
-    kwargs.update(overrides)
-    return kwargs
-
-
-def build_labeller(kwargs: dict, ablation: str, seed: int):
+def build_labeller(kwargs: dict, ablation: Ablation, seed: int):
     from ..models.block_preimage import BlockPreimageLabeller
     from ..models.labeller import PrimeDepthLabeller
 
-    cls = BlockPreimageLabeller if ablation == "block_preimage" else PrimeDepthLabeller
+    cls = BlockPreimageLabeller if ablation.block_preimage else PrimeDepthLabeller
     if cls is PrimeDepthLabeller:
         kwargs = {k: v for k, v in kwargs.items() if k != "block_stage"}
     with torch.random.fork_rng(devices=[]):
@@ -183,6 +168,7 @@ class Trainer:
         self.acc = accelerator or Accelerator(mixed_precision=c_train["mixed_precision"])
         self.out = Path(config["output_dir"])
         self.ablation = c_model["ablation"]
+        self.variant = resolve_ablation(self.ablation)
         self.seed = int(config["seed"])
         device = self.acc.device
 
@@ -203,10 +189,10 @@ class Trainer:
                                                              s["num_train_timesteps"], s["timestep"])
 
         # trained part
-        kwargs = labeller_kwargs(pipe.labeller.config, self.ablation, c_model["labeller"],
-                                 latent_channels=pipe.vae.config.latent_channels)
+        kwargs = self.variant.labeller_kwargs(pipe.labeller.config, c_model["labeller"],
+                                              latent_channels=pipe.vae.config.latent_channels)
         if c_model["labeller_init"] == "random":
-            model = build_labeller(kwargs, self.ablation, self.seed)
+            model = build_labeller(kwargs, self.variant, self.seed)
         else:
             model = load_labeller(c_model["labeller_init"])
         pipe.labeller = None  # the pipeline's own labeller is not trained
@@ -310,7 +296,7 @@ class Trainer:
         if pred.shape[-2:] != target.shape[-2:]:
             raise ValueError(f"prediction {tuple(pred.shape[-2:])} and target {tuple(target.shape[-2:])} differ: "
                              "use a resolution that is a multiple of 8")
-        if self.ablation == "latent":
+        if self.variant.loss_space == "latent":
             depth_loss = latent_depth_loss(self.vae_encode, pred, target, valid)
         else:
             depth_loss = ssi_loss(pred, target, valid)
