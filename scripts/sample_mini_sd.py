@@ -17,7 +17,7 @@ from PIL import Image
 
 
 def main(argv=None) -> int:
-    from primedepth.demo import HELD_OUT_SEED
+    from primedepth.constants import HELD_OUT_SEED
     from primedepth.pipelines.pipeline import PrimeDepthPipeline
     from primedepth.training.mini_sd import render_dataset, sample_images
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-HELD_OUT_SEED = 7
+from .constants import HELD_OUT_SEED
 
 
 @dataclass
@@ -27,7 +27,7 @@ class DemoResult:
 
 
 def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED) -> list:
-    from .data.mixing import SCENE_SEED_STRIDE
+    from .constants import SCENE_SEED_STRIDE
     from .data.scene import render_scene
 
     return [render_scene(seed * SCENE_SEED_STRIDE + i, resolution, resolution) for i in range(count)]

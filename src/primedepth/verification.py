@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from .constants import SD_LATENT_SCALE
 from .conversion.official_checkpoint import load_official_checkpoint, split_official_state_dict
-from .conversion.official_config import (labeller_kwargs_from_official, load_official_config,
-                                         noise_kwargs_from_official)
+from .conversion.official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
 from .models.frozen_sd import build_unet, build_vae, unet_config_from_official, vae_config_from_official
 from .models.labeller import PrimeDepthLabeller
 from .models.latent_noising import encode_and_noise, schedule_coefficients
@@ -60,9 +60,9 @@ def build_official_model(config_path, checkpoint_path, trust_pickle: bool = Fals
     config = load_official_config(config_path)
     state = load_official_checkpoint(checkpoint_path, trust_pickle=trust_pickle)
     unet_cfg = unet_config_from_official(config["unet"])
-    vae_cfg = vae_config_from_official(config["vae_ddconfig"], config.get("scale_factor", 0.18215))
+    vae_cfg = vae_config_from_official(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
     converted = split_official_state_dict(state, unet_cfg, vae_cfg, len(config["vae_ddconfig"]["ch_mult"]))
-    unet, vae = build_unet(config["unet"]), build_vae(config["vae_ddconfig"], config.get("scale_factor", 0.18215))
+    unet, vae = build_unet(config["unet"]), build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
     labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
     problems = list(converted.unplaced)
     for name, module, weights, optional in (("unet", unet, converted.unet, ()),
@@ -138,12 +138,12 @@ def verify_manifest(manifest_path, config_path=None) -> list[str]:
     tensors = manifest["tensors"]
     config = load_official_config(config_path)
     unet_cfg = unet_config_from_official(config["unet"])
-    vae_cfg = vae_config_from_official(config["vae_ddconfig"], config.get("scale_factor", 0.18215))
+    vae_cfg = vae_config_from_official(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
     state = {k: torch.empty(shape, device="meta") for k, shape in tensors.items()}
     converted = split_official_state_dict(state, unet_cfg, vae_cfg, len(config["vae_ddconfig"]["ch_mult"]))
     with init_empty_weights():
         modules = {"unet": build_unet(config["unet"]),
-                   "vae": build_vae(config["vae_ddconfig"], config.get("scale_factor", 0.18215)),
+                   "vae": build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE)),
                    "labeller": PrimeDepthLabeller(**labeller_kwargs_from_official(config))}
     problems = list(converted.unplaced)
     for name, weights in (("unet", converted.unet), ("vae", converted.vae), ("labeller", converted.labeller)):

@@ -3,8 +3,15 @@ import math
 import pytest
 import torch
 
-from primedepth.training.losses import (IGNORE_INDEX, align_least_squares, combine_losses, dice_loss, focal_loss,
-                                        normalise_target, ssi_loss)
+from primedepth.constants import IGNORE_LABEL
+from primedepth.training.losses import (
+    align_least_squares,
+    combine_losses,
+    dice_loss,
+    focal_loss,
+    normalise_target,
+    ssi_loss,
+)
 
 
 def _target(b=2, h=12, w=10, seed=0):
@@ -62,7 +69,7 @@ def test_ssi_gradient_flows_and_empty_masks_are_safe():
 def test_dice_matches_hand_computed_value():
     # one image, 2 classes, 3 pixels (the last unlabelled)
     logits = torch.tensor([[[[2.0, 0.0, 5.0]], [[0.0, 1.0, -5.0]]]])  # (1, 2, 1, 3)
-    labels = torch.tensor([[[0, 1, IGNORE_INDEX]]])
+    labels = torch.tensor([[[0, 1, IGNORE_LABEL]]])
     p0 = [1 / (1 + math.exp(-2)), 1 / (1 + math.exp(1))]  # P(class 0) on the two labelled pixels
     p1 = [1 - p0[0], 1 - p0[1]]
     d0 = 1 - (2 * p0[0] + 1) / (p0[0] + p0[1] + 1 + 1)
@@ -72,12 +79,12 @@ def test_dice_matches_hand_computed_value():
 
 def test_focal_matches_hand_computed_value():
     logits = torch.tensor([[[[2.0, 0.0, 5.0]], [[0.0, 1.0, -5.0]]]])
-    labels = torch.tensor([[[0, 1, IGNORE_INDEX]]])
+    labels = torch.tensor([[[0, 1, IGNORE_LABEL]]])
     pt = [1 / (1 + math.exp(-2)), 1 / (1 + math.exp(-1))]
     expected = sum(-((1 - p) ** 2) * math.log(p) for p in pt) / 2
     assert focal_loss(logits, labels, gamma=2.0).item() == pytest.approx(expected, rel=1e-6)
     # gamma = 0 is cross-entropy
-    ce = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
+    ce = torch.nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL)
     assert focal_loss(logits, labels, gamma=0.0).item() == pytest.approx(ce.item(), rel=1e-6)
 
 

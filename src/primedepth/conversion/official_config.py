@@ -7,6 +7,8 @@ import copy
 import json
 from pathlib import Path
 
+from ..constants import SD_LATENT_SCALE
+
 FULL_OFFICIAL_CONFIG = {
     "unet": {
         "image_size": 32, "in_channels": 4, "out_channels": 4, "model_channels": 320,
@@ -24,7 +26,7 @@ FULL_OFFICIAL_CONFIG = {
         "channels2predictor": 512, "label_mode": {"depth": 3, "segmentation": 150}, "zero_convs": False,
         "scale_input_features_with_model": True,
     },
-    "scale_factor": 0.18215,
+    "scale_factor": SD_LATENT_SCALE,
     "noise_schedule": {"kind": "scaled_linear", "linear_start": 0.00085, "linear_end": 0.012, "timesteps": 1000},
     "timestep": 1,
 }
@@ -75,7 +77,7 @@ def noise_kwargs_from_official(config: dict) -> dict:
     if schedule.get("kind", "scaled_linear") != "scaled_linear":
         raise ValueError(f"unsupported noise schedule {schedule.get('kind')!r}")
     return dict(
-        scale_factor=config.get("scale_factor", 0.18215),
+        scale_factor=config.get("scale_factor", SD_LATENT_SCALE),
         beta_start=schedule["linear_start"], beta_end=schedule["linear_end"],
         num_train_timesteps=schedule["timesteps"], timestep=config.get("timestep", 1),
     )

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-IGNORE_INDEX = 255
+from ..constants import IGNORE_LABEL
 
 
 @dataclass
@@ -64,7 +64,7 @@ def prepare_sample(raw: RawSample, resolution: tuple[int, int], rng: np.random.G
         top, left, flip = (nh - th) // 2, (nw - tw) // 2, False
     sl = (slice(top, top + th), slice(left, left + tw))
     image, depth, valid = image[sl], depth[sl], valid[sl]
-    labels = labels[sl] if labels is not None else np.full((th, tw), IGNORE_INDEX, np.uint8)
+    labels = labels[sl] if labels is not None else np.full((th, tw), IGNORE_LABEL, np.uint8)
     if flip:
         image, depth, valid, labels = image[:, ::-1], depth[:, ::-1], valid[:, ::-1], labels[:, ::-1]
     depth = depth.astype(np.float32)

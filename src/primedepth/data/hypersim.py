@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import IGNORE_INDEX, DataError, RawSample
+from ..constants import IGNORE_LABEL
+from .common import DataError, RawSample
 
 DEFAULT_FOCAL_1024 = 886.81  # Hypersim's standard camera: 60 degree horizontal FOV at 1024 px
 
@@ -34,7 +35,7 @@ DEFAULT_FOCAL_1024 = 886.81  # Hypersim's standard camera: 60 degree horizontal 
 NYU40_TO_ADE = {1: 0, 2: 3, 3: 10, 4: 7, 5: 19, 6: 23, 7: 15, 8: 14, 9: 8, 10: 62, 11: 22, 12: 45, 13: 63, 14: 33,
                 15: 24, 16: 18, 17: 44, 18: 57, 19: 27, 20: 28, 21: 92, 22: 5, 23: 67, 24: 50, 25: 89, 27: 81,
                 28: 18, 29: 41, 30: 144, 31: 12, 32: 44, 33: 65, 34: 47, 35: 36, 36: 37, 37: 115}
-_NYU_LUT = np.full(256, IGNORE_INDEX, np.uint8)
+_NYU_LUT = np.full(256, IGNORE_LABEL, np.uint8)
 for _nyu, _ade in NYU40_TO_ADE.items():
     _NYU_LUT[_nyu] = _ade
 
@@ -190,7 +191,7 @@ class HypersimDataset:
         labels = None
         if p["semantic"].is_file():
             sem = read_hdf5(p["semantic"]).astype(np.int64)
-            labels = np.where((sem >= 0) & (sem < 256), _NYU_LUT[np.clip(sem, 0, 255)], IGNORE_INDEX).astype(np.uint8)
+            labels = np.where((sem >= 0) & (sem < 256), _NYU_LUT[np.clip(sem, 0, 255)], IGNORE_LABEL).astype(np.uint8)
         return RawSample(image, np.nan_to_num(depth, nan=0.0), valid, labels, self.captions.get(self.key(index), ""),
                          "depth", str(p["color"]))
 

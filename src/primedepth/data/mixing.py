@@ -11,10 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..constants import SCENE_SEED_STRIDE
 from .common import RawSample, prepare_sample
-
-
-SCENE_SEED_STRIDE = 1_000_003  # render seed of item i of data seed s: s * SCENE_SEED_STRIDE + i
 
 
 class SceneSource:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .common import IGNORE_INDEX, DataError, RawSample, read_image
+from ..constants import IGNORE_LABEL
+from .common import DataError, RawSample, read_image
 from .hypersim import _load_captions
 
 KB_CROP = (352, 1216)
@@ -26,8 +27,8 @@ CLASS_COLOURS = {
     "Terrain": ((210, 0, 200), 13), "Sky": ((90, 200, 255), 2), "Tree": ((0, 199, 0), 4),
     "Vegetation": ((90, 240, 0), 17), "Building": ((140, 140, 140), 1), "Road": ((100, 60, 100), 6),
     "GuardRail": ((250, 100, 255), 38), "TrafficSign": ((255, 255, 0), 43), "TrafficLight": ((200, 200, 0), 136),
-    "Pole": ((255, 130, 0), 93), "Misc": ((80, 80, 80), IGNORE_INDEX), "Truck": ((160, 60, 60), 83),
-    "Car": ((255, 127, 80), 20), "Van": ((0, 139, 139), 102), "Undefined": ((0, 0, 0), IGNORE_INDEX),
+    "Pole": ((255, 130, 0), 93), "Misc": ((80, 80, 80), IGNORE_LABEL), "Truck": ((160, 60, 60), 83),
+    "Car": ((255, 127, 80), 20), "Van": ((0, 139, 139), 102), "Undefined": ((0, 0, 0), IGNORE_LABEL),
 }
 
 
@@ -42,7 +43,7 @@ def kb_crop(array: np.ndarray) -> np.ndarray:
 
 def colours_to_ade(seg: np.ndarray) -> np.ndarray:
     code = (seg[..., 0].astype(np.int64) << 16) | (seg[..., 1].astype(np.int64) << 8) | seg[..., 2]
-    out = np.full(seg.shape[:2], IGNORE_INDEX, np.uint8)
+    out = np.full(seg.shape[:2], IGNORE_LABEL, np.uint8)
     for (r, g, b), ade in CLASS_COLOURS.values():
         out[code == ((r << 16) | (g << 8) | b)] = ade
     return out

@@ -10,6 +10,7 @@ import math
 
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
+from ..constants import SD_LATENT_SCALE
 from .layers import largest_divisor_at_most, set_official_group_norms
 
 VAE_GROUPNORM_EPS = 1e-5
@@ -39,7 +40,7 @@ def unet_config_from_official(unet: dict) -> dict:
     )
 
 
-def vae_config_from_official(ddconfig: dict, scale_factor: float = 0.18215) -> dict:
+def vae_config_from_official(ddconfig: dict, scale_factor: float = SD_LATENT_SCALE) -> dict:
     channels = [ddconfig["ch"] * m for m in ddconfig["ch_mult"]]
     if ddconfig.get("attn_resolutions"):
         raise ValueError("VAE configs with attention outside the middle block are not SD VAEs")
@@ -70,5 +71,5 @@ def build_unet(unet: dict) -> UNet2DConditionModel:
     return official_unet(UNet2DConditionModel(**unet_config_from_official(unet)))
 
 
-def build_vae(ddconfig: dict, scale_factor: float = 0.18215) -> AutoencoderKL:
+def build_vae(ddconfig: dict, scale_factor: float = SD_LATENT_SCALE) -> AutoencoderKL:
     return official_vae(AutoencoderKL(**vae_config_from_official(ddconfig, scale_factor)))

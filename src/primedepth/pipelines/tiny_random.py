@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from ..constants import SD_LATENT_SCALE
 from ..conversion.official_config import labeller_kwargs_from_official, noise_kwargs_from_official
 from ..models.frozen_sd import build_unet, build_vae
 from ..models.labeller import PrimeDepthLabeller
@@ -25,7 +26,7 @@ TINY_OFFICIAL_CONFIG = {
                  "use_cross_attn_maps": True, "use_feature_maps": True, "n_ca_maps": 77, "n_sa_maps": 64,
                  "channels2predictor": 32, "label_mode": {"depth": 3, "segmentation": 150}, "zero_convs": False,
                  "scale_input_features_with_model": True},
-    "scale_factor": 0.18215,
+    "scale_factor": SD_LATENT_SCALE,
     "noise_schedule": {"kind": "scaled_linear", "linear_start": 0.00085, "linear_end": 0.012, "timesteps": 1000},
     "timestep": 1,
 }

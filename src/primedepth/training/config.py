@@ -13,7 +13,6 @@ from pathlib import Path
 
 from .ablations import resolve_ablation
 
-
 DEFAULTS: dict = {
     "output_dir": "runs/primedepth",
     "seed": 0,

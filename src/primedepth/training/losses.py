@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from ..constants import IGNORE_LABEL
 
 
 def _masked_median(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -105,7 +105,7 @@ def _one_hot(labels: torch.Tensor, num_classes: int, ignore_index: int):
     return onehot * valid.unsqueeze(1), valid
 
 
-def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX,
+def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL,
               smooth: float = 1.0) -> torch.Tensor:
     """Soft Dice on softmax probabilities against one-hot labels, unlabelled pixels left out.
 
@@ -122,7 +122,7 @@ def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IG
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
-               ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+               ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
     """Multi-class focal loss ``-(1 - p_t)^gamma * log p_t`` averaged over labelled pixels (0 if there are none)."""
     logp = logits.float().log_softmax(dim=1)
     valid = labels != ignore_index

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..constants import SCENE_SEED_STRIDE
 from ..data.mixing import StepSampler, build_mixture, collate
 from ..models.latent_noising import encode_and_noise, schedule_coefficients
 from ..models.preimage import BlockMaps, Preimage
@@ -261,7 +262,7 @@ class Trainer:
             return None, None
         draws = []
         for i in indices:
-            g = torch.Generator().manual_seed((self.seed * 1_000_003 + int(i)) % (2 ** 63))
+            g = torch.Generator().manual_seed((self.seed * SCENE_SEED_STRIDE + int(i)) % (2 ** 63))
             draws.append((torch.randn(shape, generator=g), torch.randn(shape, generator=g)))
         return torch.stack([a for a, _ in draws]), torch.stack([b for _, b in draws])
 

@@ -1,0 +1,27 @@
+"""Numbers and names used across the package, defined once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Stable Diffusion 2.x latent scaling (the VAE latent is multiplied by it before the UNet).
+SD_LATENT_SCALE = 0.18215
+
+# Where primedepth keeps converted models and the caption cache.
+CACHE_ROOT = Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
+
+# The captioner of the authors' pipeline (BLIP-2 OPT-2.7b).
+DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
+
+# File name extensions treated as images when folders are searched.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
+                              ".jfif"})
+
+# Segmentation label that marks pixels without a class (ignored by the losses and metrics).
+IGNORE_LABEL = 255
+
+# Rendered scenes: item i of data seed s is rendered with seed s * SCENE_SEED_STRIDE + i.
+SCENE_SEED_STRIDE = 1_000_003
+# The data seed of the held-out rendered scenes (never used for training).
+HELD_OUT_SEED = 7
