@@ -40,8 +40,8 @@ def test_variant_runs_and_pooled_equals_naive(name, rgb_image):
     context = torch.randn(1, 77, pipe.unet.config.cross_attention_dim, generator=g)
     request = pipe.labeller.preimage_request()
     with torch.no_grad():
-        fast = pipe.extractor(x_t, torch.tensor([1]), context, **request)
-        naive = pipe.extractor(x_t, torch.tensor([1]), context, naive=True, **request)
+        fast = pipe.frozen.extractor(x_t, torch.tensor([1]), context, **request)
+        naive = pipe.frozen.extractor(x_t, torch.tensor([1]), context, naive=True, **request)
     pairs = [(fast.mid_maps, naive.mid_maps), *zip(fast.encoder_maps, naive.encoder_maps),
              *zip(fast.decoder_maps, naive.decoder_maps)]
     compared = 0

@@ -5,11 +5,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
+from test_conversion import open_clip_text_tower
 
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
 from primedepth.models.text_encoder import byte_level_tokenizer
-from test_conversion import open_clip_text_tower
 
 CASES = ("a", "b")
 

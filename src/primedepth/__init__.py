@@ -17,7 +17,8 @@ _PUBLIC = {
     "ImageLoadError": "primedepth.pipelines.image_processor",
 }
 
-__all__ = list(_PUBLIC)
+__all__ = ["PrimeDepthPipeline", "PrimeDepthOutput", "PrimeDepthLabeller", "PrimeDepthImageProcessor",
+           "ImageLoadError"]
 
 if TYPE_CHECKING:
     from .models.labeller import PrimeDepthLabeller

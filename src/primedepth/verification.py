@@ -19,8 +19,7 @@ from .conversion.official_checkpoint import load_official_checkpoint, split_offi
 from .conversion.official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
 from .models.frozen_sd import build_unet, build_vae, unet_config_from_official, vae_config_from_official
 from .models.labeller import PrimeDepthLabeller
-from .models.latent_noising import encode_and_noise, schedule_coefficients
-from .models.preimage_extractor import PreimageExtractor
+from .models.single_step import FrozenStableDiffusion
 
 INPUT_NAMES = ("image", "context", "noise_posterior", "noise_t")
 TOLERANCE = 1e-4
@@ -62,7 +61,8 @@ def build_official_model(config_path, checkpoint_path, trust_pickle: bool = Fals
     unet_cfg = unet_config_from_official(config["unet"])
     vae_cfg = vae_config_from_official(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
     converted = split_official_state_dict(state, unet_cfg, vae_cfg, len(config["vae_ddconfig"]["ch_mult"]))
-    unet, vae = build_unet(config["unet"]), build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
+    unet = build_unet(config["unet"])
+    vae = build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
     labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
     problems = list(converted.unplaced)
     for name, module, weights, optional in (("unet", unet, converted.unet, ()),
@@ -83,15 +83,9 @@ def _case_names(vectors: dict[str, torch.Tensor]) -> list[str]:
 @torch.no_grad()
 def compute_case(model: OfficialModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Every intermediate the reference stores, named like the reference (without the case prefix)."""
-    noise = model.noise
-    sqrt_ab, sqrt_1mab = schedule_coefficients(noise["beta_start"], noise["beta_end"],
-                                               noise["num_train_timesteps"], noise["timestep"])
-    latent = encode_and_noise(model.vae, inputs["image"], scale_factor=noise["scale_factor"], sqrt_alpha_bar=sqrt_ab,
-                              sqrt_one_minus_alpha_bar=sqrt_1mab, noise_posterior=inputs["noise_posterior"],
-                              noise_t=inputs["noise_t"])
-    timestep = torch.tensor([noise["timestep"]])
-    preimage = PreimageExtractor(model.unet)(latent.x_t, timestep, inputs["context"], complete=True,
-                                             **model.labeller.preimage_request())
+    frozen = FrozenStableDiffusion(model.vae, model.unet, model.noise)
+    latent = frozen.encode(inputs["image"], inputs["noise_posterior"], inputs["noise_t"])
+    preimage = frozen.extract(latent.x_t, inputs["context"], complete=True, **model.labeller.preimage_request())
     labels = model.labeller(preimage, segmentation=True, return_intermediates=True)
     out = {"posterior_mean": latent.posterior_mean, "posterior_std": latent.posterior_std, "z": latent.z,
            "x_t": latent.x_t, "refiner_out": labels.refiner_out, "depth": labels.depth,

@@ -1,7 +1,7 @@
 """Image -> noisy latent x_t, as the official single step does it.
 
-Official: sample the VAE posterior (mean + std * noise), scale by 0.18215, then noise it to t = 1 of the
-1000-step scaled-linear schedule. Both draws were unseeded there; here they come from a caller's generator
+Official: sample the VAE posterior (mean + std * noise), scale by the SD latent scale (0.18215), then noise it
+to t = 1 of the 1000-step scaled-linear schedule. Both draws were unseeded there; here they come from a caller's generator
 (reproducible), or are switched off with ``noise="none"`` (posterior mean, no t-noise).
 """
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from diffusers import AutoencoderKL
+
+from .layers import encoder_low_memory
 
 
 def schedule_coefficients(beta_start: float, beta_end: float, num_train_timesteps: int, timestep: int):
@@ -29,13 +31,17 @@ class NoisyLatent:
     x_t: torch.Tensor
 
 
-def encode_and_noise(vae: AutoencoderKL, image: torch.Tensor, *, scale_factor: float, sqrt_alpha_bar: float,
-                     sqrt_one_minus_alpha_bar: float, noise_posterior: torch.Tensor | None,
-                     noise_t: torch.Tensor | None) -> NoisyLatent:
-    """``image`` in [-1, 1], (B, 3, H, W). ``None`` noises mean: use the posterior mean / add no t-noise."""
-    moments = vae.encoder(image)
-    if vae.quant_conv is not None:
-        moments = vae.quant_conv(moments)
+def posterior_moments(vae: AutoencoderKL, image: torch.Tensor, *, low_memory: bool = False) -> torch.Tensor:
+    """The VAE encoder's posterior moments (mean and log-variance stacked on channels) of ``image`` in [-1, 1];
+    ``low_memory`` runs the encoder's full-resolution layers in row bands (same numbers, far lower peak memory)."""
+    moments = encoder_low_memory(vae.encoder, image) if low_memory else vae.encoder(image)
+    return vae.quant_conv(moments) if vae.quant_conv is not None else moments
+
+
+def noise_latent(moments: torch.Tensor, *, scale_factor: float, sqrt_alpha_bar: float,
+                 sqrt_one_minus_alpha_bar: float, noise_posterior: torch.Tensor | None,
+                 noise_t: torch.Tensor | None) -> NoisyLatent:
+    """Sample the posterior, scale, noise to t. ``None`` noises mean: use the posterior mean / add no t-noise."""
     mean, logvar = moments.chunk(2, dim=1)
     std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
     sample = mean if noise_posterior is None else mean + std * noise_posterior.to(mean)

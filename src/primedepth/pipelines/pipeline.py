@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -13,9 +12,8 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..models.frozen_sd import official_unet, official_vae
 from ..models.labeller import LabellerOutput, PrimeDepthLabeller
-from ..models.layers import encoder_low_memory, release_freed_memory
-from ..models.latent_noising import encode_and_noise, schedule_coefficients
-from ..models.preimage_extractor import PreimageExtractor
+from ..models.preimage import Preimage
+from ..models.single_step import FrozenStableDiffusion, draw_noise
 from ..models.text_encoder import encode_prompts, load_clip_tokenizer
 from .captioning import DEFAULT_CAPTIONER, Blip2Captioner, CaptionCache
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
@@ -87,7 +85,7 @@ class PrimeDepthPipeline:
         if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
             raise ValueError(f"text encoder width {text_encoder.config.hidden_size} does not match the UNet's "
                              f"cross-attention width {unet.config.cross_attention_dim}")
-        self.extractor = PreimageExtractor(self.unet)
+        self.frozen = FrozenStableDiffusion(self.vae, self.unet, self.settings)
         self.channels_last = False  # set by optimize()
         self._prompt_cache: dict = {}
         for module in self.modules.values():
@@ -113,7 +111,7 @@ class PrimeDepthPipeline:
 
     def optimize(self, *, frozen_dtype: torch.dtype | None = None, labeller_dtype: torch.dtype | None = None,
                  channels_last: bool | None = None, compile: bool = False, drop_vae_decoder: bool = False,
-                 num_threads: int | None = None) -> "PrimeDepthPipeline":
+                 num_threads: int | None = None) -> PrimeDepthPipeline:
         """Speed / memory switches (all optional; the defaults of ``from_pretrained`` are fp32, NCHW, eager).
 
         frozen_dtype: dtype of the frozen VAE, UNet and text tower (e.g. ``torch.bfloat16``); their GroupNorm
@@ -152,7 +150,7 @@ class PrimeDepthPipeline:
             self.labeller.compile()
         return self
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> "PrimeDepthPipeline":
+    def to(self, device=None, dtype: torch.dtype | None = None) -> PrimeDepthPipeline:
         for module in self.modules.values():
             torch.nn.Module.to(module, device=device, dtype=dtype)  # diffusers' .to() warns about every cast
         return self
@@ -161,7 +159,7 @@ class PrimeDepthPipeline:
     def from_pretrained(cls, model: str, *, device=None, torch_dtype: torch.dtype | None = None,
                         cache_dir: str | None = None, local_files_only: bool = False,
                         caption_cache_file: str | Path | None = None, captioner_id: str | None = None,
-                        ) -> "PrimeDepthPipeline":
+                        ) -> PrimeDepthPipeline:
         """Load ``model``: ``"tiny-random"``, a folder in our layout, or a hub repo id in our layout."""
         device = resolve_device(device)
         if str(model) == "tiny-random":
@@ -245,11 +243,7 @@ class PrimeDepthPipeline:
         """
         noise_posterior = noise_t = None
         if generator is not None:
-            latent_shape = (self.vae.config.latent_channels, *self._latent_size(images.shape[-2:]))
-            draws = [(torch.randn(latent_shape, generator=g), torch.randn(latent_shape, generator=g))
-                     for g in generator]
-            noise_posterior = torch.stack([d[0] for d in draws])
-            noise_t = torch.stack([d[1] for d in draws])
+            noise_posterior, noise_t = draw_noise(self.frozen.latent_shape(images.shape[-2:]), generator)
         return self.predict_with_noise(images, context, noise_posterior, noise_t, segmentation=segmentation,
                                        attention=attention, low_memory=low_memory)
 
@@ -260,32 +254,36 @@ class PrimeDepthPipeline:
         """``predict_tensor`` with given noise draws (latent-shaped, or None for none), e.g. the reference's."""
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
-        device, dtype = self.device, self.dtype
-        images = images.to(device=device, dtype=dtype)
+        images = images.to(device=self.device, dtype=self.dtype)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        s = self.settings
-        sqrt_ab, sqrt_1mab = schedule_coefficients(s["beta_start"], s["beta_end"], s["num_train_timesteps"],
-                                                   s["timestep"])
-        vae = self.vae
-        if low_memory:
-            vae = SimpleNamespace(encoder=lambda x: encoder_low_memory(self.vae.encoder, x),
-                                  quant_conv=self.vae.quant_conv)
-        latent = encode_and_noise(vae, images, scale_factor=s["scale_factor"], sqrt_alpha_bar=sqrt_ab,
-                                  sqrt_one_minus_alpha_bar=sqrt_1mab,
-                                  noise_posterior=None if noise_posterior is None else noise_posterior.to(device),
-                                  noise_t=None if noise_t is None else noise_t.to(device))
-        del images
-        x_t = latent.x_t
-        del latent
-        if low_memory:
-            release_freed_memory(device)
-        timestep = torch.tensor([s["timestep"]], device=device)
-        preimage = self.extractor(x_t, timestep, context.to(device=device, dtype=dtype),
-                                  naive=attention == "naive", **self.labeller.preimage_request())
-        if low_memory:
-            release_freed_memory(device)
+        preimage = self.frozen.preimage(images, context, noise_posterior, noise_t, low_memory=low_memory,
+                                        naive=attention == "naive", **self.labeller.preimage_request())
         return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory)
+
+    @torch.no_grad()
+    def preimage(self, images, *, caption: str | list[str] | None = None, seed: int = 0, noise: str = "sampled",
+                 max_size: int | str | None = "auto", attention: str = "pooled") -> list[Preimage]:
+        """The frozen UNet's preimage of each image, for building other heads on it: the input of every decoder
+        block (``features``), the pooled self-attention and cross-attention maps of every block (``encoder_maps``,
+        ``mid_maps``, ``decoder_maps``; 64 regions and 77 tokens per head, never an N x N map), the timestep
+        embedding and the text context. Same preprocessing, captions and noise draws as ``__call__``; one image per
+        pass, tensors on the pipeline's device.
+        """
+        if noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+        loaded = [load_image(img) for img in (images if isinstance(images, (list, tuple)) else [images])]
+        caption = self.settings.get("default_caption", "auto") if caption is None else caption
+        processor = PrimeDepthImageProcessor(max_size=self.settings.get("max_size", 1024) if max_size == "auto"
+                                             else max_size)
+        preimages = []
+        for i, (image, text) in enumerate(zip(loaded, self.captions_for(loaded, caption))):
+            pixels = processor.preprocess(image)[None].to(device=self.device, dtype=self.dtype)
+            noises = (draw_noise(self.frozen.latent_shape(pixels.shape[-2:]), [torch.Generator().manual_seed(seed + i)])
+                      if noise == "sampled" else (None, None))
+            preimages.append(self.frozen.preimage(pixels, self._encode_prompts([text]), *noises,
+                                                  naive=attention == "naive"))
+        return preimages
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Text-tower states per prompt, cached per distinct prompt (the empty or a fixed caption costs once)."""
@@ -298,13 +296,6 @@ class PrimeDepthPipeline:
             for p, states in zip(missing, encode_prompts(self.text_encoder, self.tokenizer, missing)):
                 cache[(p, key_dtype)] = states
         return torch.stack([cache[(p, key_dtype)] for p in prompts])
-
-    def _latent_size(self, size) -> tuple[int, int]:
-        """The VAE encoder's output size: each stride-2 conv with (0, 1) padding maps n to (n - 2) // 2 + 1."""
-        h, w = size
-        for _ in range(len(self.vae.config.block_out_channels) - 1):
-            h, w = (h - 2) // 2 + 1, (w - 2) // 2 + 1
-        return h, w
 
     # ------------------------------------------------------------------ call
 

@@ -33,8 +33,9 @@ from torch.utils.data import DataLoader
 
 from ..constants import SCENE_SEED_STRIDE
 from ..data.mixing import StepSampler, build_mixture, collate
-from ..models.latent_noising import encode_and_noise, schedule_coefficients
+from ..models.latent_noising import posterior_moments
 from ..models.preimage import BlockMaps, Preimage
+from ..models.single_step import draw_noise
 from .ablations import Ablation, resolve_ablation
 from .config import load_config
 from .ema import EMA
@@ -185,9 +186,6 @@ class Trainer:
         for name in ("vae", "unet", "text_encoder"):
             torch.nn.Module.to(getattr(pipe, name), device=device, dtype=self.frozen_dtype)
             getattr(pipe, name).eval().requires_grad_(False)
-        s = self.settings
-        self.sqrt_ab, self.sqrt_1mab = schedule_coefficients(s["beta_start"], s["beta_end"],
-                                                             s["num_train_timesteps"], s["timestep"])
 
         # trained part
         kwargs = self.variant.labeller_kwargs(pipe.labeller.config, c_model["labeller"],
@@ -258,20 +256,16 @@ class Trainer:
         return encode_prompts(self.pipe.text_encoder, self.pipe.tokenizer, list(captions))
 
     def noise_for(self, indices: list[int], shape) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The posterior and t-noise of each sample, a function of (seed, sample number) only."""
         if self.config["train"]["noise"] == "none":
             return None, None
-        draws = []
-        for i in indices:
-            g = torch.Generator().manual_seed((self.seed * SCENE_SEED_STRIDE + int(i)) % (2 ** 63))
-            draws.append((torch.randn(shape, generator=g), torch.randn(shape, generator=g)))
-        return torch.stack([a for a, _ in draws]), torch.stack([b for _, b in draws])
+        return draw_noise(shape, [torch.Generator().manual_seed((self.seed * SCENE_SEED_STRIDE + int(i)) % (2 ** 63))
+                                  for i in indices])
 
     def vae_encode(self, x: torch.Tensor) -> torch.Tensor:
-        vae = self.pipe.vae
-        moments = vae.encoder(x.to(self.frozen_dtype))
-        if vae.quant_conv is not None:
-            moments = vae.quant_conv(moments)
-        return moments.chunk(2, dim=1)[0].float() * self.settings["scale_factor"]
+        """Scaled posterior mean of ``x``: the latent space of the ``Latent`` ablation's loss."""
+        mean = posterior_moments(self.pipe.vae, x.to(self.frozen_dtype)).chunk(2, dim=1)[0]
+        return mean.float() * self.settings["scale_factor"]
 
     def forward(self, batch: dict, indices: list[int] | None, model=None):
         """Loss terms and outputs for one micro-batch; ``indices`` None = noise-free (validation)."""
@@ -281,14 +275,9 @@ class Trainer:
         request = (model if hasattr(model, "preimage_request") else self.unwrapped).preimage_request()
         with torch.no_grad():
             context = self.encode_captions(batch["caption"]).to(self.frozen_dtype)
-            shape = (self.pipe.vae.config.latent_channels, *self.pipe._latent_size(images.shape[-2:]))
+            shape = self.pipe.frozen.latent_shape(images.shape[-2:])
             noise_posterior, noise_t = self.noise_for(indices, shape) if indices is not None else (None, None)
-            latent = encode_and_noise(self.pipe.vae, images, scale_factor=self.settings["scale_factor"],
-                                      sqrt_alpha_bar=self.sqrt_ab, sqrt_one_minus_alpha_bar=self.sqrt_1mab,
-                                      noise_posterior=None if noise_posterior is None else noise_posterior.to(dev),
-                                      noise_t=None if noise_t is None else noise_t.to(dev))
-            timestep = torch.tensor([self.settings["timestep"]], device=dev)
-            preimage = self.pipe.extractor(latent.x_t, timestep, context, **request)
+            preimage = self.pipe.frozen.preimage(images, context, noise_posterior, noise_t, **request)
             preimage = cast_preimage(preimage, torch.float32)
         with self.acc.autocast():
             out = model(preimage, segmentation=self.has_segmentation)
