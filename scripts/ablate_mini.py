@@ -1,4 +1,4 @@
-"""Miniature ablation of PrimeDepth-mini (issue 5): every variant x seed at one budget, then a table.
+"""Miniature ablation of PrimeDepth-mini: every variant x seed at one budget, then a table.
 
     python scripts/ablate_mini.py run --variants full no_attention --seeds 0 1 2 --steps 1000
     python scripts/ablate_mini.py table --steps 1000

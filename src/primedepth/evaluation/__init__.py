@@ -1,4 +1,4 @@
-"""Zero-shot depth benchmark harness (issue 3): datasets in their real layouts, the Marigold alignment protocol,
+"""Zero-shot depth benchmark harness: datasets in their real layouts, the Marigold alignment protocol,
 PrimeDepth and peer adapters, resumable/sharded runs, ensembling and the report. See docs/evaluation.md."""
 
 from .datasets import DATASETS, DatasetError

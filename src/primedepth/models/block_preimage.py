@@ -1,4 +1,4 @@
-"""``BlockPreIm`` ablation (seed Table 3): the VPD-like baseline that feeds the preimage as one block.
+"""``BlockPreIm`` ablation (paper Table 3): the VPD-like baseline that feeds the preimage as one block.
 
 Instead of fusing each decoder block's features and maps into the matching refiner block, the *whole* preimage (all
 twelve decoder-block inputs and the attention maps of every encoder, middle and decoder block) is bilinearly resized

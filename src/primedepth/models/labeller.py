@@ -82,7 +82,7 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         head_num_res_blocks: int = 2,
         latent_channels: int = 0,
     ):
-        """``latent_channels > 0`` builds the no-preimage baseline (issue 5's ablation): every fusion step reads the
+        """``latent_channels > 0`` builds the no-preimage baseline (an ablation): every fusion step reads the
         VAE latent (that many channels, resized to the step's size) instead of the UNet's features; no maps."""
         super().__init__()
         if latent_channels and (use_self_attn_maps or use_cross_attn_maps or not use_feature_maps):

@@ -69,12 +69,10 @@ def unet_layout(model_channels: int, channel_mult: list[int], num_res_blocks: in
 class FusionStep:
     """Channel plan of fusion step ``i`` and of refiner block ``i``.
 
-    ``*_heads`` say which attention maps are fused: those of the previous decoder block (the middle block for
-    step 0) and those of the mirrored encoder block. A conv is absent when its channel count is 0.
+    Step ``i`` fuses the attention maps of the previous decoder block (the middle block for step 0) and those of
+    the mirrored encoder block. A conv is absent when its channel count is 0.
     """
 
-    prev_heads: int
-    encoder_heads: int
     feature_in: int
     feature_out: int
     attention_in: int
@@ -143,8 +141,7 @@ def fusion_layout(unet: UNetLayout, *, model_channels: int, channel_mult: list[i
         upsample = level > 0 and i % (num_res_blocks + 1) == num_res_blocks
         if upsample:
             ds //= 2
-        steps.append(FusionStep(prev_heads if maps_per_head else 0, enc_heads if maps_per_head else 0,
-                                base.in_channels if use_feature_maps else 0, feature_out, attention_in,
+        steps.append(FusionStep(base.in_channels if use_feature_maps else 0, feature_out, attention_in,
                                 attention_out, merge_in, merge_out, refiner_in, out, heads, head_dim, upsample))
         ch = out
     return steps

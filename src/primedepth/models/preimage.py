@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -37,4 +37,3 @@ class Preimage:
     decoder_maps: list[BlockMaps | None]
     emb: torch.Tensor
     context: torch.Tensor
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)

@@ -1,1 +1,1 @@
-"""PrimeDepth training: losses, config, trainer, EMA and checkpointing (project issue 4)."""
+"""PrimeDepth training: losses, config, trainer, EMA and checkpointing."""

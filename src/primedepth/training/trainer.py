@@ -89,7 +89,7 @@ def cast_preimage(p: Preimage, dtype: torch.dtype) -> Preimage:
         return BlockMaps(c(b.self_maps), c(b.cross_maps)) if b is not None else None
 
     return Preimage([c(f) for f in p.features], [m(b) for b in p.encoder_maps], m(p.mid_maps),
-                    [m(b) for b in p.decoder_maps], c(p.emb), c(p.context), {k: c(v) for k, v in p.extras.items()})
+                    [m(b) for b in p.decoder_maps], c(p.emb), c(p.context))
 
 
 def lr_lambda(kind: str, warmup: int, total: int, min_ratio: float):
