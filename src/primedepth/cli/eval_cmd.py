@@ -48,7 +48,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 
 
 @click.command(help=__doc__)
-@click.option("--dataset", "dataset_name", required=True, type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c"]))
+@click.option("--dataset", "dataset_name", required=True, type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai"]))
 @click.option("--data-root", required=True, type=click.Path(exists=True, file_okay=False), help="Dataset folder in its documented layout.")
 @click.option("--output", "output_root", default="eval_results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_spec", default="tiny-random", show_default=True, help=MODEL_HELP)
