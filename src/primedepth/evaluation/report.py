@@ -74,9 +74,11 @@ def read_per_sample(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path) -> None:
-    """Per-category box plot of per-frame δ1, one box per model in each category (the paper's Fig. 5)."""
-    runs = {d.name: read_per_sample(d) for d in sorted(dataset_dir.iterdir()) if (d / "per_sample.csv").is_file()}
+def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path, runs: list[str] | None = None) -> None:
+    """Per-category box plot of per-frame δ1, one box per model in each category (the paper's Fig. 5): median line,
+    interquartile box, whiskers to 1.5 IQR. ``runs`` restricts and orders the runs (default: all, sorted)."""
+    names = runs if runs is not None else sorted(d.name for d in dataset_dir.iterdir() if (d / "per_sample.csv").is_file())
+    runs = {name: read_per_sample(dataset_dir / name) for name in names}
     fig = Figure(figsize=(max(6, 1.6 * len(categories) * max(1, len(runs)) ** 0.5), 4), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(runs))
