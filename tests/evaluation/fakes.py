@@ -47,3 +47,8 @@ class Noisy(AffineOfGT):
 def perfect_affine(dataset):
     """``python=`` factory: the exact affine transform of each dataset's GT (scores δ1 = 100 %, AbsRel = 0)."""
     return AffineOfGT(dataset, "disparity", name="perfect-affine")
+
+
+def noisy(dataset):
+    """``python=`` factory: the exact affine transform times ±30 % per-pixel noise."""
+    return Noisy(dataset, 0.3)

@@ -85,7 +85,7 @@ def test_published_numbers_are_the_papers():
 SUITE_SCENES = {"scene-0062": 2, "scene-0039": 1, "scene-0441": 1, "scene-1077": 2, "scene-1022": 1, "scene-1110": 1}
 
 
-def make_table2_data(root, small=True):
+def make_table2_data(root):
     """Fixture datasets of Table 2 in their real layouts under ``root/<dataset>``; nuScenes-C with real scene names,
     one or two per category."""
     fixtures.make_kitti(root / "kitti", n=1)
@@ -119,7 +119,9 @@ def test_suite_table_2_with_fakes_ranks_resumes_and_reports_a_missing_dataset(tm
     assert result.errors == []
     table = json.loads((out / "paper-table2.json").read_text())
     rows = {r["key"]: r for r in table["rows"]}
-    assert [r["key"] for r in table["rows"]] == ["image-oracle", "perfect", "primedepth", "depth-anything", "pixel-wise-average"]
+    assert [r["key"] for r in table["rows"]] == ["image-oracle", "perfect", "primedepth", "depth-anything", "marigold",
+                                                 "primedepth-no-pretrain", "pixel-wise-average"]
+    assert rows["marigold"]["kind"] == "paper" and rows["marigold"]["avg_rank"] is None  # published row, not run
     for d in ("eth3d", "rabbitai", "nuscenes_c"):
         assert rows["perfect"]["ours"][d]["delta1"] == 100.0 and rows["perfect"]["ours"][d]["abs_rel"] == pytest.approx(0, abs=1e-3)
     # The oracle picks the better of primedepth / depth-anything per image and per measure.
@@ -148,6 +150,7 @@ def test_suite_table_2_with_fakes_ranks_resumes_and_reports_a_missing_dataset(tm
     # The paper's numbers beside ours where names match.
     md = (out / "paper-table2.md").read_text()
     assert "| primedepth [paper: PrimeDepth] |" in md and "(93.7)" in md and "(1.9)" in md
+    assert "| Marigold (not run) | – (91.6) | – (10.0) |" in md
     assert "| oracle picks (primedepth % / depth-anything %) |" in md and "(42/58)" in md
     assert "- KITTI: missing: no dataset folder at" in md and "- NYUv2: missing" in md
     header = md.splitlines()[4]
@@ -165,3 +168,96 @@ def test_suite_table_2_with_fakes_ranks_resumes_and_reports_a_missing_dataset(tm
 def fixtures_rows(run_dir):
     with open(run_dir / "per_sample.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def hand_ranks(rows, ranked, columns):
+    """Per shown column (0.1 precision): 1 + the number of ranked rows strictly better; then the mean per row."""
+    out = {}
+    for r in ranked:
+        total = 0
+        for d, m in columns:
+            mine = round(rows[r]["ours"][d][m], 1)
+            others = [round(rows[o]["ours"][d][m], 1) for o in ranked]
+            total += 1 + sum((o > mine) if m == "delta1" else (o < mine) for o in others)
+        out[r] = total / len(columns)
+    return out
+
+
+@pytest.mark.slow
+def test_cli_paper_table2_with_a_tiny_random_model_two_peers_and_a_perfect_fake(tmp_path):
+    from click.testing import CliRunner
+
+    from primedepth.cli import main
+
+    from . import tiny_peers
+
+    data = tmp_path / "data"
+    make_table2_data(data)
+    da = tiny_peers.save_tiny_depth_anything(tmp_path / "da")
+    mg = tiny_peers.save_tiny_marigold(tmp_path / "mg")
+    out = tmp_path / "out"
+    args = ["eval", "--suite", "paper-table2", "--data-root", str(data), "--output", str(out), "--allow-partial",
+            "--device", "cpu", "--run", f"perfect-affine=python={fakes.__name__}:perfect_affine",
+            "--run", "primedepth=tiny-random", "--run", f"depth-anything=depth-anything={da}",
+            "--run", f"marigold=marigold-v1-1={mg}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"-> {out / 'paper-table2.md'}" in result.output
+    table = json.loads((out / "paper-table2.json").read_text())
+    assert table["status"] == {d: "done" for d in ("kitti", "nyu", "eth3d", "rabbitai", "nuscenes_c")}
+    rows = {r["key"]: r for r in table["rows"]}
+    assert [r["key"] for r in table["rows"]] == ["image-oracle", "perfect-affine", "primedepth", "depth-anything", "marigold",
+                                                 "primedepth-no-pretrain", "pixel-wise-average"]
+    datasets = table["datasets"]
+    for d in datasets:
+        assert rows["perfect-affine"]["ours"][d]["delta1"] == 100.0
+        assert rows["perfect-affine"]["ours"][d]["abs_rel"] == pytest.approx(0, abs=1e-3)
+        for key in ("image-oracle", "primedepth", "depth-anything", "marigold", "pixel-wise-average"):
+            assert set(rows[key]["ours"][d]) >= {"delta1", "abs_rel"}, (key, d)
+        assert len(table["oracle_picks"][d]) == 2
+    assert rows["perfect-affine"]["ours"]["nuscenes_c"]["samples"] == sum(SUITE_SCENES.values())
+    ranked = ["perfect-affine", "primedepth", "depth-anything", "marigold", "pixel-wise-average"]
+    by_hand = hand_ranks(rows, ranked, [(d, m) for d in datasets for m in ("delta1", "abs_rel")])
+    assert by_hand["perfect-affine"] == 1.0
+    assert {r: rows[r]["avg_rank"] for r in ranked} == pytest.approx(by_hand)
+    md = (out / "paper-table2.md").read_text().splitlines()
+    for label in ("Image-Oracle (upper bound)", "oracle picks (primedepth % / depth-anything %)", "primedepth [paper: PrimeDepth]",
+                  "depth-anything [paper: Depth Anything]", "marigold [paper: Marigold]", "PrimeDepth w/o pre-train (not run)",
+                  "Pixel-wise-Average (primedepth & depth-anything)"):
+        assert any(line.startswith(f"| {label} |") for line in md), label
+    assert all(line.count("|") == 13 for line in md if line.startswith("| "))  # model + 10 measure columns + avg. rank
+    assert (out / "paper-table2_fig5.png").stat().st_size > 1000
+    # Resumed: nothing is recomputed.
+    parts = {p: p.read_text() for p in out.glob("*/*/parts/rank0.csv")}
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert {p: p.read_text() for p in out.glob("*/*/parts/rank0.csv")} == parts
+
+
+def test_cli_paper_table3_reports_a_missing_dataset_and_an_error_without_stopping(tmp_path):
+    from click.testing import CliRunner
+
+    from primedepth.cli import main
+
+    data = tmp_path / "data"
+    fixtures.make_rabbitai(data / "rabbitai")
+    fixtures.make_nuscenes(data / "nuscenes_c", {"scene-0062": 1, "scene-1110": 1})
+    out = tmp_path / "out"
+    args = ["eval", "--suite", "paper-table3", "--data-root", str(data), "--output", str(out), "--allow-partial",
+            "--run", f"V.Full=python={fakes.__name__}:perfect_affine", "--run", f"V.Latent=python={fakes.__name__}:noisy"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert f"warning: kitti not run (missing: no dataset folder at {data / 'kitti'})" in result.output
+    md = (out / "paper-table3.md").read_text()
+    assert "| V.Full | – (92.8) | – (8.7) | 100.0 (73.5) | 0.0 (21.9) | 100.0 (80.6) | 0.0 (14.2) | 1.0 (1.0) |" in md
+    assert "| V.NoAttent (not run) |" in md and "| V.BlockPreIm (not run) |" in md and "Image-Oracle" not in md
+
+    # A dataset that does not match its layout is an error line; the other datasets still run; exit code 1.
+    gt = data / "rabbitai/train/alley/proj_depth"
+    gt.rename(gt.with_name("depth_elsewhere"))
+    (data / "rabbitai/train/garden/proj_depth").rename(data / "rabbitai/train/garden/depth_elsewhere")
+    result = CliRunner().invoke(main, [*args, "--output", str(tmp_path / "out2")])
+    assert result.exit_code == 1
+    assert "error: rabbitai: no image/ground-truth pair under" in result.output
+    table = json.loads((tmp_path / "out2/paper-table3.json").read_text())
+    assert table["status"]["nuscenes_c"] == "done" and table["status"]["rabbitai"].startswith("error: rabbitai: no image")

@@ -79,7 +79,7 @@ class DepthProPredictor(Predictor):
         self.model = self.model.to(self.device).eval()
 
     def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() * self.rescale
+        x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] * self.rescale
         x = (x - self.mean) / self.std
         return torch.nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=False)
 

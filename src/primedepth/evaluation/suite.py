@@ -196,6 +196,9 @@ def suite_table(suite: Suite, output_root: str | Path, run_names: list[str], sta
 
     pair = suite.pair if suite.pair and all(r in run_names for r in suite.pair) else None
     rows = [{"key": r, "label": r, "kind": "model", "ours": values(r), "paper_key": r.lower()} for r in run_names]
+    matched = {r.lower() for r in run_names} | ({"image-oracle", ENSEMBLE_RUN} if pair else set())
+    rows += [{"key": key, "label": row["label"], "kind": "paper", "ours": {}, "paper_key": key.lower()}
+             for key, row in suite.published.items() if key.lower() not in matched]  # published rows we did not run
     if pair:
         oracle = {d: v for d in done if (v := _oracle_values(output_root, d))}
         rows.insert(0, {"key": "image-oracle", "label": "Image-Oracle (upper bound)", "kind": "oracle", "ours": oracle,
@@ -203,14 +206,14 @@ def suite_table(suite: Suite, output_root: str | Path, run_names: list[str], sta
         rows.append({"key": ENSEMBLE_RUN, "label": f"Pixel-wise-Average ({pair[0]} & {pair[1]})", "kind": "ensemble",
                      "ours": values(ENSEMBLE_RUN), "paper_key": ENSEMBLE_RUN})
     ranked = {row["key"]: {(d, m): v[m] for d, v in row["ours"].items() for m, _, _ in MEASURES}
-              for row in rows if row["kind"] != "oracle"}
+              for row in rows if row["kind"] in ("model", "ensemble")}
     better = {(d, m): hib for d in done for m, _, hib in MEASURES}
     ranks = average_ranks(ranked, better)
     for row in rows:
         paper = published.get(row["paper_key"])
         row["paper"] = {d: dict(zip(("delta1", "abs_rel"), v)) for d, v in paper["values"].items()} if paper else None
         row["paper_label"] = paper["label"] if paper else None
-        row["avg_rank"] = ranks.get(row["key"]) if row["kind"] != "oracle" else None
+        row["avg_rank"] = ranks.get(row["key"])
         row["paper_avg_rank"] = paper["avg_rank"] if paper else None
     picks = {d: p for d in done if pair and (p := _picks(output_root, d, pair))}
     return {"suite": suite.name, "title": suite.title, "datasets": list(suite.datasets), "status": status,
@@ -255,7 +258,9 @@ def suite_markdown(table: dict) -> str:
                 paper = row["paper"][d][m] if row["paper"] and d in row["paper"] else None
                 cells.append(_cell(ours, paper))
         rank = _cell(row["avg_rank"], row["paper_avg_rank"]) if row["kind"] != "oracle" else "–"
-        label = row["label"] + (f" [paper: {row['paper_label']}]" if row["paper_label"] and row["kind"] == "model" else "")
+        named = row["kind"] == "model" and row["paper_label"] and row["paper_label"] != row["label"]
+        label = row["label"] + (f" [paper: {row['paper_label']}]" if named else "")
+        label += " (not run)" if row["kind"] == "paper" else ""
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {rank} |")
         if row["kind"] == "oracle" and table["pair"]:
             a, b = table["pair"]
@@ -268,7 +273,7 @@ def suite_markdown(table: dict) -> str:
                     picks.append(text + (f" ({paper[k][0]}/{paper[k][1]})" if paper else ""))
             lines.append(f"| oracle picks ({a} % / {b} %) | " + " | ".join(picks) + " | – |")
     notes = [f"- {DatasetConfig.load(d).title}: {s}" for d, s in table["status"].items() if s != "done"]
-    partial = sorted({d for row in table["rows"] for d, v in row["ours"].items() if not v["complete"]})
+    partial = [d for d in table["datasets"] if any(not row["ours"][d]["complete"] for row in table["rows"] if d in row["ours"])]
     notes += [f"- {DatasetConfig.load(d).title}: incomplete run or partial dataset, not comparable with the published numbers"
               for d in partial]
     return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
