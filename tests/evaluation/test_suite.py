@@ -261,3 +261,30 @@ def test_cli_paper_table3_reports_a_missing_dataset_and_an_error_without_stoppin
     assert "error: rabbitai: no image/ground-truth pair under" in result.output
     table = json.loads((tmp_path / "out2/paper-table3.json").read_text())
     assert table["status"]["nuscenes_c"] == "done" and table["status"]["rabbitai"].startswith("error: rabbitai: no image")
+
+
+@pytest.mark.slow
+def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    data = tmp_path / "data"
+    fixtures.make_rabbitai(data / "rabbitai")
+    fixtures.make_nuscenes(data / "nuscenes_c", {"scene-0062": 2, "scene-1077": 2})
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [shutil.which("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", shutil.which("primedepth"), "eval", "--suite", "paper-table2",
+           "--data-root", str(data), "--output", str(tmp_path / "out"), "--allow-partial", "--device", "cpu",
+           "--run", f"primedepth=python={fakes.__name__}:noisy", "--run", f"depth-anything=python={fakes.__name__}:perfect_affine"]
+    result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: kitti not run" in result.stderr
+    for run in ("primedepth", "depth-anything", "pixel-wise-average"):
+        parts = {p.name: p.read_text().count("\n") - 1 for p in (tmp_path / "out/nuscenes_c" / run / "parts").glob("*.csv")}
+        assert parts == {"rank0.csv": 2, "rank1.csv": 2}, run  # every second frame each
+    table = json.loads((tmp_path / "out/paper-table2.json").read_text())
+    rows = {r["key"]: r for r in table["rows"]}
+    assert rows["depth-anything"]["ours"]["nuscenes_c"]["delta1"] == 100.0 and rows["depth-anything"]["avg_rank"] == 1.0
+    assert table["oracle_picks"]["rabbitai"] == [[0.0, 100.0], [0.0, 100.0]]

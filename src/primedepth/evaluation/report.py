@@ -87,7 +87,7 @@ def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path
         positions = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(categories))]
         keep = [k for k, values in enumerate(data) if values]
         box = ax.boxplot([data[k] for k in keep], positions=[positions[k] for k in keep], widths=width * 0.9,
-                         patch_artist=True, showfliers=False)
+                         patch_artist=True, showfliers=False, medianprops=dict(color="black"))
         for patch in box["boxes"]:
             patch.set_facecolor(f"C{j}")
         ax.plot([], [], color=f"C{j}", linewidth=8, label=model)

@@ -127,6 +127,7 @@ def run_suite(
                 changed = True
             except (DatasetError, FileNotFoundError, ValueError, RuntimeError) as exc:
                 result.errors.append(f"{dataset.config.title} / {run_name}: {exc}")
+        barrier()  # every run's summary is written (by rank 0) before any process looks at the pair
         if suite.pair and all(_finished(output_root, dataset, r) for r in suite.pair):
             try:
                 changed |= _combine(suite.pair, dataset, output_root, rank, world_size, barrier)
