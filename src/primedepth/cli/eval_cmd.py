@@ -150,7 +150,10 @@ def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, all
     def factory(name, spec):
         def build(dataset):
             if name not in cache or spec.startswith("python="):
-                cache[name] = build_predictor(spec, dataset=dataset, dataset_name=dataset.config.name, **options)
+                try:
+                    cache[name] = build_predictor(spec, dataset=dataset, dataset_name=dataset.config.name, **options)
+                except click.BadParameter as exc:
+                    raise click.BadParameter(f"{name}: {exc.message}", param_hint="--run") from exc
             return cache[name]
         return build
 

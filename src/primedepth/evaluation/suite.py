@@ -103,7 +103,7 @@ def run_suite(
 
     A run whose results are complete is not built again (no weights are loaded to resume a finished suite)."""
     output_root = Path(output_root)
-    result = SuiteResult()
+    result, unbuildable = SuiteResult(), set()
     for name in suite.datasets:
         root = Path(roots[name]) if name in roots else None
         if root is None or not root.is_dir():
@@ -117,11 +117,16 @@ def run_suite(
             continue
         changed = False
         for run_name, factory in runs.items():
-            if _finished(output_root, dataset, run_name):
+            if run_name in unbuildable or _finished(output_root, dataset, run_name):
                 continue
             try:
                 predictor = factory(dataset)
-                predictor.name = run_name
+            except (FileNotFoundError, ValueError, RuntimeError) as exc:  # e.g. absent weights: say it once
+                unbuildable.add(run_name)
+                result.errors.append(f"{run_name}: {exc}")
+                continue
+            predictor.name = run_name
+            try:
                 evaluate(dataset, predictor, output_root, rank=rank, world_size=world_size, barrier=barrier,
                          progress=progress, reports=False)
                 changed = True

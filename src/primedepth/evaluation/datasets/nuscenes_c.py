@@ -84,7 +84,7 @@ class NuScenesCDataset(DepthDataset):
         self.missing_scenes = sorted(set(self.scene_categories) - set(scenes))
         if self.missing_scenes and not self.allow_partial:
             raise DatasetError(f"{self.root / self.version}/scene.json lacks scenes of the list {self.scene_list.source}: "
-                               f"{', '.join(self.missing_scenes)} (--allow-partial skips them)")
+                               f"{_first(self.missing_scenes)} (--allow-partial skips them)")
         samples, sample_data = self._table("sample"), self._table("sample_data")
         self.calibrated, self.poses = self._table("calibrated_sensor"), self._table("ego_pose")
         channel = {token: row["channel"] for token, row in self._table("sensor").items()}
@@ -131,6 +131,11 @@ class NuScenesCDataset(DepthDataset):
 
     def category(self, entry):
         return self.scene_categories[self.records[entry[0]][2]]
+
+
+def _first(names: list[str], count: int = 8) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > count else ""
+    return ", ".join(names[:count]) + more
 
 
 @dataclass(frozen=True)
