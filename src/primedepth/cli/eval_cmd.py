@@ -77,7 +77,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
               help="Space in which the saved predictions are affine-invariant (with --predictions).")
 @click.option("--name", help="Run name (default: the model's).")
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help="Split list in Marigold's format instead of discovering samples.")
-@click.option("--scene-list", type=click.Path(exists=True, dir_okay=False), help="nuScenes-C scene->category JSON.")
+@click.option("--scene-list", type=click.Path(exists=True, dir_okay=False), help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).")
 @click.option("--allow-partial", is_flag=True, help="Evaluate even if the sample count differs from the protocol's.")
 @click.option("--marigold-setting", type=click.Choice(["v1-0", "1-step"]), default="v1-0", show_default=True)
 @click.option("--device", default=None, help="Torch device (default: cuda if available).")
@@ -91,7 +91,8 @@ def command(dataset_name, suite, data_root, roots, runs, pair, output_root, mode
 
     if suite:
         options = dict(device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting, output_root=output_root)
-        return run_suite_command(suite, data_root, roots, runs, pair, output_root, allow_partial, options)
+        extra = {"nuscenes_c": {"scene_list": scene_list}} if scene_list else {}
+        return run_suite_command(suite, data_root, roots, runs, pair, output_root, allow_partial, options, extra)
     if not dataset_name or not data_root:
         raise click.UsageError("a single run needs --dataset and --data-root (or use --suite)")
     if not Path(data_root).is_dir():
@@ -131,7 +132,7 @@ def _pairs(values, option):
     return out
 
 
-def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, allow_partial, options):
+def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, allow_partial, options, dataset_options):
     """``--suite``: build each --run lazily (once, or per dataset for dataset-aware python factories), run the suite
     and print where the table is; missing datasets are reported, errors make the exit code 1."""
     from primedepth.evaluation.runner import distributed_context
@@ -159,7 +160,8 @@ def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, all
 
     rank, world_size, barrier = distributed_context()
     result = run_suite(suite, folders, {n: factory(n, s) for n, s in specs.items()}, output_root,
-                       allow_partial=allow_partial, rank=rank, world_size=world_size, barrier=barrier, progress=True)
+                       allow_partial=allow_partial, rank=rank, world_size=world_size, barrier=barrier, progress=True,
+                       dataset_options=dataset_options)
     if rank != 0:
         return
     for dataset, status in result.status.items():

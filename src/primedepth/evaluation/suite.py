@@ -97,9 +97,11 @@ def run_suite(
     world_size: int = 1,
     barrier=lambda: None,
     progress: bool = False,
+    dataset_options: dict[str, dict] | None = None,
 ) -> SuiteResult:
     """Evaluate every run (``name -> factory(dataset)``) on every dataset of ``suite`` found at ``roots``, then the
     ensemble and oracles of ``suite.pair``, and write ``ROOT/<suite>.md`` / ``.json`` (and Fig. 5) on rank 0.
+    ``dataset_options`` gives a dataset class extra arguments (``{"nuscenes_c": {"scene_list": path}}``).
 
     A run whose results are complete is not built again (no weights are loaded to resume a finished suite)."""
     output_root = Path(output_root)
@@ -107,10 +109,10 @@ def run_suite(
     for name in suite.datasets:
         root = Path(roots[name]) if name in roots else None
         if root is None or not root.is_dir():
-            result.status[name] = f"missing: no dataset folder at {root}"
+            result.status[name] = f"missing: no dataset folder at {root}" if root else "missing: no folder given"
             continue
         try:
-            dataset = DATASETS[name](root, allow_partial=allow_partial)
+            dataset = DATASETS[name](root, allow_partial=allow_partial, **(dataset_options or {}).get(name, {}))
         except DatasetError as exc:
             result.status[name] = f"error: {exc}"
             result.errors.append(str(exc))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 
 from .base import DatasetError, DepthDataset, read_png_depth
 
