@@ -65,7 +65,9 @@ def test_depth_pro_uses_the_relative_output_as_inverse_depth(checkpoints):
     assert isinstance(model.model, DepthProForDepthEstimation) and model.model.fov_model is None  # FoV head not run
     # The processor's input: rescale to [0, 1], normalise with mean = std = 0.5, resize to the saved 32 x 32.
     white, black = (model.pixel_values(np.full((30, 50, 3), v, np.uint8)) for v in (255, 0))
-    assert white.shape == (1, 3, 32, 32) and torch.allclose(white, torch.ones(1)) and torch.allclose(black, -torch.ones(1))
+    assert (
+        white.shape == (1, 3, 32, 32) and torch.allclose(white, torch.ones(1)) and torch.allclose(black, -torch.ones(1))
+    )
     pred = model.predict("x", RGB)
     with torch.no_grad():
         raw = model.model(pixel_values=model.pixel_values(RGB)).predicted_depth
@@ -74,7 +76,9 @@ def test_depth_pro_uses_the_relative_output_as_inverse_depth(checkpoints):
     assert np.ptp(pred) > 0
 
 
-@pytest.mark.parametrize("kind, scheduler, steps", [("marigold-v1-1", "DDIMScheduler", 2), ("marigold-lcm", "LCMScheduler", 3)])
+@pytest.mark.parametrize(
+    "kind, scheduler, steps", [("marigold-v1-1", "DDIMScheduler", 2), ("marigold-lcm", "LCMScheduler", 3)]
+)
 def test_marigold_v1_1_and_lcm_run_with_their_scheduler_and_default_steps(checkpoints, kind, scheduler, steps):
     model = PEERS[kind](checkpoints[kind], device="cpu", seed=0)
     assert type(model.pipe.scheduler).__name__ == scheduler
@@ -91,9 +95,16 @@ def test_e2e_ft_is_one_step_from_a_zero_latent(checkpoints):
     calls = count_unet_calls(model.pipe)
     pred = model.predict("a", RGB)
     assert len(calls) == 1 and int(calls[0]) == 999  # one step at the trailing timestep t = T
-    assert np.array_equal(pred, PEERS["marigold-e2e-ft"](path, device="cpu", seed=7).predict("b", RGB))  # no noise at all
-    direct = model.pipe(Image.fromarray(RGB), num_inference_steps=1, latents=torch.zeros(1, 4, 10, 16),
-                        processing_resolution=32, output_type="np")
+    assert np.array_equal(
+        pred, PEERS["marigold-e2e-ft"](path, device="cpu", seed=7).predict("b", RGB)
+    )  # no noise at all
+    direct = model.pipe(
+        Image.fromarray(RGB),
+        num_inference_steps=1,
+        latents=torch.zeros(1, 4, 10, 16),
+        processing_resolution=32,
+        output_type="np",
+    )
     np.testing.assert_allclose(pred, direct.prediction.reshape(30, 50), atol=1e-6)
 
 

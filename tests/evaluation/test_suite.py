@@ -14,8 +14,11 @@ PAPER_README = Path(__file__).resolve().parents[3] / "shared" / "paper" / "READM
 
 def published_table(suite):
     """The published rows (without the oracle) as {row: {(dataset, measure): value}}."""
-    return {key: {(d, m): v[i] for d, v in row["values"].items() for i, m in enumerate(("delta1", "abs_rel"))}
-            for key, row in suite.published.items() if key != "image-oracle"}
+    return {
+        key: {(d, m): v[i] for d, v in row["values"].items() for i, m in enumerate(("delta1", "abs_rel"))}
+        for key, row in suite.published.items()
+        if key != "image-oracle"
+    }
 
 
 def better(suite):
@@ -39,8 +42,13 @@ def test_average_rank_definition_reproduces_the_published_table_2():
     sum             19    43       44        30          13   -> 1.9, 4.3, 4.4, 3.0, 1.3 as published."""
     suite = load_suite("paper-table2")
     ranks = average_ranks(published_table(suite), better(suite))
-    assert ranks == {"depth-anything": 1.9, "marigold": 4.3, "primedepth-no-pretrain": 4.4, "primedepth": 3.0,
-                     "pixel-wise-average": 1.3}
+    assert ranks == {
+        "depth-anything": 1.9,
+        "marigold": 4.3,
+        "primedepth-no-pretrain": 4.4,
+        "primedepth": 3.0,
+        "pixel-wise-average": 1.3,
+    }
     assert all(ranks[k] == pytest.approx(suite.published[k]["avg_rank"]) for k in ranks)
 
 
@@ -51,10 +59,23 @@ def test_average_rank_on_the_published_table_3_matches_four_of_six_rows():
     published numbers gives V.Latent 3.0, since it is behind V.Full and V.BlockPreIm on both nuScenes-C columns."""
     suite = load_suite("paper-table3")
     ranks = average_ranks(published_table(suite), better(suite))
-    expected = {"V.Full": 6 / 6, "V.Latent": 19 / 6, "V.NoSegmen": 16 / 6, "V.NoAttent": 25 / 6, "V.NoFeature": 29 / 6,
-                "V.BlockPreIm": 28 / 6}
+    expected = {
+        "V.Full": 6 / 6,
+        "V.Latent": 19 / 6,
+        "V.NoSegmen": 16 / 6,
+        "V.NoAttent": 25 / 6,
+        "V.NoFeature": 29 / 6,
+        "V.BlockPreIm": 28 / 6,
+    }
     assert ranks == pytest.approx(expected)
-    assert [round(ranks[k], 1) == suite.published[k]["avg_rank"] for k in expected] == [True, False, False, True, True, True]
+    assert [round(ranks[k], 1) == suite.published[k]["avg_rank"] for k in expected] == [
+        True,
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
 
 
 def test_ranking_uses_the_shown_precision_and_only_the_columns_a_row_has():
@@ -107,11 +128,14 @@ def test_suite_table_2_with_fakes_ranks_resumes_and_reports_a_missing_dataset(tm
         def build(dataset):
             calls.append(dataset.config.name)
             return make(dataset)
+
         return build
 
-    runs = {"perfect": factory(lambda ds: fakes.AffineOfGT(ds)),
-            "primedepth": factory(lambda ds: fakes.Noisy(ds, 0.3)),
-            "depth-anything": factory(lambda ds: fakes.Noisy(ds, 0.6))}
+    runs = {
+        "perfect": factory(lambda ds: fakes.AffineOfGT(ds)),
+        "primedepth": factory(lambda ds: fakes.Noisy(ds, 0.3)),
+        "depth-anything": factory(lambda ds: fakes.Noisy(ds, 0.6)),
+    }
     suite = load_suite("paper-table2")
     out = tmp_path / "out"
     result = run_suite(suite, roots, runs, out, allow_partial=True)
@@ -119,11 +143,20 @@ def test_suite_table_2_with_fakes_ranks_resumes_and_reports_a_missing_dataset(tm
     assert result.errors == []
     table = json.loads((out / "paper-table2.json").read_text())
     rows = {r["key"]: r for r in table["rows"]}
-    assert [r["key"] for r in table["rows"]] == ["image-oracle", "perfect", "primedepth", "depth-anything", "marigold",
-                                                 "primedepth-no-pretrain", "pixel-wise-average"]
+    assert [r["key"] for r in table["rows"]] == [
+        "image-oracle",
+        "perfect",
+        "primedepth",
+        "depth-anything",
+        "marigold",
+        "primedepth-no-pretrain",
+        "pixel-wise-average",
+    ]
     assert rows["marigold"]["kind"] == "paper" and rows["marigold"]["avg_rank"] is None  # published row, not run
     for d in ("eth3d", "rabbitai", "nuscenes_c"):
-        assert rows["perfect"]["ours"][d]["delta1"] == 100.0 and rows["perfect"]["ours"][d]["abs_rel"] == pytest.approx(0, abs=1e-3)
+        assert rows["perfect"]["ours"][d]["delta1"] == 100.0 and rows["perfect"]["ours"][d]["abs_rel"] == pytest.approx(
+            0, abs=1e-3
+        )
     # The oracle picks the better of primedepth / depth-anything per image and per measure.
     for d in ("eth3d", "rabbitai", "nuscenes_c"):
         per = {r: {s["sample_id"]: s for s in fixtures_rows(out / d / r)} for r in ("primedepth", "depth-anything")}
@@ -196,18 +229,41 @@ def test_cli_paper_table2_with_a_tiny_random_model_two_peers_and_a_perfect_fake(
     da = tiny_peers.save_tiny_depth_anything(tmp_path / "da")
     mg = tiny_peers.save_tiny_marigold(tmp_path / "mg")
     out = tmp_path / "out"
-    args = ["eval", "--suite", "paper-table2", "--data-root", str(data), "--output", str(out), "--allow-partial",
-            "--device", "cpu", "--run", f"perfect-affine=python={fakes.__name__}:perfect_affine",
-            "--run", "primedepth=tiny-random", "--run", f"depth-anything=depth-anything={da}",
-            "--run", f"marigold=marigold-v1-1={mg}"]
+    args = [
+        "eval",
+        "--suite",
+        "paper-table2",
+        "--data-root",
+        str(data),
+        "--output",
+        str(out),
+        "--allow-partial",
+        "--device",
+        "cpu",
+        "--run",
+        f"perfect-affine=python={fakes.__name__}:perfect_affine",
+        "--run",
+        "primedepth=tiny-random",
+        "--run",
+        f"depth-anything=depth-anything={da}",
+        "--run",
+        f"marigold=marigold-v1-1={mg}",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert f"-> {out / 'paper-table2.md'}" in result.output
     table = json.loads((out / "paper-table2.json").read_text())
     assert table["status"] == {d: "done" for d in ("kitti", "nyu", "eth3d", "rabbitai", "nuscenes_c")}
     rows = {r["key"]: r for r in table["rows"]}
-    assert [r["key"] for r in table["rows"]] == ["image-oracle", "perfect-affine", "primedepth", "depth-anything", "marigold",
-                                                 "primedepth-no-pretrain", "pixel-wise-average"]
+    assert [r["key"] for r in table["rows"]] == [
+        "image-oracle",
+        "perfect-affine",
+        "primedepth",
+        "depth-anything",
+        "marigold",
+        "primedepth-no-pretrain",
+        "pixel-wise-average",
+    ]
     datasets = table["datasets"]
     for d in datasets:
         assert rows["perfect-affine"]["ours"][d]["delta1"] == 100.0
@@ -221,9 +277,15 @@ def test_cli_paper_table2_with_a_tiny_random_model_two_peers_and_a_perfect_fake(
     assert by_hand["perfect-affine"] == 1.0
     assert {r: rows[r]["avg_rank"] for r in ranked} == pytest.approx(by_hand)
     md = (out / "paper-table2.md").read_text().splitlines()
-    for label in ("Image-Oracle (upper bound)", "oracle picks (primedepth % / depth-anything %)", "primedepth [paper: PrimeDepth]",
-                  "depth-anything [paper: Depth Anything]", "marigold [paper: Marigold]", "PrimeDepth w/o pre-train (not run)",
-                  "Pixel-wise-Average (primedepth & depth-anything)"):
+    for label in (
+        "Image-Oracle (upper bound)",
+        "oracle picks (primedepth % / depth-anything %)",
+        "primedepth [paper: PrimeDepth]",
+        "depth-anything [paper: Depth Anything]",
+        "marigold [paper: Marigold]",
+        "PrimeDepth w/o pre-train (not run)",
+        "Pixel-wise-Average (primedepth & depth-anything)",
+    ):
         assert any(line.startswith(f"| {label} |") for line in md), label
     assert all(line.count("|") == 13 for line in md if line.startswith("| "))  # model + 10 measure columns + avg. rank
     assert (out / "paper-table2_fig5.png").stat().st_size > 1000
@@ -243,8 +305,20 @@ def test_cli_paper_table3_reports_a_missing_dataset_and_an_error_without_stoppin
     fixtures.make_rabbitai(data / "rabbitai")
     fixtures.make_nuscenes(data / "nuscenes_c", {"scene-0062": 1, "scene-1110": 1})
     out = tmp_path / "out"
-    args = ["eval", "--suite", "paper-table3", "--data-root", str(data), "--output", str(out), "--allow-partial",
-            "--run", f"V.Full=python={fakes.__name__}:perfect_affine", "--run", f"V.Latent=python={fakes.__name__}:noisy"]
+    args = [
+        "eval",
+        "--suite",
+        "paper-table3",
+        "--data-root",
+        str(data),
+        "--output",
+        str(out),
+        "--allow-partial",
+        "--run",
+        f"V.Full=python={fakes.__name__}:perfect_affine",
+        "--run",
+        f"V.Latent=python={fakes.__name__}:noisy",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert f"warning: kitti not run (missing: no dataset folder at {data / 'kitti'})" in result.output
@@ -260,7 +334,9 @@ def test_cli_paper_table3_reports_a_missing_dataset_and_an_error_without_stoppin
     assert result.exit_code == 1
     assert "error: rabbitai: no image/ground-truth pair under" in result.output
     table = json.loads((tmp_path / "out2/paper-table3.json").read_text())
-    assert table["status"]["nuscenes_c"] == "done" and table["status"]["rabbitai"].startswith("error: rabbitai: no image")
+    assert table["status"]["nuscenes_c"] == "done" and table["status"]["rabbitai"].startswith(
+        "error: rabbitai: no image"
+    )
 
 
 @pytest.mark.slow
@@ -274,15 +350,41 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
     fixtures.make_nuscenes(data / "nuscenes_c", {"scene-0062": 2, "scene-1077": 2})
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [shutil.which("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", shutil.which("primedepth"), "eval", "--suite", "paper-table2",
-           "--data-root", str(data), "--output", str(tmp_path / "out"), "--allow-partial", "--device", "cpu",
-           "--run", f"primedepth=python={fakes.__name__}:noisy", "--run", f"depth-anything=python={fakes.__name__}:perfect_affine"]
+    cmd = [
+        shutil.which("accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        shutil.which("primedepth"),
+        "eval",
+        "--suite",
+        "paper-table2",
+        "--data-root",
+        str(data),
+        "--output",
+        str(tmp_path / "out"),
+        "--allow-partial",
+        "--device",
+        "cpu",
+        "--run",
+        f"primedepth=python={fakes.__name__}:noisy",
+        "--run",
+        f"depth-anything=python={fakes.__name__}:perfect_affine",
+    ]
     result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warning: kitti not run" in result.stderr
     for run in ("primedepth", "depth-anything", "pixel-wise-average"):
-        parts = {p.name: p.read_text().count("\n") - 1 for p in (tmp_path / "out/nuscenes_c" / run / "parts").glob("*.csv")}
+        parts = {
+            p.name: p.read_text().count("\n") - 1 for p in (tmp_path / "out/nuscenes_c" / run / "parts").glob("*.csv")
+        }
         assert parts == {"rank0.csv": 2, "rank1.csv": 2}, run  # every second frame each
     table = json.loads((tmp_path / "out/paper-table2.json").read_text())
     rows = {r["key"]: r for r in table["rows"]}

@@ -104,8 +104,12 @@ class MarigoldFormat:
 MARIGOLD_FORMATS = {
     "marigold-v1-1": MarigoldFormat("Marigold v1-1", "prs-eth/marigold-depth-v1-1"),
     "marigold-lcm": MarigoldFormat("Marigold-LCM", "prs-eth/marigold-depth-lcm-v1-0"),
-    "marigold-e2e-ft": MarigoldFormat("E2E-FT (Marigold format, one step)", "GonzaloMG/marigold-e2e-ft-depth",
-                                      call=dict(num_inference_steps=1), zero_noise=True),
+    "marigold-e2e-ft": MarigoldFormat(
+        "E2E-FT (Marigold format, one step)",
+        "GonzaloMG/marigold-e2e-ft-depth",
+        call=dict(num_inference_steps=1),
+        zero_noise=True,
+    ),
 }
 
 
@@ -116,8 +120,14 @@ class MarigoldFormatPredictor(Predictor):
 
     space, output_kind = "depth", "depth"
 
-    def __init__(self, path: str | Path, kind: str = "marigold-v1-1", device: str | None = None, seed: int = 0,
-                 ensemble_size: int = 1):
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str = "marigold-v1-1",
+        device: str | None = None,
+        seed: int = 0,
+        ensemble_size: int = 1,
+    ):
         from diffusers import MarigoldDepthPipeline
 
         if kind not in MARIGOLD_FORMATS:
@@ -139,11 +149,20 @@ class MarigoldFormatPredictor(Predictor):
         return torch.zeros(latent, device=self.device, dtype=self.pipe.dtype)
 
     def predict(self, sample_id, rgb):
-        noise = dict(latents=self.zero_latents(rgb.shape[:2])) if self.format.zero_noise else dict(
-            generator=_generator(self.seed, sample_id, self.device))
+        noise = (
+            dict(latents=self.zero_latents(rgb.shape[:2]))
+            if self.format.zero_noise
+            else dict(generator=_generator(self.seed, sample_id, self.device))
+        )
         # A PIL image: the pipeline's latent-shape check reads numpy arrays as channels-first.
-        out = self.pipe(Image.fromarray(rgb), ensemble_size=self.ensemble_size, match_input_resolution=True, output_type="np",
-                        **self.format.call, **noise)
+        out = self.pipe(
+            Image.fromarray(rgb),
+            ensemble_size=self.ensemble_size,
+            match_input_resolution=True,
+            output_type="np",
+            **self.format.call,
+            **noise,
+        )
         return np.asarray(out.prediction, dtype=np.float32).reshape(rgb.shape[:2])
 
 

@@ -15,10 +15,10 @@ published Table 2 numbers this gives the published ranks exactly."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -64,7 +64,9 @@ def load_suite(name: str, pair: tuple[str, str] | None = None) -> Suite:
     return Suite(name, raw["title"], tuple(raw["datasets"]), pair or default_pair, raw["rows"], raw["oracle_picks"])
 
 
-def average_ranks(table: dict[str, dict[str, float]], higher_is_better: dict[str, bool], decimals: int = DECIMALS) -> dict[str, float]:
+def average_ranks(
+    table: dict[str, dict[str, float]], higher_is_better: dict[str, bool], decimals: int = DECIMALS
+) -> dict[str, float]:
     """``{row: mean rank}`` over the columns each row has. ``table[row][column]`` is the value shown (rounded to
     ``decimals`` before ranking, so that what looks tied is tied); rank = 1 + number of rows strictly better."""
     ranks: dict[str, list[int]] = {row: [] for row in table}
@@ -129,8 +131,16 @@ def run_suite(
                 continue
             predictor.name = run_name
             try:
-                evaluate(dataset, predictor, output_root, rank=rank, world_size=world_size, barrier=barrier,
-                         progress=progress, reports=False)
+                evaluate(
+                    dataset,
+                    predictor,
+                    output_root,
+                    rank=rank,
+                    world_size=world_size,
+                    barrier=barrier,
+                    progress=progress,
+                    reports=False,
+                )
                 changed = True
             except (DatasetError, FileNotFoundError, ValueError, RuntimeError) as exc:
                 result.errors.append(f"{dataset.config.title} / {run_name}: {exc}")
@@ -139,7 +149,9 @@ def run_suite(
             try:
                 changed |= _combine(suite.pair, dataset, output_root, rank, world_size, barrier)
             except (FileNotFoundError, ValueError) as exc:
-                result.errors.append(f"{dataset.config.title} / Pixel-wise-Average and Image-Oracle of {suite.pair}: {exc}")
+                result.errors.append(
+                    f"{dataset.config.title} / Pixel-wise-Average and Image-Oracle of {suite.pair}: {exc}"
+                )
         if changed and rank == 0:
             write_reports(output_root, dataset)
         result.status[name] = "done"
@@ -165,8 +177,15 @@ def _combine(pair, dataset, output_root, rank, world_size, barrier) -> bool:
             run = run_directory(output_root, dataset.config.name, name)
             space = json.loads((run / "summary.json").read_text())["alignment"]
             members.append(SavedPredictor(run / "predictions", space, name))
-        evaluate(dataset, EnsemblePredictor(members, ENSEMBLE_RUN), output_root, rank=rank, world_size=world_size,
-                 barrier=barrier, reports=False)
+        evaluate(
+            dataset,
+            EnsemblePredictor(members, ENSEMBLE_RUN),
+            output_root,
+            rank=rank,
+            world_size=world_size,
+            barrier=barrier,
+            reports=False,
+        )
     if rank == 0:
         for criterion, name in ORACLE_RUNS.items():
             if name in todo:
@@ -198,23 +217,48 @@ def suite_table(suite: Suite, output_root: str | Path, run_names: list[str], sta
         for d in done:
             s = _summary(output_root, d, run)
             if s is not None:
-                row[d] = {"delta1": 100 * s["metrics"]["delta1"], "abs_rel": 100 * s["metrics"]["abs_rel"],
-                          "samples": s["samples"], "complete": s["complete"]}
+                row[d] = {
+                    "delta1": 100 * s["metrics"]["delta1"],
+                    "abs_rel": 100 * s["metrics"]["abs_rel"],
+                    "samples": s["samples"],
+                    "complete": s["complete"],
+                }
         return row
 
     pair = suite.pair if suite.pair and all(r in run_names for r in suite.pair) else None
     rows = [{"key": r, "label": r, "kind": "model", "ours": values(r), "paper_key": r.lower()} for r in run_names]
     matched = {r.lower() for r in run_names} | ({"image-oracle", ENSEMBLE_RUN} if pair else set())
-    rows += [{"key": key, "label": row["label"], "kind": "paper", "ours": {}, "paper_key": key.lower()}
-             for key, row in suite.published.items() if key.lower() not in matched]  # published rows we did not run
+    rows += [
+        {"key": key, "label": row["label"], "kind": "paper", "ours": {}, "paper_key": key.lower()}
+        for key, row in suite.published.items()
+        if key.lower() not in matched
+    ]  # published rows we did not run
     if pair:
         oracle = {d: v for d in done if (v := _oracle_values(output_root, d))}
-        rows.insert(0, {"key": "image-oracle", "label": "Image-Oracle (upper bound)", "kind": "oracle", "ours": oracle,
-                        "paper_key": "image-oracle"})
-        rows.append({"key": ENSEMBLE_RUN, "label": f"Pixel-wise-Average ({pair[0]} & {pair[1]})", "kind": "ensemble",
-                     "ours": values(ENSEMBLE_RUN), "paper_key": ENSEMBLE_RUN})
-    ranked = {row["key"]: {(d, m): v[m] for d, v in row["ours"].items() for m, _, _ in MEASURES}
-              for row in rows if row["kind"] in ("model", "ensemble")}
+        rows.insert(
+            0,
+            {
+                "key": "image-oracle",
+                "label": "Image-Oracle (upper bound)",
+                "kind": "oracle",
+                "ours": oracle,
+                "paper_key": "image-oracle",
+            },
+        )
+        rows.append(
+            {
+                "key": ENSEMBLE_RUN,
+                "label": f"Pixel-wise-Average ({pair[0]} & {pair[1]})",
+                "kind": "ensemble",
+                "ours": values(ENSEMBLE_RUN),
+                "paper_key": ENSEMBLE_RUN,
+            }
+        )
+    ranked = {
+        row["key"]: {(d, m): v[m] for d, v in row["ours"].items() for m, _, _ in MEASURES}
+        for row in rows
+        if row["kind"] in ("model", "ensemble")
+    }
     better = {(d, m): hib for d in done for m, _, hib in MEASURES}
     ranks = average_ranks(ranked, better)
     for row in rows:
@@ -224,17 +268,26 @@ def suite_table(suite: Suite, output_root: str | Path, run_names: list[str], sta
         row["avg_rank"] = ranks.get(row["key"])
         row["paper_avg_rank"] = paper["avg_rank"] if paper else None
     picks = {d: p for d in done if pair and (p := _picks(output_root, d, pair))}
-    return {"suite": suite.name, "title": suite.title, "datasets": list(suite.datasets), "status": status,
-            "pair": list(pair) if pair else None, "rows": rows, "oracle_picks": picks,
-            "paper_oracle_picks": suite.published_picks}
+    return {
+        "suite": suite.name,
+        "title": suite.title,
+        "datasets": list(suite.datasets),
+        "status": status,
+        "pair": list(pair) if pair else None,
+        "rows": rows,
+        "oracle_picks": picks,
+        "paper_oracle_picks": suite.published_picks,
+    }
 
 
 def _oracle_values(output_root: Path, dataset: str) -> dict | None:
     by = {m: _summary(output_root, dataset, run) for m, run in ORACLE_RUNS.items()}
     if any(s is None for s in by.values()):
         return None
-    return {m: 100 * by[m]["metrics"][m] for m in ORACLE_RUNS} | {"samples": by["abs_rel"]["samples"],
-                                                                  "complete": by["abs_rel"]["complete"]}
+    return {m: 100 * by[m]["metrics"][m] for m in ORACLE_RUNS} | {
+        "samples": by["abs_rel"]["samples"],
+        "complete": by["abs_rel"]["complete"],
+    }
 
 
 def _picks(output_root: Path, dataset: str, pair) -> list[list[float]] | None:
@@ -253,11 +306,20 @@ def suite_markdown(table: dict) -> str:
     """The table in the paper's layout: oracle, picks, models, Pixel-wise-Average; δ1 / AbsRel per dataset and the
     average rank; every cell ``ours (published)`` where the paper has the row."""
     titles = {d: DatasetConfig.load(d).title for d in table["datasets"]}
-    header = "| model | " + " | ".join(f"{titles[d]} {label}" for d in table["datasets"] for _, label, _ in MEASURES) + " | avg. rank |"
-    lines = [f"# {table['title']} (δ1 % / AbsRel × 100)", "",
-             "Each cell: ours (the paper's published number, where the row's name matches one of the paper's rows). "
-             "Average rank over both measures of every dataset run, among the rows that have one.", "",
-             header, "|---" * (2 * len(table["datasets"]) + 2) + "|"]
+    header = (
+        "| model | "
+        + " | ".join(f"{titles[d]} {label}" for d in table["datasets"] for _, label, _ in MEASURES)
+        + " | avg. rank |"
+    )
+    lines = [
+        f"# {table['title']} (δ1 % / AbsRel × 100)",
+        "",
+        "Each cell: ours (the paper's published number, where the row's name matches one of the paper's rows). "
+        "Average rank over both measures of every dataset run, among the rows that have one.",
+        "",
+        header,
+        "|---" * (2 * len(table["datasets"]) + 2) + "|",
+    ]
     for row in table["rows"]:
         cells = []
         for d in table["datasets"]:
@@ -281,9 +343,13 @@ def suite_markdown(table: dict) -> str:
                     picks.append(text + (f" ({paper[k][0]}/{paper[k][1]})" if paper else ""))
             lines.append(f"| oracle picks ({a} % / {b} %) | " + " | ".join(picks) + " | – |")
     notes = [f"- {DatasetConfig.load(d).title}: {s}" for d, s in table["status"].items() if s != "done"]
-    partial = [d for d in table["datasets"] if any(not row["ours"][d]["complete"] for row in table["rows"] if d in row["ours"])]
-    notes += [f"- {DatasetConfig.load(d).title}: incomplete run or partial dataset, not comparable with the published numbers"
-              for d in partial]
+    partial = [
+        d for d in table["datasets"] if any(not row["ours"][d]["complete"] for row in table["rows"] if d in row["ours"])
+    ]
+    notes += [
+        f"- {DatasetConfig.load(d).title}: incomplete run or partial dataset, not comparable with the published numbers"
+        for d in partial
+    ]
     return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
@@ -296,8 +362,12 @@ def fig5(output_root: Path, run_names: list[str], path_png: Path, path_md: Path)
         return
     categories = DatasetConfig.load("nuscenes_c").categories
     category_box_plot(dataset_dir, categories, path_png, runs=runs)
-    lines = ["# Fig. 5: per-frame δ1 % on nuScenes-C by category (median [IQR q1–q3], frames)", "",
-             "| category | " + " | ".join(runs) + " |", "|---" * (len(runs) + 1) + "|"]
+    lines = [
+        "# Fig. 5: per-frame δ1 % on nuScenes-C by category (median [IQR q1–q3], frames)",
+        "",
+        "| category | " + " | ".join(runs) + " |",
+        "|---" * (len(runs) + 1) + "|",
+    ]
     rows = {r: read_per_sample(dataset_dir / r) for r in runs}
     for c in categories:
         cells = []

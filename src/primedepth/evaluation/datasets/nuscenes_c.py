@@ -83,7 +83,8 @@ class NuScenesCDataset(DepthDataset):
         scenes = {row["name"]: row for row in self._table("scene").values()}
         self.missing_scenes = sorted(set(self.scene_categories) - set(scenes))
         if self.missing_scenes and not self.allow_partial:
-            raise DatasetError(f"{self.root / self.version}/scene.json lacks scenes of the list {self.scene_list.source}: "
+            raise DatasetError(f"{self.root / self.version}/scene.json lacks scenes of the list "
+                               f"{self.scene_list.source}: "
                                f"{_first(self.missing_scenes)} (--allow-partial skips them)")
         samples, sample_data = self._table("sample"), self._table("sample_data")
         self.calibrated, self.poses = self._table("calibrated_sensor"), self._table("ego_pose")

@@ -12,24 +12,27 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-
 from .base import DatasetError, DepthDataset, read_png_depth
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GT_DIR = ("proj_depth", "groundtruth")
-EXPECTED_LAYOUT = ("<split>/<scene>/image_0X/<name>.png with <split>/<scene>/proj_depth/groundtruth/image_0X/<name>.png "
-                   "(uint16 PNG, metres x 256, 0 = invalid), as the RVC 2020 depth devkit describes the rabbitAI data")
+EXPECTED_LAYOUT = (
+    "<split>/<scene>/image_0X/<name>.png with <split>/<scene>/proj_depth/groundtruth/image_0X/<name>.png "
+    "(uint16 PNG, metres x 256, 0 = invalid), as the RVC 2020 depth devkit describes the rabbitAI data"
+)
 
 
 def gt_path(rgb_rel: str) -> str:
-    """The ground-truth PNG of an image: ``<scene>/image_0X/<name>.*`` -> ``<scene>/proj_depth/groundtruth/image_0X/<name>.png``."""
+    """The ground-truth PNG of an image:
+    ``<scene>/image_0X/<name>.*`` -> ``<scene>/proj_depth/groundtruth/image_0X/<name>.png``."""
     rgb = PurePosixPath(rgb_rel)
     return str(rgb.parent.parent.joinpath(*GT_DIR, rgb.parent.name, rgb.stem + ".png"))
 
 
 def is_camera_image(rel: PurePosixPath) -> bool:
-    return (rel.suffix.lower() in IMAGE_SUFFIXES and rel.parent.name.startswith("image_")
-            and "proj_depth" not in rel.parts)
+    return (
+        rel.suffix.lower() in IMAGE_SUFFIXES and rel.parent.name.startswith("image_") and "proj_depth" not in rel.parts
+    )
 
 
 def pair_images(root: Path) -> tuple[list[tuple[str, str]], list[str], list[str]]:
@@ -51,10 +54,15 @@ class RabbitAIDataset(DepthDataset):
         pairs, lonely_images, lonely_gts = pair_images(self.root)
         self.images_without_gt = lonely_images
         if not pairs:
-            found = [f"{len(lonely_images)} image(s) in image_* folders" + (f" (e.g. {lonely_images[0]})" if lonely_images else ""),
-                     f"{len(lonely_gts)} PNG(s) under proj_depth/" + (f" (e.g. {lonely_gts[0]})" if lonely_gts else "")]
-            raise DatasetError(f"rabbitai: no image/ground-truth pair under {self.root}. Expected {EXPECTED_LAYOUT}; "
-                               f"found {' and '.join(found)}, none with a matching name")
+            found = [
+                f"{len(lonely_images)} image(s) in image_* folders"
+                + (f" (e.g. {lonely_images[0]})" if lonely_images else ""),
+                f"{len(lonely_gts)} PNG(s) under proj_depth/" + (f" (e.g. {lonely_gts[0]})" if lonely_gts else ""),
+            ]
+            raise DatasetError(
+                f"rabbitai: no image/ground-truth pair under {self.root}. Expected {EXPECTED_LAYOUT}; "
+                f"found {' and '.join(found)}, none with a matching name"
+            )
         return pairs
 
     def read_depth(self, entry, rgb_shape):
