@@ -29,3 +29,26 @@ class Constant(Predictor):
 
     def predict(self, sample_id, rgb):
         return np.full(rgb.shape[:2], 2.0, dtype=np.float32)
+
+
+class Noisy(AffineOfGT):
+    """An affine transform of the GT times fixed per-pixel noise in [1 - amount, 1 + amount] (seeded per sample)."""
+
+    def __init__(self, dataset, amount=0.5, name="noisy", space="disparity"):
+        super().__init__(dataset, space, name=name)
+        self.amount = amount
+
+    def predict(self, sample_id, rgb):
+        pred = super().predict(sample_id, rgb)
+        rng = np.random.default_rng(sum(sample_id.encode()))
+        return (pred * rng.uniform(1 - self.amount, 1 + self.amount, pred.shape)).astype(np.float32)
+
+
+def perfect_affine(dataset):
+    """``python=`` factory: the exact affine transform of each dataset's GT (scores δ1 = 100 %, AbsRel = 0)."""
+    return AffineOfGT(dataset, "disparity", name="perfect-affine")
+
+
+def noisy(dataset):
+    """``python=`` factory: the exact affine transform times ±30 % per-pixel noise."""
+    return Noisy(dataset, 0.3)

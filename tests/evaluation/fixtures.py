@@ -158,3 +158,29 @@ def make_nuscenes(root: Path, scenes: dict[str, int], cam_forward_shift: float =
 def write_scene_list(path: Path, categories: dict[str, list[str]]) -> Path:
     path.write_text(json.dumps({"categories": categories}))
     return path
+
+
+def make_rabbitai(root: Path, scenes=("alley", "garden"), per_scene: int = 2, h: int = 40, w: int = 56) -> dict:
+    """The RVC 2020 layout: ``train/<scene>/image_01/<name>.png`` with ``proj_depth/groundtruth/image_01/<name>.png``
+    (uint16, metres x 256, 0 = invalid), intrinsics in ``camdata_left``; plus one image without ground truth."""
+    gts = {}
+    for s, scene in enumerate(scenes):
+        base = root / "train" / scene
+        for k in range(per_scene):
+            name = f"{k:04d}"
+            _rgb(base / "image_01" / f"{name}.png", h, w, 10 * s + k)
+            gt = np.round(smooth_depth(h, w, 0.8, 60, 10 * s + k) * 256)
+            gt[:3, :5] = 0  # invalid
+            _png16(base / "proj_depth/groundtruth/image_01" / f"{name}.png", gt)
+            (base / "camdata_left").mkdir(parents=True, exist_ok=True)
+            (base / "camdata_left" / f"{name}.txt").write_text(f"{w} 0 {w / 2}\n0 {w} {h / 2}\n0 0 1\n")
+            gts[f"train/{scene}/image_01/{name}.png"] = gt / 256.0
+        _rgb(base / "image_01" / "9999.png", h, w, 99)  # no ground truth: not a sample
+    return gts
+
+
+def write_packaged_style_scene_list(path: Path, groups: list[tuple[str, list[str], int]]) -> Path:
+    """A scene list in the packaged format, with the frame count of each category."""
+    path.write_text(json.dumps({"source": "test", "categories": [
+        {"category": c, "scenes": s, "num_scenes": len(s), "num_images": n} for c, s, n in groups]}))
+    return path

@@ -1,13 +1,18 @@
+import json
+from importlib import resources
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from primedepth.evaluation.datasets import DATASETS, DatasetConfig, DatasetError
-from primedepth.evaluation.datasets.nuscenes_c import quaternion_to_matrix
+from primedepth.evaluation.datasets.nuscenes_c import load_scene_list, quaternion_to_matrix
 
 from . import fixtures
 
-PROTOCOL_COUNTS = {"nyu": 654, "kitti": 652, "eth3d": 454, "scannet": 800, "diode": 771, "nuscenes_c": 3489}
+PROTOCOL_COUNTS = {"nyu": 654, "kitti": 652, "eth3d": 454, "scannet": 800, "diode": 771, "nuscenes_c": 3489, "rabbitai": 60}
+PAPER_SCENE_LIST = Path(__file__).resolve().parents[3] / "shared" / "paper" / "nuscenes_c_scenes.json"
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOL_COUNTS))
@@ -132,14 +137,78 @@ def test_nuscenes_projection_categories_and_counts(tmp_path):
     assert s.valid.sum() == 4  # 3 known points + 1 more; the hidden, behind-camera and too-close ones dropped
 
 
-def test_nuscenes_without_scene_list_refuses(tmp_path):
-    fixtures.make_nuscenes(tmp_path, {"scene-0001": 1})
-    with pytest.raises(DatasetError, match="Table 5.*not shipped"):
-        DATASETS["nuscenes_c"](tmp_path, allow_partial=True)
+def test_packaged_scene_list_is_the_papers_table_5():
+    packaged = json.loads(resources.files("primedepth.evaluation").joinpath("configs", "nuscenes_c_scenes.json").read_text())
+    if not PAPER_SCENE_LIST.is_file():
+        pytest.skip(f"the paper's scene list is not at {PAPER_SCENE_LIST}")
+    assert packaged == json.loads(PAPER_SCENE_LIST.read_text())
+    assert "supplementary Table 5" in packaged["source"]
 
 
-def test_nuscenes_unknown_scene_is_named(tmp_path):
+def test_packaged_scene_list_is_consistent_with_the_protocol():
+    scenes = load_scene_list()
+    config = DatasetConfig.load("nuscenes_c")
+    assert len(scenes.categories) == 87 and len(set(scenes.categories)) == 87
+    assert tuple(scenes.expected_images) == config.categories
+    assert sum(scenes.expected_images.values()) == config.expected_count == 3489
+    assert scenes.expected_images == {"Day Cloudy": 795, "Day Sunny": 722, "Day Rain": 323, "Night": 765,
+                                      "Night Dark": 321, "Night Rain": 563}
+    assert scenes.categories["scene-0062"] == "Day Cloudy" and scenes.categories["scene-1110"] == "Night Rain"
+
+
+def test_nuscenes_uses_the_packaged_list_and_skips_absent_scenes_when_partial(tmp_path):
+    fixtures.make_nuscenes(tmp_path, {"scene-0062": 2, "scene-1077": 1, "scene-0001": 1})
+    ds = DATASETS["nuscenes_c"](tmp_path, allow_partial=True)
+    assert [ds[i].category for i in range(len(ds))] == ["Day Cloudy", "Day Cloudy", "Night"]  # scene-0001 is not listed
+    assert len(ds.missing_scenes) == 85
+    with pytest.raises(DatasetError, match=r"lacks scenes of the list packaged nuscenes_c_scenes.json: scene-0039, scene-0041"):
+        DATASETS["nuscenes_c"](tmp_path)
+
+
+def test_nuscenes_frame_counts_are_checked_per_category(tmp_path):
+    fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0062": 2, "scene-1077": 3})
+    good = fixtures.write_packaged_style_scene_list(tmp_path / "good.json", [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 3)])
+    ds = DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=good)  # complete: no --allow-partial needed
+    assert len(ds) == 5 and not ds.partial and ds.config.expected_count == 5
+    bad = fixtures.write_packaged_style_scene_list(tmp_path / "bad.json", [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 4)])
+    with pytest.raises(DatasetError, match=r"per category differ .*bad.json: Night 3 \(expected 4\)"):
+        DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=bad)
+    assert len(DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=bad, allow_partial=True)) == 5
+
+
+def test_scene_in_two_categories_is_an_error(tmp_path):
+    path = fixtures.write_scene_list(tmp_path / "s.json", {"Night": ["scene-1077"], "Day Rain": ["scene-1077"]})
+    with pytest.raises(DatasetError, match="scene-1077 is listed under both Night and Day Rain"):
+        load_scene_list(path)
+
+
+def test_rabbitai_pairs_images_with_ground_truth_by_name(tmp_path):
+    gts = fixtures.make_rabbitai(tmp_path)
+    ds = DATASETS["rabbitai"](tmp_path, allow_partial=True)
+    assert [e[0] for e in ds.entries] == sorted(gts)
+    assert ds.entries[0][1] == "train/alley/proj_depth/groundtruth/image_01/0000.png"
+    assert ds.images_without_gt == ["train/alley/image_01/9999.png", "train/garden/image_01/9999.png"]
+    s = ds[3]
+    np.testing.assert_allclose(s.depth, gts[s.sample_id], rtol=1e-6)  # value / 256 = metres
+    assert not s.valid[:3, :5].any() and s.valid[3:].all()
+    with pytest.raises(DatasetError, match=r"found 4 samples .* protocol has 60"):
+        DATASETS["rabbitai"](tmp_path)
+
+
+def test_rabbitai_layout_mismatch_says_what_was_expected(tmp_path):
+    fixtures.make_rabbitai(tmp_path, scenes=("alley",), per_scene=1)
+    gt = tmp_path / "train/alley/proj_depth/groundtruth/image_01/0000.png"
+    gt.rename(gt.with_name("0000_depth.png"))
+    with pytest.raises(DatasetError) as err:
+        DATASETS["rabbitai"](tmp_path, allow_partial=True)
+    message = str(err.value)
+    assert "no image/ground-truth pair" in message and "proj_depth/groundtruth/image_0X/<name>.png" in message
+    assert "2 image(s) in image_* folders (e.g. train/alley/image_01/0000.png)" in message
+    assert "1 PNG(s) under proj_depth/ (e.g. train/alley/proj_depth/groundtruth/image_01/0000_depth.png)" in message
+
+
+def test_nuscenes_custom_list_missing_scene_is_named(tmp_path):
     fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0001": 1})
-    scene_list = fixtures.write_scene_list(tmp_path / "s.json", {"Night": ["scene-0999"]})
-    with pytest.raises(DatasetError, match="scene-0999"):
-        DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=scene_list, allow_partial=True)
+    scene_list = fixtures.write_scene_list(tmp_path / "s.json", {"Night": ["scene-0001", "scene-0999"]})
+    with pytest.raises(DatasetError, match="s.json: scene-0999"):
+        DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=scene_list)

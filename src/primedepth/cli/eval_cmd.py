@@ -1,23 +1,29 @@
 """``primedepth eval``: score one model on one benchmark under the documented protocol (docs/evaluation.md).
 
 Runs are resumable (re-run the same command) and shardable (``accelerate launch --multi_gpu --num_processes N $(which primedepth) eval ...``);
-every run rebuilds the comparison table, box plot and image strips under the output root."""
+every run rebuilds the comparison table, box plot and image strips under the output root. ``--suite paper-table2`` /
+``paper-table3`` runs the paper's Table 2 / 3 (every --run on each dataset found under --data-root/<dataset>) and
+writes it in the paper's layout with the published numbers beside ours."""
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+from pathlib import Path
 
 import click
 
 MODEL_HELP = (
     "PrimeDepth id or folder (default 'tiny-random'), or KIND=ARG: depth-anything-v2=DIR, marigold=DIR, "
-    "python=module:factory (a callable returning a Predictor), ensemble=RUN_A,RUN_B (saved predictions of two "
+    "depth-anything=DIR (V1), depth-pro=DIR, marigold-v1-1=DIR, marigold-lcm=DIR, marigold-e2e-ft=DIR (any Marigold-format "
+    "one-step model), python=module:factory (a callable returning a Predictor; given the dataset if it takes an "
+    "argument), ensemble=RUN_A,RUN_B (saved predictions of two "
     "finished runs), oracle=RUN_A,RUN_B (per-image best of two finished runs)."
 )
 
 
-def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root, dataset_name):
+def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root, dataset_name, dataset=None):
     from primedepth.evaluation import (
         DepthAnythingV2Predictor,
         EnsemblePredictor,
@@ -25,6 +31,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
         PrimeDepthPredictor,
         SavedPredictor,
     )
+    from primedepth.evaluation.peers import PEERS
     from primedepth.evaluation.runner import run_directory
 
     kind, _, arg = spec.partition("=")
@@ -34,9 +41,12 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
         return DepthAnythingV2Predictor(arg, device=device)
     if kind == "marigold":
         return MarigoldPredictor(arg, marigold_setting, device=device, seed=seed)
+    if kind in PEERS:
+        return PEERS[kind](arg, device=device, seed=seed)
     if kind == "python":
         module, _, attr = arg.partition(":")
-        return getattr(importlib.import_module(module), attr)()
+        factory = getattr(importlib.import_module(module), attr)
+        return factory(dataset) if inspect.signature(factory).parameters else factory()
     if kind == "ensemble":
         members = []
         for name in arg.split(","):
@@ -48,8 +58,18 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 
 
 @click.command(help=__doc__)
-@click.option("--dataset", "dataset_name", required=True, type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c"]))
-@click.option("--data-root", required=True, type=click.Path(exists=True, file_okay=False), help="Dataset folder in its documented layout.")
+@click.option("--dataset", "dataset_name", type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai"]),
+              help="The benchmark of a single run (or use --suite).")
+@click.option("--suite", type=click.Choice(["paper-table2", "paper-table3"]),
+              help="Run the paper's Table 2 or 3: every --run on each of its datasets, then the table in the paper's layout.")
+@click.option("--data-root", type=click.Path(file_okay=False),
+              help="Dataset folder in its documented layout; with --suite, the folder holding one sub-folder per dataset "
+                   "(kitti, nyu, eth3d, rabbitai, nuscenes_c).")
+@click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="With --suite: a dataset's folder elsewhere.")
+@click.option("--run", "runs", multiple=True, metavar="NAME=MODEL",
+              help="With --suite: a row of the table, MODEL as for --model. Names matching the paper's rows (primedepth, "
+                   "depth-anything, marigold, primedepth-no-pretrain; V.Full, V.Latent, ...) get the published numbers beside.")
+@click.option("--pair", help="With --suite paper-table2: the two runs averaged and oracled (default primedepth,depth-anything).")
 @click.option("--output", "output_root", default="eval_results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_spec", default="tiny-random", show_default=True, help=MODEL_HELP)
 @click.option("--predictions", type=click.Path(exists=True, file_okay=False), help="Score saved <sample id, '/'->'__'>.npy files instead of running a model.")
@@ -57,17 +77,26 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
               help="Space in which the saved predictions are affine-invariant (with --predictions).")
 @click.option("--name", help="Run name (default: the model's).")
 @click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help="Split list in Marigold's format instead of discovering samples.")
-@click.option("--scene-list", type=click.Path(exists=True, dir_okay=False), help="nuScenes-C scene->category JSON.")
+@click.option("--scene-list", type=click.Path(exists=True, dir_okay=False), help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).")
 @click.option("--allow-partial", is_flag=True, help="Evaluate even if the sample count differs from the protocol's.")
 @click.option("--marigold-setting", type=click.Choice(["v1-0", "1-step"]), default="v1-0", show_default=True)
 @click.option("--device", default=None, help="Torch device (default: cuda if available).")
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-save-predictions", is_flag=True, help="Do not keep raw predictions (disables ensembles and strips).")
-def command(dataset_name, data_root, output_root, model_spec, predictions, prediction_space, name, split_file, scene_list,
-            allow_partial, marigold_setting, device, dtype, seed, no_save_predictions):
+def command(dataset_name, suite, data_root, roots, runs, pair, output_root, model_spec, predictions, prediction_space, name,
+            split_file, scene_list, allow_partial, marigold_setting, device, dtype, seed, no_save_predictions):
     from primedepth.evaluation import DATASETS, DatasetError, SavedPredictor, WeightsNotFoundError, evaluate, write_oracle_run
     from primedepth.evaluation.runner import distributed_context
+
+    if suite:
+        options = dict(device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting, output_root=output_root)
+        extra = {"nuscenes_c": {"scene_list": scene_list}} if scene_list else {}
+        return run_suite_command(suite, data_root, roots, runs, pair, output_root, allow_partial, options, extra)
+    if not dataset_name or not data_root:
+        raise click.UsageError("a single run needs --dataset and --data-root (or use --suite)")
+    if not Path(data_root).is_dir():
+        raise click.BadParameter(f"{data_root} is not a directory", param_hint="--data-root")
 
     extra = {"scene_list": scene_list} if dataset_name == "nuscenes_c" else {}
     try:
@@ -91,3 +120,55 @@ def command(dataset_name, data_root, output_root, model_spec, predictions, predi
         m = summary["metrics"]
         click.echo(f"{summary['model']} on {summary['dataset_title']}: {summary['samples']} samples, "
                    f"AbsRel {100 * m['abs_rel']:.2f}, δ1 {100 * m['delta1']:.2f} %  -> {output_root}/{dataset_name}/{summary['model']}")
+
+
+def _pairs(values, option):
+    out = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise click.BadParameter(f"expected NAME=VALUE, got {value!r}", param_hint=option)
+        out[key] = rest
+    return out
+
+
+def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, allow_partial, options, dataset_options):
+    """``--suite``: build each --run lazily (once, or per dataset for dataset-aware python factories), run the suite
+    and print where the table is; missing datasets are reported, errors make the exit code 1."""
+    from primedepth.evaluation.runner import distributed_context
+    from primedepth.evaluation.suite import load_suite, run_suite
+
+    if pair and len(pair.split(",")) != 2:
+        raise click.BadParameter(f"expected two run names A,B, got {pair!r}", param_hint="--pair")
+    suite = load_suite(suite_name, tuple(pair.split(",")) if pair else None)
+    specs = _pairs(runs, "--run")
+    if not specs:
+        raise click.UsageError("--suite needs at least one --run NAME=MODEL")
+    folders = {d: Path(data_root) / d for d in suite.datasets} if data_root else {}
+    folders.update({d: Path(p) for d, p in _pairs(roots, "--root").items()})
+    cache = {}
+
+    def factory(name, spec):
+        def build(dataset):
+            if name not in cache or spec.startswith("python="):
+                try:
+                    cache[name] = build_predictor(spec, dataset=dataset, dataset_name=dataset.config.name, **options)
+                except click.BadParameter as exc:
+                    raise click.BadParameter(f"{name}: {exc.message}", param_hint="--run") from exc
+            return cache[name]
+        return build
+
+    rank, world_size, barrier = distributed_context()
+    result = run_suite(suite, folders, {n: factory(n, s) for n, s in specs.items()}, output_root,
+                       allow_partial=allow_partial, rank=rank, world_size=world_size, barrier=barrier, progress=True,
+                       dataset_options=dataset_options)
+    if rank != 0:
+        return
+    for dataset, status in result.status.items():
+        if status.startswith("missing"):
+            click.echo(f"warning: {dataset} not run ({status})", err=True)
+    for error in result.errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(f"{suite.title} -> {result.table_path}")
+    if result.errors:
+        raise SystemExit(1)

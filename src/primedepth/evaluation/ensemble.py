@@ -62,8 +62,10 @@ def oracle(csv_a: Path, csv_b: Path, name_a: str, name_b: str, criterion: str = 
     return rows, picks
 
 
-def write_oracle_run(output_root: Path, dataset, name_a: str, name_b: str, criterion: str = "abs_rel") -> dict:
-    """Score the per-image oracle of two finished runs as a run of its own (``oracle(A,B)``), with pick counts."""
+def write_oracle_run(output_root: Path, dataset, name_a: str, name_b: str, criterion: str = "abs_rel",
+                     name: str | None = None, reports: bool = True) -> dict:
+    """Score the per-image oracle of two finished runs as a run of its own (``name``, default ``oracle(A,B)``), with
+    pick counts; ``reports=False`` leaves the cross-run reports to the caller."""
     from .files import write_text
     from .report import summary_markdown, write_reports
     from .runner import run_directory, summarise, write_per_sample
@@ -71,11 +73,12 @@ def write_oracle_run(output_root: Path, dataset, name_a: str, name_b: str, crite
     a, b = (run_directory(output_root, dataset.config.name, n) / "per_sample.csv" for n in (name_a, name_b))
     spaces = {json.loads((p.parent / "summary.json").read_text())["alignment"] for p in (a, b)}
     rows, picks = oracle(a, b, name_a, name_b, criterion)
-    name = f"oracle({name_a},{name_b})"
+    name = name or f"oracle({name_a},{name_b})"
     run_dir = run_directory(output_root, dataset.config.name, name)
     write_per_sample(run_dir / "per_sample.csv", rows, fields=("index", "sample_id", "category", *METRIC_NAMES, "picked"))
     summary = {**summarise(rows, dataset, name, "/".join(sorted(spaces))), "picks": picks, "criterion": criterion}
     write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text(run_dir / "summary.md", summary_markdown(summary))
-    write_reports(output_root, dataset)
+    if reports:
+        write_reports(output_root, dataset)
     return summary

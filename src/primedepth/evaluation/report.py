@@ -74,9 +74,11 @@ def read_per_sample(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path) -> None:
-    """Per-category box plot of per-frame δ1, one box per model in each category (the paper's Fig. 5)."""
-    runs = {d.name: read_per_sample(d) for d in sorted(dataset_dir.iterdir()) if (d / "per_sample.csv").is_file()}
+def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path, runs: list[str] | None = None) -> None:
+    """Per-category box plot of per-frame δ1, one box per model in each category (the paper's Fig. 5): median line,
+    interquartile box, whiskers to 1.5 IQR. ``runs`` restricts and orders the runs (default: all, sorted)."""
+    names = runs if runs is not None else sorted(d.name for d in dataset_dir.iterdir() if (d / "per_sample.csv").is_file())
+    runs = {name: read_per_sample(dataset_dir / name) for name in names}
     fig = Figure(figsize=(max(6, 1.6 * len(categories) * max(1, len(runs)) ** 0.5), 4), layout="constrained")
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(runs))
@@ -85,7 +87,7 @@ def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path
         positions = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(categories))]
         keep = [k for k, values in enumerate(data) if values]
         box = ax.boxplot([data[k] for k in keep], positions=[positions[k] for k in keep], widths=width * 0.9,
-                         patch_artist=True, showfliers=False)
+                         patch_artist=True, showfliers=False, medianprops=dict(color="black"))
         for patch in box["boxes"]:
             patch.set_facecolor(f"C{j}")
         ax.plot([], [], color=f"C{j}", linewidth=8, label=model)

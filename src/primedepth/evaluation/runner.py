@@ -81,8 +81,10 @@ def evaluate(
     save_predictions: bool = True,
     merge: bool = True,
     progress: bool = False,
+    reports: bool = True,
 ) -> dict | None:
-    """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process."""
+    """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process.
+    ``reports=False`` leaves the cross-run reports to the caller (a suite draws them once per dataset)."""
     run_dir = run_directory(output_root, dataset.config.name, predictor.name)
     part = run_dir / "parts" / f"rank{rank}.csv"
     if not part.is_file():
@@ -101,7 +103,7 @@ def evaluate(
             os.fsync(f.fileno())
     barrier()
     if merge and rank == 0:
-        return merge_run(dataset, predictor, run_dir, output_root)
+        return merge_run(dataset, predictor, run_dir, output_root, reports)
     return None
 
 
@@ -148,7 +150,7 @@ def write_per_sample(path: Path, rows: list[dict], fields=FIELDS) -> None:
     write_text(path, buffer.getvalue())
 
 
-def merge_run(dataset, predictor, run_dir, output_root) -> dict:
+def merge_run(dataset, predictor, run_dir, output_root, reports: bool = True) -> dict:
     from .report import summary_markdown, write_reports
 
     rows = sorted(completed(run_dir).values(), key=lambda r: int(r["index"]))
@@ -158,5 +160,6 @@ def merge_run(dataset, predictor, run_dir, output_root) -> dict:
     summary = summarise(rows, dataset, predictor.name, predictor.space)
     write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text(run_dir / "summary.md", summary_markdown(summary))
-    write_reports(output_root, dataset)
+    if reports:
+        write_reports(output_root, dataset)
     return summary

@@ -6,6 +6,7 @@ from .eth3d import ETH3DDataset
 from .kitti import KITTIDataset
 from .nuscenes_c import NuScenesCDataset
 from .nyu import NYUDataset
+from .rabbitai import RabbitAIDataset
 from .scannet import ScanNetDataset
 
 DATASETS = {
@@ -15,6 +16,7 @@ DATASETS = {
     "scannet": ScanNetDataset,
     "diode": DIODEDataset,
     "nuscenes_c": NuScenesCDataset,
+    "rabbitai": RabbitAIDataset,
 }
 
 __all__ = ["DATASETS", "DatasetConfig", "DatasetError", "DepthDataset", "Sample"]

@@ -6,13 +6,16 @@ Reads the nuScenes devkit layout (``<version>/{scene,sample,sample_data,sensor,c
 ``map_pointcloud_to_image`` does: lidar -> ego(lidar time) -> global -> ego(camera time) -> camera, points at least
 1 m in front of the camera, nearest point per pixel.
 
-The scene -> category list must come from the paper's Table 5. It could not be verified when this was written, so
-the shipped ``nuscenes_c_scenes.json`` holds the six categories with empty scene lists and this loader refuses to
-run until a list is given (``scene_list=``, ``--scene-list``)."""
+The scene -> category list is the paper's supplementary Table 5, shipped as ``configs/nuscenes_c_scenes.json`` with
+the number of scenes and images of each category; a full dataset is checked against those counts per category.
+Another list can be given (``scene_list=``, ``--scene-list``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -55,11 +58,16 @@ def project_lidar(points, lidar_cs, lidar_pose, cam_pose, cam_cs, shape) -> np.n
 
 
 class NuScenesCDataset(DepthDataset):
+    """With ``allow_partial``, scenes of the list that the database lacks are skipped (``missing_scenes``), e.g. on
+    nuScenes-mini; otherwise each is an error, and so is a category whose frame count differs from the list's."""
+
     config_name = "nuscenes_c"
 
     def __init__(self, root, split_file=None, allow_partial=False, scene_list=None, version="v1.0-trainval"):
-        self.version = version
-        self.scene_categories = load_scene_list(scene_list)
+        self.version, self.allow_partial = version, allow_partial
+        self.scene_list = load_scene_list(scene_list)
+        self.scene_categories = self.scene_list.categories
+        self.missing_scenes: list[str] = []
         super().__init__(root, split_file, allow_partial)
 
     def _table(self, name):
@@ -73,9 +81,11 @@ class NuScenesCDataset(DepthDataset):
 
     def discover(self):
         scenes = {row["name"]: row for row in self._table("scene").values()}
-        missing = sorted(set(self.scene_categories) - set(scenes))
-        if missing:
-            raise DatasetError(f"{self.root / self.version}/scene.json lacks scenes of the list: {', '.join(missing)}")
+        self.missing_scenes = sorted(set(self.scene_categories) - set(scenes))
+        if self.missing_scenes and not self.allow_partial:
+            raise DatasetError(f"{self.root / self.version}/scene.json lacks scenes of the list "
+                               f"{self.scene_list.source}: "
+                               f"{_first(self.missing_scenes)} (--allow-partial skips them)")
         samples, sample_data = self._table("sample"), self._table("sample_data")
         self.calibrated, self.poses = self._table("calibrated_sensor"), self._table("ego_pose")
         channel = {token: row["channel"] for token, row in self._table("sensor").items()}
@@ -86,7 +96,7 @@ class NuScenesCDataset(DepthDataset):
                 keyframes[(row["sample_token"], ch)] = row
         self.records = {}
         entries = []
-        for name in sorted(self.scene_categories):
+        for name in sorted(set(self.scene_categories) - set(self.missing_scenes)):
             token = scenes[name]["first_sample_token"]
             while token:
                 cam, lidar = keyframes.get((token, CAMERA)), keyframes.get((token, LIDAR))
@@ -95,6 +105,11 @@ class NuScenesCDataset(DepthDataset):
                 self.records[cam["filename"]] = (cam, lidar, name)
                 entries.append((cam["filename"], lidar["filename"]))
                 token = samples[token]["next"]
+        if self.scene_list.expected_images:  # the list's own frame count is the protocol's
+            self.config = dataclasses.replace(self.config, expected_count=sum(self.scene_list.expected_images.values()))
+        if not self.allow_partial:
+            frames = [self.scene_categories[self.records[e[0]][2]] for e in entries]
+            check_category_counts(frames, self.scene_list, self.root / self.version)
         return entries
 
     def read_depth(self, entry, rgb_shape):
@@ -119,20 +134,52 @@ class NuScenesCDataset(DepthDataset):
         return self.scene_categories[self.records[entry[0]][2]]
 
 
-def load_scene_list(path=None) -> dict[str, str]:
-    """``{scene name: category}`` from a JSON ``{"categories": {category: [scene names]}}``; the packaged one when
-    ``path`` is None (which is empty until the paper's Table 5 list is verified)."""
-    from importlib import resources
+def _first(names: list[str], count: int = 8) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > count else ""
+    return ", ".join(names[:count]) + more
 
-    source = Path(path) if path else resources.files("primedepth.evaluation").joinpath("configs", "nuscenes_c_scenes.json")
+
+@dataclass(frozen=True)
+class SceneList:
+    """A nuScenes-C scene list: ``{scene name: category}``, the frames each category should have (empty when the list
+    does not say) and where the list came from."""
+
+    categories: dict[str, str]
+    expected_images: dict[str, int]
+    source: str
+
+
+PACKAGED_SCENE_LIST = "nuscenes_c_scenes.json"
+
+
+def load_scene_list(path=None) -> SceneList:
+    """The packaged list (the paper's Table 5) when ``path`` is None, else a JSON file in the same format
+    (``{"categories": [{"category", "scenes", "num_images"}, ...]}``) or the short one
+    ``{"categories": {category: [scene names]}}``."""
+    source = Path(path) if path else resources.files("primedepth.evaluation").joinpath("configs", PACKAGED_SCENE_LIST)
     try:
         raw = json.loads(source.read_text())["categories"]
-    except (OSError, ValueError, KeyError) as exc:
+        if isinstance(raw, dict):
+            groups = [(category, list(scenes), None) for category, scenes in raw.items()]
+        else:
+            groups = [(g["category"], list(g["scenes"]), g.get("num_images")) for g in raw]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DatasetError(f"{source}: not a nuScenes-C scene list ({exc})") from exc
-    mapping = {scene: category for category, scenes in raw.items() for scene in scenes}
+    mapping = {}
+    for category, scenes, _ in groups:
+        for scene in scenes:
+            if mapping.setdefault(scene, category) != category:
+                raise DatasetError(f"{source}: {scene} is listed under both {mapping[scene]} and {category}")
     if not mapping:
-        raise DatasetError(
-            f"{source}: no scenes listed. The nuScenes-C scene list (PrimeDepth paper, Table 5) is not shipped "
-            "because it could not be verified; pass a JSON {\"categories\": {category: [scene names]}} via --scene-list"
-        )
-    return mapping
+        raise DatasetError(f"{source}: no scenes listed")
+    expected = {category: int(n) for category, _, n in groups if n is not None}
+    return SceneList(mapping, expected, str(path) if path else f"packaged {PACKAGED_SCENE_LIST}")
+
+
+def check_category_counts(frame_categories: list[str], scene_list: SceneList, where) -> None:
+    """Raises naming every category whose number of frames (one category per frame) differs from the list's."""
+    found = {c: frame_categories.count(c) for c in scene_list.expected_images}
+    wrong = [f"{c} {found[c]} (expected {n})" for c, n in scene_list.expected_images.items() if found[c] != n]
+    if wrong:
+        raise DatasetError(f"{where}: CAM_FRONT key frames per category differ from the scene list "
+                           f"{scene_list.source}: {'; '.join(wrong)} (--allow-partial evaluates them anyway)")

@@ -1,0 +1,178 @@
+"""Adapters for depth models released since the paper, each run through its library's own classes: Depth Anything V1
+and Depth Pro (transformers), Marigold v1-1, Marigold-LCM and Marigold-format one-step models such as E2E-FT
+(diffusers ``MarigoldDepthPipeline``, with the checkpoint's own scheduler and defaults).
+
+Every adapter says what its output is (``output_kind``: depth or inverse depth, both affine-invariant) and so in which
+space the protocol aligns it (``space``). Like the other peers they load local folders only; ``PEERS`` maps the
+``--model KIND=DIR`` kind to the adapter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .predictors import Predictor, _generator, _require_dir
+
+
+def _device(device: str | None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _upsample(pred: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
+    """A ``[1, h, w]`` (or ``[h, w]``) prediction, bilinearly resized to ``shape``, as float32 numpy."""
+    out = pred.reshape(1, 1, *pred.shape[-2:]).float()
+    out = torch.nn.functional.interpolate(out, size=tuple(shape), mode="bilinear", align_corners=False)
+    return out[0, 0].cpu().numpy()
+
+
+class DepthAnythingV1Predictor(Predictor):
+    """Depth Anything (V1, the paper's peer) as transformers ``DepthAnythingForDepthEstimation`` with its DPT image
+    processor (e.g. ``LiheYoung/depth-anything-large-hf``). Output: affine-invariant inverse depth (disparity)."""
+
+    name, space, output_kind = "depth-anything", "disparity", "inverse depth"
+    title, hub_id = "Depth Anything V1", "LiheYoung/depth-anything-large-hf"
+
+    def __init__(self, path: str | Path, device: str | None = None):
+        from transformers import AutoImageProcessor, DepthAnythingForDepthEstimation
+
+        path = _require_dir(path, self.title, self.hub_id)
+        self.device = _device(device)
+        self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
+        self.model = DepthAnythingForDepthEstimation.from_pretrained(path, local_files_only=True).to(self.device).eval()
+
+    @torch.no_grad()
+    def predict(self, sample_id, rgb):
+        inputs = self.processor(images=rgb, return_tensors="pt").to(self.device)
+        return _upsample(self.model(**inputs).predicted_depth, rgb.shape[:2])
+
+
+class DepthProPredictor(Predictor):
+    """Apple's Depth Pro as transformers ``DepthProForDepthEstimation`` (``apple/DepthPro-hf``). Its
+    ``predicted_depth`` is the network's canonical inverse depth, before the field-of-view scaling that makes it
+    metric; that relative output is used as affine-invariant inverse depth (disparity). The FoV head is not run.
+
+    Input preparation follows ``DepthProImageProcessor`` (rescale to [0, 1], normalise with the saved mean/std, then
+    bilinear resize without antialias to the saved size), read from ``preprocessor_config.json``: that processor
+    class needs torchvision, which this package does not depend on."""
+
+    name, space, output_kind = "depth-pro", "disparity", "inverse depth"
+    title, hub_id = "Depth Pro", "apple/DepthPro-hf"
+
+    def __init__(self, path: str | Path, device: str | None = None):
+        from transformers import DepthProForDepthEstimation
+
+        path = _require_dir(path, self.title, self.hub_id)
+        self.device = _device(device)
+        config_file = path / "preprocessor_config.json"
+        settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        size = settings.get("size", {"height": 1536, "width": 1536})
+        self.size = (int(size["height"]), int(size["width"]))
+        self.mean = torch.tensor(settings.get("image_mean", [0.5] * 3)).view(1, 3, 1, 1)
+        self.std = torch.tensor(settings.get("image_std", [0.5] * 3)).view(1, 3, 1, 1)
+        self.rescale = float(settings.get("rescale_factor", 1 / 255))
+        self.model = DepthProForDepthEstimation.from_pretrained(path, local_files_only=True, use_fov_model=False)
+        self.model = self.model.to(self.device).eval()
+
+    def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] * self.rescale
+        x = (x - self.mean) / self.std
+        return torch.nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=False)
+
+    @torch.no_grad()
+    def predict(self, sample_id, rgb):
+        out = self.model(pixel_values=self.pixel_values(rgb).to(self.device)).predicted_depth
+        return _upsample(out, rgb.shape[:2])
+
+
+@dataclass(frozen=True)
+class MarigoldFormat:
+    """How one Marigold-format checkpoint is run: pipeline call settings beyond the checkpoint's own defaults
+    (``default_denoising_steps``, ``default_processing_resolution``, its scheduler) and whether the initial latent
+    is zero instead of noise (end-to-end fine-tuned one-step models are trained that way)."""
+
+    title: str
+    hub_id: str
+    call: dict = field(default_factory=dict)
+    zero_noise: bool = False
+
+
+MARIGOLD_FORMATS = {
+    "marigold-v1-1": MarigoldFormat("Marigold v1-1", "prs-eth/marigold-depth-v1-1"),
+    "marigold-lcm": MarigoldFormat("Marigold-LCM", "prs-eth/marigold-depth-lcm-v1-0"),
+    "marigold-e2e-ft": MarigoldFormat(
+        "E2E-FT (Marigold format, one step)",
+        "GonzaloMG/marigold-e2e-ft-depth",
+        call=dict(num_inference_steps=1),
+        zero_noise=True,
+    ),
+}
+
+
+class MarigoldFormatPredictor(Predictor):
+    """A Marigold-format depth checkpoint through diffusers ``MarigoldDepthPipeline``, run with the checkpoint's
+    scheduler, default steps and processing resolution (``MARIGOLD_FORMATS``), ``ensemble_size`` members (1 by
+    default, the pipeline's default). Output: affine-invariant depth, aligned in depth space."""
+
+    space, output_kind = "depth", "depth"
+
+    def __init__(
+        self,
+        path: str | Path,
+        kind: str = "marigold-v1-1",
+        device: str | None = None,
+        seed: int = 0,
+        ensemble_size: int = 1,
+    ):
+        from diffusers import MarigoldDepthPipeline
+
+        if kind not in MARIGOLD_FORMATS:
+            raise ValueError(f"Marigold-format kind must be one of {sorted(MARIGOLD_FORMATS)}, got {kind!r}")
+        self.format = MARIGOLD_FORMATS[kind]
+        path = _require_dir(path, self.format.title, self.format.hub_id)
+        self.name, self.seed, self.ensemble_size, self.device = kind, seed, ensemble_size, _device(device)
+        self.pipe = MarigoldDepthPipeline.from_pretrained(path, local_files_only=True).to(self.device)
+        self.pipe.set_progress_bar_config(disable=True)
+
+    def zero_latents(self, shape: tuple[int, int]) -> torch.Tensor:
+        """Zero initial latents of the shape the pipeline expects for an image of ``shape`` (its own size rule)."""
+        h, w = shape
+        resolution = self.format.call.get("processing_resolution", self.pipe.default_processing_resolution)
+        if resolution:
+            h, w = h * resolution // max(h, w), w * resolution // max(h, w)
+        factor = self.pipe.vae_scale_factor
+        latent = (self.ensemble_size, self.pipe.vae.config.latent_channels, -(-h // factor), -(-w // factor))
+        return torch.zeros(latent, device=self.device, dtype=self.pipe.dtype)
+
+    def predict(self, sample_id, rgb):
+        noise = (
+            dict(latents=self.zero_latents(rgb.shape[:2]))
+            if self.format.zero_noise
+            else dict(generator=_generator(self.seed, sample_id, self.device))
+        )
+        # A PIL image: the pipeline's latent-shape check reads numpy arrays as channels-first.
+        out = self.pipe(
+            Image.fromarray(rgb),
+            ensemble_size=self.ensemble_size,
+            match_input_resolution=True,
+            output_type="np",
+            **self.format.call,
+            **noise,
+        )
+        return np.asarray(out.prediction, dtype=np.float32).reshape(rgb.shape[:2])
+
+
+def _marigold_format(kind):
+    return lambda path, device=None, seed=0: MarigoldFormatPredictor(path, kind, device=device, seed=seed)
+
+
+# ``--model KIND=DIR`` kinds of the adapters above: factory(path, device=, seed=) -> Predictor.
+PEERS = {
+    "depth-anything": lambda path, device=None, seed=0: DepthAnythingV1Predictor(path, device=device),
+    "depth-pro": lambda path, device=None, seed=0: DepthProPredictor(path, device=device),
+    **{kind: _marigold_format(kind) for kind in MARIGOLD_FORMATS},
+}
