@@ -117,12 +117,11 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
 
     from ..data.common import atomic_write_bytes
     from ..data.pseudo import INFO, MANIFEST, read_manifest, write_outputs
-
     from ..data.shards import is_shard_spec
 
     if is_shard_spec(images):
-        from .shard_runner import run_shard_command
         from ..distributed.shard_workers import PseudoLabelShardWorker
+        from .shard_runner import run_shard_command
 
         if captions_only or limit:
             raise click.UsageError("--captions-only and --limit apply to image folders, not shards")

@@ -72,6 +72,9 @@ def run_shard_command(inputs: list[str], out: str, make_worker, engine: str, wor
         click.echo(f"error: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}",
                    err=True)
         return 2
+    from ..data.shards import prepare_output
+
+    prepare_output(str(out))  # temporaries of writers killed during this run (a restarted Ray actor)
     failures = [f for r in results for f in r.failures]
     written = sum(r.written for r in results)
     click.echo(f"done: {len(results)} shards ({written} samples) written, {skipped} skipped (results exist), "

@@ -16,11 +16,12 @@ import contextlib
 import io
 import os
 import posixpath
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from webdataset.shardlists import expand_urls
 from webdataset.tariterators import group_by_keys, tar_file_expander
 from webdataset.writer import TarWriter
@@ -42,7 +43,7 @@ def is_local(url: str) -> bool:
 
 
 def local_path(url: str) -> Path:
-    return Path(url[len("file://"):] if url.startswith("file://") else url).expanduser()
+    return Path(url.removeprefix("file://")).expanduser()
 
 
 def expand_shards(specs: str | list[str]) -> list[str]:
@@ -102,7 +103,7 @@ def read_shard(url: str) -> Iterator[dict]:
             yield from group_by_keys(tar_file_expander([{"url": url, "stream": stream}]))
     except FileNotFoundError:
         raise DataError(f"{url}: shard not found") from None
-    except (OSError, ValueError) as err:  # tarfile.ReadError is an OSError subclass
+    except (OSError, ValueError, tarfile.TarError) as err:
         raise DataError(f"{url}: not a readable tar shard ({err})") from None
 
 
@@ -116,11 +117,12 @@ def image_field(sample: dict) -> str:
 
 
 def decode_image(sample: dict) -> Image.Image:
-    """The sample's image as an RGB PIL image; a clear DataError naming shard and key otherwise."""
+    """The sample's image as an RGB PIL image (EXIF orientation applied); a clear DataError naming shard and key
+    otherwise."""
     data = sample[image_field(sample)]
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return im.convert("RGB")
+            return ImageOps.exif_transpose(im).convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DataError(f"{sample.get('__url__', '?')}: sample {sample['__key__']!r}: not a readable image "
                         f"({err})") from None
@@ -143,18 +145,14 @@ def write_shard(url: str) -> Iterator[TarWriter]:
     """A ``TarWriter`` whose shard appears under ``url`` complete, only when the block ends without error."""
     if is_local(url):
         with atomic_path(local_path(url)) as tmp:
-            with open(tmp, "wb") as fh:
-                writer = TarWriter(fh, mode=0o644, mtime=0.0)
+            with open(tmp, "wb") as fh, TarWriter(fh, mode=0o644, mtime=0.0) as writer:
                 yield writer
-                writer.close()
         return
     fs, path = _fs(url)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with fs.open(tmp, "wb") as fh:
-            writer = TarWriter(fh, mode=0o644, mtime=0.0)
+        with fs.open(tmp, "wb") as fh, TarWriter(fh, mode=0o644, mtime=0.0) as writer:
             yield writer
-            writer.close()
         fs.mv(tmp, path)
     finally:
         if fs.exists(tmp):
