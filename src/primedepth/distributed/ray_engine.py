@@ -11,6 +11,7 @@ every node, then ``--ray-address auto`` or ``RAY_ADDRESS``), see docs/scale.md.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 
@@ -58,6 +59,7 @@ def run_ray(jobs: list[ShardJob], make_worker: Callable[[], Callable], workers: 
     workers = max(1, min(int(workers), len(jobs)))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our per-shard lines report progress
     rows = [{"source": job.source, "target": job.target} for job in jobs]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
         ShardActor, fn_constructor_kwargs={"make_worker": make_worker}, batch_size=1, concurrency=workers,
