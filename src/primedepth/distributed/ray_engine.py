@@ -62,8 +62,8 @@ def run_ray(jobs: list[ShardJob], make_worker: Callable[[], Callable], workers: 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our per-shard lines report progress
     rows = [{"source": job.source, "target": job.target} for job in jobs]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        ShardActor, fn_constructor_kwargs={"make_worker": make_worker}, batch_size=1, concurrency=workers,
-        num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None)
+        ShardActor, fn_constructor_kwargs={"make_worker": make_worker}, batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None)
     results = []
     for row in dataset.iter_rows():
         results.append(ShardResult(row["source"], row["target"], int(row["written"]),
