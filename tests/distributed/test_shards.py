@@ -55,6 +55,18 @@ def test_brace_patterns_urls_and_atomic_writes(tmp_path):
 
     assert fsspec.filesystem("memory").ls("/bucket/r", detail=False) == ["/bucket/r/00000.tar"]  # no temporary
 
+    # static sharding over processes: chosen from the full list, then finished shards dropped
+    from primedepth.distributed.shard_jobs import plan_jobs
+
+    make_input_shards(tmp_path / "five", shards=5, per_shard=1)
+    five = str(tmp_path / "five" / "{00000..00004}.tar")
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "00002.tar").write_bytes((tmp_path / "five" / "00002.tar").read_bytes())
+    for rank, names, skipped in ((0, ["00000", "00004"], 1), (1, ["00001", "00003"], 0)):
+        jobs, n = plan_jobs(five, str(tmp_path / "res"), rank=rank, world=2)
+        assert [j.source for j in jobs] == [str(tmp_path / "five" / f"{x}.tar") for x in names] and n == skipped
+        assert [j.target for j in jobs] == [str(tmp_path / "res" / f"{x}.tar") for x in names]
+
     broken = tmp_path / "broken.tar"
     broken.write_bytes(b"not a tar file at all" * 40)
     with pytest.raises(DataError, match="broken.tar: not a readable tar shard"):
@@ -226,6 +238,12 @@ def test_predict_over_shards_matches_predict_over_files(tmp_path):
             np.testing.assert_array_equal(np.load(io.BytesIO(m["depth.npy"])), np.load(tmp_path / "ref" / f"{key}.npy"))
             assert m["seg.png"] == (tmp_path / "ref" / f"{key}_seg.png").read_bytes()
             assert json.loads(m["json"])["source"] == str(tmp_path / "in" / f"{s:05d}.tar")
+    # an fsspec URL as the output folder
+    remote = CliRunner().invoke(main, ["predict", spec, "-o", "memory://results/depth", "--model", "tiny-random",
+                                       "--format", "npy,png16,seg"])
+    assert remote.exit_code == 0, remote.output
+    for s in range(2):
+        assert _members(f"memory://results/depth/{s:05d}.tar") == _members(tmp_path / "out" / f"{s:05d}.tar")
     missing = CliRunner().invoke(main, ["predict", str(tmp_path / "in" / "00009.tar"), "-o", str(tmp_path / "x"),
                                         "--model", "tiny-random"])
     assert missing.exit_code == 2 and "00009.tar: shard not found" in missing.output

@@ -5,6 +5,7 @@ URLs or brace patterns (``shards/{00000..00099}.tar``); results are shards with 
 from __future__ import annotations
 
 import functools
+import re
 
 import click
 
@@ -41,8 +42,9 @@ def run_shard_command(inputs: list[str], out: str, make_worker, engine: str, wor
     from ..data.common import DataError
     from ..distributed.shard_jobs import plan_jobs, run_local
 
+    rank, world = (0, 1) if engine == "ray" else process_layout()
     try:
-        jobs, skipped = plan_jobs(inputs, str(out), overwrite=overwrite)
+        jobs, skipped = plan_jobs(inputs, str(out), overwrite=overwrite, rank=rank, world=world)
     except DataError as err:
         click.echo(f"error: {err}", err=True)
         return 2
@@ -63,8 +65,7 @@ def run_shard_command(inputs: list[str], out: str, make_worker, engine: str, wor
                 return 2
             results = run_ray(jobs, make_worker, workers=workers, address=ray_address, on_result=report)
         else:
-            rank, world = process_layout()
-            results = run_local(jobs, make_worker, rank, world, on_result=report)
+            results = run_local(jobs, make_worker, on_result=report)
     except KeyboardInterrupt:
         click.echo("interrupted: finished shards are complete, rerun to resume", err=True)
         return 130
@@ -93,6 +94,7 @@ def predict_shards(inputs, output_dir, model, formats, options, device, dtype, b
         model, notice = default_model()
         if notice:
             click.echo(f"note: {notice}", err=True)
+    output_dir = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", str(output_dir))  # click's Path folds "//"
     pipeline_kwargs = dict(model=model, device=None if device == "auto" else device, dtype=dtype,
                            cache_dir=cache_dir, local_files_only=local_files_only)
     make_worker = functools.partial(PredictShardWorker, pipeline_kwargs, formats, options, batch_size)

@@ -34,9 +34,12 @@ class ShardResult:
     complete: bool = True  # False: the shard itself could not be read; no result shard was written
 
 
-def plan_jobs(specs: str | list[str], out_root: str, overwrite: bool = False) -> tuple[list[ShardJob], int]:
+def plan_jobs(specs: str | list[str], out_root: str, overwrite: bool = False, rank: int = 0,
+              world: int = 1) -> tuple[list[ShardJob], int]:
     """Jobs for the input shards whose result shard is missing (all with ``overwrite``), and how many were
-    skipped as finished. Result shards keep their input's file name, so two inputs with one name are an error."""
+    skipped as finished. Result shards keep their input's file name, so two inputs with one name are an error.
+    ``rank``/``world``: static sharding over processes (every ``world``-th shard of the full list from ``rank``,
+    chosen before finished shards are dropped, so processes planning at different moments never overlap)."""
     urls = expand_shards(specs)
     names: dict[str, str] = {}
     for url in urls:
@@ -45,7 +48,7 @@ def plan_jobs(specs: str | list[str], out_root: str, overwrite: bool = False) ->
             raise DataError(f"{url}: its result would overwrite that of {names[name]} (same shard name)")
         names[name] = url
     prepare_output(out_root)
-    jobs = [ShardJob(url, result_url(out_root, url)) for url in urls]
+    jobs = [ShardJob(url, result_url(out_root, url)) for url in urls[rank::world]]
     todo = [job for job in jobs if overwrite or not shard_exists(job.target)]
     return todo, len(jobs) - len(todo)
 
@@ -77,13 +80,12 @@ def run_job(job: ShardJob, worker: Callable) -> ShardResult:
     return result
 
 
-def run_local(jobs: list[ShardJob], make_worker: Callable[[], Callable], rank: int = 0, world: int = 1,
+def run_local(jobs: list[ShardJob], make_worker: Callable[[], Callable],
               on_result: Callable[[ShardResult], None] | None = None) -> list[ShardResult]:
-    """Run every ``world``-th job from ``rank`` here (static sharding over ``accelerate launch`` processes)."""
-    mine = jobs[rank::world]
-    worker = make_worker() if mine else None
+    """Run ``jobs`` one after another in this process, with one worker (model) for all of them."""
+    worker = make_worker() if jobs else None
     results = []
-    for job in mine:
+    for job in jobs:
         results.append(run_job(job, worker))
         if on_result is not None:
             on_result(results[-1])
