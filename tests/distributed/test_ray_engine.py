@@ -66,3 +66,25 @@ def test_ray_engine_matches_local_and_survives_a_kill(tmp_path, ray_address):
     assert skipped >= len(finished)
     assert f"done: {SHARDS - skipped} shards ({4 * (SHARDS - skipped)} samples) written" in rerun.stderr
     assert _shards(out) == expected  # the local engine's shards byte for byte; each once, no temporary left
+
+
+@pytest.mark.slow
+def test_ray_engine_pseudo_labels_like_the_local_engine(tmp_path, ray_address, monkeypatch):
+    from ray import cloudpickle
+
+    from primedepth.cli import pseudo_label_cmd
+
+    from . import fixtures
+
+    cloudpickle.register_pickle_by_value(fixtures)  # the actors cannot import the tests package
+    monkeypatch.setattr(pseudo_label_cmd, "Labellers", fixtures.TinyRandomLabellers)
+    make_input_shards(tmp_path / "in", shards=3, per_shard=2)
+    spec = str(tmp_path / "in" / "{00000..00002}.tar")
+    local = CliRunner().invoke(main, ["pseudo-label", spec, str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    result = CliRunner().invoke(main, ["pseudo-label", spec, str(tmp_path / "ray"), "--engine", "ray",
+                                       "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "done: 3 shards (6 samples) written" in result.output
+    expected = _shards(tmp_path / "local")
+    assert len(expected) == 3 and _shards(tmp_path / "ray") == expected
