@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from .shard_runner import shard_options
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -74,12 +76,15 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
 @click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network.")
+@shard_options
 def command(inputs, output_dir, model, formats, max_size, native_size, device, dtype, batch_size, caption, seed,
-            noise, low_memory, overwrite, cache_dir, local_files_only):
-    """Predict affine-invariant inverse depth for INPUTS (files, folders, globs)."""
+            noise, low_memory, overwrite, cache_dir, local_files_only, engine, workers, ray_address):
+    """Predict affine-invariant inverse depth for INPUTS (files, folders, globs; or WebDataset shards: paths, fsspec
+    URLs, brace patterns like shards/{00000..00099}.tar, written as result shards of the same names)."""
     import torch
     from tqdm.auto import tqdm
 
+    from ..data.shards import is_shard_spec
     from ..pipelines.captioning import default_cache_file
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
@@ -90,6 +95,14 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     unknown = [f for f in fmt_list if f not in FORMATS]
     if unknown or not fmt_list:
         raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", param_hint="--format")
+    max_size = "auto" if max_size is None else (max_size or None)  # "auto": the model's setting
+    options = dict(caption=caption, seed=seed, noise=noise, max_size=max_size,
+                   match_input_size=not native_size, segmentation="seg" in fmt_list, low_memory=low_memory)
+    if all(is_shard_spec(item) for item in inputs):
+        from .shard_runner import predict_shards
+
+        sys.exit(predict_shards(list(inputs), output_dir, model, fmt_list, options, device, DTYPES[dtype], batch_size,
+                                engine, workers, ray_address, overwrite, cache_dir, local_files_only))
     items, failures = collect_inputs(list(inputs))
     todo = [(f, s) for f, s in items
             if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
@@ -114,9 +127,6 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
         click.echo(f"model: {model} on {pipe.device} ({dtype}){note}", err=True)
 
     written = 0
-    max_size = "auto" if max_size is None else (max_size or None)  # "auto": the model's setting
-    options = dict(caption=caption, seed=seed, noise=noise, max_size=max_size,
-                   match_input_size=not native_size, segmentation="seg" in fmt_list, low_memory=low_memory)
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
         for start in range(0, len(todo), batch_size):

@@ -5,15 +5,22 @@ Models (transformers): depth ``depth-anything/Depth-Anything-V2-Large-hf`` (rela
 ADE20K-150 model in transformers; the authors used InternImage-H, which transformers lacks), captions BLIP-2
 ``Salesforce/blip2-opt-2.7b`` (as the authors). Resumable (done images are skipped), sharded over processes with
 ``accelerate launch "$(which primedepth)" pseudo-label ...``; every process appends to its own manifest shard, the main one merges them at the end.
+IMAGES may also be WebDataset shards (paths, fsspec URLs, brace patterns); then OUT receives one result shard per
+input shard (image, depth, segmentation, caption, metadata; see ``primedepth.distributed.shard_workers``), in this
+process, over ``accelerate launch`` processes or as a Ray Data pipeline (``--engine ray``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
+
+from .shard_runner import shard_options
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 DEFAULT_DEPTH = "depth-anything/Depth-Anything-V2-Large-hf"
@@ -27,9 +34,14 @@ def list_images(root: Path) -> list[str]:
 
 
 class Labellers:
-    """Loads the three models lazily; a missing model ends with a message naming it and how to get it."""
+    """Loads the three models lazily; a missing model ends with a message naming it and how to get it.
+    ``device="auto"``: the GPU when there is one (a Ray actor's own), else the CPU."""
 
     def __init__(self, depth_id, seg_id, caption_id, device, local_files_only):
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.ids = dict(depth=depth_id, segmentation=seg_id, caption=caption_id)
         self.device, self.local = device, local_files_only
         self._models = {}
@@ -86,7 +98,7 @@ class Labellers:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("images", type=click.Path(exists=True, file_okay=False))
+@click.argument("images")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--depth-model", default=DEFAULT_DEPTH, show_default=True)
 @click.option("--segmentation-model", default=DEFAULT_SEGMENTATION, show_default=True)
@@ -97,14 +109,29 @@ class Labellers:
                    "use the dataset keys via --keys-from.")
 @click.option("--local-files-only", is_flag=True, help="Never download models.")
 @click.option("--limit", type=int, default=None, help="Label at most this many images (testing).")
+@shard_options
 def command(images, out, depth_model, segmentation_model, caption_model, no_segmentation, captions_only,
-            local_files_only, limit):
-    """Label the images under IMAGES into OUT (see docs/training.md)."""
+            local_files_only, limit, engine, workers, ray_address):
+    """Label the images under IMAGES (a folder, or WebDataset shards) into OUT (see docs/training.md)."""
     from PIL import Image
 
     from ..data.common import atomic_write_bytes
     from ..data.pseudo import INFO, MANIFEST, read_manifest, write_outputs
+    from ..data.shards import is_shard_spec
 
+    if is_shard_spec(images):
+        from ..distributed.shard_workers import PseudoLabelShardWorker
+        from .shard_runner import run_shard_command
+
+        if captions_only or limit:
+            raise click.UsageError("--captions-only and --limit apply to image folders, not shards")
+        make_labellers = functools.partial(Labellers, depth_model, segmentation_model, caption_model,
+                                           "auto", local_files_only)
+        make_worker = functools.partial(PseudoLabelShardWorker, make_labellers, segmentation=not no_segmentation)
+        sys.exit(run_shard_command([images], out, make_worker, engine, workers, ray_address, overwrite=False))
+    if not Path(images).is_dir():
+        raise click.BadParameter(f"{images}: not a folder of images nor WebDataset shards (.tar)",
+                                 param_hint="IMAGES")
     try:
         from accelerate import PartialState
         state = PartialState()

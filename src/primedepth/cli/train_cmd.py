@@ -25,6 +25,7 @@ def command(config, overrides, resume, output_dir, max_steps):
             raise click.UsageError("a mini-SD (.toml) config takes only --set (e.g. --set output_dir=...)")
         click.echo(f"done: frozen mini-SD in {train_mini_sd(load_mini_sd_config(config, list(overrides)))}")
         return
+    from ..data.common import DataError
     from ..training.config import ConfigError
     from ..training.trainer import run_training
 
@@ -35,7 +36,7 @@ def command(config, overrides, resume, output_dir, max_steps):
         overrides.append(f"train.max_steps={max_steps}")
     try:
         trainer = run_training(config, overrides, resume=None if resume == "none" else resume)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, DataError, FileNotFoundError) as err:
         raise click.ClickException(str(err)) from None
     if trainer.acc.is_main_process:
         click.echo(f"done: {trainer.step} steps, checkpoints in {trainer.out / 'checkpoints'}")

@@ -170,4 +170,4 @@ def validate(config: dict, where: str = "<config>") -> None:
             fail(f"data.{split} must be a list of dataset specs")
         for spec in specs:
             if not isinstance(spec, dict) or "kind" not in spec:
-                fail(f"data.{split}: every entry needs a 'kind' (scenes, hypersim, vkitti2, pseudo)")
+                fail(f"data.{split}: every entry needs a 'kind' (scenes, hypersim, vkitti2, pseudo, shards)")

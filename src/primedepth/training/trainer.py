@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from ..constants import SCENE_SEED_STRIDE
 from ..data.mixing import StepSampler, build_mixture, collate
+from ..data.streaming import StreamingShards, is_streaming
 from ..models.latent_noising import posterior_moments
 from ..models.preimage import BlockMaps, Preimage
 from ..models.single_step import draw_noise
@@ -212,7 +213,10 @@ class Trainer:
         self.step = 0
 
         d = config["data"]
-        self.train_set = build_mixture(d["train"], d["resolution"], self.seed, train=True, hflip=d["hflip"])
+        if is_streaming(d["train"]):  # WebDataset shards: a seeded stream, resumed by position
+            self.train_set = StreamingShards.from_specs(d["train"], d["resolution"], self.seed, d["hflip"])
+        else:
+            self.train_set = build_mixture(d["train"], d["resolution"], self.seed, train=True, hflip=d["hflip"])
         self.val_set = (build_mixture(d["val"], d["resolution"], self.seed, train=False, hflip=False)
                         if d["val"] else None)
         self.log = MetricsLog(self.out / "logs", config["logging"]["tensorboard"], self.acc.is_main_process)
@@ -308,8 +312,12 @@ class Trainer:
         A = c["train"]["grad_accum"]
         sampler = StepSampler(c["train"]["batch_size"], A, self.acc.num_processes, self.acc.process_index,
                               self.step, end)
-        loader = DataLoader(self.train_set, batch_size=sampler.per, sampler=sampler, collate_fn=collate,
-                            num_workers=c["data"]["num_workers"])
+        if isinstance(self.train_set, StreamingShards):
+            loader = self.train_set.loader(sampler.per, self.acc.process_index, self.acc.num_processes,
+                                           self.step * A, c["data"]["num_workers"])
+        else:
+            loader = DataLoader(self.train_set, batch_size=sampler.per, sampler=sampler, collate_fn=collate,
+                                num_workers=c["data"]["num_workers"])
         batches = iter(loader)
         per = sampler.per
         history = []
@@ -442,7 +450,7 @@ class Trainer:
                        tmp / "training" / "optimizer.pt")
             (tmp / "training" / "state.json").write_text(json.dumps(
                 {"step": self.step, "ablation": self.ablation, "param_counts": self.param_counts,
-                 "config": self.config}, indent=2))
+                 "stream": self.stream_position(), "config": self.config}, indent=2))
             self._link_frozen(tmp)
             (tmp / "model_index.json").write_text(json.dumps(self._model_index(), indent=2))
             if final.exists():
@@ -508,7 +516,18 @@ class Trainer:
         torch.set_rng_state(extra["rng"]["torch"])
         np.random.set_state(extra["rng"]["numpy"])
         self.step = int(state["step"])
+        if state.get("stream") != self.stream_position():
+            raise ValueError(f"{ckpt}: the data stream was at {state.get('stream')}, this run would continue at "
+                             f"{self.stream_position()}: resume with the same processes and data.num_workers")
         return True
+
+    def stream_position(self) -> dict | None:
+        """Where a streaming training set stands: micro-batches consumed per process, and the layout that count
+        holds for (None for index-addressed datasets, whose position is the step)."""
+        if not isinstance(self.train_set, StreamingShards):
+            return None
+        return {"microbatches_per_process": self.step * self.config["train"]["grad_accum"],
+                "processes": self.acc.num_processes, "num_workers": self.config["data"]["num_workers"]}
 
 
 def run_training(config_path: str | None, overrides=(), resume: str | None = "auto", extra: dict | None = None,

@@ -1,0 +1,122 @@
+"""The two shard workers: depth prediction (``primedepth predict``) and pseudo-labelling (``primedepth
+pseudo-label``). Each is built from plain, picklable arguments so that a Ray actor can build its own copy.
+
+Result samples keep the input's ``__key__``. Members written:
+
+* predict: ``depth.npy`` (float32 inverse depth), ``depth.png`` (16-bit, min-max normalised), ``color.png``,
+  ``seg.png`` (ADE20K-150 index, palette PNG) as requested by the formats, and ``json`` (size, source shard, model).
+* pseudo-label: the input image member unchanged (``jpg``/``png``/...), ``depth.npy`` (float16 relative inverse
+  depth), ``depth.png``, ``seg.png`` (unless switched off), ``txt`` (the generated caption) and ``json`` (size,
+  models, the input's ``txt`` as ``alt_text`` and its ``json`` as ``meta``). These shards are training data for
+  ``{"kind": "shards"}`` (``primedepth.data.streaming``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+from webdataset.writer import numpy_dumps
+
+from ..data.common import DataError
+from ..data.shards import decode_image, decode_text, image_field
+from ..pipelines.export import color_bytes, npy_bytes, png16_bytes, segmentation_bytes
+
+PREDICTION_MEMBERS = {"npy": "depth.npy", "png16": "depth.png", "color": "color.png", "seg": "seg.png"}
+
+
+def _where(sample: dict) -> str:
+    return f"{sample.get('__url__', '?')}: sample {sample['__key__']!r}"
+
+
+class PredictShardWorker:
+    """Runs a PrimeDepth pipeline over batches of shard samples."""
+
+    def __init__(self, pipeline_kwargs: dict, formats: list[str], call_options: dict, batch_size: int = 1):
+        import torch
+
+        from ..pipelines.captioning import default_cache_file
+        from ..pipelines.pipeline import PrimeDepthPipeline
+
+        kwargs = dict(pipeline_kwargs)
+        model = kwargs.pop("model")
+        dtype = getattr(torch, kwargs.pop("dtype", "float32"))
+        self.pipe = PrimeDepthPipeline.from_pretrained(model, torch_dtype=dtype,
+                                                       caption_cache_file=default_cache_file(), **kwargs)
+        self.pipe.optimize(channels_last=True, drop_vae_decoder=True)
+        self.model, self.formats, self.options, self.batch_size = model, list(formats), call_options, batch_size
+
+    def _encode(self, sample: dict, depth: np.ndarray, seg: np.ndarray | None) -> dict:
+        encoders = {"npy": lambda: npy_bytes(depth), "png16": lambda: png16_bytes(depth),
+                    "color": lambda: color_bytes(depth), "seg": lambda: segmentation_bytes(seg)}
+        out = {"__key__": sample["__key__"], **{PREDICTION_MEMBERS[f]: encoders[f]() for f in self.formats}}
+        meta = {"height": int(depth.shape[0]), "width": int(depth.shape[1]), "model": str(self.model),
+                "source": sample.get("__url__", "")}
+        out["json"] = json.dumps(meta).encode()
+        return out
+
+    def __call__(self, samples: list[dict]) -> tuple[list[dict], list[str]]:
+        from ..pipelines.image_processor import load_image
+
+        loaded, failures = [], []
+        for sample in samples:
+            try:
+                loaded.append((sample, load_image(decode_image(sample), name=_where(sample))))
+            except DataError as err:
+                failures.append(str(err))
+        if len(loaded) > 1:
+            try:
+                return self._predict(loaded), failures
+            except (ValueError, RuntimeError):
+                pass  # run them one by one below, so that the culprit is named
+        results = []
+        for item in loaded:
+            try:
+                results += self._predict([item])
+            except (ValueError, RuntimeError) as err:
+                failures.append(f"{_where(item[0])}: prediction failed ({err})")
+        return results, failures
+
+    def _predict(self, group: list) -> list[dict]:
+        out = self.pipe([img for _, img in group], batch_size=self.batch_size, **self.options)
+        return [self._encode(s, out.inverse_depth[k], out.segmentation[k] if out.segmentation is not None else None)
+                for k, (s, _) in enumerate(group)]
+
+
+class PseudoLabelShardWorker:
+    """Depth, segmentation and caption labellers (``primedepth.cli.pseudo_label_cmd.Labellers`` or any object
+    with ``depth(image)``, ``segmentation(image)``, ``caption(image)`` and ``ids``) over shard samples."""
+
+    batch_size = 1
+
+    def __init__(self, make_labellers: Callable, segmentation: bool = True):
+        self.labellers, self.segmentation = make_labellers(), segmentation
+
+    def __call__(self, samples: list[dict]) -> tuple[list[dict], list[str]]:
+        results, failures = [], []
+        for sample in samples:
+            try:
+                image = decode_image(sample)
+            except DataError as err:
+                failures.append(str(err))
+                continue
+            depth = np.asarray(self.labellers.depth(image), np.float32)
+            seg = self.labellers.segmentation(image) if self.segmentation else None
+            caption = self.labellers.caption(image)
+            ext = image_field(sample)
+            meta = {"height": image.height, "width": image.width, "depth": "relative inverse depth (float16)",
+                    "depth_model": self.labellers.ids["depth"], "caption_model": self.labellers.ids["caption"],
+                    "segmentation_model": self.labellers.ids["segmentation"] if self.segmentation else None,
+                    "alt_text": decode_text(sample) if "txt" in sample else None}
+            if "json" in sample:
+                try:
+                    meta["meta"] = json.loads(sample["json"])
+                except ValueError:
+                    meta["meta"] = None
+            out = {"__key__": sample["__key__"], ext: sample[ext], "depth.npy": numpy_dumps(depth.astype(np.float16)),
+                   "depth.png": png16_bytes(depth), "txt": caption.encode(), "json": json.dumps(meta).encode()}
+            if seg is not None:
+                out["seg.png"] = segmentation_bytes(np.asarray(seg, np.uint8))
+            results.append(out)
+        return results, failures
