@@ -72,10 +72,15 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str
 @click.option("--low-memory", is_flag=True, help="Lower peak memory (row-banded VAE encoder and heads, preimage "
               "freed as fused); same outputs, somewhat slower.")
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
+@click.option("--ensemble", default=None, metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]",
+              help="Average with Depth Anything V2 after the common normalisation (the paper's best method); the "
+                   "ensemble becomes the output.")
+@click.option("--save-members", is_flag=True, help="With --ensemble, also write each member's maps "
+              "(NAME.primedepth.*, NAME.depth-anything-v2*.*).")
 @click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network.")
 def command(inputs, output_dir, model, formats, max_size, native_size, device, dtype, batch_size, caption, seed,
-            noise, low_memory, overwrite, cache_dir, local_files_only):
+            noise, low_memory, ensemble, save_members, overwrite, cache_dir, local_files_only):
     """Predict affine-invariant inverse depth for INPUTS (files, folders, globs)."""
     import torch
     from tqdm.auto import tqdm
@@ -83,7 +88,9 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     from ..pipelines.captioning import default_cache_file
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
-    from ..pipelines.loading import WeightsNotFoundError, default_model
+    from ..pipelines.depth_anything import DepthAnything
+    from ..pipelines.hub_weights import default_model
+    from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
@@ -95,18 +102,22 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
             if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
     skipped = len(items) - len(todo)
 
-    notice = None
-    if model is None:
-        model, notice = default_model()
+    notice = member = None
     try:
+        if model is None:
+            model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
         pipe = PrimeDepthPipeline.from_pretrained(
             model, device=None if device == "auto" else device, torch_dtype=getattr(torch, DTYPES[dtype]),
             cache_dir=cache_dir, local_files_only=local_files_only,
             caption_cache_file=default_cache_file()) if todo else None
-    except (WeightsNotFoundError, OSError) as err:
+        if pipe is not None and ensemble:
+            member = DepthAnything.from_spec(ensemble, device=pipe.device, cache_dir=cache_dir,
+                                             local_files_only=local_files_only)
+    except (WeightsNotFoundError, OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     if pipe is not None:
+        pipe.captioner.required = caption == "auto"  # asked for explicitly: no silent empty-prompt fallback
         pipe.optimize(channels_last=True, drop_vae_decoder=True)  # NHWC convs: ~10 % faster, same outputs
         if notice:
             click.echo(f"note: {notice}", err=True)
@@ -116,7 +127,8 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     written = 0
     max_size = "auto" if max_size is None else (max_size or None)  # "auto": the model's setting
     options = dict(caption=caption, seed=seed, noise=noise, max_size=max_size,
-                   match_input_size=not native_size, segmentation="seg" in fmt_list, low_memory=low_memory)
+                   match_input_size=not native_size, segmentation="seg" in fmt_list, low_memory=low_memory,
+                   ensemble=member)
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
         for start in range(0, len(todo), batch_size):
@@ -144,6 +156,10 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
                 for k, (img, stem) in enumerate(group):
                     seg = out.segmentation[k] if out.segmentation is not None else None
                     write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg)
+                    if save_members and out.members:
+                        for name, maps in out.members.items():
+                            write_prediction(output_dir / stem.parent / f"{stem.name}.{name}",
+                                             [f for f in fmt_list if f != "seg"], maps[k])
                     written += 1
                     bar.update(1)
                 break
