@@ -213,44 +213,49 @@ print("captions", out.captions)
 
 @pytest.mark.slow
 def test_offline_commands_finish_in_seconds_without_retries(reference_dir, tmp_path, rgb_image):
-    """As a user would: real processes, HF_ENDPOINT at a closed port, then HF_HUB_OFFLINE=1."""
+    """As a user would: real processes, HF_ENDPOINT at a closed port, then HF_HUB_OFFLINE=1. Each must end within
+    15 s; on a loaded machine, within twice the time of merely importing the libraries, plus 5 s (a retry storm
+    costs 1 + 2 + 4 + 8 + 8 s of back-off per file, several files per command, and prints 'Retry' lines)."""
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
            "PRIMEDEPTH_CACHE": str(tmp_path / "pd"), "OMP_NUM_THREADS": "1"}
     env.pop("PRIMEDEPTH_MODEL", None)
     exe = [sys.executable, "-m", "primedepth.cli"]
     x = image(tmp_path, rgb_image)
-    byte_level_tokenizer().save_pretrained(tmp_path / "tok")
-    runs = {
-        "convert": exe + ["convert", str(reference_dir / "official_tiny.ckpt"), str(tmp_path / "m")],
-        "predict": exe + ["predict", x, "-o", str(tmp_path / "o"), "--model", str(tmp_path / "m")],
-        "readme": [sys.executable, "-c", OFFLINE_SCRIPT.format(model=str(tmp_path / "m"))],
-    }
+
+    def runs(offline):
+        return {"convert": exe + ["convert", str(reference_dir / "official_tiny.ckpt"), str(tmp_path / f"m{offline}")],
+                "predict": exe + ["predict", x, "-o", str(tmp_path / f"o{offline}"), "--model", str(tmp_path / "m0")],
+                "readme": [sys.executable, "-c", OFFLINE_SCRIPT.format(model=str(tmp_path / "m0"))]}
+
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-c", "import primedepth.pipelines.pipeline, primedepth.cli.predict_cmd"],
+                   env=env, check=True, timeout=120)
+    budget = max(15.0, 2 * (time.monotonic() - start) + 5.0)
     for offline in ("0", "1"):
-        for name, cmd in runs.items():
+        for name, cmd in runs(offline).items():
             start = time.monotonic()
             done = subprocess.run(cmd, env={**env, "HF_HUB_OFFLINE": offline}, capture_output=True, text=True,
                                   timeout=120)
             took = time.monotonic() - start
             output = done.stdout + done.stderr
-            assert took < 15, (name, offline, took, output)
+            print(f"{name} HF_HUB_OFFLINE={offline}: {took:.1f} s (budget {budget:.1f} s)")
+            assert took < budget, (name, offline, took, output)
             assert "Retry" not in output, output
             if name == "convert":
                 assert done.returncode == 0, output
                 assert "note: text encoder" in output
                 # the converted model names the text tower it could not fetch; give it the tiny one for the rest
-                tiny = tmp_path / "m" / "text_encoder"
+                tiny = tmp_path / "m0" / "text_encoder"
                 if not tiny.exists():
                     from transformers import CLIPTextConfig, CLIPTextModel
 
                     CLIPTextModel(CLIPTextConfig(vocab_size=514, hidden_size=32, intermediate_size=64,
-                                                 num_hidden_layers=1, num_attention_heads=2)).save_pretrained(tiny)
-                    byte_level_tokenizer().save_pretrained(tmp_path / "m" / "tokenizer")
-                    index = json.loads((tmp_path / "m" / "model_index.json").read_text())
+                                                 num_hidden_layers=1, num_attention_heads=2, bos_token_id=512,
+                                                 eos_token_id=513, pad_token_id=0)).save_pretrained(tiny)
+                    byte_level_tokenizer().save_pretrained(tmp_path / "m0" / "tokenizer")
+                    index = json.loads((tmp_path / "m0" / "model_index.json").read_text())
                     index.update(text_encoder="text_encoder", tokenizer="tokenizer")
-                    (tmp_path / "m" / "model_index.json").write_text(json.dumps(index))
+                    (tmp_path / "m0" / "model_index.json").write_text(json.dumps(index))
             else:
                 assert done.returncode == 0, output
-                notes = [line for line in output.splitlines() if "using the empty prompt" in line]
-                assert len(notes) == 1 and notes[0].startswith("note:"), output
-        # the second round converts again into a fresh folder
-        runs["convert"][-1] = str(tmp_path / "m2")
+                assert output.count("note: caption model") == 1 and "using the empty prompt" in output, output

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..utils.hub import cache_only
+from ..utils.hub import cache_only, offline_reason
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,13 @@ class Blip2Captioner:
         try:
             self._processor = Blip2Processor.from_pretrained(self.model_id, **kwargs)
             self._model = Blip2ForConditionalGeneration.from_pretrained(self.model_id, dtype=dtype, **kwargs)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
+            where = f"the Hugging Face cache{' ' + self.cache_dir if self.cache_dir else ''}"
+            why = (f"not in {where}, and {offline_reason()}" if kwargs["local_files_only"] and not self.local_files_only
+                   else f"looked in {where}{'' if kwargs['local_files_only'] else ' and on the hub'}: "
+                        f"{str(err).splitlines()[0]}")
             raise CaptionModelUnavailableError(
-                f"caption model {self.model_id!r} is not available (looked in the Hugging Face cache"
-                f"{' ' + self.cache_dir if self.cache_dir else ''}"
-                f"{'' if kwargs['local_files_only'] else ' and on the hub'}): {str(err).splitlines()[0]}\n"
+                f"caption model {self.model_id!r} is not available ({why})\n"
                 "Download it once with network access, or run without automatic captions: --caption none "
                 "(empty prompt) or --caption 'your text'."
             ) from None
@@ -98,9 +100,9 @@ class Blip2Captioner:
             except CaptionModelUnavailableError as err:
                 if self.required:
                     raise
-                self._unavailable = str(err).splitlines()[0]
+                self._unavailable = str(err)
                 logger.warning("note: %s; using the empty prompt instead (automatic captions need BLIP-2)",
-                               self._unavailable)
+                               self._unavailable.splitlines()[0])
         elif self.required:
             raise CaptionModelUnavailableError(self._unavailable)
         return False

@@ -45,7 +45,7 @@ class DepthAnything:
         try:
             self.processor = AutoImageProcessor.from_pretrained(source, **kwargs)
             self.model = AutoModelForDepthEstimation.from_pretrained(source, **kwargs)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
             where = "" if Path(source).exists() else (" (" + offline_reason() + ")" if local else "")
             raise WeightsNotFoundError(
                 f"{name} weights not found at {source}{where}: {str(err).splitlines()[0]}\nDownload them once "
