@@ -153,6 +153,7 @@ def test_an_interrupted_download_resumes(online, hub, reference_dir):
     (["predict", "X", "--model", "someone/two-checkpoints"],
      "2 checkpoints (PrimeDepth-v2.ckpt, a/PrimeDepth.ckpt); choose one with someone/two-checkpoints/<file>"),
     (["convert", "someone/pickled"], "--trust-pickle"),
+    (["predict", "X", "--model", "someone/pickled"], "primedepth convert someone/pickled --trust-pickle"),
     (["convert", REPO, "--text-encoder", "someone/clip-48"], "48 wide, but the UNet's cross-attention expects 32"),
 ])
 def test_bad_repos_give_one_clear_line(online, hub, tmp_path, rgb_image, args, message):
@@ -166,6 +167,18 @@ def test_bad_repos_give_one_clear_line(online, hub, tmp_path, rgb_image, args, m
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in result.output
     assert not list((tmp_path / "pd-cache").rglob("model_index.json"))  # nothing half-converted
+
+
+def test_convert_takes_a_hub_id(online, hub, tmp_path):
+    result = CliRunner().invoke(main, ["convert", REPO, str(tmp_path / "out"), "--cache-dir", str(online)])
+    assert result.exit_code == 0, result.output
+    index = json.loads((tmp_path / "out" / "model_index.json").read_text())
+    assert index["source_checkpoint"] == f"{REPO}/PrimeDepth.ckpt@{hub.repos[REPO].sha[:12]}"
+    assert "configuration inferred from the tensor shapes" in result.output
+    # without OUT_DIR: into the conversion cache, where --model finds it
+    result = CliRunner().invoke(main, ["convert", REPO, "--cache-dir", str(online)])
+    assert result.exit_code == 0, result.output
+    assert str(hub_weights.converted_dir(REPO, hub.repos[REPO].sha, "PrimeDepth.ckpt")) in result.output
 
 
 def test_two_checkpoints_are_chosen_by_file(online, hub):

@@ -22,6 +22,7 @@ from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from ..conversion.convert import convert_official_checkpoint
+from ..conversion.official_checkpoint import UntrustedCheckpointError
 from ..models.text_encoder import DEFAULT_TEXT_ENCODER
 from ..utils.atomic import atomic_write
 from ..utils.hub import cache_only, offline_reason
@@ -147,8 +148,13 @@ def resolve_hub_model(name: str, *, revision: str | None = None, cache_dir: str 
     target = converted_dir(repo_id, commit, file)
     if not (target / MODEL_INDEX).is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
-        report = convert_official_checkpoint(checkpoint, target, trust_pickle=trust_pickle, text_encoder=text_encoder,
-                                             tokenizer=tokenizer, cache_dir=cache_dir, source=f"{repo_id}/{file}")
+        try:
+            report = convert_official_checkpoint(checkpoint, target, trust_pickle=trust_pickle,
+                                                 text_encoder=text_encoder, tokenizer=tokenizer, cache_dir=cache_dir,
+                                                 source=f"{repo_id}/{file}")
+        except UntrustedCheckpointError as err:
+            raise WeightsNotFoundError(f"{err}\nIf you trust it: `primedepth convert {name} --trust-pickle` converts "
+                                       f"it into the cache, where --model {name} finds it.") from None
         logger.warning("note: converted %s/%s (commit %s) into %s", repo_id, file, commit[:12], target)
         for note in report.notes:
             logger.warning("note: %s", note)
