@@ -18,8 +18,14 @@ WORDS = ["<pad>", "</s>", "<unk>", "<image>", *"a photo of the red box on table 
 def tiny_blip2(tmp_path_factory):
     """A random BLIP-2 (ViT, Q-Former, OPT) with a word-level tokenizer, saved like a hub checkpoint."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import (Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessorPil,
-                              OPTConfig, PreTrainedTokenizerFast)
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessorPil,
+        OPTConfig,
+        PreTrainedTokenizerFast,
+    )
 
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     backend.pre_tokenizer, backend.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hub_server import HubServer
 from PIL import Image
 
 from primedepth.cli import main
@@ -22,8 +23,6 @@ from primedepth.models.text_encoder import DEFAULT_TEXT_ENCODER, byte_level_toke
 from primedepth.pipelines import hub_weights
 from primedepth.pipelines.loading import WeightsNotFoundError
 from primedepth.utils import hub as hub_probe
-
-from hub_server import HubServer
 
 REPO = "CVL-Heidelberg/PrimeDepth"
 

@@ -86,10 +86,10 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     from tqdm.auto import tqdm
 
     from ..pipelines.captioning import default_cache_file
-    from ..pipelines.export import FORMATS, output_path, write_prediction
-    from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.depth_anything import DepthAnything
+    from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.hub_weights import default_model
+    from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import PrimeDepthPipeline
 

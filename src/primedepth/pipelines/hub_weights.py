@@ -26,8 +26,15 @@ from ..conversion.official_checkpoint import UntrustedCheckpointError
 from ..models.text_encoder import DEFAULT_TEXT_ENCODER
 from ..utils.atomic import atomic_write
 from ..utils.hub import cache_only, offline_reason
-from .loading import (DEFAULT_MODEL_ENV, EMBEDDED_MODEL, EMBEDDED_NOTICE, MODEL_INDEX, WeightsNotFoundError,
-                      default_model_dir, resolve_model_dir)
+from .loading import (
+    DEFAULT_MODEL_ENV,
+    EMBEDDED_MODEL,
+    EMBEDDED_NOTICE,
+    MODEL_INDEX,
+    WeightsNotFoundError,
+    default_model_dir,
+    resolve_model_dir,
+)
 
 logger = logging.getLogger(__name__)
 

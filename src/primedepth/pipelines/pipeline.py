@@ -17,12 +17,12 @@ from ..models.layers import encoder_low_memory, release_freed_memory
 from ..models.latent_noising import encode_and_noise, schedule_coefficients
 from ..models.preimage_extractor import PreimageExtractor
 from ..models.text_encoder import encode_prompts, load_clip_tokenizer
-from .captioning import DEFAULT_CAPTIONER, Blip2Captioner, CaptionCache
-from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from ..utils.hub import cache_only
+from .captioning import DEFAULT_CAPTIONER, Blip2Captioner, CaptionCache
 from .depth_anything import DepthAnything
 from .ensemble import COMBINATION, NORMALISATION, average_normalised
 from .hub_weights import resolve_model
+from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 
