@@ -46,5 +46,5 @@ def cache_only(requested: bool = False) -> bool:
 def offline_reason() -> str:
     """Why hub access is cache-only, for error messages."""
     if constants.is_offline_mode():
-        return "offline mode (HF_HUB_OFFLINE=1)"
+        return "hub access is off (HF_HUB_OFFLINE=1)"
     return f"the hub {constants.ENDPOINT} cannot be reached"
