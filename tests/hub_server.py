@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 class HubRepo:
     def __init__(self, files: dict[str, bytes | Path], sha: str):
         self.files, self.sha = files, sha
+        self.etags: dict[str, str] = {}
 
     def content(self, path: str) -> bytes:
         value = self.files[path]
@@ -143,7 +144,9 @@ class HubServer:
 
     @staticmethod
     def _etag(repo: HubRepo, name: str) -> str:
-        return hashlib.sha256(repo.content(name)).hexdigest()
+        if name not in repo.etags:
+            repo.etags[name] = hashlib.sha256(repo.content(name)).hexdigest()
+        return repo.etags[name]
 
     @staticmethod
     def _send(h, status, payload: bytes, body: bool, headers: dict):

@@ -87,11 +87,11 @@ def cached_conversion(repo_id: str, revision: str | None = None, filename: str |
 def human_size(n: int | None) -> str:
     if n is None:
         return "size unknown"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
-    return ""
+    return f"{n:.1f} GB"
 
 
 def find_official_checkpoint(repo_id: str, siblings: dict[str, int | None], filename: str | None) -> str:
@@ -142,12 +142,15 @@ def resolve_hub_model(name: str, *, revision: str | None = None, cache_dir: str 
         if cached is not None:
             return cached
         try:
-            return Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True))
-        except Exception:  # nothing of this repo in the Hugging Face cache either
-            raise WeightsNotFoundError(
+            snapshot = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True))
+        except Exception:  # nothing of this repo in the Hugging Face cache (the error type varies by cause)
+            snapshot = None
+        if snapshot is not None and (snapshot / MODEL_INDEX).is_file():
+            return snapshot
+        raise WeightsNotFoundError(
                 f"PrimeDepth weights not found: {name!r} is neither a local folder nor in the caches "
                 f"({conversion_cache()}, {cache_dir or constants.HF_HUB_CACHE}), and {offline_reason()}. Run once "
-                "with network access to download and convert it.") from None
+                "with network access to download and convert it.")
     checkpoint, commit, file, _ = download_official_checkpoint(repo_id, filename, revision=revision,
                                                                cache_dir=cache_dir)
     if file == MODEL_INDEX:
