@@ -4,6 +4,7 @@ absent, and drives `primedepth demo`."""
 
 import json
 
+import huggingface_hub
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -83,6 +84,12 @@ def test_predict_without_model_uses_full_weights_when_present_else_mini_with_one
     image = tmp_path / "scene.png"
     Image.fromarray(held_out_scenes(1)[0].image).save(image)
     monkeypatch.setenv("PRIMEDEPTH_MODEL", str(tmp_path / "absent"))
+    result = CliRunner().invoke(main, ["predict", str(image), "-o", str(tmp_path / "a"), "--format", "npy"])
+    assert result.exit_code == 2 and "PRIMEDEPTH_MODEL" in result.output and "absent" in result.output
+
+    monkeypatch.delenv("PRIMEDEPTH_MODEL")
+    monkeypatch.setenv("PRIMEDEPTH_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no converted weights, no hub
     result = CliRunner().invoke(main, ["predict", str(image), "-o", str(tmp_path / "a"), "--format", "npy"])
     assert result.exit_code == 0, result.output
     notices = [line for line in result.output.splitlines() if "PrimeDepth-mini" in line]

@@ -9,10 +9,11 @@ import click
 
 
 @click.command("convert")
-@click.argument("checkpoint", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("checkpoint")
 @click.argument("out_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Official-style JSON config (format of official_tiny_config.json) [default: the full model].")
+              help="Official-style JSON config (format of official_tiny_config.json) [default: inferred from the "
+                   "checkpoint's tensor shapes].")
 @click.option("--trust-pickle", is_flag=True, help="Allow full unpickling (runs code from the file!). Only for "
               "checkpoints you trust; by default only tensors are loaded (weights_only).")
 @click.option("--text-encoder", default=None, help="Hub id or folder of a 24-layer OpenCLIP ViT-H/14 text tower "
@@ -21,18 +22,38 @@ import click
 @click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network.")
 def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokenizer, cache_dir, local_files_only):
-    """Convert an official PrimeDepth CHECKPOINT (.ckpt) into OUT_DIR [default: ~/.cache/primedepth/PrimeDepth]."""
+    """Convert an official PrimeDepth CHECKPOINT (a .ckpt file, or a hub id OWNER/NAME[/FILE.ckpt] such as
+    CVL-Heidelberg/PrimeDepth) into OUT_DIR [default: ~/.cache/primedepth/PrimeDepth; for a hub id the conversion
+    cache, keyed by repo and commit, which `predict --model OWNER/NAME` uses]."""
     from ..conversion.convert import convert_official_checkpoint
     from ..conversion.official_checkpoint import UntrustedCheckpointError
     from ..models.text_encoder import DEFAULT_TEXT_ENCODER
-    from ..pipelines.loading import default_model_dir
+    from ..pipelines.hub_weights import download_official_checkpoint, resolve_hub_model, split_hub_id
+    from ..pipelines.loading import MODEL_INDEX, WeightsNotFoundError, default_model_dir
+    from ..utils.hub import cache_only, offline_reason
 
-    out_dir = out_dir or default_model_dir()
+    hub_id = None if Path(checkpoint).expanduser().exists() else split_hub_id(checkpoint)
+    text_encoder = text_encoder or DEFAULT_TEXT_ENCODER
     try:
-        report = convert_official_checkpoint(checkpoint, out_dir, config_path, trust_pickle=trust_pickle,
-                                             text_encoder=text_encoder or DEFAULT_TEXT_ENCODER, tokenizer=tokenizer,
-                                             cache_dir=cache_dir, local_files_only=local_files_only)
-    except (FileNotFoundError, FileExistsError, ValueError, UntrustedCheckpointError) as err:
+        if hub_id and out_dir is None and config_path is None:
+            folder = resolve_hub_model(checkpoint, cache_dir=cache_dir, local_files_only=local_files_only,
+                                       trust_pickle=trust_pickle, text_encoder=text_encoder, tokenizer=tokenizer)
+            click.echo(f"converted {checkpoint} -> {folder}")
+            return
+        source = None
+        if hub_id:
+            if cache_only(local_files_only):
+                raise WeightsNotFoundError(f"{checkpoint}: not a local file, and {offline_reason()}")
+            path, commit, name, _ = download_official_checkpoint(*hub_id, cache_dir=cache_dir)
+            if name == MODEL_INDEX:
+                raise ValueError(f"{checkpoint}: already a PrimeDepth model repo; use it directly (--model)")
+            checkpoint, source = path, f"{hub_id[0]}/{name}@{commit[:12]}"
+        report = convert_official_checkpoint(checkpoint, out_dir or default_model_dir(), config_path,
+                                             trust_pickle=trust_pickle, text_encoder=text_encoder,
+                                             tokenizer=tokenizer, cache_dir=cache_dir,
+                                             local_files_only=local_files_only, source=source)
+    except (FileNotFoundError, FileExistsError, ValueError, UntrustedCheckpointError, WeightsNotFoundError,
+            OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     counts = ", ".join(f"{k} {v} tensors" for k, v in report.counts.items())

@@ -74,11 +74,17 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str
 @click.option("--low-memory", is_flag=True, help="Lower peak memory (row-banded VAE encoder and heads, preimage "
               "freed as fused); same outputs, somewhat slower.")
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
+@click.option("--ensemble", default=None, metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]",
+              help="Average with Depth Anything V2 after the common normalisation (the paper's best method); the "
+                   "ensemble becomes the output.")
+@click.option("--save-members", is_flag=True, help="With --ensemble, also write each member's maps "
+              "(NAME.primedepth.*, NAME.depth-anything-v2*.*).")
 @click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network.")
 @shard_options
 def command(inputs, output_dir, model, formats, max_size, native_size, device, dtype, batch_size, caption, seed,
-            noise, low_memory, overwrite, cache_dir, local_files_only, engine, workers, ray_address):
+            noise, low_memory, ensemble, save_members, overwrite, cache_dir, local_files_only, engine, workers,
+            ray_address):
     """Predict affine-invariant inverse depth for INPUTS (files, folders, globs; or WebDataset shards: paths, fsspec
     URLs, brace patterns like shards/{00000..00099}.tar, written as result shards of the same names)."""
     import torch
@@ -86,9 +92,11 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
 
     from ..data.shards import is_shard_spec
     from ..pipelines.captioning import default_cache_file
+    from ..pipelines.depth_anything import DepthAnything
     from ..pipelines.export import FORMATS, output_path, write_prediction
+    from ..pipelines.hub_weights import default_model
     from ..pipelines.image_processor import ImageLoadError, load_image
-    from ..pipelines.loading import WeightsNotFoundError, default_model
+    from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
@@ -108,18 +116,22 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
             if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
     skipped = len(items) - len(todo)
 
-    notice = None
-    if model is None:
-        model, notice = default_model()
+    notice = member = None
     try:
+        if model is None:
+            model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
         pipe = PrimeDepthPipeline.from_pretrained(
             model, device=None if device == "auto" else device, torch_dtype=getattr(torch, DTYPES[dtype]),
             cache_dir=cache_dir, local_files_only=local_files_only,
             caption_cache_file=default_cache_file()) if todo else None
-    except (WeightsNotFoundError, DeviceUnavailableError, OSError) as err:
+        if pipe is not None and ensemble:
+            member = DepthAnything.from_spec(ensemble, device=pipe.device, cache_dir=cache_dir,
+                                             local_files_only=local_files_only)
+    except (WeightsNotFoundError, DeviceUnavailableError, OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     if pipe is not None:
+        pipe.captioner.required = caption == "auto"  # asked for explicitly: no silent empty-prompt fallback
         pipe.optimize(channels_last=True, drop_vae_decoder=True)  # NHWC convs: ~10 % faster, same outputs
         if notice:
             click.echo(f"note: {notice}", err=True)
@@ -127,6 +139,7 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
         click.echo(f"model: {model} on {pipe.device} ({dtype}){note}", err=True)
 
     written = 0
+    options["ensemble"] = member
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
         for start in range(0, len(todo), batch_size):
@@ -154,6 +167,10 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
                 for k, (img, stem) in enumerate(group):
                     seg = out.segmentation[k] if out.segmentation is not None else None
                     write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg)
+                    if save_members and out.members:
+                        for name, maps in out.members.items():
+                            write_prediction(output_dir / stem.parent / f"{stem.name}.{name}",
+                                             [f for f in fmt_list if f != "seg"], maps[k])
                     written += 1
                     bar.update(1)
                 break

@@ -15,6 +15,8 @@ from ..models.frozen_sd import build_unet, build_vae, unet_config_from_official,
 from ..models.labeller import PrimeDepthLabeller
 from ..models.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
 from ..pipelines.loading import MODEL_INDEX
+from ..utils.hub import cache_only
+from .config_inference import infer_official_config
 from .official_checkpoint import fit_key_prefix, load_official_checkpoint, split_official_state_dict
 from .official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
 
@@ -40,6 +42,13 @@ def text_config_from_weights(state: dict[str, torch.Tensor]) -> CLIPTextConfig:
         hidden_act="gelu", layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407, pad_token_id=0)
 
 
+def check_text_width(what: str, width: int, context_width: int) -> None:
+    """The UNet cross-attends to the text tower's token states, so their widths must agree."""
+    if width != context_width:
+        raise ValueError(f"{what} is {width} wide, but the UNet's cross-attention expects {context_width}-wide text "
+                         "states (context_dim); pass a text tower of that width (--text-encoder)")
+
+
 def _load_strict(name: str, module: torch.nn.Module, weights: dict, optional_prefixes=()) -> list[str]:
     result = module.load_state_dict(weights, strict=False)
     problems = [f"{name}: unexpected tensor {k}" for k in result.unexpected_keys]
@@ -50,8 +59,11 @@ def _load_strict(name: str, module: torch.nn.Module, weights: dict, optional_pre
 def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, config_path: str | Path | None = None,
                                 trust_pickle: bool = False, text_encoder: str = DEFAULT_TEXT_ENCODER,
                                 tokenizer: str | None = None, cache_dir: str | None = None,
-                                local_files_only: bool = False) -> ConversionReport:
+                                local_files_only: bool = False, source: str | None = None) -> ConversionReport:
     """Write vae/, unet/, labeller/, text_encoder/ + tokenizer/ (when obtainable) and model_index.json.
+
+    The configuration is read from ``config_path`` (official-style JSON) or, without one, inferred from the
+    checkpoint's tensor shapes. ``source`` is recorded as where the checkpoint came from (default: its file name).
 
     The text tower comes from the checkpoint when it holds one (``cond_stage_model.model.*``), otherwise from
     ``text_encoder`` (hub id or folder); the tokenizer from ``tokenizer`` (default: ``text_encoder``). When they
@@ -60,8 +72,10 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MODEL_INDEX).is_file():
         raise FileExistsError(f"{out_dir}: exists and is not a PrimeDepth model folder; choose an empty or new folder")
-    config = load_official_config(config_path)
     state = load_official_checkpoint(checkpoint, trust_pickle=trust_pickle)
+    config = (load_official_config(config_path) if config_path is not None
+              else infer_official_config({k: v.shape for k, v in state.items() if hasattr(v, "shape")}))
+    context_width = config["unet"]["context_dim"]
     scale = config.get("scale_factor", 0.18215)
     converted = split_official_state_dict(state, unet_config_from_official(config["unet"]),
                                           vae_config_from_official(config["vae_ddconfig"], scale),
@@ -77,6 +91,10 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
                          + "\n  ".join(problems[:20]))
     report = ConversionReport(out_dir, {"unet": len(converted.unet), "vae": len(converted.vae),
                                         "labeller": len(converted.labeller)})
+    if config_path is None:
+        report.notes.append("configuration inferred from the tensor shapes (UNet {model_channels} channels x "
+                            "{channel_mult}, {num_head_channels}-wide heads, context {context_dim})"
+                            .format(**config["unet"]))
     if not any(k.startswith("decoder.") for k in converted.vae):
         report.notes.append("the checkpoint has no VAE decoder (PrimeDepth never uses it); it is left at its "
                             "initialisation")
@@ -87,10 +105,12 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
         vae.save_pretrained(tmp / "vae")
         labeller.save_pretrained(tmp / "labeller")
         settings = {"_class_name": "PrimeDepthPipeline", **noise_kwargs_from_official(config),
-                    "default_caption": "auto", "source_checkpoint": Path(checkpoint).name}
-        hub = dict(cache_dir=cache_dir, local_files_only=local_files_only)
+                    "default_caption": "auto", "source_checkpoint": source or Path(checkpoint).name}
+        hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
         if converted.text_encoder is not None:
-            text_model = CLIPTextModel(text_config_from_weights(converted.text_encoder))
+            text_config = text_config_from_weights(converted.text_encoder)
+            check_text_width(f"the text tower in {checkpoint}", text_config.hidden_size, context_width)
+            text_model = CLIPTextModel(text_config)
             problems = _load_strict("text_encoder", text_model, fit_key_prefix(converted.text_encoder, text_model),
                                     ("text_model.embeddings.position_ids", "embeddings.position_ids"))
             if problems:
@@ -100,6 +120,8 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
             report.counts["text_encoder"] = len(converted.text_encoder)
         else:
             try:
+                text_config = CLIPTextConfig.from_pretrained(text_encoder, **hub)
+                check_text_width(f"text encoder {text_encoder!r}", text_config.hidden_size, context_width)
                 CLIPTextModel.from_pretrained(text_encoder, **hub).save_pretrained(tmp / "text_encoder")
                 settings["text_encoder"] = "text_encoder"
             except OSError:

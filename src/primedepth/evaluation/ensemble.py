@@ -1,8 +1,9 @@
 """Ensembling PrimeDepth with Depth Anything (the paper's Table 2) and the per-image oracle of two models.
 
 Common scale: both models predict affine-invariant inverse depth, so each map is first brought to a common
-affine-invariant normalisation *without ground truth*: shift by its median, divide by its mean absolute deviation
-from the median (the MiDaS scale-shift normalisation). The pixel-wise average of the two normalised maps is again an
+affine-invariant normalisation *without ground truth* (``pipelines.ensemble``, the same code as the inference
+ensemble): shift by its median, divide by its mean absolute deviation from the median (the MiDaS scale-shift
+normalisation). The pixel-wise average of the two normalised maps is again an
 affine-invariant inverse depth and goes through the usual protocol (fit to 1/GT, invert, clip). Using no GT here
 keeps the ensemble a real predictor; the only GT use remains the protocol's own per-image alignment."""
 
@@ -12,17 +13,10 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
-
+from ..pipelines.ensemble import average_normalised
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from .predictors import Predictor
 from .protocol import resize_to
-
-
-def normalise(pred: np.ndarray) -> np.ndarray:
-    centred = pred - np.median(pred)
-    spread = np.mean(np.abs(centred))
-    return centred / spread if spread > 0 else centred
 
 
 class EnsemblePredictor(Predictor):
@@ -38,7 +32,7 @@ class EnsemblePredictor(Predictor):
     def predict(self, sample_id, rgb):
         preds = [m.predict(sample_id, rgb) for m in self.members]
         shape = max((p.shape for p in preds), key=lambda s: s[0] * s[1])
-        return np.mean([normalise(resize_to(p, shape)) for p in preds], axis=0).astype(np.float32)
+        return average_normalised([resize_to(p, shape) for p in preds])
 
 
 def read_rows(csv_path: Path) -> dict[str, dict]:

@@ -64,19 +64,14 @@ class DepthAnythingV2Predictor(Predictor):
     name, space = "depth-anything-v2", "disparity"
 
     def __init__(self, path: str | Path, device: str | None = None):
-        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+        from primedepth.pipelines.depth_anything import DepthAnything
 
         path = _require_dir(path, "Depth Anything V2", "depth-anything/Depth-Anything-V2-Large-hf")
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
-        self.model = AutoModelForDepthEstimation.from_pretrained(path, local_files_only=True).to(self.device).eval()
+        self.model = DepthAnything(path, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
+                                   local_files_only=True)
 
-    @torch.no_grad()
     def predict(self, sample_id, rgb):
-        inputs = self.processor(images=rgb, return_tensors="pt").to(self.device)
-        out = self.model(**inputs).predicted_depth[:, None].float()
-        out = torch.nn.functional.interpolate(out, size=rgb.shape[:2], mode="bilinear", align_corners=False)
-        return out[0, 0].cpu().numpy()
+        return self.model.predict(rgb)
 
 
 MARIGOLD_SETTINGS = {"v1-0": dict(num_inference_steps=50, ensemble_size=10), "1-step": dict(num_inference_steps=1, ensemble_size=1)}

@@ -1,16 +1,23 @@
 """Captions that condition the frozen UNet: BLIP-2 OPT-2.7b like the authors, an empty prompt, or a given text.
 
 Captioning is by far the most expensive step of the authors' inference, so captions are cached per image content
-(SHA-256 of the decoded pixels) in a small JSON file.
+(SHA-256 of the decoded pixels) in a small JSON file. When BLIP-2 cannot be loaded (not cached and the hub
+unreachable) automatic captions fall back to the empty prompt with one note, unless the captioner is ``required``
+(an explicit ``--caption auto``), which makes it one clear error instead.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import torch
+
+from ..utils.hub import cache_only, offline_reason
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
 
@@ -44,31 +51,61 @@ class CaptionCache:
             os.replace(tmp, self.path)
 
 
+class CaptionModelUnavailableError(OSError):
+    pass
+
+
 class Blip2Captioner:
-    """Loads BLIP-2 through transformers on first use (several GB; half precision on GPUs)."""
+    """Loads BLIP-2 through transformers on first use (several GB; half precision on GPUs).
+
+    ``required=False``: when the model cannot be loaded, :meth:`available` says so once (a ``note:`` line) and
+    callers use the empty prompt; ``required=True``: it raises :class:`CaptionModelUnavailableError`.
+    """
 
     def __init__(self, model_id: str = DEFAULT_CAPTIONER, device: str | torch.device = "cpu",
-                 cache_dir: str | None = None, local_files_only: bool = False):
+                 cache_dir: str | None = None, local_files_only: bool = False, required: bool = False):
         self.model_id, self.device = model_id, torch.device(device)
-        self.cache_dir, self.local_files_only = cache_dir, local_files_only
+        self.cache_dir, self.local_files_only, self.required = cache_dir, local_files_only, required
         self._model = self._processor = None
+        self._unavailable: str | None = None
 
     def _load(self):
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        kwargs = dict(cache_dir=self.cache_dir, local_files_only=self.local_files_only)
+        kwargs = dict(cache_dir=self.cache_dir, local_files_only=cache_only(self.local_files_only))
         try:
             self._processor = Blip2Processor.from_pretrained(self.model_id, **kwargs)
-            self._model = Blip2ForConditionalGeneration.from_pretrained(self.model_id, torch_dtype=dtype, **kwargs)
-        except OSError as err:
-            raise OSError(
-                f"caption model {self.model_id!r} is not available (looked in the Hugging Face cache"
-                f"{' ' + self.cache_dir if self.cache_dir else ''} and on the hub): {err}\n"
+            self._model = Blip2ForConditionalGeneration.from_pretrained(self.model_id, dtype=dtype, **kwargs)
+        except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
+            where = f"the Hugging Face cache{' ' + self.cache_dir if self.cache_dir else ''}"
+            why = (f"not in {where}, and {offline_reason()}" if kwargs["local_files_only"] and not self.local_files_only
+                   else f"looked in {where}{'' if kwargs['local_files_only'] else ' and on the hub'}: "
+                        f"{str(err).splitlines()[0]}")
+            raise CaptionModelUnavailableError(
+                f"caption model {self.model_id!r} is not available ({why})\n"
                 "Download it once with network access, or run without automatic captions: --caption none "
                 "(empty prompt) or --caption 'your text'."
             ) from None
         self._model.to(self.device).eval()
+
+    def available(self) -> bool:
+        """Load on first use; False (after one note) when the model cannot be had and captions are optional."""
+        if self._model is not None:
+            return True
+        if self._unavailable is None:
+            try:
+                self._load()
+                return True
+            except CaptionModelUnavailableError as err:
+                if self.required:
+                    raise
+                self._unavailable = str(err)
+                logger.warning("note: %s; using the empty prompt instead (automatic captions need BLIP-2)",
+                               self._unavailable.splitlines()[0])
+        elif self.required:
+            raise CaptionModelUnavailableError(self._unavailable)
+        return False
 
     @torch.no_grad()
     def __call__(self, images) -> list[str]:

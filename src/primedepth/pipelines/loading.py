@@ -35,17 +35,9 @@ def embedded_model_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "weights" / EMBEDDED_MODEL
 
 
-def default_model() -> tuple[str, str | None]:
-    """The model used when none is named: the converted official weights if present, else PrimeDepth-mini with a
-    one-line notice saying so (None when the full weights are used)."""
-    full = default_model_dir()
-    if (full / MODEL_INDEX).is_file():
-        return str(full), None
-    return EMBEDDED_MODEL, EMBEDDED_NOTICE.format(where=full)
-
-
 HOW_TO_PROVIDE = (
-    "How to provide weights: download the official checkpoint (PrimeDepth.ckpt, see the authors' README) and run\n"
+    "How to provide weights: name the authors' hub repo (--model CVL-Heidelberg/PrimeDepth: downloaded and converted "
+    "once), or convert a downloaded official checkpoint with\n"
     "  primedepth convert PrimeDepth.ckpt {default}\n"
     "(or any folder, then pass it with --model / from_pretrained(folder) or set ${env}). "
     "Offline, --model primedepth-mini is the small embedded model (rendered scenes) and --model tiny-random a random "
@@ -57,9 +49,9 @@ def _how_to() -> str:
     return HOW_TO_PROVIDE.format(default=default_model_dir(), env=DEFAULT_MODEL_ENV)
 
 
-def resolve_model_dir(name: str | os.PathLike, cache_dir: str | None = None, local_files_only: bool = False) -> Path:
-    """A local folder holding ``model_index.json``: ``name`` itself, the embedded ``"primedepth-mini"``, or a hub
-    snapshot of the repo ``name``."""
+def resolve_model_dir(name: str | os.PathLike) -> Path:
+    """A local folder holding ``model_index.json``: ``name`` itself or the embedded ``"primedepth-mini"`` (hub ids
+    are resolved by ``hub_weights.resolve_model``)."""
     if str(name) == EMBEDDED_MODEL:
         path = embedded_model_dir()
         if not (path / MODEL_INDEX).is_file():
@@ -71,17 +63,4 @@ def resolve_model_dir(name: str | os.PathLike, cache_dir: str | None = None, loc
         if not (path / MODEL_INDEX).is_file():
             raise WeightsNotFoundError(f"{path}: not a PrimeDepth model folder (no {MODEL_INDEX}).\n{_how_to()}")
         return path
-    looks_like_repo = str(name).count("/") == 1 and not str(name).startswith((".", "/", "~"))
-    if not looks_like_repo:
-        raise WeightsNotFoundError(f"PrimeDepth weights not found: {path} does not exist.\n{_how_to()}")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    try:
-        return Path(snapshot_download(str(name), cache_dir=cache_dir, local_files_only=local_files_only))
-    except Exception as err:  # offline, missing repo, gated repo: all end the same way for the user
-        where = cache_dir or HF_HUB_CACHE
-        raise WeightsNotFoundError(
-            f"PrimeDepth weights not found: no local folder {path}, and the Hugging Face repo {name!r} could not be "
-            f"fetched into or found in the cache {where} ({type(err).__name__}: {err}).\n{_how_to()}"
-        ) from None
+    raise WeightsNotFoundError(f"PrimeDepth weights not found: {path} does not exist.\n{_how_to()}")

@@ -15,9 +15,13 @@ from ..models.labeller import LabellerOutput, PrimeDepthLabeller
 from ..models.preimage import Preimage
 from ..models.single_step import FrozenStableDiffusion, draw_noise
 from ..models.text_encoder import encode_prompts, load_clip_tokenizer
+from ..utils.hub import cache_only
 from .captioning import DEFAULT_CAPTIONER, Blip2Captioner, CaptionCache
+from .depth_anything import DepthAnything
+from .ensemble import COMBINATION, NORMALISATION, average_normalised
+from .hub_weights import resolve_model
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
-from .loading import MODEL_INDEX, resolve_model_dir
+from .loading import MODEL_INDEX
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 
 NOISE_MODES = ("sampled", "none")
@@ -88,6 +92,7 @@ class PrimeDepthPipeline:
         self.frozen = FrozenStableDiffusion(self.vae, self.unet, self.settings)
         self.channels_last = False  # set by optimize()
         self._prompt_cache: dict = {}
+        self._ensemble_members: dict[str, DepthAnything] = {}
         for module in self.modules.values():
             module.eval().requires_grad_(False)
 
@@ -167,7 +172,7 @@ class PrimeDepthPipeline:
 
             pipe = build_tiny_random_pipeline()
         else:
-            root = resolve_model_dir(model, cache_dir=cache_dir, local_files_only=local_files_only)
+            root = resolve_model(model, cache_dir=cache_dir, local_files_only=local_files_only)
             settings = json.loads((root / MODEL_INDEX).read_text())
 
             def source(key: str):  # a sub-folder of the model, or a hub id / path named in model_index.json
@@ -175,7 +180,7 @@ class PrimeDepthPipeline:
                 return root / name if (root / name).is_dir() else name
 
             text_path, tok_path = source("text_encoder"), source("tokenizer")
-            hub = dict(cache_dir=cache_dir, local_files_only=local_files_only)
+            hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
             try:
                 text_encoder = CLIPTextModel.from_pretrained(text_path, **hub)
                 tokenizer = load_clip_tokenizer(tok_path, **hub)
@@ -209,8 +214,9 @@ class PrimeDepthPipeline:
     # ------------------------------------------------------------------ steps
 
     def captions_for(self, images: list[LoadedImage], caption: str | list[str]) -> list[str]:
-        """``"none"`` -> empty prompts; ``"auto"`` -> BLIP-2 captions (cached by content); a list -> one text per
-        image; otherwise the text for every image."""
+        """``"none"`` -> empty prompts; ``"auto"`` -> BLIP-2 captions (cached by content; the empty prompt when
+        BLIP-2 is unavailable and the captioner not ``required``); a list -> one text per image; otherwise the text
+        for every image."""
         if isinstance(caption, (list, tuple)):
             if len(caption) != len(images):
                 raise ValueError(f"{len(caption)} captions for {len(images)} images")
@@ -226,9 +232,10 @@ class PrimeDepthPipeline:
             if self.captioner is None:
                 self.captioner = Blip2Captioner(device=self.device)
             self.captioner.device = self.device
-            for i, text in zip(missing, self.captioner([images[i].pixels for i in missing])):
-                self.caption_cache.put(keys[i], text)
-        return [self.caption_cache.get(k) for k in keys]
+            if self.captioner.available():
+                for i, text in zip(missing, self.captioner([images[i].pixels for i in missing])):
+                    self.caption_cache.put(keys[i], text)
+        return [self.caption_cache.get(k) or "" for k in keys]
 
     @torch.no_grad()
     def predict_tensor(self, images: torch.Tensor, context: torch.Tensor, *, generator: list[torch.Generator] | None,
@@ -302,7 +309,7 @@ class PrimeDepthPipeline:
     def __call__(self, images, *, caption: str | list[str] | None = None, seed: int = 0, noise: str = "sampled",
                  max_size: int | str | None = "auto", match_input_size: bool = True, segmentation: bool = False,
                  batch_size: int = 1, attention: str = "pooled", progress: bool = False,
-                 low_memory: bool = False) -> PrimeDepthOutput:
+                 low_memory: bool = False, ensemble: str | DepthAnything | None = None) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
         images: path, PIL image, HxW[xC] numpy array, CxHxW tensor, or a list of these.
@@ -317,6 +324,9 @@ class PrimeDepthPipeline:
         batch_size: images of the same processing size per forward pass (faster on GPUs; on CPUs 1 is as fast).
         low_memory: lower peak memory (preimage freed as fused, heads in row bands), slightly slower. For very
             large inputs ``max_size`` caps the processing size (default 1024); see docs/performance.md.
+        ensemble: ``"depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]"`` or a loaded ``DepthAnything``:
+            the output becomes the pixel-wise mean of both models' normalised maps (the paper's best method); the
+            members are kept in ``output.members``.
         """
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
@@ -351,9 +361,27 @@ class PrimeDepthPipeline:
                     seg_maps[i] = processor.postprocess_segmentation(out.segmentation[j].float(), loaded[i].size)
             bar.update(len(batch))
         bar.close()
+        members = ensemble_info = None
+        if ensemble is not None:
+            depth_maps, members, ensemble_info = self._ensemble(loaded, depth_maps, ensemble)
         sizes = [processor.processing_size(*img.size) for img in loaded]
         caption_mode = "per-image" if isinstance(caption, (list, tuple)) else caption
         metadata = {"values": INVERSE_DEPTH_MEANING, "seed": seed, "noise": noise, "caption_mode": caption_mode,
                     "processing_sizes": sizes, "input_sizes": [img.size for img in loaded],
                     "match_input_size": match_input_size, "attention": attention, "dtype": str(self.dtype)}
-        return PrimeDepthOutput(depth_maps, seg_maps if segmentation else None, captions, metadata)
+        if ensemble_info is not None:
+            metadata["ensemble"] = ensemble_info
+        return PrimeDepthOutput(depth_maps, seg_maps if segmentation else None, captions, metadata, members=members)
+
+    def _ensemble(self, images: list[LoadedImage], depth_maps: list, member: str | DepthAnything):
+        """The paper's ensemble: PrimeDepth's maps averaged with Depth Anything's after the common normalisation."""
+        if isinstance(member, str):
+            if member not in self._ensemble_members:
+                self._ensemble_members[member] = DepthAnything.from_spec(member, device=self.device)
+            member = self._ensemble_members[member]
+        others = [member.predict((img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), d.shape)
+                  for img, d in zip(images, depth_maps)]
+        combined = [average_normalised([d, o]) for d, o in zip(depth_maps, others)]
+        info = {"members": {"primedepth": "this pipeline", member.name: member.source},
+                "normalisation": NORMALISATION, "combination": COMBINATION}
+        return combined, {"primedepth": depth_maps, member.name: others}, info

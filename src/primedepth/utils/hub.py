@@ -1,0 +1,50 @@
+"""Deciding in seconds whether the Hugging Face hub can be reached.
+
+``huggingface_hub`` retries connection errors with exponential back-off (1, 2, 4, 8, 8 s per request), and
+transformers asks for several files per model, so an unreachable hub costs minutes and hundreds of ``Retrying in
+8s`` lines before the final error. Every hub access of this package first asks :func:`hub_offline`: offline mode
+(``HF_HUB_OFFLINE=1``) or one failed probe of ``HF_ENDPOINT`` (a single HEAD request with a short timeout, no
+retries) turn the access into a cache-only lookup (``local_files_only=True``), which fails at once when the file is
+not cached. The probe's answer is kept for a minute per endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+from huggingface_hub import constants
+from huggingface_hub.utils import get_session
+
+PROBE_TIMEOUT_S = 3.0
+PROBE_TTL_S = 60.0
+_probes: dict[str, tuple[float, bool]] = {}
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set or ``HF_ENDPOINT`` does not answer within a few seconds."""
+    if constants.is_offline_mode():
+        return True
+    endpoint = constants.ENDPOINT
+    now = time.monotonic()
+    cached = _probes.get(endpoint)
+    if cached is not None and now - cached[0] < PROBE_TTL_S:
+        return not cached[1]
+    try:
+        get_session().head(endpoint, timeout=PROBE_TIMEOUT_S, follow_redirects=False)
+        reachable = True  # any HTTP answer, even an error status, means the server is there
+    except Exception:  # connection refused, DNS failure, timeout, proxy error: all mean "not reachable now"
+        reachable = False
+    _probes[endpoint] = (now, reachable)
+    return not reachable
+
+
+def cache_only(requested: bool = False) -> bool:
+    """The ``local_files_only`` to pass to hub calls: as requested, or forced when the hub cannot be reached."""
+    return requested or hub_offline()
+
+
+def offline_reason() -> str:
+    """Why hub access is cache-only, for error messages."""
+    if constants.is_offline_mode():
+        return "hub access is off (HF_HUB_OFFLINE=1)"
+    return f"the hub {constants.ENDPOINT} cannot be reached"
