@@ -118,7 +118,7 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
             raise ValueError(f"--depth-range takes NEAR,FAR, got {depth_range!r}")
         products = OutputOptions(cmap, output_kind, near_far, align_to, focal_px, fov_deg)
         products.check(fmt_list)
-    except ValueError as err:
+    except (ValueError, ImportError) as err:
         raise click.UsageError(str(err)) from None
     items, failures = collect_inputs(list(inputs))
     if align_to is not None and align_to.is_file() and len(items) > 1:

@@ -41,9 +41,18 @@ def read_tiff(path: str | Path) -> np.ndarray:
     return tifffile.imread(path)
 
 
+def openexr():
+    """The OpenEXR module, or ImportError saying how to install it (it is an optional extra)."""
+    try:
+        import OpenEXR
+    except ImportError:
+        raise ImportError("EXR output needs OpenEXR: pip install 'primedepth[outputs]'") from None
+    return OpenEXR
+
+
 def write_exr(path: str | Path, values: np.ndarray, kind: str = "inverse-depth") -> None:
     """One float32 channel ``Y``, ZIP-compressed, written atomically."""
-    import OpenEXR
+    OpenEXR = openexr()
 
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
               "primedepth_values": KIND_DESCRIPTIONS[kind]}
@@ -53,7 +62,7 @@ def write_exr(path: str | Path, values: np.ndarray, kind: str = "inverse-depth")
 
 
 def read_exr(path: str | Path) -> np.ndarray:
-    import OpenEXR
+    OpenEXR = openexr()
 
     with OpenEXR.File(str(path)) as exr:
         return np.array(exr.channels()["Y"].pixels, dtype=np.float32)

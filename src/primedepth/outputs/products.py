@@ -15,7 +15,8 @@ from ..pipelines.export import _png_bytes, npy_bytes
 from ..utils.atomic import atomic_write
 from .alignment import SPARSE_SUFFIXES, align_to_metric, read_sparse_depth
 from .colour import DEFAULT_CMAP, side_by_side
-from .formats import FLOAT_FORMATS, NEEDS_DEPTH, OUTPUT_KINDS, grey_png_bytes, pfm_bytes, tiff_bytes, write_exr
+from .formats import (
+    FLOAT_FORMATS, NEEDS_DEPTH, OUTPUT_KINDS, grey_png_bytes, openexr, pfm_bytes, tiff_bytes, write_exr)
 from .geometry import depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
 
 
@@ -31,7 +32,10 @@ class OutputOptions:
     fov_deg: float | None = None
 
     def check(self, formats: list[str]) -> None:
-        """Raise ValueError when the formats need depth and nothing provides it, or an option is invalid."""
+        """Raise ValueError when the formats need depth and nothing provides it, or an option is invalid
+        (ImportError when EXR is asked for without OpenEXR installed)."""
+        if "exr" in formats:
+            openexr()
         if self.output_kind not in OUTPUT_KINDS:
             raise ValueError(f"output kind must be one of {OUTPUT_KINDS}, got {self.output_kind!r}")
         needs = [f for f in formats if f in NEEDS_DEPTH]
