@@ -88,7 +88,7 @@ def run_shard_command(inputs: list[str], out: str, make_worker, engine: str, wor
 def predict_shards(inputs, output_dir, model, formats, options, device, dtype, batch_size, engine, workers,
                    ray_address, overwrite, cache_dir, local_files_only) -> int:
     from ..distributed.shard_workers import PredictShardWorker
-    from ..pipelines.loading import default_model
+    from ..pipelines.hub_weights import default_model
 
     if model is None:
         model, notice = default_model()
