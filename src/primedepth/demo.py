@@ -37,7 +37,7 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
     """Rows of RGB | ground truth | aligned prediction | AbsRel error map, written atomically."""
     from matplotlib.figure import Figure
 
-    from .evaluation.files import atomic_path
+    from .utils.atomic import atomic_path
 
     fig = Figure(figsize=(8.0, 2.1 * len(scenes)), layout="constrained")
     axes = fig.subplots(len(scenes), 4, squeeze=False)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ..utils.atomic import atomic_write_text
+
 DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
 
 
@@ -38,10 +40,7 @@ class CaptionCache:
     def put(self, key: str, caption: str) -> None:
         self.entries[key] = caption
         if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries))
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps(self.entries))
 
 
 class Blip2Captioner:
