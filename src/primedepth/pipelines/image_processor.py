@@ -137,13 +137,21 @@ def official_processing_size(h: int, w: int, max_size: int | None) -> tuple[int,
     return (new_short, new_long) if h <= w else (new_long, new_short)
 
 
-MIN_PROCESSING_SIDE = 64  # one latent pixel at the UNet's deepest level; smaller inputs are stretched up to it
+MIN_PROCESSING_SIDE = 64  # one latent pixel at the UNet's deepest level; smaller inputs are enlarged to it
 
 
 def aligned_processing_size(h: int, w: int, max_size: int | None, multiple: int = 8) -> tuple[int, int]:
-    """Long side <= ``max_size`` (never upscaled), sides rounded to the nearest multiple of 8 and at least 64."""
+    """Long side <= ``max_size`` (never upscaled), sides rounded to the nearest multiple of 8, aspect ratio kept.
+
+    The short side is at least 64: when ``max_size`` (or a tiny input) would make it shorter, the image is scaled
+    so that the short side is 64 and the long side follows the aspect ratio, up to twice ``max_size`` (or the input's
+    long side); only inputs more elongated than that are stretched across their short side.
+    """
     scale = min(1.0, max_size / max(h, w)) if max_size else 1.0
-    return tuple(max(MIN_PROCESSING_SIDE, int(round(s * scale / multiple)) * multiple) for s in (h, w))
+    scale = max(scale, MIN_PROCESSING_SIDE / min(h, w))
+    long_limit = 2 * max(max_size or max(h, w), MIN_PROCESSING_SIDE) // multiple * multiple
+    return tuple(min(long_limit, max(MIN_PROCESSING_SIDE, int(round(s * scale / multiple)) * multiple))
+                 for s in (h, w))
 
 
 def resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

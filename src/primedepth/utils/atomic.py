@@ -81,6 +81,21 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ensure_writable_folder(folder: str | Path) -> None:
+    """Create ``folder`` if needed and check that files can be created in it, before any long work (raises
+    ``OSError`` naming the folder)."""
+    folder = Path(folder)
+    probe = temp_path_for(folder / ".write-check")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"\0")
+    except OSError as err:
+        raise _named(err, folder) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def is_our_temp(path: Path) -> bool:
     return _TEMP_NAME.match(path.name) is not None
 
