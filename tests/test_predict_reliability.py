@@ -64,29 +64,29 @@ def test_unwritable_output_folder_fails_before_the_model_loads(tmp_path, rgb_ima
 
 
 def test_full_disk_stops_with_one_error_a_summary_and_exit_3(tmp_path, rgb_image, monkeypatch):
-    import primedepth.pipelines.export as export
-
     for name in ("a", "b"):
         Image.fromarray(rgb_image).save(tmp_path / f"{name}.png")
     writes = []
 
-    def disk_full(path, data):
-        writes.append(path)
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    def disk_full(fd):
+        writes.append(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(export, "atomic_write", disk_full)
+    monkeypatch.setattr(os, "fsync", disk_full)  # every atomic write fsyncs before the rename
     result = _predict(tmp_path / "*.png", "-o", tmp_path / "out", "--model", "tiny-random")
     assert result.exit_code == 3
     assert f"error: {tmp_path / 'out' / 'a.npy'}: cannot write (No space left on device); stopped" in result.output
     assert "done: 0 written" in result.output and "2 not done" in result.output
     assert len(writes) == 1  # stopped at the first failure instead of failing every image
+    assert not [p for p in (tmp_path / "out").rglob("*")]  # and left nothing behind
 
 
 def test_readme_documents_the_exit_codes():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert "exit code" in readme and "3 = an output could not be written" in readme
+    assert "Exit code: 0 = every image written or skipped, 1 = some inputs failed, 2 = usage or model error" in readme
+    assert "3 = an output could not be written" in readme
 
 
 # ------------------------------------------------------------------------------------- broken model folders
