@@ -27,7 +27,23 @@ def test_processing_sizes():
     assert aligned_processing_size(75, 93, 1024) == (72, 96)
     assert aligned_processing_size(3000, 2000, 1024) == (1024, 680)
     assert aligned_processing_size(1, 1, 1024) == (64, 64)
-    assert aligned_processing_size(20, 300, 1024) == (64, 304)
+    # a thin strip keeps its aspect ratio: short side 64, long side 300 * 64 / 20
+    assert aligned_processing_size(20, 300, 1024) == (64, 960)
+    # ... up to twice max_size; only inputs more elongated than that are stretched across the short side
+    assert aligned_processing_size(1, 10000, 64) == (64, 128)
+
+
+def test_small_processing_sizes_keep_the_aspect_ratio(tiny_pipe):
+    """max_size 64 (PrimeDepth-mini's) must not squash a 480 x 640 photo to 64 x 64: its short side becomes 64 and
+    its long side 64 * 4 / 3 = 85.3, rounded to the multiple of 8 nearest (88)."""
+    ph, pw = aligned_processing_size(480, 640, 64)
+    assert (ph, pw) == (64, 88)
+    assert abs(ph / pw - 3 / 4) <= 4 / pw  # 3:4 up to the rounding of the long side to a multiple of 8
+    assert aligned_processing_size(640, 480, 64) == (88, 64)
+    assert aligned_processing_size(480, 640, 128) == (96, 128)  # exactly 3:4 where 8-px rounding allows
+    photo = np.zeros((480, 640, 3), np.uint8)
+    out = tiny_pipe(photo, max_size=64, caption="none")
+    assert out.metadata["processing_sizes"] == [(64, 88)] and out.inverse_depth[0].shape == (480, 640)
 
 
 def test_seeded_noise_is_reproducible_and_noise_none_ignores_the_seed(tiny_pipe, rgb_image):

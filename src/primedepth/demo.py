@@ -38,7 +38,7 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
     atomically."""
     from matplotlib.figure import Figure
 
-    from .evaluation.files import atomic_path
+    from .utils.atomic import atomic_path
     from .outputs.colour import show_depth
 
     fig = Figure(figsize=(8.0, 2.1 * len(scenes)), layout="constrained")

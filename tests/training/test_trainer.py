@@ -209,3 +209,73 @@ def test_repository_configs_load():
             assert [d["weight"] for d in cfg["data"]["train"]] == [0.9, 0.1]
     assert load_config(root / "ablations" / "tiny_nosegmen.json" if False else root / "ablations" /
                        "tiny_block_preimage.json")["model"]["ablation"] == "block_preimage"
+
+
+class _RunsCodeWhenUnpickled:
+    """What a hostile checkpoint would hold: unpickling it creates ``marker`` (any code could run instead)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (Path(self.marker),)
+
+
+def _two_checkpoints(out):
+    over = dict(train={"max_steps": 4, "batch_size": 2}, checkpoint={"every": 2, "keep_last": 0})
+    run_training(None, extra=_cfg(out, **over), resume=None)
+    return over
+
+
+def test_resume_never_unpickles_code_unless_trusted(tmp_path):
+    from primedepth.utils.torch_files import UntrustedCheckpointError
+
+    over = _two_checkpoints(tmp_path)
+    ckpt = tmp_path / "checkpoints" / "step-000002"
+    state = ckpt / "training" / "optimizer.pt"
+    # what the trainer writes loads as plain tensors and containers
+    saved = torch.load(state, weights_only=True)
+    assert saved["rng"]["numpy"]["keys"].shape == (624,)
+
+    marker = tmp_path / "code-ran"
+    torch.save({**saved, "optimizer": _RunsCodeWhenUnpickled(str(marker))}, state)
+    trainer = Trainer(load_config(None, extra=_cfg(tmp_path, **over)))
+    with pytest.raises(UntrustedCheckpointError, match=r"optimizer\.pt.*--trust-pickle"):
+        trainer.resume(ckpt)
+    assert not marker.exists()
+
+    # an older checkpoint (numpy RNG state as numpy objects) loads only when trusted, and then resumes exactly
+    torch.save({**saved, "rng": {"torch": saved["rng"]["torch"], "numpy": np.random.get_state()}}, state)
+    with pytest.raises(UntrustedCheckpointError):
+        Trainer(load_config(None, extra=_cfg(tmp_path, **over))).resume(ckpt)
+    trusted = Trainer(load_config(None, extra=_cfg(tmp_path, **over)))
+    assert trusted.resume(ckpt, trust_pickle=True) and trusted.step == 2
+
+
+def test_train_cli_refuses_a_pickled_checkpoint_without_trust_pickle(tmp_path):
+    from click.testing import CliRunner
+
+    from primedepth.cli import main
+
+    over = _two_checkpoints(tmp_path)
+    state = tmp_path / "checkpoints" / "step-000004" / "training" / "optimizer.pt"
+    marker = tmp_path / "code-ran"
+    torch.save({**torch.load(state, weights_only=True), "optimizer": _RunsCodeWhenUnpickled(str(marker))}, state)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(_cfg(tmp_path, **over)))
+    result = CliRunner().invoke(main, ["train", str(config)])
+    assert result.exit_code != 0 and "--trust-pickle" in result.output and "Traceback" not in result.output
+    assert not marker.exists()
+    assert "--trust-pickle" in CliRunner().invoke(main, ["train", "--help"]).output
+
+
+def test_metrics_log_holds_each_step_once_after_a_resume(tmp_path):
+    over = _two_checkpoints(tmp_path)
+    # resume from step 2 although the run went on to step 4 (a kill after step 4's log, before its checkpoint)
+    run_training(None, extra=_cfg(tmp_path, **over), resume=str(tmp_path / "checkpoints" / "step-000002"))
+    rows = [json.loads(x) for x in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+    train_steps = [r["step"] for r in rows if r["split"] == "train"]
+    assert train_steps == [1, 2, 3, 4]
+    assert [r["step"] for r in rows if r["split"] == "model"] == [0]

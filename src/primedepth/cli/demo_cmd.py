@@ -26,7 +26,7 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
     from ..demo import run_demo
-    from ..evaluation.files import atomic_path
+    from ..utils.atomic import atomic_path
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import sys
 from pathlib import Path
 
@@ -10,43 +9,10 @@ import click
 
 from .shard_runner import shard_options
 
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MAP_FORMATS = ("npy", "png16", "color")  # formats written for each ensemble member with --save-members
-
-
-def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """(file, output stem relative to OUT_DIR) pairs, and errors for inputs that match nothing.
-
-    Folders are searched recursively for image extensions and mirrored under OUT_DIR; files and glob matches
-    keep their name.
-    """
-    items, errors, seen = [], [], {}
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = [(f, f.relative_to(path).with_suffix("")) for f in sorted(path.rglob("*"))
-                     if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
-            if not found:
-                errors.append(f"{item}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        elif any(c in item for c in "*?["):
-            found = [(Path(f), Path(Path(f).stem)) for f in sorted(glob.glob(item, recursive=True))
-                     if Path(f).is_file()]
-            if not found:
-                errors.append(f"{item}: no files match this pattern")
-        elif path.is_file():
-            found = [(path, Path(path.stem))]
-        else:
-            errors.append(f"{item}: no such file or folder")
-            found = []
-        for file, stem in found:
-            if stem in seen and seen[stem] != file:
-                errors.append(f"{file}: its outputs would overwrite those of {seen[stem]} (same name); rename one")
-                continue
-            if stem not in seen:
-                seen[stem] = file
-                items.append((file, stem))
-    return items, errors
+# Exit codes: every image done (or skipped) / some inputs failed / bad usage or model / an output could not be written.
+EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 
 
 @click.command("predict")
@@ -116,8 +82,11 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.hub_weights import default_model
     from ..pipelines.image_processor import ImageLoadError, load_image
+    from ..pipelines.inputs import collect_inputs
     from ..pipelines.loading import WeightsNotFoundError
+    from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
+    from ..utils.atomic import ensure_writable_folder, remove_stale_temps
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [f for f in fmt_list if f not in FORMATS]
@@ -142,10 +111,16 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
 
         sys.exit(predict_shards(list(inputs), output_dir, model, fmt_list, options, device, DTYPES[dtype], batch_size,
                                 engine, workers, ray_address, overwrite, cache_dir, local_files_only))
-    items, failures = collect_inputs(list(inputs))
+    items, failures = collect_inputs(list(inputs), output_dir)
     if align_to is not None and align_to.is_file() and len(items) > 1:
         raise click.UsageError(f"--align-to {align_to} is one file but {len(items)} images are given; pass a "
                                "folder holding STEM.npy / .png / .csv per image")
+    try:
+        ensure_writable_folder(output_dir)
+    except OSError as err:
+        click.echo(f"error: {err.filename}: output folder is not writable ({err.strerror})", err=True)
+        sys.exit(EXIT_OUTPUT_ERROR)
+    remove_stale_temps(output_dir)  # temporaries of killed runs
     todo = [(f, s) for f, s in items
             if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
     skipped = len(items) - len(todo)
@@ -161,9 +136,9 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
         if pipe is not None and ensemble:
             member = DepthAnything.from_spec(ensemble, device=pipe.device, cache_dir=cache_dir,
                                              local_files_only=local_files_only)
-    except (WeightsNotFoundError, DeviceUnavailableError, OSError, ValueError) as err:
+    except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE_OR_MODEL)
     if pipe is not None:
         pipe.captioner.required = caption == "auto"  # asked for explicitly: no silent empty-prompt fallback
         pipe.optimize(channels_last=True, drop_vae_decoder=True)  # NHWC convs: ~10 % faster, same outputs
@@ -172,7 +147,7 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
         note = " (random weights: smoke test only, the depth is meaningless)" if model == "tiny-random" else ""
         click.echo(f"model: {model} on {pipe.device} ({dtype}){note}", err=True)
 
-    written = 0
+    written, write_error = 0, None
     options["ensemble"] = member
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
@@ -192,7 +167,7 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
                 except OSError as err:  # a missing caption model or text encoder: every image would fail
                     bar.close()
                     click.echo(f"error: {err}", err=True)
-                    sys.exit(2)
+                    sys.exit(EXIT_USAGE_OR_MODEL)
                 except (ValueError, RuntimeError) as err:
                     if len(group) == 1:
                         failures.append(f"{group[0][0].source}: prediction failed ({err})")
@@ -211,22 +186,32 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
                         continue
                     for line in notes:
                         tqdm.write(f"{img.source}: {line}", file=sys.stderr)
-                    write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg, cmap=cmap,
-                                     product_writers=extra)
-                    if save_members and out.members:
-                        member_formats = [f for f in fmt_list if f in MAP_FORMATS]
-                        for name, maps in out.members.items():
-                            write_prediction(output_dir / stem.parent / f"{stem.name}.{name}", member_formats,
-                                             maps[k], cmap=cmap)
+                    try:
+                        write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg, cmap=cmap,
+                                         product_writers=extra)
+                        if save_members and out.members:
+                            member_formats = [f for f in fmt_list if f in MAP_FORMATS]
+                            for name, maps in out.members.items():
+                                write_prediction(output_dir / stem.parent / f"{stem.name}.{name}", member_formats,
+                                                 maps[k], cmap=cmap)
+                    except OSError as err:  # disk full, folder gone or read-only: no later image can do better
+                        write_error = f"{err.filename or output_dir / stem}: cannot write ({err.strerror or err})"
+                        break
                     written += 1
                     bar.update(1)
+                break
+            if write_error:
                 break
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"interrupted: {written} written; finished outputs are complete, rerun to resume", err=True)
         sys.exit(130)
     bar.close()
-    click.echo(f"done: {written} written, {skipped} skipped (outputs exist), {len(failures)} failed", err=True)
+    remove_stale_temps(output_dir)  # also those of runs killed while this one ran
+    if write_error:
+        click.echo(f"error: {write_error}; stopped", err=True)
+    left = f", {len(todo) - written} not done" if write_error else ""
+    click.echo(f"done: {written} written, {skipped} skipped (outputs exist), {len(failures)} failed{left}", err=True)
     for failure in failures:
         click.echo(f"  failed: {failure}", err=True)
-    sys.exit(1 if failures else 0)
+    sys.exit(EXIT_OUTPUT_ERROR if write_error else EXIT_INPUTS_FAILED if failures else EXIT_OK)

@@ -115,7 +115,7 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
     """Label the images under IMAGES (a folder, or WebDataset shards) into OUT (see docs/training.md)."""
     from PIL import Image
 
-    from ..data.common import atomic_write_bytes
+    from ..utils.atomic import atomic_write
     from ..data.pseudo import INFO, MANIFEST, read_manifest, write_outputs
     from ..data.shards import is_shard_spec
 
@@ -154,9 +154,9 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
             with Image.open(images_root / name) as im:
                 captions[name] = labellers.caption(im.convert("RGB"))
             if world == 1:
-                atomic_write_bytes(cap_path, json.dumps(captions).encode())
+                atomic_write(cap_path, json.dumps(captions).encode())
         part = out / f"captions.rank{rank:05d}.json" if world > 1 else cap_path
-        atomic_write_bytes(part, json.dumps(captions).encode())
+        atomic_write(part, json.dumps(captions).encode())
         click.echo(f"{len(captions)} captions in {part}")
         return
 
@@ -164,7 +164,7 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
         info = {"images_root": str(images_root), "depth_model": depth_model,
                 "segmentation_model": None if no_segmentation else segmentation_model,
                 "caption_model": caption_model, "depth": "relative inverse depth (float16 .npy)"}
-        atomic_write_bytes(out / INFO, json.dumps(info, indent=2).encode())
+        atomic_write(out / INFO, json.dumps(info, indent=2).encode())
     done = {e["key"] for e in read_manifest(out)}
     shard = out / f"manifest.rank{rank:05d}.jsonl"
     count = 0
@@ -189,7 +189,7 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
         pass
     if is_main:
         entries = sorted(read_manifest(out), key=lambda e: e["key"])
-        atomic_write_bytes(out / MANIFEST, "".join(json.dumps(e) + "\n" for e in entries).encode())
+        atomic_write(out / MANIFEST, "".join(json.dumps(e) + "\n" for e in entries).encode())
         for part in out.glob("manifest.rank*.jsonl"):
             part.unlink()
         click.echo(f"{len(entries)} images in {out / MANIFEST}")

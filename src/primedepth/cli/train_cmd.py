@@ -13,7 +13,10 @@ import click
               help="'auto' (newest checkpoint in output_dir, if any), a checkpoint folder, or 'none'.")
 @click.option("--output-dir", default=None, help="Shortcut for --set output_dir=...")
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
-def command(config, overrides, resume, output_dir, max_steps):
+@click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of the resumed checkpoint's optimizer.pt "
+              "(runs code from the file!). Only needed for checkpoints of older versions, and only if you trust "
+              "them; by default only tensors are loaded (weights_only).")
+def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
     `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. A .toml CONFIG trains the
     mini Stable Diffusion of PrimeDepth-mini instead (configs/mini-sd.toml, see docs/mini-model.md)."""
@@ -28,6 +31,7 @@ def command(config, overrides, resume, output_dir, max_steps):
     from ..data.common import DataError
     from ..training.config import ConfigError
     from ..training.trainer import run_training
+    from ..utils.torch_files import UntrustedCheckpointError
 
     overrides = list(overrides)
     if output_dir:
@@ -35,8 +39,9 @@ def command(config, overrides, resume, output_dir, max_steps):
     if max_steps:
         overrides.append(f"train.max_steps={max_steps}")
     try:
-        trainer = run_training(config, overrides, resume=None if resume == "none" else resume)
-    except (ConfigError, DataError, FileNotFoundError) as err:
+        trainer = run_training(config, overrides, resume=None if resume == "none" else resume,
+                               trust_pickle=trust_pickle)
+    except (ConfigError, DataError, FileNotFoundError, UntrustedCheckpointError) as err:
         raise click.ClickException(str(err)) from None
     if trainer.acc.is_main_process:
         click.echo(f"done: {trainer.step} steps, checkpoints in {trainer.out / 'checkpoints'}")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from ..models.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
 from ..pipelines.loading import MODEL_INDEX
 from ..utils.hub import cache_only
 from .config_inference import infer_official_config
+from ..utils.atomic import atomic_dir
 from .official_checkpoint import fit_key_prefix, load_official_checkpoint, split_official_state_dict
 from .official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
 
@@ -50,6 +49,13 @@ def check_text_width(what: str, width: int, context_width: int) -> None:
 
 
 def _load_strict(name: str, module: torch.nn.Module, weights: dict, optional_prefixes=()) -> list[str]:
+    """Load ``weights`` into ``module``; returns every wrong-shaped, unexpected or missing tensor (nothing is loaded
+    when a shape is wrong)."""
+    expected = module.state_dict()
+    wrong = [f"{name}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
+             for k, v in weights.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    if wrong:
+        return wrong
     result = module.load_state_dict(weights, strict=False)
     problems = [f"{name}: unexpected tensor {k}" for k in result.unexpected_keys]
     problems += [f"{name}: no tensor for {k}" for k in result.missing_keys if not k.startswith(optional_prefixes)]
@@ -99,8 +105,7 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
         report.notes.append("the checkpoint has no VAE decoder (PrimeDepth never uses it); it is left at its "
                             "initialisation")
 
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent if out_dir.parent.exists() else None))
-    try:
+    with atomic_dir(out_dir) as tmp:  # a normal folder (umask respected), renamed into place when complete
         unet.save_pretrained(tmp / "unet")
         vae.save_pretrained(tmp / "vae")
         labeller.save_pretrained(tmp / "labeller")
@@ -137,10 +142,4 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
             report.notes.append(f"tokenizer {tokenizer_source!r} not available now; it will be loaded from there "
                                 "when the model is first used")
         (tmp / MODEL_INDEX).write_text(json.dumps(settings, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return report

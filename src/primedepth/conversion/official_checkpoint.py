@@ -8,13 +8,14 @@ every key it could not place, so a converter can prove that nothing was dropped.
 
 from __future__ import annotations
 
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+from ..utils.torch_files import UntrustedCheckpointError, load_torch_file  # noqa: F401 (raised by the loader)
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -27,33 +28,28 @@ IGNORED_PREFIXES = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alph
                     "cond_stage_model.model.visual.", "cond_stage_model.model.logit_scale")
 
 
-class UntrustedCheckpointError(RuntimeError):
-    pass
-
-
 def load_official_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
     """The flat state dict of a ``.ckpt``/``.pt`` (``weights_only`` unless trusted) or ``.safetensors`` file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        if not trust_pickle:
-            raise UntrustedCheckpointError(
-                f"{path}: this checkpoint holds Python objects besides tensors, and unpickling them can run "
-                f"arbitrary code. If you trust the file, pass --trust-pickle (trust_pickle=True). Details: {err}"
-            ) from None
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError) as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+    obj = load_torch_file(path, trust_pickle=trust_pickle)
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: no state_dict found in the checkpoint")
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        more = f" (and {len(not_tensors) - 1} more)" if len(not_tensors) > 1 else ""
+        raise ValueError(f"{path}: state_dict entry {not_tensors[0]!r} is a {type(state[not_tensors[0]]).__name__}, "
+                         f"not a tensor{more}")
     return state
 
 

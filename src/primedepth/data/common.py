@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,13 +85,6 @@ def prepare_sample(raw: RawSample, resolution: tuple[int, int], rng: np.random.G
         "depth": torch.from_numpy(np.ascontiguousarray(metric)),  # metric depth for validation metrics, 0 = none
         "caption": raw.caption,
     }
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def read_image(path: Path) -> np.ndarray:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .common import DataError, RawSample, atomic_write_bytes, read_image
+from ..utils.atomic import atomic_write
+from .common import DataError, RawSample, read_image
 
 MANIFEST = "manifest.jsonl"
 INFO = "info.json"
@@ -52,12 +53,12 @@ def write_outputs(out: Path, key: str, depth: np.ndarray, segmentation: np.ndarr
     """Write one image's labels atomically; returns the manifest fields for them."""
     buf = io.BytesIO()
     np.save(buf, depth.astype(np.float16))
-    atomic_write_bytes(out / "depth" / f"{key}.npy", buf.getvalue())
+    atomic_write(out / "depth" / f"{key}.npy", buf.getvalue())
     fields = {"depth": f"depth/{key}.npy", "height": int(depth.shape[0]), "width": int(depth.shape[1])}
     if segmentation is not None:
         buf = io.BytesIO()
         Image.fromarray(segmentation.astype(np.uint8)).save(buf, format="PNG")
-        atomic_write_bytes(out / "segmentation" / f"{key}.png", buf.getvalue())
+        atomic_write(out / "segmentation" / f"{key}.png", buf.getvalue())
         fields["segmentation"] = f"segmentation/{key}.png"
     return fields
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.atomic import remove_stale_temps
 from .datasets.base import DepthDataset
 from .files import save_npy, write_text
 from .metrics import METRIC_NAMES
@@ -86,6 +87,7 @@ def evaluate(
     """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process.
     ``reports=False`` leaves the cross-run reports to the caller (a suite draws them once per dataset)."""
     run_dir = run_directory(output_root, dataset.config.name, predictor.name)
+    remove_stale_temps(run_dir)  # temporaries of killed runs
     part = run_dir / "parts" / f"rank{rank}.csv"
     if not part.is_file():
         write_text(part, ",".join(FIELDS) + "\n")

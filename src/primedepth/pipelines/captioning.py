@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..utils.atomic import atomic_write_text
 from ..utils.hub import cache_only, offline_reason
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,7 @@ class CaptionCache:
     def put(self, key: str, caption: str) -> None:
         self.entries[key] = caption
         if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries))
-            os.replace(tmp, self.path)
+            atomic_write_text(self.path, json.dumps(self.entries))
 
 
 class CaptionModelUnavailableError(OSError):

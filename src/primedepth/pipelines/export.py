@@ -14,15 +14,20 @@ from PIL import Image
 
 from ..outputs.colour import DEFAULT_CMAP, colorize
 from ..outputs.formats import PRODUCT_FORMATS
-from ..utils.atomic import atomic_write
+from ..utils.atomic import atomic_path, atomic_write
 
 FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png", **PRODUCT_FORMATS}
 
 
 def normalise(values: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1] (a constant map becomes zeros)."""
+    """Min-max to [0, 1] as float32 (a constant map becomes zeros); one full-size allocation."""
     lo, hi = float(values.min()), float(values.max())
-    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    out = np.subtract(values, lo, dtype=np.float32)
+    if hi > lo:
+        out *= np.float32(1.0 / (hi - lo))
+    else:
+        out.fill(0)
+    return out
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -32,14 +37,24 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 def npy_bytes(inverse_depth: np.ndarray) -> bytes:
+    """float32 ``.npy`` in memory (for result shards; files use ``write_npy``)."""
     buf = io.BytesIO()
-    np.save(buf, inverse_depth.astype(np.float32))
+    np.save(buf, np.asarray(inverse_depth, dtype=np.float32))
     return buf.getvalue()
 
 
+def write_npy(path: Path, inverse_depth: np.ndarray) -> None:
+    """float32 ``.npy`` streamed to the file (no in-memory copy of a large map)."""
+    with atomic_path(path) as tmp:
+        np.save(tmp, np.asarray(inverse_depth, dtype=np.float32))
+
+
 def png16_bytes(inverse_depth: np.ndarray) -> bytes:
-    """Min-max normalised inverse depth as uint16 (0 = farthest, 65535 = nearest)."""
-    return _png_bytes(Image.fromarray((normalise(inverse_depth) * 65535).round().astype(np.uint16)))
+    """Min-max normalised inverse depth as uint16 (0 = farthest, 65535 = nearest), scaled in place."""
+    scaled = normalise(inverse_depth)
+    scaled *= 65535
+    np.rint(scaled, out=scaled)
+    return _png_bytes(Image.fromarray(scaled.astype(np.uint16)))
 
 
 def color_bytes(inverse_depth: np.ndarray, cmap: str = DEFAULT_CMAP) -> bytes:
@@ -67,12 +82,14 @@ def write_prediction(stem: Path, formats: list[str], inverse_depth: np.ndarray,
     """Write the requested formats next to ``stem`` (``stem`` + suffix of each format); returns the paths.
 
     ``product_writers``: format -> write(path) for the formats of ``outputs.products`` (3D, float maps, ...)."""
-    writers = {"npy": lambda: npy_bytes(inverse_depth), "png16": lambda: png16_bytes(inverse_depth),
-               "color": lambda: color_bytes(inverse_depth, cmap), "seg": lambda: segmentation_bytes(segmentation)}
+    writers = {"png16": lambda: png16_bytes(inverse_depth), "color": lambda: color_bytes(inverse_depth, cmap),
+               "seg": lambda: segmentation_bytes(segmentation)}
     paths = []
     for fmt in formats:
         path = output_path(stem, fmt)
-        if fmt in writers:
+        if fmt == "npy":
+            write_npy(path, inverse_depth)
+        elif fmt in writers:
             atomic_write(path, writers[fmt]())
         elif product_writers and fmt in product_writers:
             product_writers[fmt](path)

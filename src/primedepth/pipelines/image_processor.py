@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ..utils.memory import available_memory
+
 Image.MAX_IMAGE_PIXELS = 400_000_000  # allow large photos; a true decompression bomb still fails clearly
+# Peak memory per input pixel of a prediction (decoding, the float32 RGB image, the full-size depth map and the
+# npy / png16 / colour writers), measured on 8000 x 8000 and 16k x 16k JPEGs with some margin; see docs/performance.md.
+BYTES_PER_PIXEL = 32
+FIXED_BYTES = 1 << 30  # the model, torch and everything else that does not grow with the image
 
 
 class ImageLoadError(ValueError):
@@ -43,24 +49,46 @@ class LoadedImage:
         return hashlib.sha256(data + str(self.size).encode()).hexdigest()
 
 
-def _pil_to_rgb_array(image: Image.Image) -> np.ndarray:
-    """float32 HxWx3 in [0, 1] from any PIL mode (16-bit and float modes scaled, alpha dropped like the official
+def check_fits_in_memory(h: int, w: int, source: str) -> None:
+    """Refuse, before decoding, an image whose prediction cannot fit in the memory this process may still use."""
+    available = available_memory()
+    need = BYTES_PER_PIXEL * h * w + FIXED_BYTES
+    if available is not None and need > available:
+        raise ImageLoadError(f"{source}: a {w} x {h} image needs about {need / 2**30:.1f} GiB of memory to predict, "
+                             f"only {available / 2**30:.1f} GiB are available; downscale it first")
+
+
+def _uint8_to_float_chw(arr: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> float32 (3, H, W) in [0, 1], converted in place (no full-size float temporaries)."""
+    out = torch.empty((3, *arr.shape[:2]), dtype=torch.float32)
+    with warnings.catch_warnings():  # PIL's buffer is read-only; it is only read here
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        out.copy_(torch.from_numpy(arr).permute(2, 0, 1))
+    return out.div_(255.0)
+
+
+def _pil_to_pixels(image: Image.Image) -> torch.Tensor:
+    """float32 (3, H, W) in [0, 1] from any PIL mode (16-bit and float modes scaled, alpha dropped like the official
     ``convert("RGB")``, palettes expanded)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(image, dtype=np.float64)
         scale = 65535.0 if arr.max(initial=0) > 255 or image.mode.startswith("I;16") else 255.0
-        arr = np.clip(arr / scale, 0, 1)
-        return np.repeat(arr[..., None], 3, axis=-1).astype(np.float32)
+        arr = np.clip(arr / scale, 0, 1).astype(np.float32)
+        return torch.from_numpy(arr)[None].repeat(3, 1, 1)
     if image.mode == "F":
         arr = np.asarray(image, dtype=np.float32)
         if not np.isfinite(arr).all():
             raise ValueError("float image contains NaN or infinity")
         lo, hi = float(arr.min()), float(arr.max())
         arr = np.clip(arr, 0, 1) if 0 <= lo and hi <= 1 else (arr - lo) / max(hi - lo, 1e-12)
-        return np.repeat(arr[..., None], 3, axis=-1)
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))[None].repeat(3, 1, 1)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return _uint8_to_float_chw(np.asarray(image if image.mode == "RGB" else image.convert("RGB")))
+
+
+def _rgb_to_pixels(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
 
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
@@ -96,18 +124,20 @@ def load_image(image, name: str | None = None) -> LoadedImage:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(path) as opened:
+                    check_fits_in_memory(opened.height, opened.width, source)
                     opened.load()
-                    rgb = _pil_to_rgb_array(ImageOps.exif_transpose(opened))
+                    ImageOps.exif_transpose(opened, in_place=True)  # in place: no full-size copy
+                    pixels = _pil_to_pixels(opened)
         elif isinstance(image, Image.Image):
             image.load()
-            rgb = _pil_to_rgb_array(ImageOps.exif_transpose(image))
+            pixels = _pil_to_pixels(ImageOps.exif_transpose(image))
         elif isinstance(image, np.ndarray):
-            rgb = _array_to_rgb(image)
+            pixels = _rgb_to_pixels(_array_to_rgb(image))
         elif isinstance(image, torch.Tensor):
             t = image.detach().cpu()
             if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
                 raise ValueError(f"expected a CxHxW tensor, got shape {tuple(t.shape)}")
-            rgb = _array_to_rgb(t.permute(1, 2, 0).numpy())
+            pixels = _rgb_to_pixels(_array_to_rgb(t.permute(1, 2, 0).numpy()))
         else:
             raise ValueError(f"unsupported input type {type(image).__name__}")
     except ImageLoadError:
@@ -118,9 +148,9 @@ def load_image(image, name: str | None = None) -> LoadedImage:
         raise ImageLoadError(f"{source}: image too large to decode safely ({err})") from None
     except (OSError, ValueError, SyntaxError) as err:
         raise ImageLoadError(f"{source}: {err}") from None
-    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+    if pixels.shape[1] < 1 or pixels.shape[2] < 1:
         raise ImageLoadError(f"{source}: empty image")
-    return LoadedImage(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous(), source)
+    return LoadedImage(pixels, source)
 
 
 def official_processing_size(h: int, w: int, max_size: int | None) -> tuple[int, int]:
@@ -137,13 +167,21 @@ def official_processing_size(h: int, w: int, max_size: int | None) -> tuple[int,
     return (new_short, new_long) if h <= w else (new_long, new_short)
 
 
-MIN_PROCESSING_SIDE = 64  # one latent pixel at the UNet's deepest level; smaller inputs are stretched up to it
+MIN_PROCESSING_SIDE = 64  # one latent pixel at the UNet's deepest level; smaller inputs are enlarged to it
 
 
 def aligned_processing_size(h: int, w: int, max_size: int | None, multiple: int = 8) -> tuple[int, int]:
-    """Long side <= ``max_size`` (never upscaled), sides rounded to the nearest multiple of 8 and at least 64."""
+    """Long side <= ``max_size`` (never upscaled), sides rounded to the nearest multiple of 8, aspect ratio kept.
+
+    The short side is at least 64: when ``max_size`` (or a tiny input) would make it shorter, the image is scaled
+    so that the short side is 64 and the long side follows the aspect ratio, up to twice ``max_size`` (or the input's
+    long side); only inputs more elongated than that are stretched across their short side.
+    """
     scale = min(1.0, max_size / max(h, w)) if max_size else 1.0
-    return tuple(max(MIN_PROCESSING_SIDE, int(round(s * scale / multiple)) * multiple) for s in (h, w))
+    scale = max(scale, MIN_PROCESSING_SIDE / min(h, w))
+    long_limit = 2 * max(max_size or max(h, w), MIN_PROCESSING_SIDE) // multiple * multiple
+    return tuple(min(long_limit, max(MIN_PROCESSING_SIDE, int(round(s * scale / multiple)) * multiple))
+                 for s in (h, w))
 
 
 def resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -185,7 +223,7 @@ class PrimeDepthImageProcessor:
 
     def postprocess_depth(self, depth: torch.Tensor, input_size: tuple[int, int]) -> np.ndarray:
         """(h', w') prediction -> float32 numpy at the output size."""
-        return resize(depth.float(), self.output_size(input_size)).cpu().numpy().astype(np.float32)
+        return resize(depth.float(), self.output_size(input_size)).cpu().numpy()  # float32, no extra copy
 
     def postprocess_segmentation(self, logits: torch.Tensor, input_size: tuple[int, int]) -> np.ndarray:
         """(classes, h', w') logits -> uint8 class map (nearest) at the output size."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..models.frozen_sd import official_unet, official_vae
 from ..models.labeller import LabellerOutput, PrimeDepthLabeller
@@ -22,6 +22,7 @@ from .ensemble import COMBINATION, NORMALISATION, average_normalised
 from .hub_weights import resolve_model
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX
+from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 
 NOISE_MODES = ("sampled", "none")
@@ -31,18 +32,18 @@ ATTENTION_MODES = ("pooled", "naive")
 def load_labeller(folder: str | Path) -> torch.nn.Module:
     """The trained part, by the class recorded in its config (the BlockPreIm ablation has its own class)."""
     folder = Path(folder)
-    try:
-        name = json.loads((folder / "config.json").read_text()).get("_class_name", "PrimeDepthLabeller")
-    except FileNotFoundError:
+    if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder}: no labeller here (config.json missing); expected a folder written by "
-                                "save_pretrained, e.g. <checkpoint>/labeller") from None
+                                "save_pretrained, e.g. <checkpoint>/labeller")
+    config = read_json(folder / "config.json")
+    name = config.get("_class_name", "PrimeDepthLabeller")
     if name == "BlockPreimageLabeller":
-        from ..models.block_preimage import BlockPreimageLabeller
-
-        return BlockPreimageLabeller.from_pretrained(folder)
-    if name != "PrimeDepthLabeller":
-        raise ValueError(f"{folder}: unknown labeller class {name!r}")
-    return PrimeDepthLabeller.from_pretrained(folder)
+        from ..models.block_preimage import BlockPreimageLabeller as cls
+    elif name == "PrimeDepthLabeller":
+        cls = PrimeDepthLabeller
+    else:
+        raise ModelError(f"{folder / 'config.json'}: unknown labeller class {name!r}")
+    return load_checked("labeller", folder, lambda: cls.from_config(config), lambda: cls.from_pretrained(folder))
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -87,8 +88,9 @@ class PrimeDepthPipeline:
         self.captioner = captioner
         self.caption_cache = caption_cache or CaptionCache(None)
         if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
-            raise ValueError(f"text encoder width {text_encoder.config.hidden_size} does not match the UNet's "
-                             f"cross-attention width {unet.config.cross_attention_dim}")
+            raise ModelError(f"the text encoder's width (hidden_size {text_encoder.config.hidden_size}) does not "
+                             f"match the UNet's context size (cross_attention_dim {unet.config.cross_attention_dim}): "
+                             "they are not parts of the same model")
         self.frozen = FrozenStableDiffusion(self.vae, self.unet, self.settings)
         self.channels_last = False  # set by optimize()
         self._prompt_cache: dict = {}
@@ -164,8 +166,12 @@ class PrimeDepthPipeline:
     def from_pretrained(cls, model: str, *, device=None, torch_dtype: torch.dtype | None = None,
                         cache_dir: str | None = None, local_files_only: bool = False,
                         caption_cache_file: str | Path | None = None, captioner_id: str | None = None,
-                        ) -> PrimeDepthPipeline:
-        """Load ``model``: ``"tiny-random"``, a folder in our layout, or a hub repo id in our layout."""
+                        allow_external_components: bool = False) -> PrimeDepthPipeline:
+        """Load ``model``: ``"tiny-random"``, a folder in our layout, or a hub repo id in our layout.
+
+        Every file is checked first (``ModelError`` names the file and the problem). Sub-models named in
+        ``model_index.json`` must lie inside the model folder or be hub ids, unless ``allow_external_components``.
+        """
         device = resolve_device(device)
         if str(model) == "tiny-random":
             from .tiny_random import build_tiny_random_pipeline
@@ -173,26 +179,31 @@ class PrimeDepthPipeline:
             pipe = build_tiny_random_pipeline()
         else:
             root = resolve_model(model, cache_dir=cache_dir, local_files_only=local_files_only)
-            settings = json.loads((root / MODEL_INDEX).read_text())
-
-            def source(key: str):  # a sub-folder of the model, or a hub id / path named in model_index.json
-                name = settings.get(key, key)
-                return root / name if (root / name).is_dir() else name
-
-            text_path, tok_path = source("text_encoder"), source("tokenizer")
+            settings = read_model_index(root)
+            text_path, tok_path = (component_source(root, settings, key, allow_external_components)
+                                   for key in ("text_encoder", "tokenizer"))
             hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
             try:
-                text_encoder = CLIPTextModel.from_pretrained(text_path, **hub)
+                text_encoder = load_checked(
+                    "text encoder", text_path, lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(text_path)),
+                    lambda: CLIPTextModel.from_pretrained(text_path, **hub))
                 tokenizer = load_clip_tokenizer(tok_path, **hub)
             except OSError as err:
                 raise OSError(f"text encoder / tokenizer of {root} ({text_path}, {tok_path}) could not be loaded: "
                               f"{err}\nRun `primedepth convert` with --text-encoder/--tokenizer pointing at a "
                               "local copy to embed it.") from None
-            pipe = cls(
-                vae=AutoencoderKL.from_pretrained(root / "vae"),
-                unet=UNet2DConditionModel.from_pretrained(root / "unet"),
-                text_encoder=text_encoder, tokenizer=tokenizer,
-                labeller=load_labeller(root / "labeller"), settings=settings)
+            parts = {}
+            for name, part_cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel)):
+                folder = root / name
+                parts[name] = load_checked(
+                    name, folder, lambda c=part_cls, f=folder: c.from_config(c.load_config(f)),
+                    lambda c=part_cls, f=folder: c.from_pretrained(f))
+            labeller = load_labeller(root / "labeller")
+            try:
+                pipe = cls(vae=parts["vae"], unet=parts["unet"], text_encoder=text_encoder, tokenizer=tokenizer,
+                           labeller=labeller, settings=settings)
+            except ModelError as err:
+                raise ModelError(f"{root}: {err} (text encoder from {text_path})") from None
         pipe.caption_cache = CaptionCache(caption_cache_file)
         pipe.captioner = Blip2Captioner(captioner_id or DEFAULT_CAPTIONER, cache_dir=cache_dir,
                                         local_files_only=local_files_only)  # loads on first "auto" caption

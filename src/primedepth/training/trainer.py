@@ -38,6 +38,8 @@ from ..models.latent_noising import posterior_moments
 from ..models.preimage import BlockMaps, Preimage
 from ..models.single_step import draw_noise
 from .ablations import Ablation, resolve_ablation
+from ..utils.atomic import atomic_dir, atomic_path, atomic_write_text
+from ..utils.torch_files import load_torch_file
 from .config import load_config
 from .ema import EMA
 from .losses import combine_losses, dice_loss, focal_loss, latent_depth_loss, ssi_loss
@@ -106,6 +108,21 @@ def lr_lambda(kind: str, warmup: int, total: int, min_ratio: float):
     return f
 
 
+def numpy_rng_state() -> dict:
+    """numpy's global RNG state as a tensor and plain numbers (what ``torch.load(weights_only=True)`` reads)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def set_numpy_rng_state(state) -> None:
+    """Restore ``numpy_rng_state()`` (or the tuple of ``np.random.get_state()`` of older checkpoints)."""
+    if isinstance(state, dict):
+        state = (state["kind"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
+                 state["cached_gaussian"])
+    np.random.set_state(state)
+
+
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     groups: dict[str, int] = {}
     for name, p in model.named_parameters():
@@ -133,6 +150,21 @@ class MetricsLog:
                 if tensorboard is True or tensorboard == "true":
                     raise ImportError("logging.tensorboard is true but tensorboard is not installed "
                                       "(pip install tensorboard), or set it to \"auto\"") from None
+
+    def drop_after(self, step: int) -> None:
+        """Forget every row logged after ``step`` (a resumed run replays those steps and logs them again)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut by a kill, or not ours
+        if len(kept) != len(lines):
+            atomic_write_text(self.path, "".join(kept))
 
     def scalars(self, step: int, values: dict, prefix: str) -> None:
         if not self.enabled:
@@ -233,15 +265,12 @@ class Trainer:
         target = self.out / "frozen"
         if (target / "model_index.json").is_file():
             return
-        tmp = self.out / ".frozen.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        self.pipe.vae.save_pretrained(tmp / "vae")
-        self.pipe.unet.save_pretrained(tmp / "unet")
-        self.pipe.text_encoder.save_pretrained(tmp / "text_encoder")
-        self.pipe.tokenizer.save_pretrained(tmp / "tokenizer")
-        (tmp / "model_index.json").write_text(json.dumps(self._model_index(), indent=2))
-        os.replace(tmp, target)
+        with atomic_dir(target) as tmp:
+            self.pipe.vae.save_pretrained(tmp / "vae")
+            self.pipe.unet.save_pretrained(tmp / "unet")
+            self.pipe.text_encoder.save_pretrained(tmp / "text_encoder")
+            self.pipe.tokenizer.save_pretrained(tmp / "tokenizer")
+            (tmp / "model_index.json").write_text(json.dumps(self._model_index(), indent=2))
 
     def _model_index(self) -> dict:
         return {**self.settings, "_class_name": "PrimeDepthPipeline", "text_encoder": "text_encoder",
@@ -409,12 +438,10 @@ class Trainer:
             self.log.scalars(self.step, results, "val")
             if write_images and panels:
                 grid = (np.clip(np.concatenate(panels, 0), 0, 1) * 255).astype(np.uint8)
-                (self.out / "samples").mkdir(parents=True, exist_ok=True)
                 from PIL import Image
 
-                tmp = self.out / "samples" / f".step-{self.step:06d}.png.tmp"
-                Image.fromarray(grid).save(tmp, format="PNG")
-                os.replace(tmp, self.out / "samples" / f"step-{self.step:06d}.png")
+                with atomic_path(self.out / "samples" / f"step-{self.step:06d}.png") as tmp:
+                    Image.fromarray(grid).save(tmp, format="PNG")
                 self.log.image(self.step, "val/rgb_target_prediction", grid)
             if backup is not None:
                 model.load_state_dict(backup)
@@ -424,45 +451,43 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path | None:
-        from safetensors.torch import save_file
-
         self.acc.wait_for_everyone()
         final = self.out / "checkpoints" / f"step-{self.step:06d}"
         if self.acc.is_main_process:
-            tmp = final.with_name(f".{final.name}.partial")
-            shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / "training").mkdir(parents=True)
-            model = self.unwrapped
-            raw = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
-            if self.ema is not None:
-                save_file(raw, str(tmp / "training" / "labeller.safetensors"))
-                save_file({k: v.contiguous() for k, v in self.ema.shadow.items()},
-                          str(tmp / "training" / "ema.safetensors"))
-                self.ema.copy_to(model)
-                model.save_pretrained(tmp / "labeller")
-                model.load_state_dict(raw)
-            else:
-                model.save_pretrained(tmp / "labeller")
-            torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                        "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
-                        "ema": {"decay": self.ema.decay, "updates": self.ema.updates} if self.ema else None,
-                        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()}},
-                       tmp / "training" / "optimizer.pt")
-            (tmp / "training" / "state.json").write_text(json.dumps(
-                {"step": self.step, "ablation": self.ablation, "param_counts": self.param_counts,
-                 "stream": self.stream_position(), "config": self.config}, indent=2))
-            self._link_frozen(tmp)
-            (tmp / "model_index.json").write_text(json.dumps(self._model_index(), indent=2))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            latest = self.out / "checkpoints" / "latest"
-            tmp_latest = latest.with_name(".latest.tmp")
-            tmp_latest.write_text(final.name + "\n")
-            os.replace(tmp_latest, latest)
+            with atomic_dir(final) as tmp:
+                self._write_checkpoint(tmp)
+            atomic_write_text(self.out / "checkpoints" / "latest", final.name + "\n")
             self._prune()
         self.acc.wait_for_everyone()
         return final
+
+    def _write_checkpoint(self, tmp: Path) -> None:
+        """Everything a resume needs, in files that load without unpickling code (safetensors, JSON, and a
+        ``torch.save`` of tensors and plain containers only, readable with ``weights_only=True``)."""
+        from safetensors.torch import save_file
+
+        (tmp / "training").mkdir(parents=True)
+        model = self.unwrapped
+        raw = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+        if self.ema is not None:
+            save_file(raw, str(tmp / "training" / "labeller.safetensors"))
+            save_file({k: v.contiguous() for k, v in self.ema.shadow.items()},
+                      str(tmp / "training" / "ema.safetensors"))
+            self.ema.copy_to(model)
+            model.save_pretrained(tmp / "labeller")
+            model.load_state_dict(raw)
+        else:
+            model.save_pretrained(tmp / "labeller")
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
+                    "ema": {"decay": self.ema.decay, "updates": self.ema.updates} if self.ema else None,
+                    "rng": {"torch": torch.get_rng_state(), "numpy": numpy_rng_state()}},
+                   tmp / "training" / "optimizer.pt")
+        (tmp / "training" / "state.json").write_text(json.dumps(
+            {"step": self.step, "ablation": self.ablation, "param_counts": self.param_counts,
+             "stream": self.stream_position(), "config": self.config}, indent=2))
+        self._link_frozen(tmp)
+        (tmp / "model_index.json").write_text(json.dumps(self._model_index(), indent=2))
 
     def _link_frozen(self, ckpt: Path) -> None:
         frozen = self._frozen_dir()
@@ -481,8 +506,12 @@ class Trainer:
         for old in ckpts[:-keep]:
             shutil.rmtree(old)
 
-    def resume(self, checkpoint: str | Path = "auto") -> bool:
-        """Load a checkpoint (``"auto"``: the newest in output_dir, if any). Returns whether one was loaded."""
+    def resume(self, checkpoint: str | Path = "auto", trust_pickle: bool = False) -> bool:
+        """Load a checkpoint (``"auto"``: the newest in output_dir, if any). Returns whether one was loaded.
+
+        Every file is read without running code from it (safetensors, JSON, ``torch.load(weights_only=True)``);
+        ``trust_pickle`` allows full unpickling of ``optimizer.pt``, for checkpoints of older versions that stored
+        numpy objects there. The metrics log forgets the steps after the checkpoint, which are now replayed."""
         from safetensors.torch import load_file
 
         if str(checkpoint) == "auto":
@@ -503,7 +532,7 @@ class Trainer:
         else:
             weights = load_file(str(ckpt / "labeller" / "diffusion_pytorch_model.safetensors"))
         self.unwrapped.load_state_dict(weights, strict=True)
-        extra = torch.load(ckpt / "training" / "optimizer.pt", map_location="cpu", weights_only=False)
+        extra = load_torch_file(ckpt / "training" / "optimizer.pt", trust_pickle=trust_pickle)
         self.optimizer.load_state_dict(extra["optimizer"])
         self.scheduler.load_state_dict(extra["scheduler"])
         if extra["scaler"] is not None and self.acc.scaler is not None:
@@ -514,11 +543,13 @@ class Trainer:
                 raise ValueError(f"{ckpt}: config enables EMA but the checkpoint has none")
             self.ema.load_state_dict({**extra["ema"], "shadow": load_file(str(ema_file))})
         torch.set_rng_state(extra["rng"]["torch"])
-        np.random.set_state(extra["rng"]["numpy"])
+        set_numpy_rng_state(extra["rng"]["numpy"])
         self.step = int(state["step"])
         if state.get("stream") != self.stream_position():
             raise ValueError(f"{ckpt}: the data stream was at {state.get('stream')}, this run would continue at "
                              f"{self.stream_position()}: resume with the same processes and data.num_workers")
+        if self.acc.is_main_process:
+            self.log.drop_after(self.step)
         return True
 
     def stream_position(self) -> dict | None:
@@ -531,11 +562,11 @@ class Trainer:
 
 
 def run_training(config_path: str | None, overrides=(), resume: str | None = "auto", extra: dict | None = None,
-                 stop_after: int | None = None) -> Trainer:
+                 stop_after: int | None = None, trust_pickle: bool = False) -> Trainer:
     config = load_config(config_path, overrides, extra)
     trainer = Trainer(config)
     if resume:
-        trainer.resume(resume)
+        trainer.resume(resume, trust_pickle=trust_pickle)
     trainer.train(stop_after=stop_after)
     trainer.log.close()
     return trainer

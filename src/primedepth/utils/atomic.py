@@ -1,7 +1,9 @@
-"""Atomic file output: a file appears complete under its final name or not at all.
+"""Atomic file output: a file or folder appears complete under its final name or not at all.
 
-Temporary files are named ``.NAME.PID.tmp[SUFFIX]`` next to their target, so a later run can tell ours apart from
-the user's files and remove those whose writing process is gone (a kill mid-write).
+Temporary files and folders are named ``.NAME.PID.tmp[SUFFIX]`` next to their target, so a later run can tell ours
+apart from the user's files and remove those whose writing process is gone (a kill mid-write). A write that fails
+for a reason of the file system (no space, no permission) raises ``OSError`` naming the final path, not the
+temporary one.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,17 +23,25 @@ def temp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
 
 
+def _named(err: OSError, path: Path) -> OSError:
+    """The same error, reported against the final ``path``."""
+    return type(err)(err.errno, err.strerror or str(err), str(path)) if err.errno else err
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path to write; on success it is fsynced and renamed to ``path``, on failure removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path_for(path)
     try:
-        yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            raise _named(err, path) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -39,6 +50,50 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, text.encode())
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder next to ``path`` (created with the process's umask, like ``mkdir``); on
+    success it replaces ``path`` (an existing folder there is removed), on failure it is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        try:
+            tmp.mkdir(parents=True)
+            yield tmp
+            if path.is_dir() and not path.is_symlink():
+                old = path.with_name(f".{path.name}.{os.getpid()}.tmp.old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, path)
+        except OSError as err:
+            raise _named(err, path) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ensure_writable_folder(folder: str | Path) -> None:
+    """Create ``folder`` if needed and check that files can be created in it, before any long work (raises
+    ``OSError`` naming the folder)."""
+    folder = Path(folder)
+    probe = temp_path_for(folder / ".write-check")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"\0")
+    except OSError as err:
+        raise _named(err, folder) from None
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
 
 
 def is_our_temp(path: Path) -> bool:
@@ -52,18 +107,28 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except OverflowError:  # not a process id at all
+        return False
     return True
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove our temporary files under ``folder`` whose writing process no longer runs; returns what was removed."""
+    """Remove our temporary files and folders under ``folder`` whose writing process no longer runs (or is this
+    one, between writes); returns what was removed. Others' files and live writers' temporaries are left alone."""
     removed = []
     folder = Path(folder)
     if not folder.is_dir():
         return removed
-    for tmp in folder.rglob(".*.tmp*"):
+    for tmp in sorted(folder.rglob(".*.tmp*")):
         m = _TEMP_NAME.match(tmp.name)
-        if m and tmp.is_file() and (int(m["pid"]) == os.getpid() or not _alive(int(m["pid"]))):
+        if not m or tmp.is_symlink() or not (tmp.is_file() or tmp.is_dir()):
+            continue
+        pid = int(m["pid"])
+        if pid != os.getpid() and _alive(pid):
+            continue
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
             tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+        removed.append(tmp)
     return removed

@@ -1,0 +1,156 @@
+"""Checking a model folder before trusting it: ``model_index.json``, where its sub-models live, and that every
+weight file holds the tensors its config asks for.
+
+A folder downloaded from somewhere may be broken or hostile. Each problem becomes one ``ModelError`` naming the file,
+the setting or tensor, and what was expected versus found, instead of a deep traceback from diffusers or
+transformers, a misleading "Cannot copy out of meta tensor", or (worst) a silently random-initialised tensor.
+Sub-models named in ``model_index.json`` must be folders inside the model folder or hub ids: absolute paths and
+``..`` escapes are refused unless the caller allows them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .loading import MODEL_INDEX
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# model_index.json settings: type check and allowed range of each (None: absent is fine)
+_NUMBER = (int, float)
+SETTINGS = {
+    "scale_factor": (_NUMBER, lambda v: v > 0, "a positive number"),
+    "beta_start": (_NUMBER, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "beta_end": (_NUMBER, lambda v: 0 < v < 1, "a number in (0, 1)"),
+    "num_train_timesteps": (int, lambda v: v > 0, "a positive integer"),
+    "timestep": (int, lambda v: v >= 0, "a non-negative integer"),
+}
+OPTIONAL_SETTINGS = {
+    "max_size": ((int, type(None)), lambda v: v is None or v >= 8, "an integer >= 8 or null"),
+    "default_caption": (str, lambda v: True, "a string"),
+    "text_encoder": (str, lambda v: bool(v), "a folder name or hub id"),
+    "tokenizer": (str, lambda v: bool(v), "a folder name or hub id"),
+}
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+
+
+class ModelError(ValueError):
+    """A model folder or one of its files is unusable; the message names the file and the problem."""
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path`` (ModelError if missing, not JSON, or not an object)."""
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: file missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path}: expected a JSON object, found a {type(value).__name__}")
+    return value
+
+
+def read_model_index(root: Path) -> dict:
+    """The pipeline settings of ``root/model_index.json``, each checked for type and range."""
+    path = root / MODEL_INDEX
+    settings = read_json(path)
+    for key, (types, ok, meaning) in {**SETTINGS, **OPTIONAL_SETTINGS}.items():
+        if key not in settings:
+            if key in SETTINGS:
+                raise ModelError(f"{path}: setting {key!r} missing (expected {meaning})")
+            continue
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, types) or not ok(value):
+            raise ModelError(f"{path}: setting {key!r} must be {meaning}, found {value!r}")
+    if settings["timestep"] >= settings["num_train_timesteps"]:
+        raise ModelError(f"{path}: timestep {settings['timestep']} is outside the schedule of "
+                         f"{settings['num_train_timesteps']} steps")
+    if settings["beta_start"] > settings["beta_end"]:
+        raise ModelError(f"{path}: beta_start {settings['beta_start']} exceeds beta_end {settings['beta_end']}")
+    return settings
+
+
+def component_source(root: Path, settings: dict, key: str, allow_external: bool = False) -> Path | str:
+    """Where the sub-model ``key`` comes from: a folder inside ``root`` (symbolic links inside it are the folder's
+    own business), or a hub id. An absolute path or one leaving ``root`` is refused unless ``allow_external``."""
+    name = settings.get(key, key)
+    where = f"{root / MODEL_INDEX}: {key} = {name!r}"
+    relative = Path(name)
+    escapes = relative.is_absolute() or ".." in relative.parts or name.startswith("~")
+    if escapes and not allow_external:
+        raise ModelError(f"{where} points outside the model folder; sub-models must be folders inside it or hub "
+                         "ids (pass allow_external_components=True to from_pretrained to allow this)")
+    if escapes:
+        return Path(name).expanduser()
+    if (root / relative).is_dir():
+        return root / relative
+    if HUB_ID.match(name):
+        return name
+    raise ModelError(f"{where}: no such folder in the model folder, and not a hub id")
+
+
+def _file_shapes(folder: Path) -> tuple[Path, dict[str, tuple[int, ...]]] | None:
+    """(weight file, tensor name -> shape) read from safetensors headers only; None if there is no such file."""
+    from safetensors import SafetensorError, safe_open
+
+    files = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
+    for index in (folder / f"{name}.index.json" for name in WEIGHT_FILES):
+        if index.is_file():
+            weight_map = read_json(index).get("weight_map", {})
+            files = [folder / f for f in sorted(set(weight_map.values()))]
+    if not files:
+        return None
+    shapes = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    shapes[key] = tuple(f.get_slice(key).get_shape())
+        except (SafetensorError, OSError) as err:
+            raise ModelError(f"{file}: not a readable safetensors file ({err})") from None
+    return files[0] if len(files) == 1 else folder, shapes
+
+
+def check_weights(folder: Path, expected: dict[str, torch.Size], what: str) -> None:
+    """Every tensor of ``expected`` (name -> shape, a model's state dict) is in the folder's weight file with that
+    shape; raises ModelError listing what is missing or mis-shaped."""
+    found = _file_shapes(folder)
+    if found is None:
+        return  # no safetensors file: the loader reports it (or reads .bin files weights-only)
+    file, shapes = found
+    problems = []
+    for key, shape in expected.items():
+        if key not in shapes:
+            problems.append(f"tensor {key} missing (expected shape {tuple(shape)})")
+        elif shapes[key] != tuple(shape):
+            problems.append(f"tensor {key} has shape {shapes[key]}, expected {tuple(shape)}")
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ModelError(f"{file}: {what} weights do not match {folder / 'config.json'}: "
+                         + "; ".join(problems[:5]) + more)
+
+
+def load_checked(what: str, folder: Path | str, build_empty: Callable[[], torch.nn.Module],
+                 load: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+    """``load()`` the sub-model ``what`` after checking a local ``folder``'s weights against the model that
+    ``build_empty()`` makes from its config (built on the meta device: no memory, no time). Errors become one
+    ModelError naming the folder."""
+    if isinstance(folder, Path):
+        if not (folder / "config.json").is_file():
+            raise ModelError(f"{folder}: {what} folder has no config.json")
+        read_json(folder / "config.json")
+        try:
+            with torch.device("meta"):
+                expected = {k: v.shape for k, v in build_empty().state_dict().items()}
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            raise ModelError(f"{folder / 'config.json'}: not a valid {what} config ({err})") from None
+        check_weights(folder, expected, what)
+    try:
+        return load()
+    except (ValueError, RuntimeError, NotImplementedError, KeyError, TypeError) as err:
+        raise ModelError(f"{folder}: {what} could not be loaded ({err})") from None
