@@ -26,11 +26,13 @@ def shard_options(command):
 
 
 def process_layout() -> tuple[int, int]:
-    """(rank, world) under ``accelerate launch``; (0, 1) otherwise."""
+    """(rank, world) under ``accelerate launch`` (GPU processes, or CPU processes as a gloo group); (0, 1)
+    otherwise."""
     try:
+        import torch
         from accelerate import PartialState
 
-        state = PartialState()
+        state = PartialState(cpu=not torch.cuda.is_available())
         return state.process_index, state.num_processes
     except Exception:  # accelerate present but no distributed setup
         return 0, 1

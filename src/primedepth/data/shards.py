@@ -5,9 +5,9 @@ Input shards are what img2dataset writes: ``00000.tar`` holding ``<key>.jpg`` (o
 (webdataset's ``expand_urls``), local paths or fsspec URLs (``s3://``, ``gs://``, ``memory://`` ...). Tar members
 are read with webdataset's tar iterators and written with its ``TarWriter``.
 
-Result shards are byte-reproducible (fixed member times). A result shard is named like its input shard and written under a temporary name first (local: through
+A result shard is named like its input shard and written under a temporary name first (local: through
 ``primedepth.utils.atomic.atomic_path``; other filesystems: a ``.tmp`` object moved into place), so it exists
-complete or not at all: a shard is the unit of resume.
+complete or not at all: a shard is the unit of resume. Result shards are byte-reproducible (fixed member times).
 """
 
 from __future__ import annotations
