@@ -13,7 +13,12 @@ from click.testing import CliRunner
 from PIL import Image
 
 from primedepth.cli import main
-from primedepth.utils.atomic import atomic_dir, atomic_path, atomic_write, is_our_temp, remove_stale_temps
+from primedepth.utils.atomic import (
+    atomic_dir,
+    atomic_write,
+    is_our_temp,
+    remove_stale_temps,
+)
 
 KILLED_WRITER = """
 import sys, time
@@ -102,10 +107,10 @@ def test_predict_removes_temps_of_killed_runs(tmp_path, rgb_image):
 
 
 def test_eval_removes_temps_of_killed_runs(tmp_path):
-    from primedepth.evaluation import DATASETS, evaluate
-
     from evaluation import fixtures
     from evaluation.fakes import AffineOfGT
+
+    from primedepth.evaluation import DATASETS, evaluate
 
     fixtures.make_nyu(tmp_path / "data")
     ds = DATASETS["nyu"](tmp_path / "data", allow_partial=True)

@@ -11,7 +11,11 @@ from PIL import Image, ImageFile
 
 import primedepth.pipelines.image_processor as image_processor
 from primedepth.pipelines.export import normalise, png16_bytes, write_prediction
-from primedepth.pipelines.image_processor import ImageLoadError, PrimeDepthImageProcessor, load_image
+from primedepth.pipelines.image_processor import (
+    ImageLoadError,
+    PrimeDepthImageProcessor,
+    load_image,
+)
 
 
 def _peak(fn):

@@ -24,7 +24,8 @@ from ..utils.memory import available_memory
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # allow large photos; a true decompression bomb still fails clearly
 # Peak memory per input pixel of a prediction (decoding, the float32 RGB image, the full-size depth map and the
-# npy / png16 / colour writers), measured on 8000 x 8000 and 16k x 16k JPEGs with some margin; see docs/performance.md.
+# npy / png16 / colour writers): 22 B/px measured with npy + png16 on 8000 x 8000 and 16k x 16k JPEGs, plus room for
+# the colour map; see docs/reliability.md.
 BYTES_PER_PIXEL = 32
 FIXED_BYTES = 1 << 30  # the model, torch and everything else that does not grow with the image
 

@@ -109,7 +109,7 @@ def _file_shapes(folder: Path) -> tuple[Path, dict[str, tuple[int, ...]]] | None
     for file in files:
         try:
             with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():
+                for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
                     shapes[key] = tuple(f.get_slice(key).get_shape())
         except (SafetensorError, OSError) as err:
             raise ModelError(f"{file}: not a readable safetensors file ({err})") from None
