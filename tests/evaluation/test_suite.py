@@ -348,8 +348,9 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
     data = tmp_path / "data"
     fixtures.make_rabbitai(data / "rabbitai")
     fixtures.make_nuscenes(data / "nuscenes_c", {"scene-0062": 2, "scene-1077": 2})
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # the folder that `fakes.__name__` imports from (the repository or tests/, depending on the rootdir)
+    importable = Path(fakes.__file__).resolve().parents[fakes.__name__.count(".")]
+    env = {**os.environ, "PYTHONPATH": f"{importable}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [
         shutil.which("accelerate"),
         "launch",

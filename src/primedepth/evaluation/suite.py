@@ -51,9 +51,6 @@ def _published() -> dict:
     return json.loads(resources.files("primedepth.evaluation").joinpath("configs", "paper_tables.json").read_text())
 
 
-SUITES = tuple(_published()["suites"])
-
-
 def load_suite(name: str, pair: tuple[str, str] | None = None) -> Suite:
     """The suite ``name`` (``paper-table2``, ``paper-table3``); ``pair`` overrides the run names averaged/oracled."""
     suites = _published()["suites"]
