@@ -13,7 +13,6 @@ from primedepth.export.onnx import export_onnx, onnx_session, run_onnx
 from primedepth.pipelines.image_processor import PrimeDepthImageProcessor, load_image
 
 
-
 def _pipeline_depth(pipe, pixels: torch.Tensor) -> np.ndarray:
     """The pipeline's own noise-free prediction (before resizing back), fp32."""
     context = pipe._encode_prompts([""])

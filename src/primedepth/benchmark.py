@@ -302,7 +302,8 @@ def fastest_primedepth_options(device: torch.device) -> dict:
     return dict(channels_last=True)
 
 
-CPU_DEFAULT_CONTENDERS = ("primedepth", "primedepth-auto", "primedepth-onnx", "primedepth-authors", "sd-single-step", "marigold-1x1", "marigold-2x1",
+CPU_DEFAULT_CONTENDERS = ("primedepth", "primedepth-auto", "primedepth-onnx", "primedepth-authors", "sd-single-step",
+                          "marigold-1x1", "marigold-2x1",
                           "depth-anything-v2-s", "depth-anything-v2-b", "depth-anything-v2-l")
 CUDA_DEFAULT_CONTENDERS = tuple(c for c in CPU_DEFAULT_CONTENDERS if c != "primedepth-onnx") + ("marigold-50x10",)
 
@@ -409,7 +410,7 @@ def measure(name: str, resolution: int, *, device: str = "cpu", scale: str = "fu
                 seconds=statistics.median(times), seconds_all=times, cpu_seconds=statistics.median(cpu_times),
                 cpu_seconds_all=cpu_times, warmup=warmup, build_seconds=build_s,
                 peak_bytes=int(peak), base_bytes=int(base), activation_bytes=int(max(0, peak - base)),
-                weights_bytes=runner.weights_bytes if runner.weights_bytes is not None else tensor_bytes(runner.modules),
+                weights_bytes=tensor_bytes(runner.modules) if runner.weights_bytes is None else runner.weights_bytes,
                 memory_kind="cuda max allocated" if dev.type == "cuda" else "process RSS high-water mark")
 
 

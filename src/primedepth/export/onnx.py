@@ -6,8 +6,8 @@ recorded -> labeller -> depth head, the depth channels averaged. Its caption emb
 text tower and BLIP-2 are not part of the graph). Input ``images``: (1, 3, H, W) float32 in [-1, 1] with H and W
 multiples of 8 (the pipeline's processing sizes, ``PrimeDepthImageProcessor``); output ``inverse_depth``:
 (1, H, W) float32, affine-invariant. Height and width are dynamic, the batch is one image (the TorchScript
-exporter freezes the traced batch size into the attention reshapes; ``run_onnx`` loops over a batch); an fp16 export keeps fp32 input and output
-and computes inside in fp16 (GroupNorms in fp32, as the pipeline does).
+exporter freezes the traced batch size into the attention reshapes; ``run_onnx`` loops over a batch). An fp16
+export keeps fp32 input and output and computes inside in fp16 (GroupNorms in fp32, as the pipeline does).
 """
 
 from __future__ import annotations
