@@ -13,3 +13,8 @@ primedepth bench --device cpu --threads 1 --resolutions 512,768 --warmup 0 --rep
   --output-dir benchmarks/results/cpu-memory --contenders primedepth,primedepth-lowmem,primedepth-authors "$@"
 primedepth bench --device cpu --threads 1 --resolutions 512 --warmup 1 --repeats 2 --no-plot \
   --output-dir benchmarks/results/cpu-single-step --contenders primedepth,sd-single-step "$@"
+primedepth bench --device cpu --threads 1 --resolutions 256,512 --warmup 1 --repeats 2 --no-plot \
+  --output-dir benchmarks/results/cpu-auto-onnx --contenders primedepth,primedepth-auto,primedepth-onnx,primedepth-authors "$@"
+primedepth bench --device cpu --threads 1 --resolutions 256,512 --warmup 1 --repeats 2 --no-plot \
+  --output-dir benchmarks/results/cpu-precision \
+  --contenders primedepth,primedepth-bf16,primedepth-auto,primedepth-fp16,primedepth-fp16-all "$@"

@@ -20,11 +20,27 @@ def one_thread():
 
 def test_every_contender_builds_and_runs_tiny():
     for name in bench.contenders():
-        if name == "marigold-50x10":
+        if name in ("marigold-50x10", "primedepth-onnx"):  # the second: test below (its export is slow)
             continue
         record = bench.measure(name, 32, scale="tiny", warmup=0, repeats=1)
         assert record["seconds"] > 0 and record["weights_bytes"] > 0, name
         assert record["peak_bytes"] >= record["base_bytes"] - 1, name
+
+
+@pytest.mark.slow
+def test_onnx_contender_exports_and_times_onnxruntime_tiny():
+    record = bench.measure("primedepth-onnx", 64, scale="tiny", warmup=0, repeats=1, threads=1)
+    assert record["seconds"] > 0 and record["threads"] == 1
+    assert 1e6 < record["weights_bytes"] < 1e8  # the exported file (the tiny model is ~40 MB in fp32)
+
+
+def test_auto_contender_runs_in_the_configuration_auto_resolves_to():
+    from primedepth.pipelines import precision
+
+    runner = bench.build_primedepth("tiny", torch.device("cpu"), precision="auto", channels_last=True)
+    expected = precision.resolve_precision("auto", "cpu")
+    assert {m.dtype for m in runner.modules[1].parameters() if m.ndim > 1} == {expected.frozen_dtype}
+    assert {m.dtype for m in runner.modules[2].parameters()} == {expected.labeller_dtype}
 
 
 def test_marigold_protocol_is_extrapolated_from_one_and_two_steps():

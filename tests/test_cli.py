@@ -62,7 +62,7 @@ def test_low_memory_and_default_write_the_same_depth(tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
     for name, extra in (("plain", []), ("low", ["--low-memory"])):
         result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / name),
-                                           "--model", "tiny-random", "--format", "npy", *extra])
+                                           "--model", "tiny-random", "--format", "npy", "--dtype", "fp32", *extra])
         assert result.exit_code == 0, result.output
     plain, low = np.load(tmp_path / "plain" / "x.npy"), np.load(tmp_path / "low" / "x.npy")
     assert np.abs(plain - low).max() <= 1e-4 * np.abs(plain).max()

@@ -60,6 +60,7 @@ class Runner:
     modules: list[torch.nn.Module]
     input_size: Callable[[int], int] = lambda res: res
     value_range: tuple[float, float] = (-1.0, 1.0)
+    weights_bytes: int | None = None  # when the weights are not torch modules (onnxruntime)
 
 
 @dataclass
@@ -107,12 +108,8 @@ def _sd_parts(scale: str, unet_in_channels: int = 4):
     return config, unet, vae
 
 
-def build_primedepth(scale: str, device: torch.device, *, attention: str = "pooled", segmentation: bool = False,
-                     frozen_dtype: torch.dtype = torch.float32, labeller_dtype: torch.dtype = torch.float32,
-                     channels_last: bool = False, low_memory: bool = False, compile: bool = False,
-                     keep_vae_decoder: bool = True) -> Runner:
-    """PrimeDepth at the given precision split / attention mode (``attention="naive"`` + segmentation + fp32 is the
-    authors' arithmetic)."""
+def _random_pipeline(scale: str, device: torch.device):
+    """A ``PrimeDepthPipeline`` with random weights of the real (or tiny) architecture and a stub text tower."""
     from .conversion.official_config import labeller_kwargs_from_official, noise_kwargs_from_official
     from .models.labeller import PrimeDepthLabeller
     from .pipelines.pipeline import PrimeDepthPipeline
@@ -122,9 +119,21 @@ def build_primedepth(scale: str, device: torch.device, *, attention: str = "pool
     text_encoder, tokenizer = _stub_text_encoder(config["unet"]["context_dim"])
     pipe = PrimeDepthPipeline(vae, unet, text_encoder, tokenizer, labeller,
                               {**noise_kwargs_from_official(config), "default_caption": "none"})
-    pipe.to(device=device)
+    return pipe.to(device=device)
+
+
+def build_primedepth(scale: str, device: torch.device, *, attention: str = "pooled", segmentation: bool = False,
+                     frozen_dtype: torch.dtype = torch.float32, labeller_dtype: torch.dtype = torch.float32,
+                     channels_last: bool = False, low_memory: bool = False, compile: bool = False,
+                     keep_vae_decoder: bool = True, precision: str | None = None) -> Runner:
+    """PrimeDepth at the given precision split / attention mode (``attention="naive"`` + segmentation + fp32 is the
+    authors' arithmetic). ``precision``: a named configuration (``"auto"`` included) instead of the two dtypes."""
+    pipe = _random_pipeline(scale, device)
+    config = _official_config(scale)
     pipe.optimize(frozen_dtype=frozen_dtype, labeller_dtype=labeller_dtype, channels_last=channels_last,
                   compile=compile, drop_vae_decoder=not keep_vae_decoder)
+    if precision is not None:
+        pipe.set_precision(precision)
     context = torch.zeros(1, 77, config["unet"]["context_dim"], device=device)
 
     def run(images):
@@ -132,6 +141,28 @@ def build_primedepth(scale: str, device: torch.device, *, attention: str = "pool
                                    segmentation=segmentation, attention=attention, low_memory=low_memory)
 
     return Runner(run, [pipe.vae, pipe.unet, pipe.labeller])
+
+
+def build_primedepth_onnx(scale: str, device: torch.device, *, threads: int | None = None) -> Runner:
+    """PrimeDepth's single step exported to ONNX (fp32, ``primedepth export onnx``) and run by onnxruntime on the
+    CPU; the export (into a temporary folder) is part of the build, not of the timed runs."""
+    import tempfile
+
+    from .export.onnx import export_onnx, onnx_session, run_onnx
+
+    if device.type != "cpu":
+        raise ValueError("the primedepth-onnx contender runs onnxruntime's CPU provider only")
+    folder = tempfile.TemporaryDirectory(prefix="primedepth-onnx-")
+    path = Path(folder.name) / "primedepth.onnx"
+    export_onnx(_random_pipeline(scale, device), path)
+    session = onnx_session(path, threads=threads or torch.get_num_threads())
+    weights = sum(f.stat().st_size for f in Path(folder.name).iterdir())
+
+    def run(images):
+        run.folder = folder  # the exported files live as long as the runner
+        return run_onnx(session, images)
+
+    return Runner(run, [], weights_bytes=weights)
 
 
 def _channels_last(*modules):
@@ -222,8 +253,13 @@ def contenders() -> dict[str, Contender]:
     """Every contender by name. ``primedepth`` is the fastest correct configuration (``fastest_primedepth``)."""
     bf16 = torch.bfloat16
     items = [
-        Contender("primedepth", "PrimeDepth (ours, fastest correct)", build_primedepth,
+        Contender("primedepth", "PrimeDepth (ours, fp32)", build_primedepth,
                   "pooled fused attention, no segmentation head, channels_last, fp32"),
+        Contender("primedepth-auto", "PrimeDepth (ours, --dtype auto)", build_primedepth,
+                  "the configuration `--dtype auto` picks on this device, channels_last",
+                  dict(precision="auto", channels_last=True)),
+        Contender("primedepth-onnx", "PrimeDepth exported to ONNX, onnxruntime", build_primedepth_onnx,
+                  "`primedepth export onnx` fp32, onnxruntime CPU provider, same thread count"),
         Contender("primedepth-authors", "PrimeDepth, authors' arithmetic", build_primedepth,
                   "N x N maps + stretch/pool/resize, segmentation head on, fp32",
                   dict(attention="naive", segmentation=True)),
@@ -233,6 +269,11 @@ def contenders() -> dict[str, Contender]:
                   "mixed precision", dict(frozen_dtype=bf16, channels_last=True)),
         Contender("primedepth-bf16-all", "PrimeDepth, everything bf16", build_primedepth,
                   "bf16 everywhere (GroupNorms fp32)", dict(frozen_dtype=bf16, labeller_dtype=bf16,
+                                                          channels_last=True)),
+        Contender("primedepth-fp16", "PrimeDepth, fp16 UNet+VAE, fp32 labeller", build_primedepth,
+                  "mixed precision", dict(frozen_dtype=torch.float16, channels_last=True)),
+        Contender("primedepth-fp16-all", "PrimeDepth, everything fp16", build_primedepth,
+                  "fp16 everywhere (GroupNorms fp32)", dict(frozen_dtype=torch.float16, labeller_dtype=torch.float16,
                                                           channels_last=True)),
         Contender("primedepth-lowmem", "PrimeDepth, memory-saving switch", build_primedepth,
                   "low_memory=True, VAE decoder dropped",
@@ -255,15 +296,16 @@ def contenders() -> dict[str, Contender]:
 
 
 def fastest_primedepth_options(device: torch.device) -> dict:
-    """Options of ``primedepth`` per device (measured, see docs/performance.md): fp32 + channels_last. bf16 is
-    faster (CPUs with AVX512-BF16/AMX, GPUs) but misses the accuracy targets on the reference vectors (1e-1 end to
-    end), so it is the separate ``primedepth-bf16`` / ``primedepth-bf16-all`` rows, not "fastest correct"."""
+    """Options of ``primedepth`` (ours in fp32) per device (measured, see docs/performance.md): fp32 +
+    channels_last. Half precision is the ``primedepth-auto`` row (what ``--dtype auto`` picks, judged on trained
+    weights) and the ``primedepth-bf16*`` / ``primedepth-fp16*`` rows."""
     return dict(channels_last=True)
 
 
-CPU_DEFAULT_CONTENDERS = ("primedepth", "primedepth-authors", "sd-single-step", "marigold-1x1", "marigold-2x1",
+CPU_DEFAULT_CONTENDERS = ("primedepth", "primedepth-auto", "primedepth-onnx", "primedepth-authors", "sd-single-step",
+                          "marigold-1x1", "marigold-2x1",
                           "depth-anything-v2-s", "depth-anything-v2-b", "depth-anything-v2-l")
-CUDA_DEFAULT_CONTENDERS = CPU_DEFAULT_CONTENDERS + ("marigold-50x10",)
+CUDA_DEFAULT_CONTENDERS = tuple(c for c in CPU_DEFAULT_CONTENDERS if c != "primedepth-onnx") + ("marigold-50x10",)
 
 
 def default_contenders(device: torch.device) -> tuple[str, ...]:
@@ -330,6 +372,8 @@ def measure(name: str, resolution: int, *, device: str = "cpu", scale: str = "fu
     options = dict(contender.options)
     if name == "primedepth":
         options.update(fastest_primedepth_options(dev))
+    if contender.build is build_primedepth_onnx:
+        options["threads"] = threads
     torch.manual_seed(0)
     t0 = time.perf_counter()
     runner = contender.build(scale, dev, **options)
@@ -366,7 +410,7 @@ def measure(name: str, resolution: int, *, device: str = "cpu", scale: str = "fu
                 seconds=statistics.median(times), seconds_all=times, cpu_seconds=statistics.median(cpu_times),
                 cpu_seconds_all=cpu_times, warmup=warmup, build_seconds=build_s,
                 peak_bytes=int(peak), base_bytes=int(base), activation_bytes=int(max(0, peak - base)),
-                weights_bytes=tensor_bytes(runner.modules),
+                weights_bytes=tensor_bytes(runner.modules) if runner.weights_bytes is None else runner.weights_bytes,
                 memory_kind="cuda max allocated" if dev.type == "cuda" else "process RSS high-water mark")
 
 

@@ -24,6 +24,8 @@ class DemoResult:
     scenes: int
     seconds: float
     gallery: Path | None
+    inverse_depth: list[np.ndarray]  # the raw predictions, one per scene
+    predict_seconds: float  # time spent in the pipeline alone (no rendering, scoring or gallery)
 
 
 def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED) -> list:
@@ -72,11 +74,14 @@ def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows:
 
     start = time.perf_counter()
     rendered = held_out_scenes(scenes, resolution, seed)
-    per_scene, aligned_maps = [], []
+    per_scene, aligned_maps, predictions, predict_seconds = [], [], [], 0.0
     for first in range(0, scenes, batch_size):
         chunk = rendered[first:first + batch_size]
+        t = time.perf_counter()
         out = pipe([s.image for s in chunk], caption=[s.caption for s in chunk], noise=noise, seed=first,
                    batch_size=batch_size)
+        predict_seconds += time.perf_counter() - t
+        predictions += out.inverse_depth
         for scene, inverse_depth in zip(chunk, out.inverse_depth):
             score, aligned = score_in_own_range(inverse_depth, scene.depth)
             per_scene.append(score)
@@ -85,4 +90,4 @@ def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows:
     metrics = {k: float(np.mean([s[k] for s in per_scene])) for k in per_scene[0]}
     if gallery is not None:
         write_gallery(gallery, rendered[:gallery_rows], aligned_maps, per_scene[:gallery_rows])
-    return DemoResult(metrics, scenes, time.perf_counter() - start, gallery)
+    return DemoResult(metrics, scenes, time.perf_counter() - start, gallery, predictions, predict_seconds)

@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "primedepth.cli.train_cmd:command",
     "pseudo-label": "primedepth.cli.pseudo_label_cmd:command",
     "bench": "primedepth.cli.bench_cmd:command",
+    "export": "primedepth.cli.export_cmd:command",
 }
 
 

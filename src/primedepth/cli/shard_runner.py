@@ -97,7 +97,7 @@ def predict_shards(inputs, output_dir, model, formats, options, device, dtype, b
         if notice:
             click.echo(f"note: {notice}", err=True)
     output_dir = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", str(output_dir))  # click's Path folds "//"
-    pipeline_kwargs = dict(model=model, device=None if device == "auto" else device, dtype=dtype,
+    pipeline_kwargs = dict(model=model, device=None if device == "auto" else device, precision=dtype,
                            cache_dir=cache_dir, local_files_only=local_files_only)
     make_worker = functools.partial(PredictShardWorker, pipeline_kwargs, formats, options, batch_size)
     click.echo(f"model: {model} ({dtype}), engine: {engine}", err=True)

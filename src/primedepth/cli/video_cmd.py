@@ -30,7 +30,8 @@ from .predict_cmd import DTYPES
 @click.option("--cmap", default="Spectral_r", show_default=True, help="Colour map indexed by nearness.")
 @click.option("--max-size", default=None, type=int, help="Long side used for processing [default: the model's].")
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
-@click.option("--dtype", default="fp32", type=click.Choice(list(DTYPES)), show_default=True)
+@click.option("--dtype", default="auto", type=click.Choice(DTYPES), show_default=True,
+              help="Precision, as for predict (auto: bf16 where the CPU or GPU runs it natively, else fp32).")
 @click.option("--caption", default=None, help="auto (BLIP-2 on the first frame, reused), none, or a text "
               "[default: the model's setting].")
 @click.option("--seed", default=0, show_default=True, type=int, help="The noise draw (the same for every frame).")
@@ -43,13 +44,14 @@ def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabil
             no_npz, cmap, max_size, device, dtype, caption, seed, noise, low_memory, overwrite, cache_dir,
             local_files_only):
     """Depth videos for INPUTS (any video ffmpeg reads). Interrupted runs resume where they stopped."""
-    import torch
-
     from ..outputs.colour import colour_lut
     from ..outputs.video import VideoReadError, predict_video, require_av
     from ..pipelines.captioning import default_cache_file
-    from ..pipelines.loading import WeightsNotFoundError, default_model
-    from ..pipelines.pipeline import PrimeDepthPipeline
+    from ..pipelines.hub_weights import default_model
+    from ..pipelines.loading import WeightsNotFoundError
+    from ..pipelines.model_folder import ModelError
+    from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
+    from ..pipelines.precision import precision_of
 
     try:
         colour_lut(cmap)
@@ -63,21 +65,21 @@ def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabil
     todo = [p for p in inputs if p.is_file()]
 
     notice = None
-    if model is None:
-        model, notice = default_model()
     try:
+        if model is None:
+            model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
         pipe = PrimeDepthPipeline.from_pretrained(
-            model, device=None if device == "auto" else device, torch_dtype=getattr(torch, DTYPES[dtype]),
-            cache_dir=cache_dir, local_files_only=local_files_only,
-            caption_cache_file=default_cache_file()) if todo else None
-    except (WeightsNotFoundError, OSError) as err:
+            model, device=None if device == "auto" else device, cache_dir=cache_dir,
+            local_files_only=local_files_only, caption_cache_file=default_cache_file()) if todo else None
+    except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     if pipe is not None:
         pipe.optimize(channels_last=True, drop_vae_decoder=True)
+        pipe.set_precision(dtype)
         if notice:
             click.echo(f"note: {notice}", err=True)
-        click.echo(f"model: {model} on {pipe.device} ({dtype})", err=True)
+        click.echo(f"model: {model} on {pipe.device} ({precision_of(pipe)}, --dtype {dtype})", err=True)
 
     written = 0
     for path in todo:

@@ -34,17 +34,15 @@ class PredictShardWorker:
     """Runs a PrimeDepth pipeline over batches of shard samples."""
 
     def __init__(self, pipeline_kwargs: dict, formats: list[str], call_options: dict, batch_size: int = 1):
-        import torch
-
         from ..pipelines.captioning import default_cache_file
         from ..pipelines.pipeline import PrimeDepthPipeline
 
         kwargs = dict(pipeline_kwargs)
         model = kwargs.pop("model")
-        dtype = getattr(torch, kwargs.pop("dtype", "float32"))
-        self.pipe = PrimeDepthPipeline.from_pretrained(model, torch_dtype=dtype,
-                                                       caption_cache_file=default_cache_file(), **kwargs)
+        precision = kwargs.pop("precision", "fp32")
+        self.pipe = PrimeDepthPipeline.from_pretrained(model, caption_cache_file=default_cache_file(), **kwargs)
         self.pipe.optimize(channels_last=True, drop_vae_decoder=True)
+        self.pipe.set_precision(precision)
         self.model, self.formats, self.options, self.batch_size = model, list(formats), call_options, batch_size
 
     def _encode(self, sample: dict, depth: np.ndarray, seg: np.ndarray | None) -> dict:

@@ -30,21 +30,54 @@ def _stretch_pool_resize(maps: torch.Tensor, h: int, w: int, side: int = REGIONS
     return F.interpolate(maps, size=(side, side), mode="bilinear")
 
 
-@lru_cache(maxsize=64)
-def _axis_matrix(n: int, side: int) -> torch.Tensor:
-    """(n, side) matrix of the official processing along one axis (the other axis is left alone)."""
-    eye = torch.eye(n, dtype=torch.float64)[:, None, :, None]  # n maps of shape (n, 1)
+def _linear_resize_matrix(n_in, n_out, dtype, device) -> torch.Tensor:
+    """(n_in, n_out) matrix of a 1-D bilinear resize (``align_corners=False``, as ``F.interpolate``): out = in @ M."""
+    dst = torch.arange(n_out, dtype=dtype, device=device)
+    src = ((dst + 0.5) * (n_in.to(dtype) / n_out.to(dtype)) - 0.5).clamp(min=0)
+    first = src.floor()
+    frac = src - first
+    first = first.long()
+    second = torch.minimum(first + 1, n_in - 1)
+    rows = torch.arange(n_in, device=device)[:, None]
+    return (rows == first).to(dtype) * (1 - frac) + (rows == second).to(dtype) * frac
+
+
+def axis_matrix(n, side: int, dtype=torch.float64, device=None) -> torch.Tensor:
+    """(n, side) matrix of the official processing along one axis (the other axis is left alone): bilinear stretch
+    to the next multiple of 8, average pool (kernel = stride = max(1, n // side)), bilinear resize to ``side``.
+
+    Built from index arithmetic rather than by running the ops on an identity, so that ``n`` may also be a traced
+    size (a 0-dim tensor during ONNX export with dynamic height and width).
+    """
+    if not isinstance(n, torch.Tensor):  # (torch.as_tensor would turn a traced size into a constant)
+        n = torch.tensor(n, device=device)
     m = STRETCH_MULTIPLE
-    maps = F.interpolate(eye, size=(n + m - n % m, 1), mode="bilinear")
-    k = max(1, n // side)
-    maps = F.avg_pool2d(maps, kernel_size=(k, 1), stride=(k, 1))
-    maps = F.interpolate(maps, size=(side, 1), mode="bilinear")
-    return maps[:, 0, :, 0]
+    stretched = n + m - n % m
+    kernel = (n // side).clamp(min=1)
+    pooled = stretched // kernel
+    slots = torch.arange(stretched, device=device)[:, None] // kernel
+    pool = (slots == torch.arange(pooled, device=device)[None, :]).to(dtype) / kernel.to(dtype)
+    side_t = torch.as_tensor(side, device=device)
+    return _linear_resize_matrix(n, stretched, dtype, device) @ pool @ _linear_resize_matrix(pooled, side_t, dtype,
+                                                                                             device)
 
 
-def region_pooling_matrix(h: int, w: int, dtype=torch.float32, device=None, side: int = REGIONS_PER_SIDE):
-    """P (h*w, side^2) with ``pooled = attention @ P``; key index y*w + x, region index ry*side + rx."""
-    p = torch.kron(_axis_matrix(h, side), _axis_matrix(w, side))
+@lru_cache(maxsize=64)
+def _cached_axis_matrix(n: int, side: int) -> torch.Tensor:
+    return axis_matrix(n, side)
+
+
+def region_pooling_matrix(h, w, dtype=torch.float32, device=None, side: int = REGIONS_PER_SIDE):
+    """P (h*w, side^2) with ``pooled = attention @ P``; key index y*w + x, region index ry*side + rx.
+
+    Both factors are float64 (cached per size; computed inside the graph when the sizes are traced, as in an ONNX
+    export with dynamic height and width), the product is cast to ``dtype``.
+    """
+    if isinstance(h, int) and isinstance(w, int):
+        a_h, a_w = _cached_axis_matrix(h, side), _cached_axis_matrix(w, side)
+    else:
+        a_h, a_w = axis_matrix(h, side, device=device), axis_matrix(w, side, device=device)
+    p = (a_h[:, None, :, None] * a_w[None, :, None, :]).reshape(h * w, side * side)  # kron(a_h, a_w)
     return p.to(device=device, dtype=dtype)
 
 
@@ -67,8 +100,10 @@ def pooled_self_attention(q, k, v, h: int, w: int, side: int = REGIONS_PER_SIDE)
     """
     d = q.shape[-1]
     p = region_pooling_matrix(h, w, dtype=v.dtype, device=v.device, side=side)
-    values = torch.cat([v, p.expand(*v.shape[:2], *p.shape)], dim=-1)
-    pad = values.shape[-1] - d
+    # broadcast to v's leading dims by arithmetic: an expand / zeros_like to v's shape is frozen to the traced
+    # sizes by the ONNX exporter's shape inference
+    values = torch.cat([v, v[..., :1] * 0 + p], dim=-1)
+    pad = side * side  # = values.shape[-1] - d, as a constant (exported graphs keep it static)
     q = F.pad(q, (0, pad))
     k = F.pad(k, (0, pad))
     out = F.scaled_dot_product_attention(q, k, values, scale=1.0 / math.sqrt(d))

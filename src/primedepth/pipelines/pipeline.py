@@ -24,6 +24,7 @@ from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX
 from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
+from .precision import precision_of, resolve_precision
 
 NOISE_MODES = ("sampled", "none")
 ATTENTION_MODES = ("pooled", "naive")
@@ -156,6 +157,13 @@ class PrimeDepthPipeline:
                     sub.compile()
             self.labeller.compile()
         return self
+
+    def set_precision(self, precision: str = "auto") -> PrimeDepthPipeline:
+        """Switch to a named precision configuration (``primedepth.pipelines.precision.PRECISIONS``: ``"fp32"``,
+        ``"bf16-frozen"``, ``"bf16"``, ``"fp16-frozen"``, ``"fp16"``); ``"auto"`` picks the configuration that is
+        safe and faster on this pipeline's device (fp32 where bf16 is not native). Call it on an fp32 pipeline."""
+        chosen = resolve_precision(precision, self.device)
+        return self.optimize(frozen_dtype=chosen.frozen_dtype, labeller_dtype=chosen.labeller_dtype)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> PrimeDepthPipeline:
         for module in self.modules.values():
@@ -379,7 +387,8 @@ class PrimeDepthPipeline:
         caption_mode = "per-image" if isinstance(caption, (list, tuple)) else caption
         metadata = {"values": INVERSE_DEPTH_MEANING, "seed": seed, "noise": noise, "caption_mode": caption_mode,
                     "processing_sizes": sizes, "input_sizes": [img.size for img in loaded],
-                    "match_input_size": match_input_size, "attention": attention, "dtype": str(self.dtype)}
+                    "match_input_size": match_input_size, "attention": attention, "dtype": str(self.dtype),
+                    "precision": precision_of(self)}
         if ensemble_info is not None:
             metadata["ensemble"] = ensemble_info
         return PrimeDepthOutput(depth_maps, seg_maps if segmentation else None, captions, metadata, members=members)

@@ -1,0 +1,1 @@
+"""Model export to deployment formats (ONNX)."""
