@@ -17,6 +17,7 @@ COMMANDS = {
     "train": "primedepth.cli.train_cmd:command",
     "pseudo-label": "primedepth.cli.pseudo_label_cmd:command",
     "bench": "primedepth.cli.bench_cmd:command",
+    "app": "primedepth.cli.app_cmd:command",
 }
 
 

@@ -1,0 +1,105 @@
+"""The page: a Gradio Blocks app over ``primedepth.app.predict`` (image tab).
+
+What it serves: only files in the app's own temporary folder (uploads, examples and results; Gradio's cache is
+pointed there by ``launch``). Every prediction runs in one queue slot shared by all visitors and tabs
+(``concurrency_id="device"``, limit 1), so two visitors never run two models at once on one device. Errors the user
+can act on are shown as messages in the page (``gr.Error``), never as a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..pipelines.image_processor import ImageLoadError
+from ..pipelines.loading import WeightsNotFoundError
+from .models import ModelRegistry
+from .predict import InputRejected, predict_image
+
+DEVICE_QUEUE = "device"
+MAX_PROCESSING_SIZE = 2048
+LOCAL_FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
+from gradio.events import Dependency
+
+class UploadedImage(gr.Image):
+    """An image input that hands the function the uploaded file itself, undecoded: the pipeline's own loader reads
+    it as ``primedepth predict`` does (EXIF, 16-bit, alpha) and names the problem when the file is not an image.
+    The page shows it as a plain ``gr.Image``."""
+
+    is_template = True
+
+    def preprocess(self, payload):
+        if payload is None or payload.path is None:
+            return super().preprocess(payload)
+        return payload.path
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def page_error(err: Exception) -> gr.Error:
+    return gr.Error(str(err), duration=None, print_exception=False)
+
+
+def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, examples: list[Path] = ()) -> gr.Blocks:
+    """The Blocks app; ``workdir`` receives every result, ``examples`` are image files offered under the input."""
+    default = registry.default
+
+    def run_image(path, model, caption_mode, caption_text, max_size):
+        if not path:
+            raise gr.Error("upload an image first (drop a file, paste one, or pick an example)", print_exception=False)
+        if not 0 <= int(max_size) <= MAX_PROCESSING_SIZE:
+            raise gr.Error(f"processing size must lie in [0, {MAX_PROCESSING_SIZE}]", print_exception=False)
+        try:
+            result = predict_image(registry, path, model=model, caption_mode=caption_mode, caption_text=caption_text,
+                                   max_size=int(max_size), workdir=workdir, max_pixels=max_pixels)
+        except (InputRejected, ImageLoadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
+            raise page_error(err) from None
+        return (str(result.color), result.label, (result.rgb, str(result.color)),
+                [str(p) for p in result.downloads])
+
+    def model_defaults(model):
+        return gr.update(value=registry.choice(model).default_caption)
+
+    with gr.Blocks(title="PrimeDepth", analytics_enabled=False) as app:
+        gr.Markdown("# PrimeDepth\nZero-shot monocular depth from one step of a frozen Stable Diffusion. "
+                    "Drop or paste a photo, pick a model, and download the depth.")
+        with gr.Tab("Image"):
+            with gr.Row():
+                with gr.Column():
+                    image = UploadedImage(label="Image", type="filepath", image_mode=None,
+                                          sources=["upload", "clipboard"], elem_id="input-image")
+                    model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
+                                        label="Model", elem_id="model")
+                    caption_mode = gr.Radio(["none", "auto", "text"], value=default.default_caption,
+                                            label="Caption (none: empty prompt; auto: BLIP-2, as the authors; text)",
+                                            elem_id="caption-mode")
+                    caption_text = gr.Textbox(label="Caption text", visible=default.default_caption == "text",
+                                              elem_id="caption-text")
+                    max_size = gr.Slider(0, MAX_PROCESSING_SIZE, value=0, step=8, elem_id="max-size",
+                                         label="Processing size, long side in px (0 = the model's own: "
+                                               f"{default.default_max_size} for {default.name})")
+                    run = gr.Button("Predict depth", variant="primary", elem_id="predict")
+                    if examples:
+                        gr.Examples([[str(p)] for p in examples], inputs=[image],
+                                    label="Held-out rendered scenes (never seen in training)")
+                with gr.Column():
+                    depth = gr.Image(label="Depth (near = warm)", type="filepath", format="png", interactive=False,
+                                     elem_id="depth")
+                    label = gr.Markdown(elem_id="run-label")
+                    compare = gr.ImageSlider(label="RGB | depth", type="filepath", format="png", interactive=False,
+                                             elem_id="compare")
+                    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                        elem_id="downloads")
+        model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
+        caption_mode.change(lambda mode: gr.update(visible=mode == "text"), inputs=caption_mode,
+                            outputs=caption_text, api_name=False, queue=False)
+        run.click(run_image, inputs=[image, model, caption_mode, caption_text, max_size],
+                  outputs=[depth, label, compare, downloads], api_name="predict_image",
+                  concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
+    app.queue(default_concurrency_limit=1)
+    return app

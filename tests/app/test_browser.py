@@ -1,0 +1,62 @@
+"""The app in a real headless Chromium: upload, wait for the depth, check sizes and downloads, and a non-image."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+WAIT_MS = 180_000
+
+
+def _open(page, url):
+    page.goto(url, timeout=WAIT_MS)
+    page.wait_for_selector("#input-image input[type=file]", state="attached", timeout=WAIT_MS)
+
+
+def _natural_size(page, selector):
+    page.wait_for_function(
+        f"() => {{ const i = document.querySelector('{selector}'); return i && i.complete && i.naturalWidth > 0 }}",
+        timeout=WAIT_MS)
+    return page.eval_on_selector(selector, "i => [i.naturalWidth, i.naturalHeight]")
+
+
+def test_upload_shows_depth_at_input_size_with_valid_downloads(app_url, browser_page, test_image, rgb_image):
+    page = browser_page
+    _open(page, app_url)
+    page.set_input_files("#input-image input[type=file]", str(test_image))
+    page.wait_for_selector("#input-image img", timeout=WAIT_MS)  # the upload reached the server and came back
+    page.click("#predict")
+
+    h, w = rgb_image.shape[:2]
+    assert _natural_size(page, "#depth img") == [w, h]
+    label = page.inner_text("#run-label")
+    assert "primedepth-mini" in label and f"output {w} x {h} px" in label and "rendered scenes" in label
+
+    page.wait_for_selector("#downloads a", timeout=WAIT_MS)
+    links = page.eval_on_selector_all("#downloads a", "as => as.map(a => [a.textContent.trim(), a.href])")
+    files = {}
+    for text, href in links:
+        response = page.request.get(href)
+        assert response.ok, href
+        files[text] = response.body()
+    names = sorted(files)
+    assert names == ["scene.npy", "scene_16bit.png", "scene_color.png"], names
+    depth = np.load(io.BytesIO(files["scene.npy"]), allow_pickle=False)
+    assert depth.shape == (h, w) and depth.dtype == np.float32 and np.isfinite(depth).all()
+    png16 = np.asarray(Image.open(io.BytesIO(files["scene_16bit.png"])))
+    norm = (depth - depth.min()) / (depth.max() - depth.min())
+    np.testing.assert_allclose(png16 / 65535.0, norm, atol=1 / 65535)  # the 16-bit PNG is this very map
+    color = Image.open(io.BytesIO(files["scene_color.png"]))
+    assert color.mode == "RGB" and color.size == (w, h)
+    # the RGB | depth slider holds the input and the colour map
+    assert _natural_size(page, "#compare img") in ([w, h],)
+
+
+def test_non_image_upload_shows_a_clear_message(app_url, browser_page, not_an_image):
+    page = browser_page
+    _open(page, app_url)
+    page.set_input_files("#input-image input[type=file]", str(not_an_image))
+    page.click("#predict")
+    message = page.get_by_text("notes.png: not an image file")
+    message.wait_for(timeout=WAIT_MS)
+    assert "Traceback" not in page.content()
