@@ -1,6 +1,7 @@
 """The app in a real headless Chromium: upload, wait for the depth, check sizes and downloads, and a non-image."""
 
 import io
+from urllib.parse import unquote
 
 import numpy as np
 from PIL import Image
@@ -33,12 +34,11 @@ def test_upload_shows_depth_at_input_size_with_valid_downloads(app_url, browser_
     assert "primedepth-mini" in label and f"output {w} x {h} px" in label and "rendered scenes" in label
 
     page.wait_for_selector("#downloads a", timeout=WAIT_MS)
-    links = page.eval_on_selector_all("#downloads a", "as => as.map(a => [a.textContent.trim(), a.href])")
     files = {}
-    for text, href in links:
+    for href in page.eval_on_selector_all("#downloads a", "as => as.map(a => a.href)"):
         response = page.request.get(href)
         assert response.ok, href
-        files[text] = response.body()
+        files[unquote(href).rsplit("/", 1)[-1]] = response.body()
     names = sorted(files)
     assert names == ["scene.npy", "scene_16bit.png", "scene_color.png"], names
     depth = np.load(io.BytesIO(files["scene.npy"]), allow_pickle=False)
