@@ -34,10 +34,12 @@ def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED)
 
 
 def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], scores: list[dict]) -> None:
-    """Rows of RGB | ground truth | aligned prediction | AbsRel error map, written atomically."""
+    """Rows of RGB | ground truth | aligned prediction | AbsRel error map (near = warm, colour bars), written
+    atomically."""
     from matplotlib.figure import Figure
 
     from .evaluation.files import atomic_path
+    from .outputs.colour import show_depth
 
     fig = Figure(figsize=(8.0, 2.1 * len(scenes)), layout="constrained")
     axes = fig.subplots(len(scenes), 4, squeeze=False)
@@ -47,12 +49,14 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
         vmin, vmax = np.nanmin(gt), np.nanmax(gt)
         error = np.where(valid, np.abs(aligned - np.where(valid, scene.depth, 1.0)) / np.where(valid, scene.depth, 1.0),
                          np.nan)
-        panels = [("RGB", scene.image, {}), ("ground truth", gt, dict(cmap="Spectral", vmin=vmin, vmax=vmax)),
-                  (f"prediction  δ1 {score['delta1']:.2f}", np.where(valid, aligned, np.nan),
-                   dict(cmap="Spectral", vmin=vmin, vmax=vmax)),
-                  (f"|error| / depth  AbsRel {score['abs_rel']:.3f}", error, dict(cmap="magma", vmin=0, vmax=0.3))]
-        for ax, (title, image, style) in zip(row, panels):
-            ax.imshow(image, interpolation="nearest", **style)
+        row[0].imshow(scene.image, interpolation="nearest")
+        show_depth(row[1], gt, vmin, vmax)
+        show_depth(row[2], np.where(valid, aligned, np.nan), vmin, vmax)
+        image = row[3].imshow(error, cmap="magma", vmin=0, vmax=0.3, interpolation="nearest")
+        fig.colorbar(image, ax=row[3], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
+        titles = ["RGB", "ground truth", f"prediction  δ1 {score['delta1']:.2f}",
+                  f"|error| / depth  AbsRel {score['abs_rel']:.3f}"]
+        for ax, title in zip(row, titles):
             ax.set_title(title, fontsize=7)
             ax.set_xticks([]), ax.set_yticks([])
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,8 +54,24 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str
               "or 'tiny-random' [default: $PRIMEDEPTH_MODEL or ~/.cache/primedepth/PrimeDepth when present, "
               "else primedepth-mini].")
 @click.option("--format", "formats", default="npy,png16,color", show_default=True,
-              help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (Spectral), "
-                   "seg (segmentation, indexed PNG).")
+              help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (near = warm), "
+                   "seg (segmentation, indexed PNG), grey (8-bit, white = near), side (RGB | colour depth with a "
+                   "colour bar), tiff / exr / pfm (float32, see --output-kind), ply (point cloud), glb (mesh), "
+                   "depth (metric depth npy, metres; implied by --align-to). ply, glb and depth need --align-to or "
+                   "--depth-range.")
+@click.option("--cmap", default="Spectral_r", show_default=True,
+              help="Matplotlib colour map indexed by nearness (its top end = nearest).")
+@click.option("--output-kind", default="inverse-depth", type=click.Choice(["inverse-depth", "depth"]),
+              show_default=True, help="What tiff/exr/pfm hold; depth (metres) needs --align-to or --depth-range.")
+@click.option("--align-to", default=None, type=click.Path(exists=True, path_type=Path),
+              help="Sparse metric depths to align to (robust scale/shift in disparity): a .npy (metres, 0 = hole), "
+                   "KITTI-style 16-bit .png (metres * 256) or .csv of x,y,depth; or a folder of STEM.<ext> per "
+                   "input. Writes NAME_depth.npy (metres) and reports the fit.")
+@click.option("--depth-range", default=None, help="NEAR,FAR in metres: the ASSUMED depths of the nearest and "
+              "farthest pixels, for 3D/depth outputs without --align-to.")
+@click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb.")
+@click.option("--fov", "fov_deg", default=None, type=float, help="Field of view (degrees, long side) for ply/glb "
+              "[default: EXIF 35 mm-equivalent focal length, else 60].")
 @click.option("--max-size", default=None, type=int,
               help="Long side used for processing (never upscaled; 0 = input size) [default: the model's, 1024 for "
                    "PrimeDepth].")
@@ -74,7 +90,7 @@ def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
 @click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network.")
-def command(inputs, output_dir, model, formats, max_size, native_size, device, dtype, batch_size, caption, seed,
+def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, depth_range, focal_px, fov_deg, max_size, native_size, device, dtype, batch_size, caption, seed,
             noise, low_memory, overwrite, cache_dir, local_files_only):
     """Predict affine-invariant inverse depth for INPUTS (files, folders, globs)."""
     import torch
@@ -84,13 +100,30 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.loading import WeightsNotFoundError, default_model
+    from ..outputs.alignment import SparseDepthError
+    from ..outputs.colour import colour_lut
+    from ..outputs.products import OutputOptions, product_writers
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [f for f in fmt_list if f not in FORMATS]
     if unknown or not fmt_list:
         raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", param_hint="--format")
+    if align_to is not None and "depth" not in fmt_list:
+        fmt_list.append("depth")
+    try:
+        colour_lut(cmap)
+        near_far = tuple(float(v) for v in depth_range.split(",")) if depth_range else None
+        if near_far is not None and len(near_far) != 2:
+            raise ValueError(f"--depth-range takes NEAR,FAR, got {depth_range!r}")
+        products = OutputOptions(cmap, output_kind, near_far, align_to, focal_px, fov_deg)
+        products.check(fmt_list)
+    except (ValueError, ImportError) as err:
+        raise click.UsageError(str(err)) from None
     items, failures = collect_inputs(list(inputs))
+    if align_to is not None and align_to.is_file() and len(items) > 1:
+        raise click.UsageError(f"--align-to {align_to} is one file but {len(items)} images are given; pass a "
+                               "folder holding STEM.npy / .png / .csv per image")
     todo = [(f, s) for f, s in items
             if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
     skipped = len(items) - len(todo)
@@ -143,7 +176,19 @@ def command(inputs, output_dir, model, formats, max_size, native_size, device, d
                     continue
                 for k, (img, stem) in enumerate(group):
                     seg = out.segmentation[k] if out.segmentation is not None else None
-                    write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg)
+                    sparse = products.sparse_file(stem)
+                    try:
+                        if align_to is not None and sparse is None:
+                            raise SparseDepthError(f"{align_to}: no {stem}.npy / .png / .csv for this image")
+                        extra, notes = product_writers(fmt_list, out.inverse_depth[k], img, products, sparse)
+                    except SparseDepthError as err:
+                        failures.append(f"{img.source}: {err}")
+                        bar.update(1)
+                        continue
+                    for line in notes:
+                        tqdm.write(f"{img.source}: {line}", file=sys.stderr)
+                    write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg, cmap=cmap,
+                                     product_writers=extra)
                     written += 1
                     bar.update(1)
                 break

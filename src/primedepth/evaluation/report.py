@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..outputs.colour import show_depth
 from .datasets import DATASETS
 from .files import atomic_path, write_text
 from .metrics import HIGHER_IS_BETTER
@@ -125,7 +126,10 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
                 metrics, depth = score_prediction(pred, sample, dataset.config, summary["alignment"])
                 panels.append((f"{run.name}\nAbsRel {100 * metrics['abs_rel']:.1f}", depth))
             for ax, (label, image) in zip(axes[i], panels):
-                ax.imshow(image, cmap=None if image.ndim == 3 else "Spectral_r", vmin=vmin, vmax=vmax, interpolation="nearest")
+                if image.ndim == 3:
+                    ax.imshow(image, interpolation="nearest")
+                else:
+                    show_depth(ax, image, vmin, vmax)
                 ax.set_title(label, fontsize=7)
                 ax.set_xticks([]), ax.set_yticks([])
             for ax in axes[i][len(panels):]:

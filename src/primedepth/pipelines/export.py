@@ -1,4 +1,4 @@
-"""Writing predictions to files: raw npy, 16-bit PNG, Spectral colour map, indexed segmentation PNG.
+"""Writing predictions to files: raw npy, 16-bit PNG, colour map (near = warm), indexed segmentation PNG.
 
 Every writer goes through ``atomic_write``: the file appears complete under its final name or not at all, so an
 interrupted batch never leaves a half-written output that a resumed run would skip.
@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..outputs.colour import DEFAULT_CMAP, colorize
+from ..outputs.formats import PRODUCT_FORMATS
 from ..utils.atomic import atomic_write
 
-FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png"}
+FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png", **PRODUCT_FORMATS}
 
 
 def normalise(values: np.ndarray) -> np.ndarray:
@@ -40,12 +42,9 @@ def png16_bytes(inverse_depth: np.ndarray) -> bytes:
     return _png_bytes(Image.fromarray((normalise(inverse_depth) * 65535).round().astype(np.uint16)))
 
 
-def color_bytes(inverse_depth: np.ndarray, cmap: str = "Spectral") -> bytes:
-    """Normalised inverse depth through a matplotlib colour map, like the authors' visualisation."""
-    import matplotlib
-
-    rgb = matplotlib.colormaps[cmap](normalise(inverse_depth))[..., :3]
-    return _png_bytes(Image.fromarray((rgb * 255).round().astype(np.uint8)))
+def color_bytes(inverse_depth: np.ndarray, cmap: str = DEFAULT_CMAP) -> bytes:
+    """Colour PNG of the inverse depth, near = warm (memory-bounded lookup table, see ``outputs.colour``)."""
+    return _png_bytes(Image.fromarray(colorize(inverse_depth, cmap)))
 
 
 def segmentation_palette(seed: int = 150) -> list[int]:
@@ -63,14 +62,20 @@ def segmentation_bytes(classes: np.ndarray) -> bytes:
 
 
 def write_prediction(stem: Path, formats: list[str], inverse_depth: np.ndarray,
-                     segmentation: np.ndarray | None = None) -> list[Path]:
-    """Write the requested formats next to ``stem`` (``stem`` + suffix of each format); returns the paths."""
+                     segmentation: np.ndarray | None = None, *, cmap: str = DEFAULT_CMAP,
+                     product_writers: dict | None = None) -> list[Path]:
+    """Write the requested formats next to ``stem`` (``stem`` + suffix of each format); returns the paths.
+
+    ``product_writers``: format -> write(path) for the formats of ``outputs.products`` (3D, float maps, ...)."""
     writers = {"npy": lambda: npy_bytes(inverse_depth), "png16": lambda: png16_bytes(inverse_depth),
-               "color": lambda: color_bytes(inverse_depth), "seg": lambda: segmentation_bytes(segmentation)}
+               "color": lambda: color_bytes(inverse_depth, cmap), "seg": lambda: segmentation_bytes(segmentation)}
     paths = []
     for fmt in formats:
         path = output_path(stem, fmt)
-        atomic_write(path, writers[fmt]())
+        if fmt in writers:
+            atomic_write(path, writers[fmt]())
+        else:
+            product_writers[fmt](path)
         paths.append(path)
     return paths
 
