@@ -4,6 +4,7 @@ import io
 from urllib.parse import unquote
 
 import numpy as np
+import trimesh
 from PIL import Image
 
 WAIT_MS = 180_000
@@ -40,7 +41,7 @@ def test_upload_shows_depth_at_input_size_with_valid_downloads(app_url, browser_
         assert response.ok, href
         files[unquote(href).rsplit("/", 1)[-1]] = response.body()
     names = sorted(files)
-    assert names == ["scene.npy", "scene_16bit.png", "scene_color.png"], names
+    assert names == ["scene.glb", "scene.npy", "scene.ply", "scene_16bit.png", "scene_color.png", "scene_side.png"], names
     depth = np.load(io.BytesIO(files["scene.npy"]), allow_pickle=False)
     assert depth.shape == (h, w) and depth.dtype == np.float32 and np.isfinite(depth).all()
     png16 = np.asarray(Image.open(io.BytesIO(files["scene_16bit.png"])))
@@ -48,6 +49,13 @@ def test_upload_shows_depth_at_input_size_with_valid_downloads(app_url, browser_
     np.testing.assert_allclose(png16 / 65535.0, norm, atol=1 / 65535)  # the 16-bit PNG is this very map
     color = Image.open(io.BytesIO(files["scene_color.png"]))
     assert color.mode == "RGB" and color.size == (w, h)
+    cloud = trimesh.load(io.BytesIO(files["scene.ply"]), file_type="ply")
+    assert len(cloud.vertices) == h * w  # one point per pixel, coloured like the input
+    np.testing.assert_array_equal(np.asarray(cloud.colors)[:, :3].reshape(h, w, 3), rgb_image)
+    surface = trimesh.load(io.BytesIO(files["scene.glb"]), file_type="glb", force="mesh")
+    assert 0 < len(surface.vertices) <= h * w and len(surface.faces) > 0
+    # the 3D view drew the mesh into its canvas
+    page.wait_for_selector("#view-3d canvas", timeout=WAIT_MS)
     # the RGB | depth slider holds the input and the colour map
     assert _natural_size(page, "#compare img") in ([w, h],)
 

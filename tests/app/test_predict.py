@@ -21,16 +21,23 @@ def test_app_writes_what_predict_writes(registry, tmp_path, rgb_image):
     result = predict_image(registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "app",
                            max_pixels=10_000)
     cli = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "cli"), "--model",
-                                    "tiny-random", "--format", "npy,png16,color"])
+                                    "tiny-random", "--format", "npy,png16,color,side,ply,glb", "--depth-range", "1,10"])
     assert cli.exit_code == 0, cli.output
-    assert [p.name for p in result.downloads] == ["x.npy", "x_16bit.png", "x_color.png"]
+    assert [p.name for p in result.downloads] == ["x.npy", "x_16bit.png", "x_color.png", "x_side.png", "x.ply",
+                                                  "x.glb"]
     for path in result.downloads:
         assert path.is_relative_to(tmp_path / "app" / "results")
         assert path.read_bytes() == (tmp_path / "cli" / path.name).read_bytes(), path.name
     assert result.color.name == "x_color.png"
     np.testing.assert_array_equal(result.rgb, rgb_image)
     assert "**tiny-random** on cpu · processed at 96 x 72 px" in result.label and "output 93 x 75 px" in result.label
-    assert "random weights" in result.label
+    assert "random weights" in result.label and "depth assumed to span 1-10 m" in result.label
+    # the viewer's copy of the mesh is the downloaded one turned y up, looking along -z
+    import trimesh
+
+    surface, view = (trimesh.load(p, force="mesh") for p in (result.downloads[-1], result.view_glb))
+    np.testing.assert_allclose(view.vertices, surface.vertices * [1, -1, -1], rtol=1e-6)
+    assert len(view.faces) == len(surface.faces) > 0
 
 
 def test_images_over_the_pixel_limit_are_refused_before_decoding(registry, tmp_path, rgb_image):

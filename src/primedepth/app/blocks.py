@@ -12,10 +12,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from PIL import Image
+
+from ..outputs.colour import DEFAULT_CMAP, colour_bar_strip
 from ..pipelines.image_processor import ImageLoadError
 from ..pipelines.loading import WeightsNotFoundError
+from ..utils.atomic import atomic_path
 from .models import ModelRegistry
-from .predict import InputRejected, predict_image
+from .predict import DEFAULT_DEPTH_RANGE, InputRejected, predict_image
 
 DEVICE_QUEUE = "device"
 MAX_PROCESSING_SIZE = 2048
@@ -42,19 +46,23 @@ def page_error(err: Exception) -> gr.Error:
 def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, examples: list[Path] = ()) -> gr.Blocks:
     """The Blocks app; ``workdir`` receives every result, ``examples`` are image files offered under the input."""
     default = registry.default
+    colour_bar = workdir / "colour-bar.png"
+    with atomic_path(colour_bar) as tmp:
+        Image.fromarray(colour_bar_strip(512, DEFAULT_CMAP)).save(tmp)
 
-    def run_image(path, model, caption_mode, caption_text, max_size):
+    def run_image(path, model, caption_mode, caption_text, max_size, near, far):
         if not path:
             raise gr.Error("upload an image first (drop a file, paste one, or pick an example)", print_exception=False)
         if not 0 <= int(max_size) <= MAX_PROCESSING_SIZE:
             raise gr.Error(f"processing size must lie in [0, {MAX_PROCESSING_SIZE}]", print_exception=False)
         try:
             result = predict_image(registry, path, model=model, caption_mode=caption_mode, caption_text=caption_text,
-                                   max_size=int(max_size), workdir=workdir, max_pixels=max_pixels)
+                                   max_size=int(max_size), depth_range=(near, far), workdir=workdir,
+                                   max_pixels=max_pixels)
         except (InputRejected, ImageLoadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
             raise page_error(err) from None
         return (str(result.color), result.label, (result.rgb, str(result.color)),
-                [str(p) for p in result.downloads])
+                str(result.view_glb) if result.view_glb else None, [str(p) for p in result.downloads])
 
     def model_defaults(model):
         return gr.update(value=registry.choice(model).default_caption)
@@ -77,6 +85,14 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, exampl
                     max_size = gr.Slider(0, MAX_PROCESSING_SIZE, value=0, step=8, elem_id="max-size",
                                          label="Processing size, long side in px (0 = the model's own: "
                                                f"{default.default_max_size} for {default.name})")
+                    with gr.Accordion("3D files", open=False):
+                        gr.Markdown("The prediction is affine-invariant: it has no metric scale. The point cloud "
+                                    "and mesh use the depth range you state here, an assumption, not a measurement.")
+                        with gr.Row():
+                            near = gr.Number(DEFAULT_DEPTH_RANGE[0], label="nearest depth (m)", minimum=0.001,
+                                             elem_id="near")
+                            far = gr.Number(DEFAULT_DEPTH_RANGE[1], label="farthest depth (m)", minimum=0.001,
+                                            elem_id="far")
                     run = gr.Button("Predict depth", variant="primary", elem_id="predict")
                     if examples:
                         gr.Examples([[str(p)] for p in examples], inputs=[image],
@@ -84,16 +100,20 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, exampl
                 with gr.Column():
                     depth = gr.Image(label="Depth (near = warm)", type="filepath", format="png", interactive=False,
                                      elem_id="depth")
-                    label = gr.Markdown(elem_id="run-label")
+                    gr.Image(str(colour_bar), show_label=False, interactive=False, container=False, height=24,
+                             buttons=[], elem_id="colour-bar")
+                    label = gr.Markdown(label="What ran", elem_id="run-label")
                     compare = gr.ImageSlider(label="RGB | depth", type="filepath", format="png", interactive=False,
                                              elem_id="compare")
+                    view = gr.Model3D(label="3D view (mesh, assumed depth range)", clear_color=(1, 1, 1, 1),
+                                      elem_id="view-3d")
                     downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
                                         elem_id="downloads")
         model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
         caption_mode.change(lambda mode: gr.update(visible=mode == "text"), inputs=caption_mode,
                             outputs=caption_text, api_name=False, queue=False)
-        run.click(run_image, inputs=[image, model, caption_mode, caption_text, max_size],
-                  outputs=[depth, label, compare, downloads], api_name="predict_image",
+        run.click(run_image, inputs=[image, model, caption_mode, caption_text, max_size, near, far],
+                  outputs=[depth, label, compare, view, downloads], api_name="predict_image",
                   concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
     app.queue(default_concurrency_limit=1)
     return app
