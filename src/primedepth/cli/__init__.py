@@ -10,6 +10,7 @@ import click
 
 COMMANDS = {
     "predict": "primedepth.cli.predict_cmd:command",
+    "video": "primedepth.cli.video_cmd:command",
     "demo": "primedepth.cli.demo_cmd:command",
     "convert": "primedepth.cli.convert_cmd:command",
     "verify-reference": "primedepth.cli.verify_cmd:command",

@@ -225,11 +225,13 @@ def _join(items):
 
 
 def render_scene(seed: int, height: int = 128, width: int | None = None, *, indoor: bool | None = None,
-                 max_objects: int = 5, shadows: bool = True) -> Scene:
+                 max_objects: int = 5, shadows: bool = True, camera_shift: tuple[float, float, float] = (0, 0, 0),
+                 yaw_offset_deg: float = 0.0) -> Scene:
     """Render the scene of ``seed`` at ``height`` x ``width`` (default square). Deterministic in its arguments.
 
     ``indoor`` forces a closed room / an open yard (default: drawn from the seed, 3:1); ``shadows=False`` switches
-    the shadow rays off (same scene otherwise).
+    the shadow rays off (same scene otherwise). ``camera_shift`` (world metres, y up) and ``yaw_offset_deg`` move
+    the camera within the same scene, e.g. along a trajectory for video.
     """
     width = height if width is None else width
     if height < 8 or width < 8:
@@ -244,8 +246,8 @@ def render_scene(seed: int, height: int = 128, width: int | None = None, *, indo
     K = np.array([[f, 0, cx], [0, f, cy], [0, 0, 1.0]])
     cam_h = rng.uniform(1.0, 1.9)
     pitch = np.deg2rad(rng.uniform(8, 25))
-    yaw = np.deg2rad(rng.uniform(-12, 12))
-    origin = np.array([0.0, cam_h, 0.0])
+    yaw = np.deg2rad(rng.uniform(-12, 12) + yaw_offset_deg)
+    origin = np.array([0.0, cam_h, 0.0]) + np.asarray(camera_shift, dtype=float)
     cp, sp, cyw, syw = np.cos(pitch), np.sin(pitch), np.cos(yaw), np.sin(yaw)
     r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])  # tilts +z downwards (y-up world)
     r_yaw = np.array([[cyw, 0, syw], [0, 1, 0], [-syw, 0, cyw]])
@@ -339,6 +341,14 @@ def render_scene(seed: int, height: int = 128, width: int | None = None, *, indo
         f"an open yard with a {floor_tex if floor_tex != 'plain' else ''} {floor_col} floor under the sky".replace("  ", " ")
     caption = f"{place}, with {_join(names)}, lit by a {'ceiling lamp' if indoor else 'light'} casting shadows"
     return Scene(image, depth, labels.reshape(height, width), caption, K, objects, indoor)
+
+
+def render_trajectory(seed: int, frames: int, height: int = 64, width: int | None = None, *,
+                      step: tuple[float, float, float] = (0.03, 0.0, 0.06), yaw_step_deg: float = 0.6,
+                      **kwargs) -> list[Scene]:
+    """The scene of ``seed`` seen from a camera moving ``step`` metres and turning ``yaw_step_deg`` per frame."""
+    return [render_scene(seed, height, width, camera_shift=tuple(k * np.asarray(step)),
+                         yaw_offset_deg=k * yaw_step_deg, **kwargs) for k in range(frames)]
 
 
 def _hit_object_from(obj: SceneObject, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
