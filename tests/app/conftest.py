@@ -92,3 +92,16 @@ def not_an_image(tmp_path):
     path.write_text("a text file with an image extension")
     return path
 
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory):
+    """8 frames, 48 x 64, 8 fps: a camera moving through a rendered scene (written with the package's encoder)."""
+    from fractions import Fraction
+
+    from primedepth.data.scene import render_trajectory
+    from primedepth.outputs.video import write_video
+
+    path = tmp_path_factory.mktemp("clip") / "walk.mp4"
+    assert write_video(path, (s.image for s in render_trajectory(11, 8, 48, 64)), Fraction(8)) == 8
+    return path

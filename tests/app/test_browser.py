@@ -1,4 +1,5 @@
-"""The app in a real headless Chromium: upload, wait for the depth, check sizes and downloads, and a non-image."""
+"""The app in a real headless Chromium: upload, wait for the depth and the 3D view, check sizes and downloads, a
+non-image, and a clip through the video tab."""
 
 import io
 from urllib.parse import unquote
@@ -68,3 +69,20 @@ def test_non_image_upload_shows_a_clear_message(app_url, browser_page, not_an_im
     message = page.get_by_text("notes.png: not an image file")
     message.wait_for(timeout=WAIT_MS)
     assert "Traceback" not in page.content()
+
+
+def test_video_tab_turns_a_clip_into_a_depth_video(app_url, browser_page, clip, tmp_path):
+    page = browser_page
+    _open(page, app_url)
+    page.get_by_role("tab", name="Video").click()
+    page.set_input_files("#input-video input[type=file]", str(clip))
+    page.wait_for_selector("#input-video video", timeout=WAIT_MS)
+    page.click("#predict-video")
+    page.get_by_text("frames", exact=False).first.wait_for(timeout=WAIT_MS)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#depth-video video'); return v && v.readyState >= 1 }",
+        timeout=WAIT_MS)
+    assert page.eval_on_selector("#depth-video video", "v => [v.videoWidth, v.videoHeight]") == [64, 48]
+    label = page.inner_text("#video-label")
+    assert "8 frames" in label and "stabilised" in label and "primedepth-mini" in label
+    page.screenshot(path=str(tmp_path / "video.png"), full_page=True)

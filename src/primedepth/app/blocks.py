@@ -1,4 +1,5 @@
-"""The page: a Gradio Blocks app over ``primedepth.app.predict`` (image tab).
+"""The page: a Gradio Blocks app over ``primedepth.app.predict`` (image tab) and ``primedepth.app.video`` (video
+tab).
 
 What it serves: only files in the app's own temporary folder (uploads, examples and results; Gradio's cache is
 pointed there by ``launch``). Every prediction runs in one queue slot shared by all visitors and tabs
@@ -19,7 +20,9 @@ from ..pipelines.image_processor import ImageLoadError
 from ..pipelines.loading import WeightsNotFoundError
 from ..utils.atomic import atomic_path
 from .models import ModelRegistry
+from ..outputs.video import VideoReadError
 from .predict import DEFAULT_DEPTH_RANGE, InputRejected, predict_image
+from .video import predict_clip
 
 DEVICE_QUEUE = "device"
 MAX_PROCESSING_SIZE = 2048
@@ -43,8 +46,10 @@ def page_error(err: Exception) -> gr.Error:
     return gr.Error(str(err), duration=None, print_exception=False)
 
 
-def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, examples: list[Path] = ()) -> gr.Blocks:
-    """The Blocks app; ``workdir`` receives every result, ``examples`` are image files offered under the input."""
+def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_video_frames: int = 300,
+              examples: list[Path] = ()) -> gr.Blocks:
+    """The Blocks app; ``workdir`` receives every result, ``examples`` are image files offered under the input;
+    ``max_video_frames`` bounds the frames one video request may ask for."""
     default = registry.default
     colour_bar = workdir / "colour-bar.png"
     with atomic_path(colour_bar) as tmp:
@@ -63,6 +68,20 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, exampl
             raise page_error(err) from None
         return (str(result.color), result.label, (result.rgb, str(result.color)),
                 str(result.view_glb) if result.view_glb else None, [str(p) for p in result.downloads])
+
+    def run_video(path, model, stride, max_frames, stabilise, side, progress=gr.Progress()):
+        if not path:
+            raise gr.Error("upload a video first", print_exception=False)
+        progress(0, desc="reading the clip")
+        try:
+            result = predict_clip(registry, path, model=model, stride=int(stride), max_frames=int(max_frames),
+                                  stabilise=stabilise, side_by_side=side, workdir=workdir, max_pixels=max_pixels,
+                                  frame_limit=max_video_frames,
+                                  on_progress=lambda done, total: progress((done, total), desc="frames", unit="frame"))
+        except (InputRejected, VideoReadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
+            raise page_error(err) from None
+        return (str(result.video), str(result.side_by_side) if result.side_by_side else None, result.label,
+                [str(p) for p in result.downloads])
 
     def model_defaults(model):
         return gr.update(value=registry.choice(model).default_caption)
@@ -109,11 +128,36 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, exampl
                                       elem_id="view-3d")
                     downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
                                         elem_id="downloads")
+        with gr.Tab("Video"):
+            with gr.Row():
+                with gr.Column():
+                    clip = gr.Video(label="Clip", sources=["upload"], elem_id="input-video")
+                    video_model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
+                                              label="Model", elem_id="video-model")
+                    with gr.Row():
+                        stride = gr.Number(1, precision=0, minimum=1, label="frame stride", elem_id="stride")
+                        max_frames = gr.Number(min(60, max_video_frames), precision=0, minimum=1,
+                                               maximum=max_video_frames, label=f"frames (at most {max_video_frames})",
+                                               elem_id="max-frames")
+                    stabilise = gr.Checkbox(True, label="stabilise (fit each frame's scale/shift to the previous "
+                                                        "frames, so colours do not flicker)", elem_id="stabilise")
+                    side = gr.Checkbox(True, label="also an RGB | depth video", elem_id="side")
+                    run_clip = gr.Button("Predict depth video", variant="primary", elem_id="predict-video")
+                with gr.Column():
+                    depth_video = gr.Video(label="Depth video (near = warm)", interactive=False,
+                                           elem_id="depth-video")
+                    side_video = gr.Video(label="RGB | depth", interactive=False, elem_id="side-video")
+                    video_label = gr.Markdown(label="What ran", elem_id="video-label")
+                    video_downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                              elem_id="video-downloads")
         model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
         caption_mode.change(lambda mode: gr.update(visible=mode == "text"), inputs=caption_mode,
                             outputs=caption_text, api_name=False, queue=False)
         run.click(run_image, inputs=[image, model, caption_mode, caption_text, max_size, near, far],
                   outputs=[depth, label, compare, view, downloads], api_name="predict_image",
                   concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
+        run_clip.click(run_video, inputs=[clip, video_model, stride, max_frames, stabilise, side],
+                       outputs=[depth_video, side_video, video_label, video_downloads], api_name="predict_video",
+                       concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
     app.queue(default_concurrency_limit=1)
     return app

@@ -18,6 +18,7 @@ from ..utils.atomic import atomic_path
 
 DEFAULT_MAX_PIXELS = 25_000_000
 DEFAULT_MAX_UPLOAD_MB = 100
+DEFAULT_MAX_VIDEO_FRAMES = 300
 
 
 def write_examples(folder: Path, count: int = 3, resolution: int = 256) -> list[Path]:
@@ -43,7 +44,8 @@ def _warm_up(registry) -> None:
 
 def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, device: str | None = None, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
-           max_pixels: int = DEFAULT_MAX_PIXELS, local_files_only: bool = False, examples: int = 3,
+           max_pixels: int = DEFAULT_MAX_PIXELS, max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
+           local_files_only: bool = False, examples: int = 3,
            block: bool = True):
     """Serve the app on ``host:port`` (``share`` adds a public Gradio link). Returns the launched Blocks when
     ``block`` is False; otherwise serves until interrupted. The temporary folder is removed at exit."""
@@ -61,7 +63,7 @@ def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1",
 
     registry = ModelRegistry(available_models(list(models)), device=device, local_files_only=local_files_only)
     threading.Thread(target=_warm_up, args=(registry,), daemon=True).start()
-    app = build_app(registry, workdir=workdir, max_pixels=max_pixels,
+    app = build_app(registry, workdir=workdir, max_pixels=max_pixels, max_video_frames=max_video_frames,
                     examples=write_examples(workdir / "examples", examples) if examples else [])
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb}mb",
                ssr_mode=False, show_error=False, prevent_thread_lock=not block, quiet=False,

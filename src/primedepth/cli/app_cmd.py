@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
+from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_VIDEO_FRAMES
 
 
 @click.command("app")
@@ -22,9 +22,11 @@ from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB
               help="Largest file a visitor may upload.")
 @click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(min=1),
               help="Largest image (width x height) the app processes.")
+@click.option("--max-video-frames", default=DEFAULT_MAX_VIDEO_FRAMES, show_default=True, type=click.IntRange(min=1),
+              help="Most frames one video request may ask for.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network for weights.")
-def command(models, host, port, share, device, max_upload_mb, max_pixels, local_files_only):
-    """Serve the PrimeDepth web app: upload an image, see and download its depth."""
+def command(models, host, port, share, device, max_upload_mb, max_pixels, max_video_frames, local_files_only):
+    """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth."""
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -34,7 +36,8 @@ def command(models, host, port, share, device, max_upload_mb, max_pixels, local_
 
     try:
         launch(models, host=host, port=port, share=share, device=None if device == "auto" else device,
-               max_upload_mb=max_upload_mb, max_pixels=max_pixels, local_files_only=local_files_only)
+               max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_video_frames=max_video_frames,
+               local_files_only=local_files_only)
     except ValueError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
