@@ -5,8 +5,11 @@ import io
 from urllib.parse import unquote
 
 import numpy as np
+import pytest
 import trimesh
 from PIL import Image
+
+pytestmark = pytest.mark.slow  # a browser and an app subprocess
 
 WAIT_MS = 180_000
 
@@ -55,8 +58,18 @@ def test_upload_shows_depth_at_input_size_with_valid_downloads(app_url, browser_
     np.testing.assert_array_equal(np.asarray(cloud.colors)[:, :3].reshape(h, w, 3), rgb_image)
     surface = trimesh.load(io.BytesIO(files["scene.glb"]), file_type="glb", force="mesh")
     assert 0 < len(surface.vertices) <= h * w and len(surface.faces) > 0
-    # the 3D view drew the mesh into its canvas
+    # the 3D view drew the mesh into its canvas (white background, coloured surface)
     page.wait_for_selector("#view-3d canvas", timeout=WAIT_MS)
+    page.locator("#view-3d").scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('#view-3d canvas').width > 0", timeout=WAIT_MS)
+    drawn = 0.0
+    for _ in range(60):
+        page.wait_for_timeout(500)
+        shot = np.asarray(Image.open(io.BytesIO(page.locator("#view-3d canvas").screenshot())).convert("RGB"))
+        drawn = float((shot.astype(int).sum(-1) < 720).mean())
+        if drawn > 0.02:
+            break
+    assert drawn > 0.02, f"the 3D view stayed empty ({drawn:.3%} of its pixels drawn)"
     # the RGB | depth slider holds the input and the colour map
     assert _natural_size(page, "#compare img") in ([w, h],)
 
@@ -78,7 +91,9 @@ def test_video_tab_turns_a_clip_into_a_depth_video(app_url, browser_page, clip, 
     page.set_input_files("#input-video input[type=file]", str(clip))
     page.wait_for_selector("#input-video video", timeout=WAIT_MS)
     page.click("#predict-video")
-    page.get_by_text("frames", exact=False).first.wait_for(timeout=WAIT_MS)
+    # the progress indicator counts predicted frames while the clip runs
+    page.wait_for_function("() => /\\d+\\/8 frame/.test(document.querySelector('#depth-video').innerText)",
+                           timeout=WAIT_MS, polling=100)
     page.wait_for_function(
         "() => { const v = document.querySelector('#depth-video video'); return v && v.readyState >= 1 }",
         timeout=WAIT_MS)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # an app subprocess
+
 
 def test_two_concurrent_api_calls_both_succeed_and_agree(app_url, test_image, rgb_image):
     from gradio_client import Client, handle_file

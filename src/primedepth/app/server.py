@@ -1,6 +1,5 @@
-"""Starting the app: its own temporary folder (the only place it serves files from), the example scenes, the
-model registry warmed up in the background, and Gradio's server with the upload limit, bound to loopback unless told
-otherwise."""
+"""Starting the app: its own temporary folder (the only place it serves files from), the example scenes, Gradio's
+server, then the default model loaded in the background, with the upload limit, bound to loopback unless told otherwise."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ DEFAULT_MAX_UPLOAD_MB = 100
 DEFAULT_MAX_VIDEO_FRAMES = 300
 
 
-def write_examples(folder: Path, count: int = 3, resolution: int = 256) -> list[Path]:
+def write_examples(folder: Path, count: int = 3, resolution: int = 192) -> list[Path]:
     """Held-out rendered scenes (those ``primedepth demo`` scores: never in the training stream) as PNG files."""
     from ..demo import held_out_scenes
 
@@ -62,10 +61,13 @@ def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1",
     from .models import ModelRegistry, available_models
 
     registry = ModelRegistry(available_models(list(models)), device=device, local_files_only=local_files_only)
-    threading.Thread(target=_warm_up, args=(registry,), daemon=True).start()
     app = build_app(registry, workdir=workdir, max_pixels=max_pixels, max_video_frames=max_video_frames,
                     examples=write_examples(workdir / "examples", examples) if examples else [])
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb}mb",
-               ssr_mode=False, show_error=False, prevent_thread_lock=not block, quiet=False,
+               ssr_mode=False, show_error=False, prevent_thread_lock=True, quiet=False,
                theme=gr.themes.Default(**LOCAL_FONTS), footer_links=["api"])
+    # The page answers first; the default model then loads while the visitor picks an image.
+    threading.Thread(target=_warm_up, args=(registry,), daemon=True).start()
+    if block:
+        app.block_thread()
     return app
