@@ -63,8 +63,6 @@ def main() -> None:
             page.wait_for_selector("#downloads a", timeout=300_000)
             page.locator("#view-3d").scroll_into_view_if_needed()
             page.wait_for_timeout(3000)  # let the 3D viewer draw
-            page.locator("#view-3d").screenshot(path=str(work / "view.png"))
-            shutil.copy(work / "view.png", "/tmp/view15.png")
             page.evaluate("() => window.scrollTo(0, 0)")
             page.screenshot(path=str(args.out / "app-image.png"), full_page=True)
             page.get_by_role("tab", name="Video").click()

@@ -2,7 +2,10 @@
 
 from types import SimpleNamespace
 
-from primedepth.app.blocks import DEVICE_QUEUE, UploadedImage, build_app
+import gradio as gr
+import pytest
+
+from primedepth.app.blocks import DEVICE_QUEUE, build_app, undecoded_upload
 from primedepth.app.models import ModelRegistry, model_choice
 
 
@@ -17,6 +20,9 @@ def test_image_and_video_predictions_share_one_queue_slot(tmp_path):
 def test_upload_input_passes_the_file_itself(tmp_path):
     upload = tmp_path / "notes.png"
     upload.write_text("not an image: the pipeline's loader, not Gradio, must say so")
-    component = UploadedImage(type="filepath", render=False)
-    assert component.get_block_name() == "image"
+    component = undecoded_upload(gr.Image(type="filepath", image_mode=None, render=False))
     assert component.preprocess(SimpleNamespace(path=str(upload), url=None)) == str(upload)
+    # unpatched, Gradio would have tried to decode it
+    with pytest.raises(Exception, match="cannot identify image file"):
+        gr.Image(type="filepath", image_mode=None, render=False).preprocess(
+            SimpleNamespace(path=str(upload), url=None, orig_name="notes.png"))

@@ -12,34 +12,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
-
 from PIL import Image
 
 from ..outputs.colour import DEFAULT_CMAP, colour_bar_strip
+from ..outputs.video import VideoReadError
 from ..pipelines.image_processor import ImageLoadError
 from ..pipelines.loading import WeightsNotFoundError
 from ..utils.atomic import atomic_path
 from .models import ModelRegistry
-from ..outputs.video import VideoReadError
 from .predict import DEFAULT_DEPTH_RANGE, InputRejected, predict_image
 from .video import predict_clip
 
 DEVICE_QUEUE = "device"
 MAX_PROCESSING_SIZE = 2048
-LOCAL_FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+LOCAL_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
 
 
-class UploadedImage(gr.Image):
-    """An image input that hands the function the uploaded file itself, undecoded: the pipeline's own loader reads
-    it as ``primedepth predict`` does (EXIF, 16-bit, alpha) and names the problem when the file is not an image.
-    The page shows it as a plain ``gr.Image``."""
-
-    is_template = True
-
-    def preprocess(self, payload):
-        if payload is None or payload.path is None:
-            return super().preprocess(payload)
-        return payload.path
+def undecoded_upload(image: gr.Image) -> gr.Image:
+    """Make ``image`` hand the function the uploaded file itself, undecoded: the pipeline's own loader then reads it
+    as ``primedepth predict`` does (EXIF, 16-bit, alpha) and names the problem when the file is not an image.
+    Gradio still checks that the path is an upload before this runs. (An instance attribute, not a subclass:
+    Gradio's component metaclass writes a stub file next to the module of every subclass.)"""
+    decode = image.preprocess
+    image.preprocess = lambda payload: payload.path if payload is not None and payload.path else decode(payload)
+    return image
 
 
 def page_error(err: Exception) -> gr.Error:
@@ -69,7 +65,7 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_vi
         return (str(result.color), result.label, (result.rgb, str(result.color)),
                 str(result.view_glb) if result.view_glb else None, [str(p) for p in result.downloads])
 
-    def run_video(path, model, stride, max_frames, stabilise, side, progress=gr.Progress()):
+    def run_video(path, model, stride, max_frames, stabilise, side, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         if not path:
             raise gr.Error("upload a video first", print_exception=False)
         progress(0, desc="reading the clip")
@@ -89,67 +85,65 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_vi
     with gr.Blocks(title="PrimeDepth", analytics_enabled=False) as app:
         gr.Markdown("# PrimeDepth\nZero-shot monocular depth from one step of a frozen Stable Diffusion. "
                     "Drop or paste a photo, pick a model, and download the depth.")
-        with gr.Tab("Image"):
-            with gr.Row():
-                with gr.Column():
-                    image = UploadedImage(label="Image", type="filepath", image_mode=None,
-                                          sources=["upload", "clipboard"], elem_id="input-image")
-                    model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
-                                        label="Model", elem_id="model")
-                    caption_mode = gr.Radio(["none", "auto", "text"], value=default.default_caption,
-                                            label="Caption (none: empty prompt; auto: BLIP-2, as the authors; text)",
-                                            elem_id="caption-mode")
-                    caption_text = gr.Textbox(label="Caption text", visible=default.default_caption == "text",
-                                              elem_id="caption-text")
-                    max_size = gr.Slider(0, MAX_PROCESSING_SIZE, value=0, step=8, elem_id="max-size",
-                                         label="Processing size, long side in px (0 = the model's own: "
-                                               f"{default.default_max_size} for {default.name})")
-                    with gr.Accordion("3D files", open=False):
-                        gr.Markdown("The prediction is affine-invariant: it has no metric scale. The point cloud "
-                                    "and mesh use the depth range you state here, an assumption, not a measurement.")
-                        with gr.Row():
-                            near = gr.Number(DEFAULT_DEPTH_RANGE[0], label="nearest depth (m)", minimum=0.001,
-                                             elem_id="near")
-                            far = gr.Number(DEFAULT_DEPTH_RANGE[1], label="farthest depth (m)", minimum=0.001,
-                                            elem_id="far")
-                    run = gr.Button("Predict depth", variant="primary", elem_id="predict")
-                    if examples:
-                        gr.Examples([[str(p)] for p in examples], inputs=[image],
-                                    label="Held-out rendered scenes (never seen in training)")
-                with gr.Column():
-                    depth = gr.Image(label="Depth (near = warm)", type="filepath", format="png", interactive=False,
-                                     elem_id="depth")
-                    gr.Image(str(colour_bar), show_label=False, interactive=False, container=False, height=24,
-                             buttons=[], elem_id="colour-bar")
-                    label = gr.Markdown(label="What ran", elem_id="run-label")
-                    compare = gr.ImageSlider(label="RGB | depth", type="filepath", format="png", interactive=False,
-                                             elem_id="compare")
-                    view = gr.Model3D(label="3D view (mesh, assumed depth range)", clear_color=(1, 1, 1, 1),
-                                      elem_id="view-3d")
-                    downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                        elem_id="downloads")
-        with gr.Tab("Video"):
-            with gr.Row():
-                with gr.Column():
-                    clip = gr.Video(label="Clip", sources=["upload"], elem_id="input-video")
-                    video_model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
-                                              label="Model", elem_id="video-model")
+        with gr.Tab("Image"), gr.Row():
+            with gr.Column():
+                image = undecoded_upload(gr.Image(label="Image", type="filepath", image_mode=None,
+                                                  sources=["upload", "clipboard"], elem_id="input-image"))
+                model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
+                                    label="Model", elem_id="model")
+                caption_mode = gr.Radio(["none", "auto", "text"], value=default.default_caption,
+                                        label="Caption (none: empty prompt; auto: BLIP-2, as the authors; text)",
+                                        elem_id="caption-mode")
+                caption_text = gr.Textbox(label="Caption text", visible=default.default_caption == "text",
+                                          elem_id="caption-text")
+                max_size = gr.Slider(0, MAX_PROCESSING_SIZE, value=0, step=8, elem_id="max-size",
+                                     label="Processing size, long side in px (0 = the model's own: "
+                                           f"{default.default_max_size} for {default.name})")
+                with gr.Accordion("3D files", open=False):
+                    gr.Markdown("The prediction is affine-invariant: it has no metric scale. The point cloud "
+                                "and mesh use the depth range you state here, an assumption, not a measurement.")
                     with gr.Row():
-                        stride = gr.Number(1, precision=0, minimum=1, label="frame stride", elem_id="stride")
-                        max_frames = gr.Number(min(60, max_video_frames), precision=0, minimum=1,
-                                               maximum=max_video_frames, label=f"frames (at most {max_video_frames})",
-                                               elem_id="max-frames")
-                    stabilise = gr.Checkbox(True, label="stabilise (fit each frame's scale/shift to the previous "
-                                                        "frames, so colours do not flicker)", elem_id="stabilise")
-                    side = gr.Checkbox(True, label="also an RGB | depth video", elem_id="side")
-                    run_clip = gr.Button("Predict depth video", variant="primary", elem_id="predict-video")
-                with gr.Column():
-                    depth_video = gr.Video(label="Depth video (near = warm)", interactive=False,
-                                           elem_id="depth-video")
-                    side_video = gr.Video(label="RGB | depth", interactive=False, elem_id="side-video")
-                    video_label = gr.Markdown(label="What ran", elem_id="video-label")
-                    video_downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                              elem_id="video-downloads")
+                        near = gr.Number(DEFAULT_DEPTH_RANGE[0], label="nearest depth (m)", minimum=0.001,
+                                         elem_id="near")
+                        far = gr.Number(DEFAULT_DEPTH_RANGE[1], label="farthest depth (m)", minimum=0.001,
+                                        elem_id="far")
+                run = gr.Button("Predict depth", variant="primary", elem_id="predict")
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=[image],
+                                label="Held-out rendered scenes (never seen in training)")
+            with gr.Column():
+                depth = gr.Image(label="Depth (near = warm)", type="filepath", format="png", interactive=False,
+                                 elem_id="depth")
+                gr.Image(str(colour_bar), show_label=False, interactive=False, container=False, height=24,
+                         buttons=[], elem_id="colour-bar")
+                label = gr.Markdown(label="What ran", elem_id="run-label")
+                compare = gr.ImageSlider(label="RGB | depth", type="filepath", format="png", interactive=False,
+                                         elem_id="compare")
+                view = gr.Model3D(label="3D view (mesh, assumed depth range)", clear_color=(1, 1, 1, 1),
+                                  elem_id="view-3d")
+                downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                    elem_id="downloads")
+        with gr.Tab("Video"), gr.Row():
+            with gr.Column():
+                clip = gr.Video(label="Clip", sources=["upload"], elem_id="input-video")
+                video_model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
+                                          label="Model", elem_id="video-model")
+                with gr.Row():
+                    stride = gr.Number(1, precision=0, minimum=1, label="frame stride", elem_id="stride")
+                    max_frames = gr.Number(min(60, max_video_frames), precision=0, minimum=1,
+                                           maximum=max_video_frames, label=f"frames (at most {max_video_frames})",
+                                           elem_id="max-frames")
+                stabilise = gr.Checkbox(True, label="stabilise (fit each frame's scale/shift to the previous "
+                                                    "frames, so colours do not flicker)", elem_id="stabilise")
+                side = gr.Checkbox(True, label="also an RGB | depth video", elem_id="side")
+                run_clip = gr.Button("Predict depth video", variant="primary", elem_id="predict-video")
+            with gr.Column():
+                depth_video = gr.Video(label="Depth video (near = warm)", interactive=False,
+                                       elem_id="depth-video")
+                side_video = gr.Video(label="RGB | depth", interactive=False, elem_id="side-video")
+                video_label = gr.Markdown(label="What ran", elem_id="video-label")
+                video_downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
+                                          elem_id="video-downloads")
         model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
         caption_mode.change(lambda mode: gr.update(visible=mode == "text"), inputs=caption_mode,
                             outputs=caption_text, api_name=False, queue=False)

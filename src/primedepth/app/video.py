@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..outputs.video import probe, predict_video
+from ..outputs.video import predict_video, probe
 from .models import ModelRegistry
 from .predict import InputRejected
 
