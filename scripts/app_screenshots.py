@@ -8,6 +8,7 @@ depth video. Also prints the app's startup time (launch until the page answers).
 from __future__ import annotations
 
 import argparse
+import io
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,8 @@ import urllib.request
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from primedepth.data.scene import render_trajectory
@@ -53,7 +56,7 @@ def main() -> None:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
                 str(work / "profile"), executable_path=args.chromium, headless=True, chromium_sandbox=False,
-                args=FLAGS, viewport={"width": 1280, "height": 1000})
+                args=FLAGS, viewport={"width": 1280, "height": 2000})  # tall: a full-page shot must not resize the 3D canvas
             page = context.new_page()
             page.goto(url)
             page.locator(".gallery-item, button.gallery").first.click()
@@ -61,9 +64,13 @@ def main() -> None:
             page.click("#predict")
             page.wait_for_selector("#view-3d canvas", timeout=300_000)
             page.wait_for_selector("#downloads a", timeout=300_000)
-            page.locator("#view-3d").scroll_into_view_if_needed()
-            page.wait_for_timeout(3000)  # let the 3D viewer draw
-            page.evaluate("() => window.scrollTo(0, 0)")
+            view = page.locator("#view-3d")
+            view.scroll_into_view_if_needed()
+            for _ in range(60):  # until the 3D viewer has drawn the mesh (white background otherwise)
+                page.wait_for_timeout(500)
+                shot = np.asarray(Image.open(io.BytesIO(view.locator("canvas").screenshot())).convert("RGB"))
+                if (shot.astype(int).sum(-1) < 720).mean() > 0.02:
+                    break
             page.screenshot(path=str(args.out / "app-image.png"), full_page=True)
             page.get_by_role("tab", name="Video").click()
             page.set_input_files("#input-video input[type=file]", str(clip))
