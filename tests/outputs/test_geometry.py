@@ -9,8 +9,17 @@ import trimesh
 from PIL import Image
 
 from primedepth.outputs.geometry import (
-    DEFAULT_FOV_DEG, EXIF_FOCAL_35MM, EXIF_IFD, backproject, depth_from_range, glb_bytes, intrinsics_for, mesh,
-    ply_bytes, point_cloud)
+    DEFAULT_FOV_DEG,
+    EXIF_FOCAL_35MM,
+    EXIF_IFD,
+    backproject,
+    depth_from_range,
+    glb_bytes,
+    intrinsics_for,
+    mesh,
+    ply_bytes,
+    point_cloud,
+)
 
 
 def _step_scene(h=12, w=16):

@@ -96,13 +96,13 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
     import torch
     from tqdm.auto import tqdm
 
+    from ..outputs.alignment import SparseDepthError
+    from ..outputs.colour import colour_lut
+    from ..outputs.products import OutputOptions, product_writers
     from ..pipelines.captioning import default_cache_file
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.loading import WeightsNotFoundError, default_model
-    from ..outputs.alignment import SparseDepthError
-    from ..outputs.colour import colour_lut
-    from ..outputs.products import OutputOptions, product_writers
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]

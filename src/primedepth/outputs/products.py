@@ -15,8 +15,7 @@ from ..pipelines.export import _png_bytes, npy_bytes
 from ..utils.atomic import atomic_write
 from .alignment import SPARSE_SUFFIXES, align_to_metric, read_sparse_depth
 from .colour import DEFAULT_CMAP, side_by_side
-from .formats import (
-    FLOAT_FORMATS, NEEDS_DEPTH, OUTPUT_KINDS, grey_png_bytes, openexr, pfm_bytes, tiff_bytes, write_exr)
+from .formats import FLOAT_FORMATS, NEEDS_DEPTH, OUTPUT_KINDS, grey_png_bytes, openexr, pfm_bytes, tiff_bytes, write_exr
 from .geometry import depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
 
 

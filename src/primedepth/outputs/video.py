@@ -132,24 +132,23 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray], fps: Fraction, c
     returns the number of frames written."""
     av = require_av()
     count = 0
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format="mp4") as container:
-            stream = None
-            for rgb in frames:
-                h, w = rgb.shape[:2]
-                if h % 2 or w % 2:
-                    rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=fps)
-                    stream.width, stream.height = rgb.shape[1], rgb.shape[0]
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf)}
-                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
-                    container.mux(packet)
-                count += 1
-            if stream is not None:
-                for packet in stream.encode():
-                    container.mux(packet)
+    with atomic_path(path) as tmp, av.open(str(tmp), mode="w", format="mp4") as container:
+        stream = None
+        for rgb in frames:
+            h, w = rgb.shape[:2]
+            if h % 2 or w % 2:
+                rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            if stream is None:
+                stream = container.add_stream("libx264", rate=fps)
+                stream.width, stream.height = rgb.shape[1], rgb.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf)}
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+            count += 1
+        if stream is not None:
+            for packet in stream.encode():
+                container.mux(packet)
     return count
 
 
@@ -279,11 +278,10 @@ def predict_video(pipe, path: str | Path, out_dir: str | Path, *, stride: int = 
         for k in range(len(numbers)):
             stack[k] = stabilised(k)
         stack.flush()
-        with atomic_path(paths["npz"]) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, inverse_depth=stack, frame_numbers=np.array(numbers), times=np.array(times),
-                         coefficients=np.array(coefficients), fps=np.array(float(fps)),
-                         stabilised=np.array(stabilise))
+        with atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as f:
+            np.savez(f, inverse_depth=stack, frame_numbers=np.array(numbers), times=np.array(times),
+                     coefficients=np.array(coefficients), fps=np.array(float(fps)),
+                     stabilised=np.array(stabilise))
         del stack
     shutil.rmtree(cache)
     return VideoResult(paths, len(numbers), predicted, fps, time.perf_counter() - started, coefficients)

@@ -74,8 +74,10 @@ def write_prediction(stem: Path, formats: list[str], inverse_depth: np.ndarray,
         path = output_path(stem, fmt)
         if fmt in writers:
             atomic_write(path, writers[fmt]())
-        else:
+        elif product_writers and fmt in product_writers:
             product_writers[fmt](path)
+        else:
+            raise ValueError(f"format {fmt!r} needs a writer from outputs.products.product_writers")
         paths.append(path)
     return paths
 
