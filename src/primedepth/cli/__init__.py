@@ -19,6 +19,7 @@ COMMANDS = {
     "pseudo-label": "primedepth.cli.pseudo_label_cmd:command",
     "bench": "primedepth.cli.bench_cmd:command",
     "export": "primedepth.cli.export_cmd:command",
+    "app": "primedepth.cli.app_cmd:command",
 }
 
 

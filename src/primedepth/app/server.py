@@ -1,0 +1,73 @@
+"""Starting the app: its own temporary folder (the only place it serves files from), the example scenes, Gradio's
+server, then the default model loaded in the background, with the upload limit, bound to loopback unless told otherwise."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from ..utils.atomic import atomic_path
+
+DEFAULT_MAX_PIXELS = 25_000_000
+DEFAULT_MAX_UPLOAD_MB = 100
+DEFAULT_MAX_VIDEO_FRAMES = 300
+
+
+def write_examples(folder: Path, count: int = 3, resolution: int = 192) -> list[Path]:
+    """Held-out rendered scenes (those ``primedepth demo`` scores: never in the training stream) as PNG files."""
+    from ..demo import held_out_scenes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, scene in enumerate(held_out_scenes(count, resolution)):
+        path = folder / f"held-out-scene-{i}.png"
+        with atomic_path(path) as tmp:
+            Image.fromarray(scene.image).save(tmp)
+        paths.append(path)
+    return paths
+
+
+def _warm_up(registry) -> None:
+    try:
+        registry.warm_up()
+    except (OSError, ValueError, RuntimeError) as err:  # shown again, in the page, when someone uses that model
+        print(f"warning: {registry.default.name} could not be loaded: {err}", file=sys.stderr)
+
+
+def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1", port: int = 7860,
+           share: bool = False, device: str | None = None, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+           max_pixels: int = DEFAULT_MAX_PIXELS, max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
+           local_files_only: bool = False, examples: int = 3,
+           block: bool = True):
+    """Serve the app on ``host:port`` (``share`` adds a public Gradio link). Returns the launched Blocks when
+    ``block`` is False; otherwise serves until interrupted. The temporary folder is removed at exit."""
+    workdir = Path(tempfile.mkdtemp(prefix="primedepth-app-")).resolve()
+    atexit.register(shutil.rmtree, workdir, True)
+    # Gradio's upload cache and example cache live in the app's folder, so that is all it can serve.
+    os.environ["GRADIO_TEMP_DIR"] = str(workdir)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(workdir / "examples-cache")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+    import gradio as gr
+
+    from .blocks import LOCAL_FONTS, build_app
+    from .models import ModelRegistry, available_models
+
+    registry = ModelRegistry(available_models(list(models)), device=device, local_files_only=local_files_only)
+    app = build_app(registry, workdir=workdir, max_pixels=max_pixels, max_video_frames=max_video_frames,
+                    examples=write_examples(workdir / "examples", examples) if examples else [])
+    app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb}mb",
+               ssr_mode=False, show_error=False, prevent_thread_lock=True, quiet=False,
+               theme=gr.themes.Default(**LOCAL_FONTS), footer_links=["api"])
+    # The page answers first; the default model then loads while the visitor picks an image.
+    threading.Thread(target=_warm_up, args=(registry,), daemon=True).start()
+    if block:
+        app.block_thread()
+    return app

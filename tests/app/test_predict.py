@@ -1,0 +1,62 @@
+"""The app's prediction function: the same files as ``primedepth predict``, limits and options refused clearly."""
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from primedepth.app.models import ModelRegistry, model_choice
+from primedepth.app.predict import InputRejected, caption_argument, predict_image
+from primedepth.cli import main
+from primedepth.pipelines.image_processor import ImageLoadError
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return ModelRegistry([model_choice("tiny-random")], device="cpu")
+
+
+def test_app_writes_what_predict_writes(registry, tmp_path, rgb_image):
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    result = predict_image(registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "app",
+                           max_pixels=10_000)
+    cli = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "cli"), "--model",
+                                    "tiny-random", "--format", "npy,png16,color,side,ply,glb", "--depth-range", "1,10"])
+    assert cli.exit_code == 0, cli.output
+    assert [p.name for p in result.downloads] == ["x.npy", "x_16bit.png", "x_color.png", "x_side.png", "x.ply",
+                                                  "x.glb"]
+    for path in result.downloads:
+        assert path.is_relative_to(tmp_path / "app" / "results")
+        assert path.read_bytes() == (tmp_path / "cli" / path.name).read_bytes(), path.name
+    assert result.color.name == "x_color.png"
+    np.testing.assert_array_equal(result.rgb, rgb_image)
+    assert "**tiny-random** on cpu · processed at 96 x 72 px" in result.label and "output 93 x 75 px" in result.label
+    assert "random weights" in result.label and "depth assumed to span 1-10 m" in result.label
+    # the viewer's copy of the mesh is the downloaded one turned y up, looking along -z
+    import trimesh
+
+    surface, view = (trimesh.load(p, force="mesh") for p in (result.downloads[-1], result.view_glb))
+    np.testing.assert_allclose(view.vertices, surface.vertices * [1, -1, -1], rtol=1e-6)
+    assert len(view.faces) == len(surface.faces) > 0
+
+
+def test_images_over_the_pixel_limit_are_refused_before_decoding(registry, tmp_path, rgb_image):
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    with pytest.raises(InputRejected, match=r"x.png: 93 x 75 pixels is over this app's limit of 6,974 pixels"):
+        predict_image(registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path, max_pixels=93 * 75 - 1)
+
+
+def test_non_images_and_unknown_models_are_named(registry, tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ImageLoadError, match=r"^notes.png: not an image file"):
+        predict_image(registry, tmp_path / "notes.png", model="tiny-random", workdir=tmp_path, max_pixels=10**6)
+    with pytest.raises(ValueError, match="unknown model 'other'; this app offers tiny-random"):
+        predict_image(registry, tmp_path / "notes.png", model="other", workdir=tmp_path, max_pixels=10**6)
+
+
+def test_caption_modes():
+    assert caption_argument("none", "ignored") == "none"
+    assert caption_argument("auto", "") == "auto"
+    assert caption_argument("text", "  a red chair ") == "a red chair"
+    with pytest.raises(InputRejected, match="needs a caption text"):
+        caption_argument("text", " ")
