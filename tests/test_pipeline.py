@@ -133,7 +133,7 @@ def test_missing_weights_give_one_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError, match="no model_index.json"):
         PrimeDepthPipeline.from_pretrained(tmp_path / "empty")
-    with pytest.raises(WeightsNotFoundError, match="neither a local folder nor in the caches"):
+    with pytest.raises(WeightsNotFoundError, match="neither a local folder nor in the caches.*local_files_only"):
         PrimeDepthPipeline.from_pretrained("nobody/primedepth-missing", local_files_only=True,
                                            cache_dir=str(tmp_path / "hf"))
 

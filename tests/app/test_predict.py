@@ -60,3 +60,24 @@ def test_caption_modes():
     assert caption_argument("text", "  a red chair ") == "a red chair"
     with pytest.raises(InputRejected, match="needs a caption text"):
         caption_argument("text", " ")
+
+
+def test_ensemble_toggle_averages_with_depth_anything(tiny_depth_anything, tmp_path, rgb_image):
+    from primedepth.pipelines.depth_anything import DepthAnything
+    from primedepth.pipelines.ensemble import average_normalised
+
+    member = DepthAnything(tiny_depth_anything, name="depth-anything-v2-small")
+    with_member = ModelRegistry([model_choice("tiny-random")], device="cpu", ensemble_member=member)
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    alone = predict_image(with_member, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "a",
+                          max_pixels=10_000)
+    both = predict_image(with_member, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "b",
+                         max_pixels=10_000, ensemble=True)
+    primedepth, combined = (np.load(next(p for p in r.downloads if p.suffix == ".npy")) for r in (alone, both))
+    expected = average_normalised([primedepth, member.predict(rgb_image)])
+    np.testing.assert_allclose(combined, expected, atol=1e-5)
+    assert "depth-anything-v2-small (pixel-wise average" in both.label
+    registry = ModelRegistry([model_choice("tiny-random")], device="cpu")
+    with pytest.raises(InputRejected, match="--ensemble"):
+        predict_image(registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "c", max_pixels=10_000,
+                      ensemble=True)

@@ -14,7 +14,7 @@ def test_two_concurrent_api_calls_both_succeed_and_agree(app_url, test_image, rg
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    jobs = [client.submit(handle_file(str(test_image)), "primedepth-mini", "none", "", 0, 1.0, 10.0,
+    jobs = [client.submit(handle_file(str(test_image)), "primedepth-mini", "none", "", 0, 1.0, 10.0, False,
                           api_name="/predict_image")
             for _ in range(2)]
     results = [job.result(timeout=300) for job in jobs]

@@ -51,7 +51,7 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_vi
     with atomic_path(colour_bar) as tmp:
         Image.fromarray(colour_bar_strip(512, DEFAULT_CMAP)).save(tmp)
 
-    def run_image(path, model, caption_mode, caption_text, max_size, near, far):
+    def run_image(path, model, caption_mode, caption_text, max_size, near, far, ensemble=False):
         if not path:
             raise gr.Error("upload an image first (drop a file, paste one, or pick an example)", print_exception=False)
         if not 0 <= int(max_size) <= MAX_PROCESSING_SIZE:
@@ -59,7 +59,7 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_vi
         try:
             result = predict_image(registry, path, model=model, caption_mode=caption_mode, caption_text=caption_text,
                                    max_size=int(max_size), depth_range=(near, far), workdir=workdir,
-                                   max_pixels=max_pixels)
+                                   max_pixels=max_pixels, ensemble=bool(ensemble))
         except (InputRejected, ImageLoadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
             raise page_error(err) from None
         return (str(result.color), result.label, (result.rgb, str(result.color)),
@@ -99,6 +99,10 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_vi
                 max_size = gr.Slider(0, MAX_PROCESSING_SIZE, value=0, step=8, elem_id="max-size",
                                      label="Processing size, long side in px (0 = the model's own: "
                                            f"{default.default_max_size} for {default.name})")
+                member = registry.ensemble_member
+                ensemble = gr.Checkbox(False, visible=member is not None, elem_id="ensemble",
+                                       label=f"Average with {member.name if member else 'Depth Anything'} "
+                                             "(the paper's best method: both maps normalised, then averaged)")
                 with gr.Accordion("3D files", open=False):
                     gr.Markdown("The prediction is affine-invariant: it has no metric scale. The point cloud "
                                 "and mesh use the depth range you state here, an assumption, not a measurement.")
@@ -147,7 +151,7 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_vi
         model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
         caption_mode.change(lambda mode: gr.update(visible=mode == "text"), inputs=caption_mode,
                             outputs=caption_text, api_name=False, queue=False)
-        run.click(run_image, inputs=[image, model, caption_mode, caption_text, max_size, near, far],
+        run.click(run_image, inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble],
                   outputs=[depth, label, compare, view, downloads], api_name="predict_image",
                   concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
         run_clip.click(run_video, inputs=[clip, video_model, stride, max_frames, stabilise, side],

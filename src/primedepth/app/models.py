@@ -61,13 +61,17 @@ class ModelRegistry:
     """Loads each offered model on first use (keeping the ``keep`` most recently used) and runs it under one lock."""
 
     def __init__(self, choices: list[ModelChoice], device: str | None = None, keep: int = 2,
-                 local_files_only: bool = False):
+                 local_files_only: bool = False, ensemble_member=None, precision: str = "auto"):
+        """``ensemble_member``: a loaded ``pipelines.depth_anything.DepthAnything`` to offer the ensemble with;
+        ``precision``: as ``primedepth predict --dtype`` (``auto`` by default, like the CLI)."""
         if not choices:
             raise ValueError("no model to offer: name one with --model (a folder, a hub id or tiny-random)")
         self.choices = {choice.name: choice for choice in choices}
         self.device = device
         self.keep = keep
         self.local_files_only = local_files_only
+        self.ensemble_member = ensemble_member
+        self.precision = precision
         self.lock = threading.Lock()
         self._loaded: OrderedDict[str, PrimeDepthPipeline] = OrderedDict()
 
@@ -92,6 +96,7 @@ class ModelRegistry:
                                                   local_files_only=self.local_files_only,
                                                   caption_cache_file=default_cache_file())
         pipe.optimize(channels_last=True, drop_vae_decoder=True)
+        pipe.set_precision(self.precision)
         self._loaded[name] = pipe
         return pipe
 

@@ -65,14 +65,18 @@ def caption_argument(mode: str, text: str) -> str:
 
 def predict_image(registry: ModelRegistry, path: str | Path, *, model: str, caption_mode: str = "none",
                   caption_text: str = "", max_size: int = 0, depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE,
-                  workdir: Path, max_pixels: int, name: str | None = None, seed: int = 0) -> ImageResult:
+                  workdir: Path, max_pixels: int, name: str | None = None, seed: int = 0,
+                  ensemble: bool = False) -> ImageResult:
     """Depth for the image file ``path`` with model ``model``; ``max_size`` 0 means the model's own processing size;
     ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the affine-invariant prediction
-    into the 3D files. Raises ``InputRejected`` (bad input or option), ``ImageLoadError`` (not an image),
+    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member. Raises ``InputRejected`` (bad input or option), ``ImageLoadError`` (not an image),
     ``OSError`` (weights or a caption model that cannot be loaded) or the pipeline's ``ValueError`` /
     ``RuntimeError``."""
     name = name or Path(path).name
     choice = registry.choice(model)
+    member = registry.ensemble_member if ensemble else None
+    if ensemble and member is None:
+        raise InputRejected("this app has no Depth Anything weights for the ensemble (start it with --ensemble)")
     caption = caption_argument(caption_mode, caption_text)
     if max_size < 0:
         raise InputRejected(f"processing size must be 0 (the model's own) or positive, got {max_size}")
@@ -85,7 +89,7 @@ def predict_image(registry: ModelRegistry, path: str | Path, *, model: str, capt
 
     def work(pipe):
         start = time.perf_counter()
-        out = pipe(image, caption=caption, seed=seed, max_size=max_size or "auto")
+        out = pipe(image, caption=caption, seed=seed, max_size=max_size or "auto", ensemble=member)
         return out, time.perf_counter() - start, pipe.device
 
     out, seconds, device = registry.run(model, work)
@@ -96,7 +100,8 @@ def predict_image(registry: ModelRegistry, path: str | Path, *, model: str, capt
     (ph, pw), (h, w) = out.metadata["processing_sizes"][0], image.size
     caption_note = {"none": "no caption", "auto": f"BLIP-2 caption \"{out.captions[0]}\""}.get(
         caption_mode, f"caption \"{out.captions[0]}\"")
-    label = (f"**{choice.name}** on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
+    combined = f" + {member.name} (pixel-wise average after normalisation)" if member else ""
+    label = (f"**{choice.name}**{combined} on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
              f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"
              f"3D files: {'; '.join(notes)}")
     view = None

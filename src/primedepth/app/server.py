@@ -44,10 +44,12 @@ def _warm_up(registry) -> None:
 def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1", port: int = 7860,
            share: bool = False, device: str | None = None, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
            max_pixels: int = DEFAULT_MAX_PIXELS, max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
-           local_files_only: bool = False, examples: int = 3,
+           local_files_only: bool = False, examples: int = 3, ensemble: str | None = None,
            block: bool = True):
     """Serve the app on ``host:port`` (``share`` adds a public Gradio link). Returns the launched Blocks when
-    ``block`` is False; otherwise serves until interrupted. The temporary folder is removed at exit."""
+    ``block`` is False; otherwise serves until interrupted. ``ensemble``: a Depth Anything spec
+    (``depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]``) whose weights are loaded now, to offer the
+    ensemble toggle. The temporary folder is removed at exit."""
     workdir = Path(tempfile.mkdtemp(prefix="primedepth-app-")).resolve()
     atexit.register(shutil.rmtree, workdir, True)
     # Gradio's upload cache and example cache live in the app's folder, so that is all it can serve.
@@ -60,7 +62,13 @@ def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1",
     from .blocks import LOCAL_FONTS, build_app
     from .models import ModelRegistry, available_models
 
-    registry = ModelRegistry(available_models(list(models)), device=device, local_files_only=local_files_only)
+    member = None
+    if ensemble:
+        from ..pipelines.depth_anything import DepthAnything
+
+        member = DepthAnything.from_spec(ensemble, device=device or "cpu", local_files_only=local_files_only)
+    registry = ModelRegistry(available_models(list(models)), device=device, local_files_only=local_files_only,
+                             ensemble_member=member)
     app = build_app(registry, workdir=workdir, max_pixels=max_pixels, max_video_frames=max_video_frames,
                     examples=write_examples(workdir / "examples", examples) if examples else [])
     app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb}mb",

@@ -25,7 +25,10 @@ from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_
 @click.option("--max-video-frames", default=DEFAULT_MAX_VIDEO_FRAMES, show_default=True, type=click.IntRange(min=1),
               help="Most frames one video request may ask for.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network for weights.")
-def command(models, host, port, share, device, max_upload_mb, max_pixels, max_video_frames, local_files_only):
+@click.option("--ensemble", default=None, metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]",
+              help="Offer the ensemble with Depth Anything V2 (its weights are loaded at start).")
+def command(models, host, port, share, device, max_upload_mb, max_pixels, max_video_frames, local_files_only,
+            ensemble):
     """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth."""
     try:
         import gradio  # noqa: F401
@@ -37,7 +40,7 @@ def command(models, host, port, share, device, max_upload_mb, max_pixels, max_vi
     try:
         launch(models, host=host, port=port, share=share, device=None if device == "auto" else device,
                max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_video_frames=max_video_frames,
-               local_files_only=local_files_only)
-    except ValueError as err:
+               local_files_only=local_files_only, ensemble=ensemble)
+    except (ValueError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

@@ -149,7 +149,8 @@ def resolve_hub_model(name: str, *, revision: str | None = None, cache_dir: str 
             return snapshot
         raise WeightsNotFoundError(
                 f"PrimeDepth weights not found: {name!r} is neither a local folder nor in the caches "
-                f"({conversion_cache()}, {cache_dir or constants.HF_HUB_CACHE}), and {offline_reason()}. Run once "
+                f"({conversion_cache()}, {cache_dir or constants.HF_HUB_CACHE}), and "
+                f"{'local_files_only is set' if local_files_only else offline_reason()}. Run once "
                 "with network access to download and convert it.")
     checkpoint, commit, file, _ = download_official_checkpoint(repo_id, filename, revision=revision,
                                                                cache_dir=cache_dir)
