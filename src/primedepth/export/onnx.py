@@ -70,6 +70,7 @@ def export_onnx(pipe, path: str | Path, *, dtype: torch.dtype = torch.float32, c
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape branches fixed by design
             warnings.filterwarnings("ignore", message="Constant folding")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
             torch.onnx.export(model, (sample,), str(traced), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                               dynamic_axes={INPUT_NAME: {2: "height", 3: "width"},
                                             OUTPUT_NAME: {1: "height", 2: "width"}},
