@@ -75,16 +75,24 @@ def export_onnx(pipe, path: str | Path, *, dtype: torch.dtype = torch.float32, c
                               dynamic_axes={INPUT_NAME: {2: "height", 3: "width"},
                                             OUTPUT_NAME: {1: "height", 2: "width"}},
                               opset_version=opset or DEFAULT_OPSET, dynamo=False, do_constant_folding=True)
-        proto = onnx.load(str(traced))  # large models: the exporter wrote one file per tensor; gather them
-        staged = Path(tmp) / path.name
-        large = proto.ByteSize() > LARGEST_SINGLE_FILE if not _has_external_data(proto) else True
-        onnx.save_model(proto, str(staged), save_as_external_data=large, all_tensors_to_one_file=True,
-                        location=path.name + ".data")
-        data = staged.with_name(path.name + ".data")
+        _gather(traced, Path(tmp) / path.name)
+        data = Path(tmp) / (path.name + ".data")
         if data.exists():
             os.replace(data, path.with_name(data.name))
-        os.replace(staged, path)
+        os.replace(Path(tmp) / path.name, path)
     return path
+
+
+def _gather(traced: Path, staged: Path) -> None:
+    """Write the exported graph ``traced`` as ``staged``: one file, or, for models over protobuf's 2 GB limit (the
+    exporter then writes one file per tensor), the graph plus one ``NAME.data`` file next to it. The size is read
+    without loading the tensors: a message over 2 GB cannot even be measured."""
+    large = _has_external_data(onnx.load(str(traced), load_external_data=False))
+    proto = onnx.load(str(traced))
+    if not large and proto.ByteSize() > LARGEST_SINGLE_FILE:
+        large = True
+    onnx.save_model(proto, str(staged), save_as_external_data=large, all_tensors_to_one_file=True,
+                    location=staged.name + ".data")
 
 
 def _has_external_data(proto) -> bool:
