@@ -5,6 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# "auto" precision means fp32 in the tests (subprocesses included), so results compare across machines whatever
+# their bf16 speed; tests of the auto choice itself remove this.
+os.environ["PRIMEDEPTH_AUTO_PRECISION"] = "fp32"
+
 REFERENCE = Path(os.environ.get("PRIMEDEPTH_REFERENCE", Path(__file__).resolve().parent / "reference"))
 
 

@@ -72,7 +72,7 @@ class HubServer:
         """The next GET of ``filename`` sends ``after_bytes`` bytes and then drops the connection."""
         self.interrupts[filename] = after_bytes
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         self._thread.start()
         return self
 

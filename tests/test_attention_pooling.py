@@ -3,8 +3,12 @@
 import pytest
 import torch
 
-from primedepth.models.attention_maps import (_stretch_pool_resize, naive_self_attention, pooled_self_attention,
-                                              region_pooling_matrix)
+from primedepth.models.attention_maps import (
+    _stretch_pool_resize,
+    naive_self_attention,
+    pooled_self_attention,
+    region_pooling_matrix,
+)
 
 SIZES = [(1, 1), (1, 2), (3, 3), (8, 10), (9, 11), (16, 16), (17, 24), (64, 40)]
 

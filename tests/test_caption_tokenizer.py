@@ -1,8 +1,13 @@
 """The caption-vocabulary tokenizer of mini-SD: BPE merges learned on captions make every caption word one token,
 the byte alphabet still covers unseen words, and it round-trips through save/load like any CLIP tokenizer."""
 
-from primedepth.models.text_encoder import (CONTEXT_LENGTH, byte_level_tokenizer, caption_vocabulary_tokenizer,
-                                            load_clip_tokenizer, tokenize)
+from primedepth.models.text_encoder import (
+    CONTEXT_LENGTH,
+    byte_level_tokenizer,
+    caption_vocabulary_tokenizer,
+    load_clip_tokenizer,
+    tokenize,
+)
 
 CAPTIONS = ["a room with a red floor and green walls, with a red sphere",
             "an open yard with a grey floor under the sky, with a green box and a red cylinder"]

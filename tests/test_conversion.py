@@ -12,8 +12,12 @@ from PIL import Image
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
 from primedepth.conversion.convert import text_config_from_weights
-from primedepth.conversion.official_checkpoint import (UntrustedCheckpointError, fit_key_prefix,
-                                                       load_official_checkpoint, text_tower_to_transformers)
+from primedepth.conversion.official_checkpoint import (
+    UntrustedCheckpointError,
+    fit_key_prefix,
+    load_official_checkpoint,
+    text_tower_to_transformers,
+)
 from primedepth.models.text_encoder import byte_level_tokenizer
 
 

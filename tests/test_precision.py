@@ -26,14 +26,21 @@ def test_native_bf16_detection_from_cpu_flags(cpuinfo, native):
 
 
 def test_auto_is_the_half_precision_choice_only_where_bf16_is_native(monkeypatch):
+    monkeypatch.delenv("PRIMEDEPTH_AUTO_PRECISION")
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda cpuinfo=None: True)
+    monkeypatch.setattr(precision, "cpu_bf16_is_faster", lambda: True)
     assert precision.resolve_precision("auto", "cpu").name == precision.AUTO_HALF_PRECISION == "bf16"
+    monkeypatch.setattr(precision, "cpu_bf16_is_faster", lambda: False)  # native but slower (no AMX): fp32
+    assert precision.resolve_precision("auto", "cpu").name == "fp32"
+    monkeypatch.setattr(precision, "cpu_bf16_is_faster", lambda: True)
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda cpuinfo=None: False)
     assert precision.resolve_precision("auto", "cpu").name == "fp32"
     assert precision.resolve_precision("auto", "mps").name == "fp32"
     assert precision.resolve_precision("fp16-frozen", "cpu").frozen_dtype == torch.float16
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         precision.resolve_precision("fp8", "cpu")
+    monkeypatch.setenv("PRIMEDEPTH_AUTO_PRECISION", "bf16-frozen")
+    assert precision.resolve_precision("auto", "cpu").name == "bf16-frozen"
 
 
 def test_predict_offers_exactly_the_precision_choices():

@@ -1,8 +1,6 @@
 """Our model against the official computation: the stored reference vectors and the full checkpoint manifest."""
 
-import shutil
 
-import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 

@@ -40,8 +40,8 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
     atomically."""
     from matplotlib.figure import Figure
 
-    from .utils.atomic import atomic_path
     from .outputs.colour import show_depth
+    from .utils.atomic import atomic_path
 
     fig = Figure(figsize=(8.0, 2.1 * len(scenes)), layout="constrained")
     axes = fig.subplots(len(scenes), 4, squeeze=False)

@@ -49,7 +49,7 @@ def hypersim_root(tmp_path):
 
 
 def test_hypersim_planar_depth_tone_mapping_labels_and_split(hypersim_root):
-    from primedepth.data.hypersim import HypersimDataset, DEFAULT_FOCAL_1024
+    from primedepth.data.hypersim import DEFAULT_FOCAL_1024, HypersimDataset
 
     train = HypersimDataset(str(hypersim_root), split="train")
     assert len(train) == 2 and train.key(1) == "ai_001_001/cam_00/0001"

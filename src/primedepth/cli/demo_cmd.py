@@ -26,9 +26,9 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
     from ..demo import run_demo
-    from ..utils.atomic import atomic_path
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
+    from ..utils.atomic import atomic_path
 
     try:
         pipe = PrimeDepthPipeline.from_pretrained(model, device=None if device == "auto" else device,

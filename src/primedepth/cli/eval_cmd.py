@@ -86,7 +86,14 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 @click.option("--no-save-predictions", is_flag=True, help="Do not keep raw predictions (disables ensembles and strips).")
 def command(dataset_name, suite, data_root, roots, runs, pair, output_root, model_spec, predictions, prediction_space, name,
             split_file, scene_list, allow_partial, marigold_setting, device, dtype, seed, no_save_predictions):
-    from primedepth.evaluation import DATASETS, DatasetError, SavedPredictor, WeightsNotFoundError, evaluate, write_oracle_run
+    from primedepth.evaluation import (
+        DATASETS,
+        DatasetError,
+        SavedPredictor,
+        WeightsNotFoundError,
+        evaluate,
+        write_oracle_run,
+    )
     from primedepth.evaluation.runner import distributed_context
 
     if suite:

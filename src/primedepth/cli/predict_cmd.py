@@ -89,8 +89,8 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
-    from ..utils.atomic import ensure_writable_folder, remove_stale_temps
     from ..pipelines.precision import precision_of
+    from ..utils.atomic import ensure_writable_folder, remove_stale_temps
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [f for f in fmt_list if f not in FORMATS]

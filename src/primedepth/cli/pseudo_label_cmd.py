@@ -115,9 +115,9 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
     """Label the images under IMAGES (a folder, or WebDataset shards) into OUT (see docs/training.md)."""
     from PIL import Image
 
-    from ..utils.atomic import atomic_write
     from ..data.pseudo import INFO, MANIFEST, read_manifest, write_outputs
     from ..data.shards import is_shard_spec
+    from ..utils.atomic import atomic_write
 
     if is_shard_spec(images):
         from ..distributed.shard_workers import PseudoLabelShardWorker

@@ -13,9 +13,9 @@ from ..models.frozen_sd import build_unet, build_vae, unet_config_from_official,
 from ..models.labeller import PrimeDepthLabeller
 from ..models.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
 from ..pipelines.loading import MODEL_INDEX
+from ..utils.atomic import atomic_dir
 from ..utils.hub import cache_only
 from .config_inference import infer_official_config
-from ..utils.atomic import atomic_dir
 from .official_checkpoint import fit_key_prefix, load_official_checkpoint, split_official_state_dict
 from .official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
 

@@ -380,7 +380,7 @@ class ResnetBlock(nn.Module):
         h = norm_act_conv_banded(x, self.norm1, self.conv1, band)
         return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=x)  # identity skip: added into x
 
-    def forward_upsampled_banded(self, low: torch.Tensor, upsample: "Upsample2x", band: int | None = None):
+    def forward_upsampled_banded(self, low: torch.Tensor, upsample: Upsample2x, band: int | None = None):
         """``self(upsample(low))`` without forming ``upsample(low)`` in full: its rows are computed twice (for
         ``norm1``'s statistics and for ``conv1``) and the skip branch is recomputed from ``low`` through one conv
         (skip and upsampling convs composed). One conv more than the plain forward, two large tensors fewer."""

@@ -54,7 +54,7 @@ class DepthAnything:
         self.model.to(self.device).eval()
 
     @classmethod
-    def from_spec(cls, spec: str, **kwargs) -> "DepthAnything":
+    def from_spec(cls, spec: str, **kwargs) -> DepthAnything:
         name, source = parse_member(spec)
         return cls(source, name=name, **kwargs)
 

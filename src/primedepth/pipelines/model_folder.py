@@ -123,12 +123,23 @@ def check_weights(folder: Path, expected: dict[str, torch.Size], what: str) -> N
     if found is None:
         return  # no safetensors file: the loader reports it (or reads .bin files weights-only)
     file, shapes = found
+    # transformers loads weights saved with or without the model's base prefix (e.g. a CLIPModel's text half under
+    # ``text_model.``), so a tensor counts as present under either spelling.
+    prefixes = {k.split(".", 1)[0] + "." for k in shapes if "." in k}
+
+    def stored_shape(key: str):
+        for name in (key, *(p + key for p in prefixes), key.split(".", 1)[-1]):
+            if name in shapes:
+                return shapes[name]
+        return None
+
     problems = []
     for key, shape in expected.items():
-        if key not in shapes:
+        stored = stored_shape(key)
+        if stored is None:
             problems.append(f"tensor {key} missing (expected shape {tuple(shape)})")
-        elif shapes[key] != tuple(shape):
-            problems.append(f"tensor {key} has shape {shapes[key]}, expected {tuple(shape)}")
+        elif stored != tuple(shape):
+            problems.append(f"tensor {key} has shape {stored}, expected {tuple(shape)}")
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise ModelError(f"{file}: {what} weights do not match {folder / 'config.json'}: "

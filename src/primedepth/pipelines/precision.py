@@ -11,6 +11,10 @@ and the command that reproduces it are in docs/performance.md; a test checks the
 
 from __future__ import annotations
 
+import copy
+import functools
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,8 @@ PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 # The fastest configuration within the accuracy bound on trained weights (docs/performance.md, "Precision").
 AUTO_HALF_PRECISION = "bf16"
+# What "auto" means, when set (e.g. fp32 to make runs comparable across machines; the test suite sets it).
+AUTO_OVERRIDE_ENV = "PRIMEDEPTH_AUTO_PRECISION"
 # The bound: how far a configuration may move the held-out metrics of fp32.
 DELTA1_BOUND = 0.002
 ABS_REL_BOUND = 0.002
@@ -70,10 +76,33 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     return any(flag in flags for flag in _X86_BF16_FLAGS) or "bf16" in flags
 
 
+@functools.cache
+def cpu_bf16_is_faster() -> bool:
+    """Whether bf16 convolutions actually beat fp32 on this CPU (measured once per process, ~0.3 s): native bf16
+    instructions alone do not guarantee it (without AMX tiles, oneDNN's bf16 convolutions were 1.5x slower than fp32
+    on an AVX512-BF16 Xeon, while faster on an AVX512-BF16 EPYC). A 3x3 conv of the UNet's shape class, channels
+    last, best of three after a warm-up, at the process's thread count."""
+    conv = torch.nn.Conv2d(320, 320, 3, padding=1).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(1, 320, 32, 32).contiguous(memory_format=torch.channels_last)
+
+    def best(dtype: torch.dtype) -> float:
+        module, inputs = copy.deepcopy(conv).to(dtype), x.to(dtype)
+        times = []
+        with torch.no_grad():
+            for _ in range(4):
+                start = time.perf_counter()
+                module(inputs)
+                times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    return best(torch.bfloat16) < 0.9 * best(torch.float32)
+
+
 def has_native_bf16(device: torch.device | str) -> bool:
+    """bf16 is native and worth it: CUDA capability >= 8, or a CPU with bf16 instructions on which it is faster."""
     device = torch.device(device)
     if device.type == "cpu":
-        return cpu_has_native_bf16()
+        return cpu_has_native_bf16() and cpu_bf16_is_faster()
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.get_device_capability(device)[0] >= 8
     return False
@@ -82,7 +111,7 @@ def has_native_bf16(device: torch.device | str) -> bool:
 def resolve_precision(name: str, device: torch.device | str) -> Precision:
     """The configuration ``name`` stands for on ``device`` (``"auto"`` resolved; see the module docstring)."""
     if name == "auto":
-        name = AUTO_HALF_PRECISION if has_native_bf16(device) else "fp32"
+        name = os.environ.get(AUTO_OVERRIDE_ENV) or (AUTO_HALF_PRECISION if has_native_bf16(device) else "fp32")
     try:
         return PRECISIONS[name]
     except KeyError:

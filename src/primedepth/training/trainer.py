@@ -37,9 +37,9 @@ from ..data.streaming import StreamingShards, is_streaming
 from ..models.latent_noising import posterior_moments
 from ..models.preimage import BlockMaps, Preimage
 from ..models.single_step import draw_noise
-from .ablations import Ablation, resolve_ablation
 from ..utils.atomic import atomic_dir, atomic_path, atomic_write_text
 from ..utils.torch_files import load_torch_file
+from .ablations import Ablation, resolve_ablation
 from .config import load_config
 from .ema import EMA
 from .losses import combine_losses, dice_loss, focal_loss, latent_depth_loss, ssi_loss

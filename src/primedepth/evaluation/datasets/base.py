@@ -35,7 +35,7 @@ class DatasetConfig:
     description: str = ""
 
     @classmethod
-    def load(cls, name: str) -> "DatasetConfig":
+    def load(cls, name: str) -> DatasetConfig:
         text = resources.files("primedepth.evaluation").joinpath("configs", f"{name}.json").read_text()
         raw = json.loads(text)
         raw["max_depth"] = math.inf if raw["max_depth"] is None else raw["max_depth"]
