@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 from click.testing import CliRunner
 
 from primedepth.cli import main
@@ -27,6 +28,15 @@ def ray_address():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Ray gives each one-CPU actor one thread; the in-process local engine must sum in the same order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _shards(folder: Path) -> dict[str, bytes]:

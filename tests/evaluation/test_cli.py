@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -91,13 +92,12 @@ def test_eval_errors_are_clear(tmp_path):
 
 
 def test_accelerate_launch_shards_over_two_processes(tmp_path):
-    import shutil
 
     fixtures.make_scannet(tmp_path / "data", n=4)
     (tmp_path / "killable_model.py").write_text(KILLABLE_MODEL)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "CALL_LOG": str(tmp_path / "calls.txt")}
-    cmd = [shutil.which("accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", shutil.which("primedepth"), "eval", "--dataset", "scannet", "--data-root", str(tmp_path / "data"),
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", str(Path(sys.executable).parent / "primedepth"), "eval", "--dataset", "scannet", "--data-root", str(tmp_path / "data"),
            "--output", str(tmp_path / "out"), "--model", "python=killable_model:make", "--allow-partial", "--device", "cpu"]
     result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]

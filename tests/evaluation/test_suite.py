@@ -1,5 +1,6 @@
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -342,7 +343,6 @@ def test_cli_paper_table3_reports_a_missing_dataset_and_an_error_without_stoppin
 @pytest.mark.slow
 def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
     import os
-    import shutil
     import subprocess
 
     data = tmp_path / "data"
@@ -352,7 +352,7 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
     importable = Path(fakes.__file__).resolve().parents[fakes.__name__.count(".")]
     env = {**os.environ, "PYTHONPATH": f"{importable}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     cmd = [
-        shutil.which("accelerate"),
+        str(Path(sys.executable).parent / "accelerate"),
         "launch",
         "--multi_gpu",
         "--num_processes",
@@ -363,7 +363,7 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
         "no",
         "--dynamo_backend",
         "no",
-        shutil.which("primedepth"),
+        str(Path(sys.executable).parent / "primedepth"),
         "eval",
         "--suite",
         "paper-table2",
