@@ -8,8 +8,12 @@ from pathlib import Path
 # Stable Diffusion 2.x latent scaling (the VAE latent is multiplied by it before the UNet).
 SD_LATENT_SCALE = 0.18215
 
-# Where primedepth keeps converted models and the caption cache.
-CACHE_ROOT = Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
+
+
+def cache_root() -> Path:
+    """Where primedepth keeps converted models and the caption cache (``$PRIMEDEPTH_CACHE``, read at each call)."""
+    return Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
+
 
 # The captioner of the authors' pipeline (BLIP-2 OPT-2.7b).
 DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import click
 
+from ..constants import DEFAULT_CAPTIONER
 from .shard_runner import shard_options
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 DEFAULT_DEPTH = "depth-anything/Depth-Anything-V2-Large-hf"
 DEFAULT_SEGMENTATION = "facebook/mask2former-swin-large-ade-semantic"
-DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
 
 
 def list_images(root: Path) -> list[str]:

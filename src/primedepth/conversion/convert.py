@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from ..constants import SD_LATENT_SCALE
 from ..models.frozen_sd import build_unet, build_vae, unet_config_from_official, vae_config_from_official
 from ..models.labeller import PrimeDepthLabeller
 from ..models.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
@@ -82,7 +83,7 @@ def convert_official_checkpoint(checkpoint: str | Path, out_dir: str | Path, con
     config = (load_official_config(config_path) if config_path is not None
               else infer_official_config({k: v.shape for k, v in state.items() if hasattr(v, "shape")}))
     context_width = config["unet"]["context_dim"]
-    scale = config.get("scale_factor", 0.18215)
+    scale = config.get("scale_factor", SD_LATENT_SCALE)
     converted = split_official_state_dict(state, unet_config_from_official(config["unet"]),
                                           vae_config_from_official(config["vae_ddconfig"], scale),
                                           len(config["vae_ddconfig"]["ch_mult"]))

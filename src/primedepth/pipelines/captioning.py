@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 
+from ..constants import DEFAULT_CAPTIONER, cache_root
 from ..utils.atomic import atomic_write_text
 from ..utils.hub import cache_only, offline_reason
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
-
-
 def default_cache_file() -> Path:
-    root = Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
-    return root / "captions.json"
+    return cache_root() / "captions.json"
 
 
 class CaptionCache:

@@ -21,6 +21,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
+from ..constants import cache_root
 from ..conversion.convert import convert_official_checkpoint
 from ..conversion.official_checkpoint import UntrustedCheckpointError
 from ..models.text_encoder import DEFAULT_TEXT_ENCODER
@@ -55,8 +56,7 @@ def split_hub_id(name: str) -> tuple[str, str | None] | None:
 
 
 def conversion_cache() -> Path:
-    root = Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
-    return root / "hub"
+    return cache_root() / "hub"
 
 
 def _repo_cache(repo_id: str) -> Path:

@@ -14,9 +14,8 @@ import glob
 import os
 from pathlib import Path
 
+from ..constants import IMAGE_EXTENSIONS
 from .export import FORMATS
-
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
 
 
 def _absolute(path: Path) -> Path:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..constants import cache_root
+
 MODEL_INDEX = "model_index.json"
 DEFAULT_MODEL_ENV = "PRIMEDEPTH_MODEL"
 EMBEDDED_MODEL = "primedepth-mini"
@@ -26,8 +28,7 @@ class WeightsNotFoundError(FileNotFoundError):
 
 def default_model_dir() -> Path:
     """Where ``primedepth convert`` puts the official weights unless told otherwise."""
-    root = Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
-    return Path(os.environ.get(DEFAULT_MODEL_ENV, root / "PrimeDepth"))
+    return Path(os.environ.get(DEFAULT_MODEL_ENV, cache_root() / "PrimeDepth"))
 
 
 def embedded_model_dir() -> Path:

@@ -10,13 +10,14 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from ..constants import DEFAULT_CAPTIONER
 from ..models.frozen_sd import official_unet, official_vae
 from ..models.labeller import LabellerOutput, PrimeDepthLabeller
 from ..models.preimage import Preimage
 from ..models.single_step import FrozenStableDiffusion, draw_noise
 from ..models.text_encoder import encode_prompts, load_clip_tokenizer
 from ..utils.hub import cache_only
-from .captioning import DEFAULT_CAPTIONER, Blip2Captioner, CaptionCache
+from .captioning import Blip2Captioner, CaptionCache
 from .depth_anything import DepthAnything
 from .ensemble import COMBINATION, NORMALISATION, average_normalised
 from .hub_weights import resolve_model
