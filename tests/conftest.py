@@ -38,6 +38,34 @@ def reference_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_official_with_text(reference_dir, tmp_path_factory):
+    """The reference tiny checkpoint plus an OpenCLIP text tower of its context width, and a tokenizer folder."""
+    import torch
+    from test_conversion import open_clip_text_tower
+
+    from primedepth.models.text_encoder import byte_level_tokenizer
+
+    root = tmp_path_factory.mktemp("official")
+    ckpt = torch.load(reference_dir / "official_tiny.ckpt", weights_only=True)
+    for key, value in open_clip_text_tower(width=32).items():
+        ckpt["state_dict"]["cond_stage_model.model." + key] = value
+    torch.save(ckpt, root / "tiny_with_text.ckpt")
+    byte_level_tokenizer().save_pretrained(root / "tokenizer")
+    return root
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test (summation order as in one-CPU workers; timings without contention)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
 def tiny_pipe():
     from primedepth import PrimeDepthPipeline
 

@@ -9,13 +9,7 @@ from click.testing import CliRunner
 from primedepth import benchmark as bench
 from primedepth.cli import main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_contender_builds_and_runs_tiny():

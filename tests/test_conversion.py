@@ -18,7 +18,6 @@ from primedepth.conversion.official_checkpoint import (
     load_official_checkpoint,
     text_tower_to_transformers,
 )
-from primedepth.models.text_encoder import byte_level_tokenizer
 
 
 def open_clip_text_tower(width=128, layers=2, vocab=514, context=77, seed=0):
@@ -87,18 +86,6 @@ def test_pickles_are_loaded_weights_only_unless_trusted(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises((ValueError, UntrustedCheckpointError), match="junk.ckpt"):
         load_official_checkpoint(tmp_path / "junk.ckpt")
-
-
-@pytest.fixture(scope="module")
-def tiny_official_with_text(reference_dir, tmp_path_factory):
-    """The reference tiny checkpoint plus an OpenCLIP text tower of its context width, and a tokenizer folder."""
-    root = tmp_path_factory.mktemp("official")
-    ckpt = torch.load(reference_dir / "official_tiny.ckpt", weights_only=True)
-    for key, value in open_clip_text_tower(width=32).items():
-        ckpt["state_dict"]["cond_stage_model.model." + key] = value
-    torch.save(ckpt, root / "tiny_with_text.ckpt")
-    byte_level_tokenizer().save_pretrained(root / "tokenizer")
-    return root
 
 
 def test_convert_cli_produces_a_loadable_model(reference_dir, tiny_official_with_text, tmp_path, rgb_image):

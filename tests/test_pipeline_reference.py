@@ -5,28 +5,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from test_conversion import open_clip_text_tower
 
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
-from primedepth.models.text_encoder import byte_level_tokenizer
 
 CASES = ("a", "b")
 
 
 @pytest.fixture(scope="module")
-def converted_reference(reference_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("converted-reference")
-    ckpt = torch.load(reference_dir / "official_tiny.ckpt", weights_only=True)
-    for key, value in open_clip_text_tower(width=32).items():
-        ckpt["state_dict"]["cond_stage_model.model." + key] = value
-    torch.save(ckpt, root / "with_text.ckpt")
-    byte_level_tokenizer().save_pretrained(root / "tokenizer")
-    result = CliRunner().invoke(main, ["convert", str(root / "with_text.ckpt"), str(root / "model"), "--config",
+def converted_reference(reference_dir, tiny_official_with_text):
+    src = tiny_official_with_text
+    result = CliRunner().invoke(main, ["convert", str(src / "tiny_with_text.ckpt"), str(src / "model"), "--config",
                                        str(reference_dir / "official_tiny_config.json"), "--tokenizer",
-                                       str(root / "tokenizer"), "--local-files-only"])
+                                       str(src / "tokenizer"), "--local-files-only"])
     assert result.exit_code == 0, result.output
-    return root / "model"
+    return src / "model"
 
 
 def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:

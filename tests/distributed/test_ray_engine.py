@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import ray
-import torch
 from click.testing import CliRunner
 
 from primedepth.cli import main
@@ -30,13 +29,8 @@ def ray_address():
         ray.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Ray gives each one-CPU actor one thread; the in-process local engine must sum in the same order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Ray's one-CPU actors run one thread; the in-process local engine must sum in the same order.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _shards(folder: Path) -> dict[str, bytes]:
