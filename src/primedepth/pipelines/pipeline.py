@@ -300,9 +300,7 @@ class PrimeDepthPipeline:
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
         loaded = [load_image(img) for img in (images if isinstance(images, (list, tuple)) else [images])]
-        caption = self.settings.get("default_caption", "auto") if caption is None else caption
-        processor = PrimeDepthImageProcessor(max_size=self.settings.get("max_size", 1024) if max_size == "auto"
-                                             else max_size)
+        caption, processor = self._caption_and_processor(caption, max_size)
         preimages = []
         for i, (image, text) in enumerate(zip(loaded, self.captions_for(loaded, caption))):
             pixels = processor.preprocess(image)[None].to(device=self.device, dtype=self.dtype)
@@ -311,6 +309,14 @@ class PrimeDepthPipeline:
             preimages.append(self.frozen.preimage(pixels, self._encode_prompts([text]), *noises,
                                                   naive=attention == "naive"))
         return preimages
+
+    def _caption_and_processor(self, caption, max_size, match_input_size: bool = True):
+        """The caption mode (``None``: the model's default) and the image processor (``max_size`` ``"auto"``: the
+        model's processing size) of a call."""
+        caption = self.settings.get("default_caption", "auto") if caption is None else caption
+        if max_size == "auto":
+            max_size = self.settings.get("max_size", 1024)
+        return caption, PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Text-tower states per prompt, cached per distinct prompt (the empty or a fixed caption costs once)."""
@@ -352,10 +358,7 @@ class PrimeDepthPipeline:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
         single = not isinstance(images, (list, tuple))
         loaded = [load_image(img) for img in ([images] if single else images)]
-        caption = self.settings.get("default_caption", "auto") if caption is None else caption
-        if max_size == "auto":
-            max_size = self.settings.get("max_size", 1024)
-        processor = PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
+        caption, processor = self._caption_and_processor(caption, max_size, match_input_size)
         captions = self.captions_for(loaded, caption)
         depth_maps, seg_maps = [None] * len(loaded), [None] * len(loaded)
         order = sorted(range(len(loaded)), key=lambda i: processor.processing_size(*loaded[i].size))
