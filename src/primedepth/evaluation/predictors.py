@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class WeightsNotFoundError(RuntimeError):
-    """A peer model's weights are not on this machine."""
+from ..pipelines.loading import WeightsNotFoundError
 
 
 def _require_dir(path: str | Path, what: str, hub_id: str) -> Path:

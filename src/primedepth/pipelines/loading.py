@@ -23,7 +23,7 @@ EMBEDDED_NOTICE = ("full PrimeDepth weights not found ({where}); using the embed
 
 
 class WeightsNotFoundError(FileNotFoundError):
-    pass
+    """A model's weights (PrimeDepth, a peer, an ensemble member) are neither in a local folder nor fetchable."""
 
 
 def default_model_dir() -> Path:
