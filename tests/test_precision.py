@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
-from primedepth.cli.predict_cmd import DTYPES
+from primedepth.cli.options import DTYPES
 from primedepth.pipelines import precision
 from primedepth.precision_study import precision_rows
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_VIDEO_FRAMES
+from .options import device_argument, device_option, ensemble_option, local_files_only_option
 
 
 @click.command("app")
@@ -17,16 +18,15 @@ from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_
               help="Address to bind; 0.0.0.0 exposes the app to your network.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--share", is_flag=True, help="Also create a temporary public link through Gradio's share servers.")
-@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
+@device_option()
 @click.option("--max-upload-mb", default=DEFAULT_MAX_UPLOAD_MB, show_default=True, type=click.IntRange(min=1),
               help="Largest file a visitor may upload.")
 @click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(min=1),
               help="Largest image (width x height) the app processes.")
 @click.option("--max-video-frames", default=DEFAULT_MAX_VIDEO_FRAMES, show_default=True, type=click.IntRange(min=1),
               help="Most frames one video request may ask for.")
-@click.option("--local-files-only", is_flag=True, help="Never touch the network for weights.")
-@click.option("--ensemble", default=None, metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]",
-              help="Offer the ensemble with Depth Anything V2 (its weights are loaded at start).")
+@local_files_only_option()
+@ensemble_option(help="Offer the ensemble with Depth Anything V2 (its weights are loaded at start).")
 def command(models, host, port, share, device, max_upload_mb, max_pixels, max_video_frames, local_files_only,
             ensemble):
     """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth."""
@@ -38,7 +38,7 @@ def command(models, host, port, share, device, max_upload_mb, max_pixels, max_vi
     from ..app import launch
 
     try:
-        launch(models, host=host, port=port, share=share, device=None if device == "auto" else device,
+        launch(models, host=host, port=port, share=share, device=device_argument(device),
                max_upload_mb=max_upload_mb, max_pixels=max_pixels, max_video_frames=max_video_frames,
                local_files_only=local_files_only, ensemble=ensemble)
     except (ValueError, OSError) as err:

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import click
 
+from .options import device_argument, device_option, model_option, noise_option, output_dir_option
+
 
 @click.command("demo")
-@click.option("-o", "--output-dir", default="primedepth-demo", show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Where the gallery and metrics go.")
-@click.option("--model", default="primedepth-mini", show_default=True,
+@output_dir_option(default="primedepth-demo", help="Where the gallery and metrics go.")
+@model_option(default="primedepth-mini", show_default=True,
               help="Model to score: the embedded PrimeDepth-mini, a folder (e.g. a training checkpoint), a hub id or "
                    "tiny-random.")
 @click.option("--scenes", default=200, show_default=True, type=click.IntRange(min=1),
               help="Held-out rendered scenes to score.")
 @click.option("--held-out-seed", default=7, show_default=True, type=int,
               help="Data seed of the held-out scenes (7: the trainer's validation set; the training stream uses 0-2).")
-@click.option("--noise", default="none", type=click.Choice(["none", "sampled"]), show_default=True,
-              help="'none' (posterior mean, as the trainer's validation) or the official sampled step.")
-@click.option("--device", default="cpu", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
+@noise_option(default="none", help="none: the posterior mean, as the trainer's validation scores it (the figures in "
+                                   "docs/mini-model.md); sampled: the official single step.")
+@device_option()
 def command(output_dir, model, scenes, held_out_seed, noise, device):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
@@ -31,7 +31,7 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
     from ..utils.atomic import atomic_path
 
     try:
-        pipe = PrimeDepthPipeline.from_pretrained(model, device=None if device == "auto" else device,
+        pipe = PrimeDepthPipeline.from_pretrained(model, device=device_argument(device),
                                                   local_files_only=True)
     except (WeightsNotFoundError, DeviceUnavailableError, OSError) as err:
         click.echo(f"error: {err}", err=True)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import caption_option, dtype_option, local_files_only_option
+
 
 @click.group("export")
 def command():
@@ -16,14 +18,14 @@ def command():
 @command.command("onnx")
 @click.argument("model")
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--dtype", default="fp32", type=click.Choice(["fp32", "fp16"]), show_default=True,
+@dtype_option(choices=("fp32", "fp16"), default="fp32",
               help="Arithmetic inside the graph (input and output stay float32).")
-@click.option("--caption", default=None, help="Fixed caption baked into the graph [default: the model's, 'none' -> "
-              "empty prompt; 'auto' cannot be exported].")
+@caption_option(help="Fixed caption baked into the graph [default: the model's, 'none' -> empty prompt; 'auto' "
+                     "cannot be exported].")
 @click.option("--opset", default=None, type=int, help="ONNX opset [default: 17].")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Run the file with onnxruntime on a random image and compare with PyTorch.")
-@click.option("--local-files-only", is_flag=True, help="Never touch the network.")
+@local_files_only_option()
 def onnx_command(model, output, dtype, caption, opset, check, local_files_only):
     """Export MODEL's single step (VAE encoder, frozen UNet with attention maps, labeller, depth head; noise-free) to
     OUTPUT, an ONNX graph with dynamic height and width: input `images` (1, 3, H, W) in [-1, 1], H and W multiples

@@ -7,10 +7,24 @@ from pathlib import Path
 
 import click
 
+from .options import (
+    cache_dir_option,
+    caption_option,
+    cmap_option,
+    device_argument,
+    device_option,
+    dtype_option,
+    ensemble_option,
+    local_files_only_option,
+    low_memory_option,
+    max_size_option,
+    model_option,
+    noise_option,
+    output_dir_option,
+    seed_option,
+)
 from .shard_runner import shard_options
 
-# primedepth.pipelines.precision.PRECISION_CHOICES (spelled out: the CLI imports torch only when a command runs)
-DTYPES = ("auto", "fp32", "bf16-frozen", "bf16", "fp16-frozen", "fp16")
 MAP_FORMATS = ("npy", "png16", "color")  # formats written for each ensemble member with --save-members
 # Exit codes: every image done (or skipped) / some inputs failed / bad usage or model / an output could not be written.
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
@@ -18,19 +32,15 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the outputs (created if needed).")
-@click.option("--model", default=None, help="A converted model folder, a hub repo id, 'primedepth-mini' (embedded) "
-              "or 'tiny-random' [default: $PRIMEDEPTH_MODEL or ~/.cache/primedepth/PrimeDepth when present, "
-              "else primedepth-mini].")
+@output_dir_option()
+@model_option()
 @click.option("--format", "formats", default="npy,png16,color", show_default=True,
               help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (near = warm), "
                    "seg (segmentation, indexed PNG), grey (8-bit, white = near), side (RGB | colour depth with a "
                    "colour bar), tiff / exr / pfm (float32, see --output-kind), ply (point cloud), glb (mesh), "
                    "depth (metric depth npy, metres; implied by --align-to). ply, glb and depth need --align-to or "
                    "--depth-range.")
-@click.option("--cmap", default="Spectral_r", show_default=True,
-              help="Matplotlib colour map indexed by nearness (its top end = nearest).")
+@cmap_option()
 @click.option("--output-kind", default="inverse-depth", type=click.Choice(["inverse-depth", "depth"]),
               show_default=True, help="What tiff/exr/pfm hold; depth (metres) needs --align-to or --depth-range.")
 @click.option("--align-to", default=None, type=click.Path(exists=True, path_type=Path),
@@ -42,32 +52,22 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb.")
 @click.option("--fov", "fov_deg", default=None, type=float, help="Field of view (degrees, long side) for ply/glb "
               "[default: EXIF 35 mm-equivalent focal length, else 60].")
-@click.option("--max-size", default=None, type=int,
-              help="Long side used for processing (never upscaled; 0 = input size) [default: the model's, 1024 for "
-                   "PrimeDepth].")
+@max_size_option()
 @click.option("--native-size", is_flag=True, help="Reproduce the authors' output size (8*floor(H/8) x 8*floor(W/8) "
               "unless downscaled) instead of the input size.")
-@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
-@click.option("--dtype", default="auto", type=click.Choice(DTYPES), show_default=True,
-              help="Precision: auto = the fastest configuration within 0.2 δ1 points / 0.002 AbsRel of fp32 where "
-                   "the hardware computes it natively (bf16 on AVX512-BF16/AMX CPUs and Ampere+ GPUs), else fp32; "
-                   "-frozen = half precision for VAE, UNet and text tower only (docs/performance.md).")
+@device_option()
+@dtype_option()
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--caption", default=None, help="auto (BLIP-2, as the authors), none (empty prompt) or a text "
-              "[default: the model's setting].")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the posterior and t = 1 noise draws.")
-@click.option("--noise", default="sampled", type=click.Choice(["sampled", "none"]), show_default=True,
-              help="'none': posterior mean without t-noise.")
-@click.option("--low-memory", is_flag=True, help="Lower peak memory (row-banded VAE encoder and heads, preimage "
-              "freed as fused); same outputs, somewhat slower.")
+@caption_option()
+@seed_option()
+@noise_option()
+@low_memory_option()
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
-@click.option("--ensemble", default=None, metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]",
-              help="Average with Depth Anything V2 after the common normalisation (the paper's best method); the "
-                   "ensemble becomes the output.")
+@ensemble_option()
 @click.option("--save-members", is_flag=True, help="With --ensemble, also write each member's maps "
               "(NAME.primedepth.*, NAME.depth-anything-v2*.*).")
-@click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
-@click.option("--local-files-only", is_flag=True, help="Never touch the network.")
+@cache_dir_option()
+@local_files_only_option()
 @shard_options
 def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, depth_range, focal_px, fov_deg, max_size,
             native_size, device, dtype, batch_size, caption, seed, noise, low_memory, ensemble, save_members,
@@ -134,7 +134,7 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
         if model is None:
             model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
         pipe = PrimeDepthPipeline.from_pretrained(
-            model, device=None if device == "auto" else device,
+            model, device=device_argument(device),
             cache_dir=cache_dir, local_files_only=local_files_only,
             caption_cache_file=default_cache_file()) if todo else None
         if pipe is not None and ensemble:

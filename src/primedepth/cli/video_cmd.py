@@ -7,15 +7,27 @@ from pathlib import Path
 
 import click
 
-from .predict_cmd import DTYPES
+from .options import (
+    cache_dir_option,
+    caption_option,
+    cmap_option,
+    device_argument,
+    device_option,
+    dtype_option,
+    local_files_only_option,
+    low_memory_option,
+    max_size_option,
+    model_option,
+    noise_option,
+    output_dir_option,
+    seed_option,
+)
 
 
 @click.command("video")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the outputs (created if needed).")
-@click.option("--model", default=None, help="As for predict [default: $PRIMEDEPTH_MODEL, the cached PrimeDepth, "
-              "else primedepth-mini].")
+@output_dir_option()
+@model_option()
 @click.option("--stride", default=1, show_default=True, type=click.IntRange(min=1),
               help="Keep every N-th frame (the output fps is divided by N, so the duration stays).")
 @click.option("--start", default=None, type=float, help="First second to process.")
@@ -27,19 +39,17 @@ from .predict_cmd import DTYPES
 @click.option("--frames", "frame_format", default="none", type=click.Choice(["none", "png16", "exr"]),
               show_default=True, help="Also write a frame sequence in NAME_frames/ (one value range per clip).")
 @click.option("--no-npz", is_flag=True, help="Do not write NAME_depth.npz (float32 stack, frame numbers, times).")
-@click.option("--cmap", default="Spectral_r", show_default=True, help="Colour map indexed by nearness.")
-@click.option("--max-size", default=None, type=int, help="Long side used for processing [default: the model's].")
-@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]), show_default=True)
-@click.option("--dtype", default="auto", type=click.Choice(DTYPES), show_default=True,
-              help="Precision, as for predict (auto: bf16 where the CPU or GPU runs it natively, else fp32).")
-@click.option("--caption", default=None, help="auto (BLIP-2 on the first frame, reused), none, or a text "
-              "[default: the model's setting].")
-@click.option("--seed", default=0, show_default=True, type=int, help="The noise draw (the same for every frame).")
-@click.option("--noise", default="sampled", type=click.Choice(["sampled", "none"]), show_default=True)
-@click.option("--low-memory", is_flag=True, help="Lower peak memory, same outputs, somewhat slower.")
+@cmap_option()
+@max_size_option()
+@device_option()
+@dtype_option()
+@caption_option(help="auto (BLIP-2 on the first frame, reused), none, or a text [default: the model's setting].")
+@seed_option(help="The noise draw (the same for every frame).")
+@noise_option()
+@low_memory_option()
 @click.option("--overwrite", is_flag=True, help="Recompute videos whose outputs exist (and drop resume caches).")
-@click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
-@click.option("--local-files-only", is_flag=True, help="Never touch the network.")
+@cache_dir_option()
+@local_files_only_option()
 def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabilise, side_by_side, frame_format,
             no_npz, cmap, max_size, device, dtype, caption, seed, noise, low_memory, overwrite, cache_dir,
             local_files_only):
@@ -69,7 +79,7 @@ def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabil
         if model is None:
             model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
         pipe = PrimeDepthPipeline.from_pretrained(
-            model, device=None if device == "auto" else device, cache_dir=cache_dir,
+            model, device=device_argument(device), cache_dir=cache_dir,
             local_files_only=local_files_only, caption_cache_file=default_cache_file()) if todo else None
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
