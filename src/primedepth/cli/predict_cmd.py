@@ -7,22 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import (
-    cache_dir_option,
-    caption_option,
-    cmap_option,
-    device_argument,
-    device_option,
-    dtype_option,
-    ensemble_option,
-    local_files_only_option,
-    low_memory_option,
-    max_size_option,
-    model_option,
-    noise_option,
-    output_dir_option,
-    seed_option,
-)
+from . import options as opt
 from .shard_runner import shard_options
 
 MAP_FORMATS = ("npy", "png16", "color")  # formats written for each ensemble member with --save-members
@@ -32,15 +17,15 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True)
-@output_dir_option()
-@model_option()
+@opt.output_dir_option()
+@opt.model_option()
 @click.option("--format", "formats", default="npy,png16,color", show_default=True,
               help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (near = warm), "
                    "seg (segmentation, indexed PNG), grey (8-bit, white = near), side (RGB | colour depth with a "
                    "colour bar), tiff / exr / pfm (float32, see --output-kind), ply (point cloud), glb (mesh), "
                    "depth (metric depth npy, metres; implied by --align-to). ply, glb and depth need --align-to or "
                    "--depth-range.")
-@cmap_option()
+@opt.cmap_option()
 @click.option("--output-kind", default="inverse-depth", type=click.Choice(["inverse-depth", "depth"]),
               show_default=True, help="What tiff/exr/pfm hold; depth (metres) needs --align-to or --depth-range.")
 @click.option("--align-to", default=None, type=click.Path(exists=True, path_type=Path),
@@ -52,22 +37,22 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb.")
 @click.option("--fov", "fov_deg", default=None, type=float, help="Field of view (degrees, long side) for ply/glb "
               "[default: EXIF 35 mm-equivalent focal length, else 60].")
-@max_size_option()
+@opt.max_size_option()
 @click.option("--native-size", is_flag=True, help="Reproduce the authors' output size (8*floor(H/8) x 8*floor(W/8) "
               "unless downscaled) instead of the input size.")
-@device_option()
-@dtype_option()
+@opt.device_option()
+@opt.dtype_option()
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1))
-@caption_option()
-@seed_option()
-@noise_option()
-@low_memory_option()
+@opt.caption_option()
+@opt.seed_option()
+@opt.noise_option()
+@opt.low_memory_option()
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
-@ensemble_option()
+@opt.ensemble_option()
 @click.option("--save-members", is_flag=True, help="With --ensemble, also write each member's maps "
               "(NAME.primedepth.*, NAME.depth-anything-v2*.*).")
-@cache_dir_option()
-@local_files_only_option()
+@opt.cache_dir_option()
+@opt.local_files_only_option()
 @shard_options
 def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, depth_range, focal_px, fov_deg, max_size,
             native_size, device, dtype, batch_size, caption, seed, noise, low_memory, ensemble, save_members,
@@ -134,7 +119,7 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
         if model is None:
             model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
         pipe = PrimeDepthPipeline.from_pretrained(
-            model, device=device_argument(device),
+            model, device=opt.device_argument(device),
             cache_dir=cache_dir, local_files_only=local_files_only,
             caption_cache_file=default_cache_file()) if todo else None
         if pipe is not None and ensemble:

@@ -7,27 +7,13 @@ from pathlib import Path
 
 import click
 
-from .options import (
-    cache_dir_option,
-    caption_option,
-    cmap_option,
-    device_argument,
-    device_option,
-    dtype_option,
-    local_files_only_option,
-    low_memory_option,
-    max_size_option,
-    model_option,
-    noise_option,
-    output_dir_option,
-    seed_option,
-)
+from . import options as opt
 
 
 @click.command("video")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@output_dir_option()
-@model_option()
+@opt.output_dir_option()
+@opt.model_option()
 @click.option("--stride", default=1, show_default=True, type=click.IntRange(min=1),
               help="Keep every N-th frame (the output fps is divided by N, so the duration stays).")
 @click.option("--start", default=None, type=float, help="First second to process.")
@@ -39,17 +25,18 @@ from .options import (
 @click.option("--frames", "frame_format", default="none", type=click.Choice(["none", "png16", "exr"]),
               show_default=True, help="Also write a frame sequence in NAME_frames/ (one value range per clip).")
 @click.option("--no-npz", is_flag=True, help="Do not write NAME_depth.npz (float32 stack, frame numbers, times).")
-@cmap_option()
-@max_size_option()
-@device_option()
-@dtype_option()
-@caption_option(help="auto (BLIP-2 on the first frame, reused), none, or a text [default: the model's setting].")
-@seed_option(help="The noise draw (the same for every frame).")
-@noise_option()
-@low_memory_option()
+@opt.cmap_option()
+@opt.max_size_option()
+@opt.device_option()
+@opt.dtype_option()
+@opt.caption_option(help="auto (BLIP-2 on the first frame, reused), none, or a text "
+                        "[default: the model's setting].")
+@opt.seed_option(help="The noise draw (the same for every frame).")
+@opt.noise_option()
+@opt.low_memory_option()
 @click.option("--overwrite", is_flag=True, help="Recompute videos whose outputs exist (and drop resume caches).")
-@cache_dir_option()
-@local_files_only_option()
+@opt.cache_dir_option()
+@opt.local_files_only_option()
 def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabilise, side_by_side, frame_format,
             no_npz, cmap, max_size, device, dtype, caption, seed, noise, low_memory, overwrite, cache_dir,
             local_files_only):
@@ -79,7 +66,7 @@ def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabil
         if model is None:
             model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
         pipe = PrimeDepthPipeline.from_pretrained(
-            model, device=device_argument(device), cache_dir=cache_dir,
+            model, device=opt.device_argument(device), cache_dir=cache_dir,
             local_files_only=local_files_only, caption_cache_file=default_cache_file()) if todo else None
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 from ..constants import SD_LATENT_SCALE
+from ..utils.json_files import read_json
 
 FULL_OFFICIAL_CONFIG = {
     "unet": {
@@ -37,12 +37,7 @@ def load_official_config(path: str | Path | None) -> dict:
     if path is None:
         return copy.deepcopy(FULL_OFFICIAL_CONFIG)
     path = Path(path)
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    config = read_json(path, "config file")
     missing = [k for k in ("unet", "vae_ddconfig", "labeller") if k not in config]
     if missing:
         raise ValueError(f"{path}: not an official-style PrimeDepth config, missing {', '.join(missing)}")

@@ -20,13 +20,13 @@ Hypersim's own tone mapping (90th-percentile brightness -> 0.8, gamma 2.2). Read
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from ..constants import IGNORE_LABEL
+from ..utils.json_files import read_json
 from .common import DataError, RawSample
 
 DEFAULT_FOCAL_1024 = 886.81  # Hypersim's standard camera: 60 degree horizontal FOV at 1024 px
@@ -202,12 +202,7 @@ def _load_captions(path: str | None, keys: list[str]) -> dict[str, str]:
     if not path:
         return {}
     path = Path(path)
-    try:
-        captions = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: captions file not found") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
+    captions = read_json(path, "captions file", DataError)
     missing = [k for k in keys if k not in captions]
     if missing:
         raise DataError(f"{path}: no caption for {len(missing)} of {len(keys)} images (first: {missing[0]!r})")

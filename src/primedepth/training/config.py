@@ -11,6 +11,7 @@ import copy
 import json
 from pathlib import Path
 
+from ..utils.json_files import read_json
 from .ablations import resolve_ablation
 
 DEFAULTS: dict = {
@@ -81,12 +82,7 @@ def _merge(base: dict, over: dict, where: str, path: tuple = ()) -> dict:
 
 
 def _read(path: Path) -> dict:
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    raw = read_json(path, "config file", ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a JSON object")
     raw.pop("_comment", None)
