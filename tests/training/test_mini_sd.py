@@ -88,7 +88,9 @@ def test_saved_mini_sd_is_a_frozen_model_for_the_trainer(tmp_path):
     toml = Path(__file__).resolve().parents[2] / "configs" / "mini-sd.toml"
     sets = [f"output_dir={json.dumps(str(tmp_path / 'sd'))}", "data.count=4", "data.resolution=[32, 32]",
             "vae.steps=2", "vae.batch_size=2", "unet.steps=2", "unet.batch_size=2"]
-    result = CliRunner().invoke(main, ["train", str(toml), *[a for s in sets for a in ("--set", s)]])
+    wrong = CliRunner().invoke(main, ["train", str(toml)])
+    assert wrong.exit_code == 2 and "primedepth train-mini-sd" in wrong.output
+    result = CliRunner().invoke(main, ["train-mini-sd", str(toml), *[a for s in sets for a in ("--set", s)]])
     assert result.exit_code == 0, result.output
     model_dir = tmp_path / "sd" / "model"
     for part in ("vae", "unet", "text_encoder", "tokenizer", "labeller"):

@@ -16,6 +16,7 @@ COMMANDS = {
     "verify-reference": "primedepth.cli.verify_cmd:command",
     "eval": "primedepth.cli.eval_cmd:command",
     "train": "primedepth.cli.train_cmd:command",
+    "train-mini-sd": "primedepth.cli.train_mini_sd_cmd:command",
     "pseudo-label": "primedepth.cli.pseudo_label_cmd:command",
     "bench": "primedepth.cli.bench_cmd:command",
     "export": "primedepth.cli.export_cmd:command",

@@ -18,16 +18,10 @@ import click
               "them; by default only tensors are loaded (weights_only).")
 def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
-    `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. A .toml CONFIG trains the
-    mini Stable Diffusion of PrimeDepth-mini instead (configs/mini-sd.toml, see docs/mini-model.md)."""
+    `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. The mini Stable Diffusion of
+    PrimeDepth-mini trains with `primedepth train-mini-sd configs/mini-sd.toml`."""
     if str(config).endswith(".toml"):
-        from ..training.mini_sd import load_config as load_mini_sd_config
-        from ..training.mini_sd import train_mini_sd
-
-        if resume != "auto" or output_dir or max_steps:
-            raise click.UsageError("a mini-SD (.toml) config takes only --set (e.g. --set output_dir=...)")
-        click.echo(f"done: frozen mini-SD in {train_mini_sd(load_mini_sd_config(config, list(overrides)))}")
-        return
+        raise click.UsageError(f"{config}: a TOML config is a mini-SD recipe: run `primedepth train-mini-sd {config}`")
     from ..data.common import DataError
     from ..training.config import ConfigError
     from ..training.trainer import run_training

@@ -1,0 +1,19 @@
+"""``primedepth train-mini-sd CONFIG.toml``: the miniature Stable Diffusion that PrimeDepth-mini runs on (a frozen
+model folder for ``primedepth train``; docs/mini-model.md)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("config", type=click.Path(exists=True, dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set output_dir=runs/sd --set unet.steps=100 (value parsed as "
+                   "JSON, else kept as text).")
+def command(config, overrides):
+    """Train the mini Stable Diffusion (VAE, text tower, UNet at toy width) on rendered scenes from a TOML CONFIG
+    (configs/mini-sd.toml) and save it as a frozen model folder."""
+    from ..training.mini_sd import load_config, train_mini_sd
+
+    click.echo(f"done: frozen mini-SD in {train_mini_sd(load_config(config, list(overrides)))}")
