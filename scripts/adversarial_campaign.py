@@ -136,7 +136,8 @@ def bad_inputs(work: Path) -> tuple[int, int]:
         "cmyk.jpg": lambda p: Image.fromarray(good).convert("CMYK").save(p),
         "palette-alpha.png": lambda p: Image.fromarray(good).convert("P").save(p, transparency=0),
         "grey-alpha.png": lambda p: Image.fromarray(good).convert("LA").save(p),
-        "animated.gif": lambda p: Image.fromarray(good).save(p, save_all=True, append_images=[Image.fromarray(good[::-1])]),
+        "animated.gif": lambda p: Image.fromarray(good).save(p, save_all=True,
+                                                             append_images=[Image.fromarray(good[::-1])]),
         "image.webp": lambda p: Image.fromarray(good).save(p),
         "image.ppm": lambda p: Image.fromarray(good).save(p),
         "image.bmp": lambda p: Image.fromarray(good).save(p),
@@ -237,7 +238,8 @@ def broken_models(work: Path) -> tuple[int, int]:
         "other model's text encoder": other_width,
         "no unet": lambda d: shutil.rmtree(d / "unet"),
         "empty weights": lambda d: (d / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b""),
-        "garbage weights": lambda d: (d / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\x10" + b"\0" * 7 + b"junk"),
+        "garbage weights": lambda d: (d / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(
+            b"\x10" + b"\0" * 7 + b"junk"),
         "unknown labeller class": lambda d: (d / "labeller" / "config.json").write_text(json.dumps(
             {**json.loads((valid / "labeller" / "config.json").read_text()), "_class_name": "Evil"})),
     }
@@ -251,7 +253,8 @@ def broken_models(work: Path) -> tuple[int, int]:
         errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
         ok = r.returncode == 2 and errors and "Traceback" not in r.stderr
         handled += bool(ok)
-        print(f"model {name}: {'ok' if ok else 'BAD'} exit {r.returncode}: {errors[0][:160] if errors else r.stderr[-200:]}")
+        detail = errors[0][:160] if errors else r.stderr[-200:]
+        print(f"model {name}: {'ok' if ok else 'BAD'} exit {r.returncode}: {detail}")
     if (REFERENCE / "official_tiny.ckpt").is_file():
         ckpt = torch.load(REFERENCE / "official_tiny.ckpt", weights_only=True)
         for name, value in (("non-tensor value", [1, 2]), ("wrong-shaped tensor", torch.zeros(3, 3))):

@@ -54,9 +54,10 @@ def main() -> None:
                 time.sleep(0.1)
         print(f"startup: the page answered {time.perf_counter() - start:.1f} s after launch")
         with sync_playwright() as playwright:
+            # tall viewport: a full-page shot must not resize the 3D canvas
             context = playwright.chromium.launch_persistent_context(
                 str(work / "profile"), executable_path=args.chromium, headless=True, chromium_sandbox=False,
-                args=FLAGS, viewport={"width": 1280, "height": 2000})  # tall: a full-page shot must not resize the 3D canvas
+                args=FLAGS, viewport={"width": 1280, "height": 2000})
             page = context.new_page()
             page.goto(url)
             page.locator(".gallery-item, button.gallery").first.click()

@@ -74,8 +74,8 @@ def main() -> None:
         connect(num_cpus=max(args.workers))
         for n in args.workers:
             jobs, _ = plan_jobs(spec, str(Path(tmp) / f"ray{n}"))
-            rows[f"ray, {n} actor(s)"] = timed(lambda cb, n=n: run_ray(jobs, make_worker, workers=n, on_result=cb),
-                                               images)
+            rows[f"ray, {n} actor(s)"] = timed(
+                lambda cb, jobs=jobs, n=n: run_ray(jobs, make_worker, workers=n, on_result=cb), images)
     print(f"{args.model}, {images} images {args.size[0]}x{args.size[1]} in {args.shards} shards")
     print("| engine | images/s (steady) | images/s (whole run) | first shard after (s) | whole run (s) |")
     print("| --- | --- | --- | --- | --- |")

@@ -47,7 +47,8 @@ def sequence_scores(stack: np.ndarray, depths: list[np.ndarray]) -> dict:
             d_gt = 1.0 / gt[both] - 1.0 / prev_gt[both]
             consistency.append(float(np.mean(np.abs(d_pred - d_gt))))
             gt_motion.append(float(np.mean(np.abs(d_gt))))
-    return {"per_frame_delta1": [m["delta1"] for m in per_frame], "per_frame_abs_rel": [m["abs_rel"] for m in per_frame],
+    return {"per_frame_delta1": [m["delta1"] for m in per_frame],
+            "per_frame_abs_rel": [m["abs_rel"] for m in per_frame],
             "seq_delta1": [m["delta1"] for m in per_sequence], "seq_abs_rel": [m["abs_rel"] for m in per_sequence],
             "consistency": consistency, "gt_motion": gt_motion}
 

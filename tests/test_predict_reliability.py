@@ -130,8 +130,10 @@ def _other_text_encoder(d):
 
 
 BROKEN = {
-    "model_index not JSON": (lambda d: (d / "model_index.json").write_text("{oops"), "model_index.json: not valid JSON"),
-    "config not JSON": (lambda d: (d / "labeller" / "config.json").write_text("{"), "labeller/config.json: not valid JSON"),
+    "model_index not JSON": (lambda d: (d / "model_index.json").write_text("{oops"),
+                             "model_index.json: not valid JSON"),
+    "config not JSON": (lambda d: (d / "labeller" / "config.json").write_text("{"),
+                        "labeller/config.json: not valid JSON"),
     "wrong shape": (_reshape_a_tensor("unet"), "tensor conv_norm_out.weight has shape (5,), expected (32,)"),
     "missing tensor": (_drop_a_tensor("unet"), "tensor conv_norm_out.weight missing (expected shape (32,))"),
     "missing text tensor": (_drop_a_tensor("text_encoder", "model.safetensors"), "text_encoder/model.safetensors"),

@@ -45,7 +45,8 @@ def test_upload_shows_depth_at_input_size_with_valid_downloads(app_url, browser_
         assert response.ok, href
         files[unquote(href).rsplit("/", 1)[-1]] = response.body()
     names = sorted(files)
-    assert names == ["scene.glb", "scene.npy", "scene.ply", "scene_16bit.png", "scene_color.png", "scene_side.png"], names
+    assert names == ["scene.glb", "scene.npy", "scene.ply", "scene_16bit.png", "scene_color.png",
+                     "scene_side.png"], names
     depth = np.load(io.BytesIO(files["scene.npy"]), allow_pickle=False)
     assert depth.shape == (h, w) and depth.dtype == np.float32 and np.isfinite(depth).all()
     png16 = np.asarray(Image.open(io.BytesIO(files["scene_16bit.png"])))

@@ -18,7 +18,8 @@ def registry():
 def test_clip_gives_depth_videos_and_reports_progress(registry, clip, tmp_path):
     progress = []
     result = predict_clip(registry, clip, model="tiny-random", stride=2, max_frames=3, workdir=tmp_path,
-                          max_pixels=10**6, frame_limit=10, on_progress=lambda done, total: progress.append((done, total)))
+                          max_pixels=10**6, frame_limit=10,
+                          on_progress=lambda done, total: progress.append((done, total)))
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert [p.name for p in result.downloads] == ["walk_depth.mp4", "walk_side.mp4", "walk_depth.npz"]
     with av.open(str(result.video)) as container:

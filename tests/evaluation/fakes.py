@@ -20,7 +20,10 @@ class AffineOfGT(Predictor):
         self.calls.append(sample_id)
         gt = self.dataset[self.index[sample_id]].depth.astype(np.float64)
         known = gt > 0
-        base = np.where(known, 1.0 / np.where(known, gt, 1.0), 7.0) if self.space == "disparity" else np.where(known, gt, 7.0)
+        if self.space == "disparity":
+            base = np.where(known, 1.0 / np.where(known, gt, 1.0), 7.0)
+        else:
+            base = np.where(known, gt, 7.0)
         return (self.a * base + self.b).astype(np.float32)
 
 

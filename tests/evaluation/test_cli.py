@@ -38,14 +38,16 @@ KILLABLE_MODEL = textwrap.dedent(
 
 
 def run_cli(args, env):
-    return subprocess.run([sys.executable, "-c", "from primedepth.cli import main; main()", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", "from primedepth.cli import main; main()", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_eval_killed_half_way_resumes_without_recomputing(tmp_path):
     fixtures.make_scannet(tmp_path / "data", n=4)
     (tmp_path / "killable_model.py").write_text(KILLABLE_MODEL)
     log = tmp_path / "calls.txt"
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "CALL_LOG": str(log)}
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "CALL_LOG": str(log)}
     args = ["eval", "--dataset", "scannet", "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
             "--model", "python=killable_model:make", "--allow-partial"]
     first = run_cli(args, {**env, "KILL_AFTER": "2"})
@@ -86,8 +88,8 @@ def test_eval_errors_are_clear(tmp_path):
     fixtures.make_nyu(tmp_path / "nyu", n=1)
     result = CliRunner().invoke(main, ["eval", "--dataset", "nyu", "--data-root", str(tmp_path / "nyu")])
     assert result.exit_code == 1 and "found 1 samples" in result.output and "--allow-partial" in result.output
-    result = CliRunner().invoke(main, ["eval", "--dataset", "nyu", "--data-root", str(tmp_path / "nyu"), "--allow-partial",
-                                       "--model", f"depth-anything-v2={tmp_path / 'none'}"])
+    result = CliRunner().invoke(main, ["eval", "--dataset", "nyu", "--data-root", str(tmp_path / "nyu"),
+                                       "--allow-partial", "--model", f"depth-anything-v2={tmp_path / 'none'}"])
     assert result.exit_code == 1 and "Depth Anything V2 weights not found" in result.output
 
 
@@ -95,14 +97,18 @@ def test_accelerate_launch_shards_over_two_processes(tmp_path):
 
     fixtures.make_scannet(tmp_path / "data", n=4)
     (tmp_path / "killable_model.py").write_text(KILLABLE_MODEL)
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "CALL_LOG": str(tmp_path / "calls.txt")}
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", str(Path(sys.executable).parent / "primedepth"), "eval", "--dataset", "scannet", "--data-root", str(tmp_path / "data"),
-           "--output", str(tmp_path / "out"), "--model", "python=killable_model:make", "--allow-partial", "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "CALL_LOG": str(tmp_path / "calls.txt")}
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           str(Path(sys.executable).parent / "primedepth"), "eval", "--dataset", "scannet",
+           "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
+           "--model", "python=killable_model:make", "--allow-partial", "--device", "cpu"]
     result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "out/scannet/logged"
     parts = {p.name: p.read_text().count("\n") - 1 for p in (run / "parts").glob("*.csv")}
     assert parts == {"rank0.csv": 2, "rank1.csv": 2}  # every second sample each
-    assert sorted((tmp_path / "calls.txt").read_text().split()) == sorted(set((tmp_path / "calls.txt").read_text().split()))
+    calls = (tmp_path / "calls.txt").read_text().split()
+    assert sorted(calls) == sorted(set(calls))
     assert json.loads((run / "summary.json").read_text())["samples"] == 4

@@ -69,9 +69,9 @@ def predict_image(registry: ModelRegistry, path: str | Path, *, model: str, capt
                   ensemble: bool = False) -> ImageResult:
     """Depth for the image file ``path`` with model ``model``; ``max_size`` 0 means the model's own processing size;
     ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the affine-invariant prediction
-    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member. Raises ``InputRejected`` (bad input or option), ``ImageLoadError`` (not an image),
-    ``OSError`` (weights or a caption model that cannot be loaded) or the pipeline's ``ValueError`` /
-    ``RuntimeError``."""
+    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member. Raises ``InputRejected``
+    (bad input or option), ``ImageLoadError`` (not an image), ``OSError`` (weights or a caption model that cannot be
+    loaded) or the pipeline's ``ValueError`` / ``RuntimeError``."""
     name = name or Path(path).name
     choice = registry.choice(model)
     member = registry.ensemble_member if ensemble else None

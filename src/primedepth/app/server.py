@@ -1,5 +1,6 @@
 """Starting the app: its own temporary folder (the only place it serves files from), the example scenes, Gradio's
-server, then the default model loaded in the background, with the upload limit, bound to loopback unless told otherwise."""
+server, then the default model loaded in the background, with the upload limit, bound to loopback unless told
+otherwise."""
 
 from __future__ import annotations
 

@@ -50,8 +50,9 @@ def predict_clip(registry: ModelRegistry, path: str | Path, *, model: str, strid
             pipe.device
 
     result, device = registry.run(model, work)
-    label = (f"**{choice.name}** on {device} · {result.frames} frames (frame stride {stride}) at {float(result.fps):.3g} "
-             f"fps, {info.width} x {info.height} px, processed at long side {choice.default_max_size} px · "
+    label = (f"**{choice.name}** on {device} · {result.frames} frames (frame stride {stride}) "
+             f"at {float(result.fps):.3g} fps, {info.width} x {info.height} px, "
+             f"processed at long side {choice.default_max_size} px · "
              f"{result.seconds:.1f} s ({result.seconds / max(result.frames, 1):.2f} s per frame) · "
              f"{'stabilised (scale/shift fitted to the previous frames)' if stabilise else 'not stabilised'} · "
              "colours span the clip's 1st-99th percentile of inverse depth (near = warm)")

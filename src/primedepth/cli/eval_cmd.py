@@ -1,7 +1,8 @@
 """``primedepth eval``: score one model on one benchmark under the documented protocol (docs/evaluation.md).
 
-Runs are resumable (re-run the same command) and shardable (``accelerate launch --multi_gpu --num_processes N $(which primedepth) eval ...``);
-every run rebuilds the comparison table, box plot and image strips under the output root. ``--suite paper-table2`` /
+Runs are resumable (re-run the same command) and shardable
+(``accelerate launch --multi_gpu --num_processes N $(which primedepth) eval ...``); every run rebuilds the comparison
+table, box plot and image strips under the output root. ``--suite paper-table2`` /
 ``paper-table3`` runs the paper's Table 2 / 3 (every --run on each dataset found under --data-root/<dataset>) and
 writes it in the paper's layout with the published numbers beside ours."""
 
@@ -16,9 +17,9 @@ import click
 
 MODEL_HELP = (
     "PrimeDepth id or folder (default 'tiny-random'), or KIND=ARG: depth-anything-v2=DIR, marigold=DIR, "
-    "depth-anything=DIR (V1), depth-pro=DIR, marigold-v1-1=DIR, marigold-lcm=DIR, marigold-e2e-ft=DIR (any Marigold-format "
-    "one-step model), python=module:factory (a callable returning a Predictor; given the dataset if it takes an "
-    "argument), ensemble=RUN_A,RUN_B (saved predictions of two "
+    "depth-anything=DIR (V1), depth-pro=DIR, marigold-v1-1=DIR, marigold-lcm=DIR, marigold-e2e-ft=DIR "
+    "(any Marigold-format one-step model), python=module:factory (a callable returning a Predictor; "
+    "given the dataset if it takes an argument), ensemble=RUN_A,RUN_B (saved predictions of two "
     "finished runs), oracle=RUN_A,RUN_B (per-image best of two finished runs)."
 )
 
@@ -58,34 +59,43 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 
 
 @click.command(help=__doc__)
-@click.option("--dataset", "dataset_name", type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai"]),
+@click.option("--dataset", "dataset_name",
+              type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai"]),
               help="The benchmark of a single run (or use --suite).")
 @click.option("--suite", type=click.Choice(["paper-table2", "paper-table3"]),
-              help="Run the paper's Table 2 or 3: every --run on each of its datasets, then the table in the paper's layout.")
+              help="Run the paper's Table 2 or 3: every --run on each of its datasets, "
+                   "then the table in the paper's layout.")
 @click.option("--data-root", type=click.Path(file_okay=False),
-              help="Dataset folder in its documented layout; with --suite, the folder holding one sub-folder per dataset "
-                   "(kitti, nyu, eth3d, rabbitai, nuscenes_c).")
-@click.option("--root", "roots", multiple=True, metavar="DATASET=DIR", help="With --suite: a dataset's folder elsewhere.")
+              help="Dataset folder in its documented layout; with --suite, "
+                   "the folder holding one sub-folder per dataset (kitti, nyu, eth3d, rabbitai, nuscenes_c).")
+@click.option("--root", "roots", multiple=True, metavar="DATASET=DIR",
+              help="With --suite: a dataset's folder elsewhere.")
 @click.option("--run", "runs", multiple=True, metavar="NAME=MODEL",
-              help="With --suite: a row of the table, MODEL as for --model. Names matching the paper's rows (primedepth, "
-                   "depth-anything, marigold, primedepth-no-pretrain; V.Full, V.Latent, ...) get the published numbers beside.")
-@click.option("--pair", help="With --suite paper-table2: the two runs averaged and oracled (default primedepth,depth-anything).")
+              help="With --suite: a row of the table, MODEL as for --model. Names matching the paper's rows "
+                   "(primedepth, depth-anything, marigold, primedepth-no-pretrain; V.Full, V.Latent, ...) "
+                   "get the published numbers beside.")
+@click.option("--pair",
+              help="With --suite paper-table2: the two runs averaged and oracled (default primedepth,depth-anything).")
 @click.option("--output", "output_root", default="eval_results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_spec", default="tiny-random", show_default=True, help=MODEL_HELP)
-@click.option("--predictions", type=click.Path(exists=True, file_okay=False), help="Score saved <sample id, '/'->'__'>.npy files instead of running a model.")
+@click.option("--predictions", type=click.Path(exists=True, file_okay=False),
+              help="Score saved <sample id, '/'->'__'>.npy files instead of running a model.")
 @click.option("--prediction-space", type=click.Choice(["disparity", "depth"]), default="disparity", show_default=True,
               help="Space in which the saved predictions are affine-invariant (with --predictions).")
 @click.option("--name", help="Run name (default: the model's).")
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False), help="Split list in Marigold's format instead of discovering samples.")
-@click.option("--scene-list", type=click.Path(exists=True, dir_okay=False), help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).")
+@click.option("--split-file", type=click.Path(exists=True, dir_okay=False),
+              help="Split list in Marigold's format instead of discovering samples.")
+@click.option("--scene-list", type=click.Path(exists=True, dir_okay=False),
+              help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).")
 @click.option("--allow-partial", is_flag=True, help="Evaluate even if the sample count differs from the protocol's.")
 @click.option("--marigold-setting", type=click.Choice(["v1-0", "1-step"]), default="v1-0", show_default=True)
 @click.option("--device", default=None, help="Torch device (default: cuda if available).")
 @click.option("--dtype", default="float32", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--no-save-predictions", is_flag=True, help="Do not keep raw predictions (disables ensembles and strips).")
-def command(dataset_name, suite, data_root, roots, runs, pair, output_root, model_spec, predictions, prediction_space, name,
-            split_file, scene_list, allow_partial, marigold_setting, device, dtype, seed, no_save_predictions):
+@click.option("--no-save-predictions", is_flag=True,
+              help="Do not keep raw predictions (disables ensembles and strips).")
+def command(dataset_name, suite, data_root, roots, runs, pair, output_root, model_spec, predictions, prediction_space,
+            name, split_file, scene_list, allow_partial, marigold_setting, device, dtype, seed, no_save_predictions):
     from primedepth.evaluation import (
         DATASETS,
         DatasetError,
@@ -97,7 +107,8 @@ def command(dataset_name, suite, data_root, roots, runs, pair, output_root, mode
     from primedepth.evaluation.runner import distributed_context
 
     if suite:
-        options = dict(device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting, output_root=output_root)
+        options = dict(device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting,
+                       output_root=output_root)
         extra = {"nuscenes_c": {"scene_list": scene_list}} if scene_list else {}
         return run_suite_command(suite, data_root, roots, runs, pair, output_root, allow_partial, options, extra)
     if not dataset_name or not data_root:
@@ -115,8 +126,9 @@ def command(dataset_name, suite, data_root, roots, runs, pair, output_root, mode
             if predictions:
                 predictor = SavedPredictor(predictions, prediction_space, name)
             else:
-                predictor = build_predictor(model_spec, device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting,
-                                            output_root=output_root, dataset_name=dataset_name)
+                predictor = build_predictor(model_spec, device=device, dtype=dtype, seed=seed,
+                                            marigold_setting=marigold_setting, output_root=output_root,
+                                            dataset_name=dataset_name)
             predictor.name = name or predictor.name
             rank, world_size, barrier = distributed_context()
             summary = evaluate(dataset, predictor, output_root, rank=rank, world_size=world_size, barrier=barrier,
@@ -126,7 +138,8 @@ def command(dataset_name, suite, data_root, roots, runs, pair, output_root, mode
     if summary is not None:
         m = summary["metrics"]
         click.echo(f"{summary['model']} on {summary['dataset_title']}: {summary['samples']} samples, "
-                   f"AbsRel {100 * m['abs_rel']:.2f}, δ1 {100 * m['delta1']:.2f} %  -> {output_root}/{dataset_name}/{summary['model']}")
+                   f"AbsRel {100 * m['abs_rel']:.2f}, δ1 {100 * m['delta1']:.2f} %  "
+                   f"-> {output_root}/{dataset_name}/{summary['model']}")
 
 
 def _pairs(values, option):

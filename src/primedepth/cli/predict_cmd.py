@@ -80,7 +80,8 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [f for f in fmt_list if f not in FORMATS]
     if unknown or not fmt_list:
-        raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", param_hint="--format")
+        raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}",
+                                 param_hint="--format")
     if align_to is not None and "depth" not in fmt_list:
         fmt_list.append("depth")
     try:

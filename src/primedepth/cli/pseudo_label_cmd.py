@@ -4,7 +4,8 @@ Models (transformers): depth ``depth-anything/Depth-Anything-V2-Large-hf`` (rela
 ``facebook/mask2former-swin-large-ade-semantic`` (Mask2Former Swin-L, 56.1 mIoU on ADE20K val: the strongest
 ADE20K-150 model in transformers; the authors used InternImage-H, which transformers lacks), captions BLIP-2
 ``Salesforce/blip2-opt-2.7b`` (as the authors). Resumable (done images are skipped), sharded over processes with
-``accelerate launch "$(which primedepth)" pseudo-label ...``; every process appends to its own manifest shard, the main one merges them at the end.
+``accelerate launch "$(which primedepth)" pseudo-label ...``; every process appends to its own manifest shard, the
+main one merges them at the end.
 IMAGES may also be WebDataset shards (paths, fsspec URLs, brace patterns); then OUT receives one result shard per
 input shard (image, depth, segmentation, caption, metadata; see ``primedepth.distributed.shard_workers``), in this
 process, over ``accelerate launch`` processes or as a Ray Data pipeline (``--engine ray``).

@@ -72,7 +72,10 @@ class DepthAnythingV2Predictor(Predictor):
         return self.model.predict(rgb)
 
 
-MARIGOLD_SETTINGS = {"v1-0": dict(num_inference_steps=50, ensemble_size=10), "1-step": dict(num_inference_steps=1, ensemble_size=1)}
+MARIGOLD_SETTINGS = {
+    "v1-0": dict(num_inference_steps=50, ensemble_size=10),
+    "1-step": dict(num_inference_steps=1, ensemble_size=1),
+}
 
 
 class MarigoldPredictor(Predictor):
@@ -89,7 +92,8 @@ class MarigoldPredictor(Predictor):
             raise ValueError(f"Marigold setting must be one of {sorted(MARIGOLD_SETTINGS)}, got {setting!r}")
         path = _require_dir(path, "Marigold", "prs-eth/marigold-depth-v1-0")
         self.name, self.setting, self.seed = f"marigold-{setting}", MARIGOLD_SETTINGS[setting], seed
-        self.device, self.processing_resolution = device or ("cuda" if torch.cuda.is_available() else "cpu"), processing_resolution
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.processing_resolution = processing_resolution
         self.pipe = MarigoldDepthPipeline.from_pretrained(path, local_files_only=True).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 

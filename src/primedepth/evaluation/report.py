@@ -33,7 +33,8 @@ def summary_markdown(summary: dict) -> str:
 
     def fmt(m):
         return [f"{100 * m['abs_rel']:.2f}", f"{m['sq_rel']:.4f}", f"{m['rmse']:.4f}", f"{m['rmse_log']:.4f}",
-                f"{m['log10']:.4f}", *(f"{100 * m[d]:.2f}" for d in ("delta1", "delta2", "delta3")), f"{m['silog']:.3f}"]
+                f"{m['log10']:.4f}", *(f"{100 * m[d]:.2f}" for d in ("delta1", "delta2", "delta3")),
+                f"{m['silog']:.3f}"]
 
     lines.append("| all | " + str(summary["samples"]) + " | " + " | ".join(fmt(summary["metrics"])) + " |")
     for name, m in summary["categories"].items():
@@ -61,12 +62,15 @@ def comparison_table(summaries: list[dict]) -> str:
                     v = value[(m, d, key)]
                     better = sum((o > v) if HIGHER_IS_BETTER[key] else (o < v) for o, _ in scored)
                     ranks[m].append(better + 1)
-    header = "| model | " + " | ".join(f"{title[d]} {label}" for d in order for _, label, _ in HEADLINE) + " | avg. rank |"
+    columns = [f"{title[d]} {label}" for d in order for _, label, _ in HEADLINE]
+    header = "| model | " + " | ".join(columns) + " | avg. rank |"
     lines = [header, "|---" * (2 * len(order) + 2) + "|"]
     for m in sorted(models, key=lambda m: (np.mean(ranks[m]) if ranks[m] else np.inf, m)):
         cells = [f"{value[(m, d, k)] * f:.1f}" if (m, d, k) in value else "–" for d in order for k, _, f in HEADLINE]
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean(ranks[m]):.2f} |")
-    note = "\n\\* incomplete run or partial dataset: not comparable with published numbers.\n" if any("*" in t for t in title.values()) else ""
+    note = ""
+    if any("*" in t for t in title.values()):
+        note = "\n\\* incomplete run or partial dataset: not comparable with published numbers.\n"
     return "\n".join(lines) + "\n" + note
 
 
@@ -75,10 +79,14 @@ def read_per_sample(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path, runs: list[str] | None = None) -> None:
+def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path,
+                      runs: list[str] | None = None) -> None:
     """Per-category box plot of per-frame δ1, one box per model in each category (the paper's Fig. 5): median line,
     interquartile box, whiskers to 1.5 IQR. ``runs`` restricts and orders the runs (default: all, sorted)."""
-    names = runs if runs is not None else sorted(d.name for d in dataset_dir.iterdir() if (d / "per_sample.csv").is_file())
+    if runs is not None:
+        names = runs
+    else:
+        names = sorted(d.name for d in dataset_dir.iterdir() if (d / "per_sample.csv").is_file())
     runs = {name: read_per_sample(dataset_dir / name) for name in names}
     fig = Figure(figsize=(max(6, 1.6 * len(categories) * max(1, len(runs)) ** 0.5), 4), layout="constrained")
     ax = fig.add_subplot()
@@ -105,7 +113,8 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
     from .predictors import SavedPredictor
     from .protocol import score_prediction
 
-    runs = [d for d in sorted(dataset_dir.iterdir()) if (d / "per_sample.csv").is_file() and (d / "predictions").is_dir()]
+    runs = [d for d in sorted(dataset_dir.iterdir())
+            if (d / "per_sample.csv").is_file() and (d / "predictions").is_dir()]
     if not runs:
         return
     reference = next((d for d in runs if d.name.startswith("primedepth")), runs[0])
@@ -122,7 +131,8 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
             for run in runs:
                 summary = json.loads((run / "summary.json").read_text())
                 try:
-                    pred = SavedPredictor(run / "predictions", summary["alignment"]).predict(sample.sample_id, sample.rgb)
+                    saved = SavedPredictor(run / "predictions", summary["alignment"])
+                    pred = saved.predict(sample.sample_id, sample.rgb)
                 except FileNotFoundError:
                     continue
                 metrics, depth = score_prediction(pred, sample, dataset.config, summary["alignment"])

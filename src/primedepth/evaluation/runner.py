@@ -39,7 +39,8 @@ def distributed_context():
 
         state = PartialState(cpu=not torch.cuda.is_available())
         if state.num_processes != int(os.environ["WORLD_SIZE"]):
-            raise RuntimeError(f"accelerate set up {state.num_processes} process(es), WORLD_SIZE is {os.environ['WORLD_SIZE']}")
+            raise RuntimeError(f"accelerate set up {state.num_processes} process(es), "
+                               f"WORLD_SIZE is {os.environ['WORLD_SIZE']}")
         return state.process_index, state.num_processes, state.wait_for_everyone
     return 0, 1, lambda: None
 
@@ -130,6 +131,8 @@ def summarise(rows: list[dict], dataset: DepthDataset, model: str, space: str) -
         return {m: float(np.mean([float(r[m]) for r in subset])) for m in METRIC_NAMES}
 
     categories = sorted({r["category"] for r in rows if r["category"]})
+    by_category = {c: [r for r in rows if r["category"] == c] for c in categories}
+    seconds = float(np.mean([float(r["seconds"]) for r in rows])) if rows and "seconds" in rows[0] else None
     return {
         "dataset": dataset.config.name,
         "dataset_title": dataset.config.title,
@@ -139,8 +142,8 @@ def summarise(rows: list[dict], dataset: DepthDataset, model: str, space: str) -
         "expected_samples": dataset.config.expected_count,
         "complete": len(rows) == len(dataset) and not dataset.partial,
         "metrics": means(rows),
-        "categories": {c: {"samples": sum(r["category"] == c for r in rows), **means([r for r in rows if r["category"] == c])} for c in categories},
-        "seconds_per_sample": float(np.mean([float(r["seconds"]) for r in rows])) if rows and "seconds" in rows[0] else None,
+        "categories": {c: {"samples": len(subset), **means(subset)} for c, subset in by_category.items()},
+        "seconds_per_sample": seconds,
     }
 
 

@@ -1,8 +1,8 @@
 """Image -> noisy latent x_t, as the official single step does it.
 
 Official: sample the VAE posterior (mean + std * noise), scale by the SD latent scale (0.18215), then noise it
-to t = 1 of the 1000-step scaled-linear schedule. Both draws were unseeded there; here they come from a caller's generator
-(reproducible), or are switched off with ``noise="none"`` (posterior mean, no t-noise).
+to t = 1 of the 1000-step scaled-linear schedule. Both draws were unseeded there; here they come from a caller's
+generator (reproducible), or are switched off with ``noise="none"`` (posterior mean, no t-noise).
 """
 
 from __future__ import annotations

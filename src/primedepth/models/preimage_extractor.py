@@ -88,7 +88,7 @@ class PreimageExtractor:
         """The no-preimage baseline's input: the noisy latent, area-resized to each decoder block's size, stands in
         for that block's features; no attention maps. Sizes follow the UNet's stride-2 convs (ceil halving)."""
         sizes = [tuple(x_t.shape[-2:])]
-        for block in self.unet.down_blocks[:-1]:
+        for _ in self.unet.down_blocks[:-1]:
             sizes.append(tuple((s + 1) // 2 for s in sizes[-1]))
         features = [F.adaptive_avg_pool2d(x_t, size) for size, block in zip(reversed(sizes), self.unet.up_blocks)
                     for _ in block.resnets]

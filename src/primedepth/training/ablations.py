@@ -21,7 +21,8 @@ class Ablation:
     loss_space: str = "inverse_depth"  # or "latent": the depth loss between VAE latents
 
     def labeller_kwargs(self, base_config: dict, overrides: dict, latent_channels: int) -> dict:
-        """The labeller's constructor arguments: the frozen model's labeller config, this ablation, then ``overrides``."""
+        """The labeller's constructor arguments: the frozen model's labeller config, this ablation, then
+        ``overrides``."""
         kwargs = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
         kwargs.pop("block_stage", None)
         kwargs.update(self.labeller_overrides)

@@ -101,7 +101,8 @@ class NuScenesCDataset(DepthDataset):
             while token:
                 cam, lidar = keyframes.get((token, CAMERA)), keyframes.get((token, LIDAR))
                 if cam is None or lidar is None:
-                    raise DatasetError(f"{self.root / self.version}: sample {token} of {name} lacks {CAMERA} or {LIDAR}")
+                    raise DatasetError(f"{self.root / self.version}: sample {token} of {name} "
+                                       f"lacks {CAMERA} or {LIDAR}")
                 self.records[cam["filename"]] = (cam, lidar, name)
                 entries.append((cam["filename"], lidar["filename"]))
                 token = samples[token]["next"]
