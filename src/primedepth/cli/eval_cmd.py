@@ -15,6 +15,8 @@ from pathlib import Path
 
 import click
 
+from . import options as opt
+
 MODEL_HELP = (
     "PrimeDepth id or folder (default 'tiny-random'), or KIND=ARG: depth-anything-v2=DIR, marigold=DIR, "
     "depth-anything=DIR (V1), depth-pro=DIR, marigold-v1-1=DIR, marigold-lcm=DIR, marigold-e2e-ft=DIR "
@@ -89,9 +91,9 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
               help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).")
 @click.option("--allow-partial", is_flag=True, help="Evaluate even if the sample count differs from the protocol's.")
 @click.option("--marigold-setting", type=click.Choice(["v1-0", "1-step"]), default="v1-0", show_default=True)
-@click.option("--device", default=None, help="Torch device (default: cuda if available).")
-@click.option("--dtype", default="float32", show_default=True)
-@click.option("--seed", default=0, show_default=True, type=int)
+@opt.device_option()
+@opt.dtype_option(default="fp32", help="Precision of PrimeDepth (the paper's tables are fp32; see predict --help).")
+@opt.seed_option()
 @click.option("--no-save-predictions", is_flag=True,
               help="Do not keep raw predictions (disables ensembles and strips).")
 def command(dataset_name, suite, data_root, roots, runs, pair, output_root, model_spec, predictions, prediction_space,
@@ -105,6 +107,8 @@ def command(dataset_name, suite, data_root, roots, runs, pair, output_root, mode
         write_oracle_run,
     )
     from primedepth.evaluation.runner import distributed_context
+
+    device = opt.device_argument(device)
 
     if suite:
         options = dict(device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting,

@@ -43,12 +43,13 @@ class PrimeDepthPredictor(Predictor):
 
     space = "disparity"
 
-    def __init__(self, model: str = "tiny-random", device: str | None = None, dtype: str = "float32", seed: int = 0):
+    def __init__(self, model: str = "tiny-random", device: str | None = None, dtype: str = "fp32", seed: int = 0):
+        """``dtype``: a precision name of ``PrimeDepthPipeline.set_precision`` (fp32, bf16, ..., auto)."""
         from primedepth import PrimeDepthPipeline
 
         self.name, self.seed = "primedepth" if model != "tiny-random" else "primedepth-tiny-random", seed
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=device, torch_dtype=getattr(torch, dtype))
+        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=device).set_precision(dtype)
 
     def predict(self, sample_id, rgb):
         out = self.pipe(rgb, caption="none", seed=self.seed)
