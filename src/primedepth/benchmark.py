@@ -580,8 +580,8 @@ def reference_errors(reference_dir: str | Path, splits: dict | None = None) -> d
     precision split: worst over depth maps, segmentation logits, refiner outputs and fused features."""
     from safetensors.torch import load_file
 
+    from .conversion.verification import INPUT_NAMES, _case_names, build_official_model, relative_error
     from .pipelines.pipeline import PrimeDepthPipeline
-    from .verification import INPUT_NAMES, _case_names, build_official_model, relative_error
 
     reference_dir = Path(reference_dir)
     vectors = load_file(str(reference_dir / "official_tiny_io.safetensors"))
