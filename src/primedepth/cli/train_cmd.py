@@ -21,8 +21,8 @@ def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. A .toml CONFIG trains the
     mini Stable Diffusion of PrimeDepth-mini instead (configs/mini-sd.toml, see docs/mini-model.md)."""
     if str(config).endswith(".toml"):
-        from ..training.mini_sd import load_config as load_mini_sd_config
-        from ..training.mini_sd import train_mini_sd
+        from ..miniature.mini_sd import load_config as load_mini_sd_config
+        from ..miniature.mini_sd import train_mini_sd
 
         if resume != "auto" or output_dir or max_steps:
             raise click.UsageError("a mini-SD (.toml) config takes only --set (e.g. --set output_dir=...)")
