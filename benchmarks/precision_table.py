@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
+from primedepth.miniature.precision_study import markdown_table, precision_rows, within_bound_everywhere
 from primedepth.pipelines.precision import PRECISIONS
-from primedepth.precision_study import markdown_table, precision_rows, within_bound_everywhere
 from primedepth.utils.atomic import atomic_write
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 import sys
 
-from primedepth.benchmark import reference_errors
+from primedepth.benchmarking.precision_errors import reference_errors
 
 if __name__ == "__main__":
     reference = sys.argv[1] if len(sys.argv) > 1 else "tests/reference"

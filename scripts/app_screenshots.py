@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from primedepth.data.scene import render_trajectory
+from primedepth.miniature.scene import render_trajectory
 from primedepth.outputs.video import write_video
 
 FLAGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -18,8 +18,8 @@ from PIL import Image
 
 def main(argv=None) -> int:
     from primedepth.constants import HELD_OUT_SEED
+    from primedepth.miniature.mini_sd import render_dataset, sample_images
     from primedepth.pipelines.pipeline import PrimeDepthPipeline
-    from primedepth.training.mini_sd import render_dataset, sample_images
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", help="a mini-SD folder (runs/mini-sd/model) or any PrimeDepth-mini checkpoint")

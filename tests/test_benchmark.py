@@ -6,24 +6,27 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from primedepth import benchmark as bench
+from primedepth.benchmarking.contenders import build_primedepth, contenders
+from primedepth.benchmarking.precision_errors import PRECISION_SPLITS, reference_errors
+from primedepth.benchmarking.runs import add_marigold_protocol
+from primedepth.benchmarking.worker import measure
 from primedepth.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_contender_builds_and_runs_tiny():
-    for name in bench.contenders():
+    for name in contenders():
         if name in ("marigold-50x10", "primedepth-onnx"):  # the second: test below (its export is slow)
             continue
-        record = bench.measure(name, 32, scale="tiny", warmup=0, repeats=1)
+        record = measure(name, 32, scale="tiny", warmup=0, repeats=1)
         assert record["seconds"] > 0 and record["weights_bytes"] > 0, name
         assert record["peak_bytes"] >= record["base_bytes"] - 1, name
 
 
 @pytest.mark.slow
 def test_onnx_contender_exports_and_times_onnxruntime_tiny():
-    record = bench.measure("primedepth-onnx", 64, scale="tiny", warmup=0, repeats=1, threads=1)
+    record = measure("primedepth-onnx", 64, scale="tiny", warmup=0, repeats=1, threads=1)
     assert record["seconds"] > 0 and record["threads"] == 1
     assert 1e6 < record["weights_bytes"] < 1e8  # the exported file (the tiny model is ~40 MB in fp32)
 
@@ -31,7 +34,7 @@ def test_onnx_contender_exports_and_times_onnxruntime_tiny():
 def test_auto_contender_runs_in_the_configuration_auto_resolves_to():
     from primedepth.pipelines import precision
 
-    runner = bench.build_primedepth("tiny", torch.device("cpu"), precision="auto", channels_last=True)
+    runner = build_primedepth("tiny", torch.device("cpu"), precision="auto", channels_last=True)
     expected = precision.resolve_precision("auto", "cpu")
     assert {m.dtype for m in runner.modules[1].parameters() if m.ndim > 1} == {expected.frozen_dtype}
     assert {m.dtype for m in runner.modules[2].parameters()} == {expected.labeller_dtype}
@@ -40,7 +43,7 @@ def test_auto_contender_runs_in_the_configuration_auto_resolves_to():
 def test_marigold_protocol_is_extrapolated_from_one_and_two_steps():
     rows = [dict(contender="marigold-1x1", resolution=64, seconds=3.0, label="", notes=""),
             dict(contender="marigold-2x1", resolution=64, seconds=5.0, label="", notes="")]
-    derived = [r for r in bench.add_marigold_protocol(rows) if r.get("derived")]
+    derived = [r for r in add_marigold_protocol(rows) if r.get("derived")]
     assert len(derived) == 1 and derived[0]["seconds"] == pytest.approx(10 * (3.0 + 49 * 2.0))
 
 
@@ -59,8 +62,8 @@ def test_bench_cli_in_subprocesses_writes_table_json_and_plot(tmp_path):
 
 
 def test_fast_and_low_memory_paths_match_the_reference_in_fp32(reference_dir):
-    splits = {k: bench.PRECISION_SPLITS[k] for k in ("fp32 + channels_last", "fp32 + low_memory")}
-    for name, errors in bench.reference_errors(reference_dir, splits).items():
+    splits = {k: PRECISION_SPLITS[k] for k in ("fp32 + channels_last", "fp32 + low_memory")}
+    for name, errors in reference_errors(reference_dir, splits).items():
         assert errors["worst"] <= 1e-4, (name, errors)
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from diffusers.models.resnet import ResnetBlock2D
 
-from primedepth.models.layers import ResnetBlock, Upsample2x, diffusers_resnet_banded, set_official_group_norms
+from primedepth.models.banded import diffusers_resnet_banded
+from primedepth.models.layers import ResnetBlock, Upsample2x, set_official_group_norms
 
 
 def _randomise(module):

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
 from primedepth.cli.options import DTYPES
+from primedepth.miniature.precision_study import precision_rows
 from primedepth.pipelines import precision
-from primedepth.precision_study import precision_rows
 
 INTEL_FLAGS = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 AMX_FLAGS = "flags\t\t: fpu avx512f amx_tile amx_bf16 amx_int8\n"

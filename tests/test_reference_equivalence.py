@@ -5,7 +5,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from primedepth.cli import main
-from primedepth.verification import TOLERANCE, verify_manifest, verify_vectors
+from primedepth.conversion.verification import TOLERANCE, verify_manifest, verify_vectors
 
 
 def test_every_reference_tensor_is_reproduced(reference_dir):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from primedepth.miniature import mini_sd
 from primedepth.pipelines.tiny_random import build_tiny_random_pipeline
-from primedepth.training import mini_sd
 from primedepth.training.config import load_config
 from primedepth.training.trainer import Trainer
 

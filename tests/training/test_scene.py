@@ -2,7 +2,16 @@
 import numpy as np
 import pytest
 
-from primedepth.data.scene import ADE_BALL, ADE_BOX, ADE_COLUMN, ADE_FLOOR, ADE_SKY, ADE_WALL, UNLABELLED, render_scene
+from primedepth.miniature.scene import (
+    ADE_BALL,
+    ADE_BOX,
+    ADE_COLUMN,
+    ADE_FLOOR,
+    ADE_SKY,
+    ADE_WALL,
+    UNLABELLED,
+    render_scene,
+)
 
 
 def test_deterministic_from_seed_and_different_across_seeds():

@@ -23,7 +23,7 @@ DEFAULT_MAX_VIDEO_FRAMES = 300
 
 def write_examples(folder: Path, count: int = 3, resolution: int = 192) -> list[Path]:
     """Held-out rendered scenes (those ``primedepth demo`` scores: never in the training stream) as PNG files."""
-    from ..demo import held_out_scenes
+    from ..miniature.demo import held_out_scenes
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

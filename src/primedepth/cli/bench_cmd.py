@@ -3,13 +3,7 @@ model and Depth Anything V2, side by side (random weights of the real sizes; see
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
-
-
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
 
 
 @click.command(name="bench")
@@ -33,36 +27,25 @@ def _ints(text: str) -> list[int]:
 def command(device, resolutions, contenders, list_only, scale, warmup, repeats, batch_size, threads, timeout,
             in_process, output_dir, plot):
     """Benchmark PrimeDepth against its authors' arithmetic, Marigold, single-step SD and Depth Anything V2."""
-    import torch
+    from ..benchmarking import report, runs
+    from ..benchmarking.contenders import contenders as registry
 
-    from .. import benchmark as bench
-
-    registry = bench.contenders()
     if list_only:
-        for c in registry.values():
+        for c in registry().values():
             click.echo(f"{c.name:24s} {c.label}  [{c.notes}]")
         return
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    names = contenders.split(",") if contenders else list(bench.default_contenders(dev))
-    unknown = [n for n in names if n not in registry]
-    if unknown:
-        raise click.BadParameter(f"unknown contender(s) {', '.join(unknown)}; see --list", param_hint="--contenders")
-    sides = _ints(resolutions) if resolutions else list(
-        bench.CPU_DEFAULT_RESOLUTIONS if dev.type == "cpu" else bench.RESOLUTIONS)
-    meta = bench.machine_description(device)
+    device = runs.resolve_device(device)
+    try:
+        names, sides = runs.plan(device, contenders, resolutions)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--contenders") from None
+    meta = report.machine_description(device)
     meta.update(scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size, contenders=names,
                 resolutions=sides)
-    results = bench.run_benchmark(names, sides, device=device, scale=scale, warmup=warmup, repeats=repeats,
-                                  batch_size=batch_size, threads=threads, subprocesses=not in_process,
-                                  timeout=timeout, log=lambda m: click.echo(m, err=True))
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    table = bench.markdown_table(results)
-    bench.save_json(results, out / "results.json", meta)
-    (out / "results.md").write_text(table)
-    if plot:
-        bench.plot(results, out / "bench.png", title=f"{meta.get('gpu') or meta.get('cpu', device)} ({scale})")
+    results = runs.run_benchmark(names, sides, device=device, scale=scale, warmup=warmup, repeats=repeats,
+                                 batch_size=batch_size, threads=threads, subprocesses=not in_process,
+                                 timeout=timeout, log=lambda m: click.echo(m, err=True))
+    title = f"{meta.get('gpu') or meta.get('cpu', device)} ({scale})" if plot else None
+    table, paths = report.write_report(results, output_dir, meta, plot_title=title)
     click.echo(table)
-    click.echo(f"saved {out / 'results.json'}, {out / 'results.md'}" + (f", {out / 'bench.png'}" if plot else ""))
+    click.echo("saved " + ", ".join(str(p) for p in paths))

@@ -25,7 +25,7 @@ from .options import device_argument, device_option, model_option, noise_option,
 def command(output_dir, model, scenes, held_out_seed, noise, device):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
-    from ..demo import run_demo
+    from ..miniature.demo import run_demo
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
     from ..utils.atomic import atomic_path

@@ -14,6 +14,6 @@ import click
 def command(config, overrides):
     """Train the mini Stable Diffusion (VAE, text tower, UNet at toy width) on rendered scenes from a TOML CONFIG
     (configs/mini-sd.toml) and save it as a frozen model folder."""
-    from ..training.mini_sd import load_config, train_mini_sd
+    from ..miniature.mini_sd import load_config, train_mini_sd
 
     click.echo(f"done: frozen mini-SD in {train_mini_sd(load_config(config, list(overrides)))}")

@@ -16,7 +16,7 @@ from .common import RawSample, prepare_sample
 
 
 class SceneSource:
-    """Procedural scenes (``primedepth.data.scene``), rendered on the fly at the training resolution."""
+    """Procedural scenes (``primedepth.miniature.scene``), rendered on the fly at the training resolution."""
 
     def __init__(self, resolution, length: int = 1_000_000, seed: int = 0, indoor: bool | None = None,
                  max_objects: int = 5):
@@ -27,7 +27,7 @@ class SceneSource:
         return self.length
 
     def __getitem__(self, index: int) -> RawSample:
-        from .scene import render_scene
+        from ..miniature.scene import render_scene
 
         h, w = self.resolution
         s = render_scene(self.seed * SCENE_SEED_STRIDE + index, h, w, indoor=self.indoor, max_objects=self.max_objects)

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ResnetBlock, SingleHeadSpatialAttention, Upsample2x, group_norm, norm_act_conv_banded
+from .banded import norm_act_conv_banded
+from .layers import ResnetBlock, SingleHeadSpatialAttention, Upsample2x, group_norm
 
 
 class VAEDecoderHead(nn.Module):

@@ -17,8 +17,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from .banded import release_freed_memory
 from .heads import VAEDecoderHead
-from .layers import SpatialTransformer, TimestepResBlock, Upsample2x, group_norm, release_freed_memory
+from .layers import SpatialTransformer, TimestepResBlock, Upsample2x, group_norm
 from .layout import FusionStep, fusion_layout, unet_layout
 from .preimage import Preimage
 

@@ -18,7 +18,7 @@ The result is a pipeline folder in our layout (``model_index.json``, ``vae/``, `
 ``tokenizer/`` and a *random* ``labeller/`` that only carries the labeller configuration); ``primedepth train`` takes
 it as ``model.frozen_from``.
 
-Usage: ``python -m primedepth.training.mini_sd configs/mini-sd.toml [--set key.path=value ...]`` (TOML or JSON; the
+Usage: ``python -m primedepth.miniature.mini_sd configs/mini-sd.toml [--set key.path=value ...]`` (TOML or JSON; the
 config is not a ``primedepth train`` config, hence TOML in ``configs/``).
 """
 
@@ -334,7 +334,7 @@ def train_mini_sd(config: dict) -> Path:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m primedepth.training.mini_sd", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m primedepth.miniature.mini_sd", description=__doc__.split("\n")[0])
     parser.add_argument("config")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)

@@ -2,18 +2,18 @@
 configuration in ``primedepth.pipelines.precision.PRECISIONS`` next to fp32, the largest relative change of the
 raw output, and the time per image.
 
-The scenes are ``primedepth.demo``'s held-out sets (data seeds 7 and 11 by default, never in the training stream),
-predicted noise-free through the public pipeline and scored as ``primedepth demo`` scores them. A configuration
-is within the bound when |δ1 − δ1(fp32)| <= ``DELTA1_BOUND`` and |AbsRel − AbsRel(fp32)| <= ``ABS_REL_BOUND`` on
-every set.
+The scenes are ``primedepth.miniature.demo``'s held-out sets (data seeds 7 and 11 by default, never in the
+training stream), predicted noise-free through the public pipeline and scored as ``primedepth demo`` scores them.
+A configuration is within the bound when |δ1 − δ1(fp32)| <= ``DELTA1_BOUND`` and |AbsRel − AbsRel(fp32)| <=
+``ABS_REL_BOUND`` on every set.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..pipelines.precision import ABS_REL_BOUND, DELTA1_BOUND, PRECISIONS
 from .demo import run_demo
-from .pipelines.precision import ABS_REL_BOUND, DELTA1_BOUND, PRECISIONS
 
 DEFAULT_SEEDS = (7, 11)
 
@@ -27,7 +27,7 @@ def precision_rows(model: str = "primedepth-mini", precisions=tuple(PRECISIONS),
                    scenes: int = 200, batch_size: int = 20) -> list[dict]:
     """One row per (held-out seed, configuration): δ1, AbsRel, their change from fp32, the max relative output
     difference to fp32, seconds per image (pipeline only) and whether the bound holds. fp32 always runs first."""
-    from .pipelines.pipeline import PrimeDepthPipeline
+    from ..pipelines.pipeline import PrimeDepthPipeline
 
     names = ["fp32", *[p for p in precisions if p != "fp32"]]
     rows = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import HELD_OUT_SEED
+from ..constants import HELD_OUT_SEED
 
 
 @dataclass
@@ -29,8 +29,8 @@ class DemoResult:
 
 
 def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED) -> list:
-    from .constants import SCENE_SEED_STRIDE
-    from .data.scene import render_scene
+    from ..constants import SCENE_SEED_STRIDE
+    from .scene import render_scene
 
     return [render_scene(seed * SCENE_SEED_STRIDE + i, resolution, resolution) for i in range(count)]
 
@@ -40,8 +40,8 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
     atomically."""
     from matplotlib.figure import Figure
 
-    from .outputs.colour import show_depth
-    from .utils.atomic import atomic_path
+    from ..outputs.colour import show_depth
+    from ..utils.atomic import atomic_path
 
     fig = Figure(figsize=(8.0, 2.1 * len(scenes)), layout="constrained")
     axes = fig.subplots(len(scenes), 4, squeeze=False)
@@ -70,7 +70,7 @@ def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows:
              noise: str = "none", resolution: int = 64, seed: int = HELD_OUT_SEED) -> DemoResult:
     """Predict ``scenes`` held-out scenes (of data seed ``seed``) with ``pipe``, score them, and write a gallery of
     the first rows."""
-    from .evaluation.protocol import score_in_own_range
+    from ..evaluation.protocol import score_in_own_range
 
     start = time.perf_counter()
     rendered = held_out_scenes(scenes, resolution, seed)
