@@ -2,6 +2,7 @@
 # environment in $(VENV) and installs what is missing first; when nothing changed, that step is skipped.
 #   make demo                 # embedded PrimeDepth-mini on held-out rendered scenes
 #   make test                 # every test (`make quick` skips the ones marked slow)
+#   make lint                 # ruff check + ruff format --check (also run by .ci/run)
 #   make test TORCH="torch --index-url https://download.pytorch.org/whl/cu128"   # another torch build
 VENV ?= .venv
 PYTHON ?= python3
@@ -10,7 +11,7 @@ EXTRAS ?= test
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.primedepth-installed
 
-.PHONY: demo test quick install
+.PHONY: demo test quick lint install
 
 install: $(STAMP)
 
@@ -29,3 +30,7 @@ test: $(STAMP)
 
 quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

@@ -56,8 +56,9 @@ def one_run(image: Path) -> tuple[float, float]:
         wait_for_page(url, process)
         page_s = time.perf_counter() - start
         client = Client(url, verbose=False)
-        client.predict(handle_file(str(image)), "primedepth-mini", "none", "", 0, 1.0, 10.0, False,
-                       api_name="/predict_image")
+        client.predict(
+            handle_file(str(image)), "primedepth-mini", "none", "", 0, 1.0, 10.0, False, api_name="/predict_image"
+        )
         depth_s = time.perf_counter() - start
     finally:
         process.terminate()

@@ -24,8 +24,7 @@ if __name__ == "__main__":
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results/precision"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = precision_rows(args.model, args.precisions.split(","), [int(s) for s in args.seeds.split(",")],
-                          args.scenes)
+    rows = precision_rows(args.model, args.precisions.split(","), [int(s) for s in args.seeds.split(",")], args.scenes)
     table = markdown_table(rows)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(args.output_dir / "results.json", json.dumps(rows, indent=2).encode())

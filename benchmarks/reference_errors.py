@@ -1,6 +1,6 @@
 """Relative error (max|diff| / max|ref|) of each precision split against the official reference vectors.
 
-    python benchmarks/reference_errors.py [tests/reference]
+python benchmarks/reference_errors.py [tests/reference]
 """
 
 import sys

@@ -42,9 +42,25 @@ def run(args) -> int:
             if final_validation(out, args.steps):
                 print(f"{out}: done, skipped", flush=True)
                 continue
-            cmd = [sys.executable, "-m", "primedepth.cli", "train", args.config, "--set", f"model.ablation={variant}",
-                   "--set", f"seed={seed}", "--set", f"train.max_steps={args.steps}", "--set", f"output_dir={out}",
-                   "--set", f"validation.every={args.steps}", "--set", f"checkpoint.every={args.steps}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "primedepth.cli",
+                "train",
+                args.config,
+                "--set",
+                f"model.ablation={variant}",
+                "--set",
+                f"seed={seed}",
+                "--set",
+                f"train.max_steps={args.steps}",
+                "--set",
+                f"output_dir={out}",
+                "--set",
+                f"validation.every={args.steps}",
+                "--set",
+                f"checkpoint.every={args.steps}",
+            ]
             print(" ".join(cmd), flush=True)
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
             if subprocess.run(cmd, env=env).returncode != 0:
@@ -54,8 +70,10 @@ def run(args) -> int:
 
 
 def table(args) -> int:
-    lines = ["| variant | seeds | δ1 ↑ mean | δ1 spread | AbsRel ↓ mean | AbsRel spread | per seed δ1 / AbsRel |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| variant | seeds | δ1 ↑ mean | δ1 spread | AbsRel ↓ mean | AbsRel spread | per seed δ1 / AbsRel |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
     missing = []
     for variant in args.variants:
         label, scores = VARIANTS[variant], {}
@@ -70,8 +88,10 @@ def table(args) -> int:
         d1 = [d for d, _ in scores.values()]
         ar = [a for _, a in scores.values()]
         per_seed = ", ".join(f"s{s}: {d:.4f} / {a:.4f}" for s, (d, a) in scores.items())
-        lines.append(f"| {label} | {len(scores)} | {statistics.mean(d1):.4f} | {max(d1) - min(d1):.4f} | "
-                     f"{statistics.mean(ar):.4f} | {max(ar) - min(ar):.4f} | {per_seed} |")
+        lines.append(
+            f"| {label} | {len(scores)} | {statistics.mean(d1):.4f} | {max(d1) - min(d1):.4f} | "
+            f"{statistics.mean(ar):.4f} | {max(ar) - min(ar):.4f} | {per_seed} |"
+        )
     text = "\n".join(lines) + "\n"
     if missing:
         text += f"\nmissing runs: {', '.join(missing)}\n"

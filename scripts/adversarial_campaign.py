@@ -66,11 +66,13 @@ def kills(work: Path, rng: random.Random) -> tuple[int, int]:
     photos.mkdir(parents=True, exist_ok=True)
     for i in range(40):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (96 + i, 128, 3), dtype=np.uint8)).save(
-            photos / f"p{i:02d}.png")
+            photos / f"p{i:02d}.png"
+        )
     out = work / "kill-predict"
     for k in range(8):
-        kill_after(["predict", photos, "-o", out, "--model", "tiny-random", "--format", "npy,png16,color"],
-                   rng.uniform(8, 16))
+        kill_after(
+            ["predict", photos, "-o", out, "--model", "tiny-random", "--format", "npy,png16,color"], rng.uniform(8, 16)
+        )
         ok = complete(out)
         rerun = run(["predict", photos, "-o", out, "--model", "tiny-random", "--format", "npy,png16,color"])
         ok = ok and rerun.returncode == 0 and not our_temps(out) and len(list(out.glob("*.npy"))) == 40
@@ -80,11 +82,17 @@ def kills(work: Path, rng: random.Random) -> tuple[int, int]:
         shutil.rmtree(out) if k % 2 else None  # alternate fresh and partly finished folders
 
     config = work / "train.json"
-    config.write_text(json.dumps({
-        "output_dir": str(work / "kill-train"), "data": {"resolution": [32, 32], "train": [{"kind": "scenes",
-                                                                                             "length": 8}]},
-        "train": {"max_steps": 6, "batch_size": 2}, "checkpoint": {"every": 1, "keep_last": 2},
-        "logging": {"every": 1, "tensorboard": False}}))
+    config.write_text(
+        json.dumps(
+            {
+                "output_dir": str(work / "kill-train"),
+                "data": {"resolution": [32, 32], "train": [{"kind": "scenes", "length": 8}]},
+                "train": {"max_steps": 6, "batch_size": 2},
+                "checkpoint": {"every": 1, "keep_last": 2},
+                "logging": {"every": 1, "tensorboard": False},
+            }
+        )
+    )
     for k in range(4):
         kill_after(["train", config], rng.uniform(12, 25))
         rerun = run(["train", config])
@@ -99,8 +107,14 @@ def kills(work: Path, rng: random.Random) -> tuple[int, int]:
     if (REFERENCE / "official_tiny.ckpt").is_file():
         for k in range(3):
             target = work / "kill-convert" / "model"
-            args = ["convert", REFERENCE / "official_tiny.ckpt", target, "--config",
-                    REFERENCE / "official_tiny_config.json", "--local-files-only"]
+            args = [
+                "convert",
+                REFERENCE / "official_tiny.ckpt",
+                target,
+                "--config",
+                REFERENCE / "official_tiny_config.json",
+                "--local-files-only",
+            ]
             kill_after(args, rng.uniform(8, 14))
             leftovers = [p for p in target.parent.glob(".*")] if target.parent.is_dir() else []
             rerun = run(args)
@@ -136,8 +150,9 @@ def bad_inputs(work: Path) -> tuple[int, int]:
         "cmyk.jpg": lambda p: Image.fromarray(good).convert("CMYK").save(p),
         "palette-alpha.png": lambda p: Image.fromarray(good).convert("P").save(p, transparency=0),
         "grey-alpha.png": lambda p: Image.fromarray(good).convert("LA").save(p),
-        "animated.gif": lambda p: Image.fromarray(good).save(p, save_all=True,
-                                                             append_images=[Image.fromarray(good[::-1])]),
+        "animated.gif": lambda p: Image.fromarray(good).save(
+            p, save_all=True, append_images=[Image.fromarray(good[::-1])]
+        ),
         "image.webp": lambda p: Image.fromarray(good).save(p),
         "image.ppm": lambda p: Image.fromarray(good).save(p),
         "image.bmp": lambda p: Image.fromarray(good).save(p),
@@ -159,8 +174,15 @@ def bad_inputs(work: Path) -> tuple[int, int]:
         written = (work / "bad-out" / f"{stem}.npy").is_file()
         reported = name in text
         handled += written or reported or name == "folder.png"
-        state = "written" if written else "reported" if reported else "a folder: searched" if name == "folder.png" \
+        state = (
+            "written"
+            if written
+            else "reported"
+            if reported
+            else "a folder: searched"
+            if name == "folder.png"
             else "DROPPED"
+        )
         print(f"input {name}: {state}")
     print(f"exit code {result.returncode}, traceback: {'Traceback' in text}")
     print("\n".join(line for line in result.stderr.splitlines() if line.startswith(("done", "  failed"))))
@@ -180,8 +202,12 @@ def _png_header_only(path, w, h):
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+        + chunk(b"IEND", b"")
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- models
@@ -198,6 +224,7 @@ def broken_models(work: Path) -> tuple[int, int]:
             m = json.loads((d / "model_index.json").read_text())
             m.update(kw)
             (d / "model_index.json").write_text(json.dumps(m))
+
         return edit
 
     def tensors(part, file="diffusion_pytorch_model.safetensors", drop=False):
@@ -209,6 +236,7 @@ def broken_models(work: Path) -> tuple[int, int]:
             else:
                 sd[key] = torch.zeros(5)
             save_file(sd, str(d / part / file))
+
         return edit
 
     def other_width(d):
@@ -225,13 +253,18 @@ def broken_models(work: Path) -> tuple[int, int]:
         "unet config not JSON": lambda d: (d / "unet" / "config.json").write_text("{"),
         "labeller config not JSON": lambda d: (d / "labeller" / "config.json").write_text("{"),
         "text config not JSON": lambda d: (d / "text_encoder" / "config.json").write_text("{"),
-        "labeller wrong shape": tensors("labeller"), "unet wrong shape": tensors("unet"),
-        "vae wrong shape": tensors("vae"), "text wrong shape": tensors("text_encoder", "model.safetensors"),
-        "unet missing tensor": tensors("unet", drop=True), "vae missing tensor": tensors("vae", drop=True),
+        "labeller wrong shape": tensors("labeller"),
+        "unet wrong shape": tensors("unet"),
+        "vae wrong shape": tensors("vae"),
+        "text wrong shape": tensors("text_encoder", "model.safetensors"),
+        "unet missing tensor": tensors("unet", drop=True),
+        "vae missing tensor": tensors("vae", drop=True),
         "labeller missing tensor": tensors("labeller", drop=True),
         "text missing tensor": tensors("text_encoder", "model.safetensors", drop=True),
-        "timestep a string": index(timestep="1"), "timestep a float": index(timestep=1.5),
-        "timestep outside schedule": index(timestep=5000), "beta a string": index(beta_start="x"),
+        "timestep a string": index(timestep="1"),
+        "timestep a float": index(timestep=1.5),
+        "timestep outside schedule": index(timestep=5000),
+        "beta a string": index(beta_start="x"),
         "absolute text encoder": index(text_encoder=str(valid / "text_encoder")),
         "escaping text encoder": index(text_encoder="../valid-model/text_encoder"),
         "absolute tokenizer": index(tokenizer=str(valid / "tokenizer")),
@@ -239,9 +272,11 @@ def broken_models(work: Path) -> tuple[int, int]:
         "no unet": lambda d: shutil.rmtree(d / "unet"),
         "empty weights": lambda d: (d / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b""),
         "garbage weights": lambda d: (d / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(
-            b"\x10" + b"\0" * 7 + b"junk"),
-        "unknown labeller class": lambda d: (d / "labeller" / "config.json").write_text(json.dumps(
-            {**json.loads((valid / "labeller" / "config.json").read_text()), "_class_name": "Evil"})),
+            b"\x10" + b"\0" * 7 + b"junk"
+        ),
+        "unknown labeller class": lambda d: (d / "labeller" / "config.json").write_text(
+            json.dumps({**json.loads((valid / "labeller" / "config.json").read_text()), "_class_name": "Evil"})
+        ),
     }
     handled = 0
     for name, edit in cases.items():
@@ -260,8 +295,16 @@ def broken_models(work: Path) -> tuple[int, int]:
         for name, value in (("non-tensor value", [1, 2]), ("wrong-shaped tensor", torch.zeros(3, 3))):
             bad = {**ckpt, "state_dict": {**ckpt["state_dict"], "labeller.convs_merge.5.weight": value}}
             torch.save(bad, work / "bad.ckpt")
-            r = run(["convert", work / "bad.ckpt", work / "bad-convert", "--config",
-                     REFERENCE / "official_tiny_config.json", "--local-files-only"])
+            r = run(
+                [
+                    "convert",
+                    work / "bad.ckpt",
+                    work / "bad-convert",
+                    "--config",
+                    REFERENCE / "official_tiny_config.json",
+                    "--local-files-only",
+                ]
+            )
             ok = r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
             handled += bool(ok)
             cases[f"convert {name}"] = None

@@ -26,8 +26,14 @@ from playwright.sync_api import sync_playwright
 from primedepth.miniature.scene import render_trajectory
 from primedepth.outputs.video import write_video
 
-FLAGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def main() -> None:
@@ -43,8 +49,19 @@ def main() -> None:
     clip = work / "walk.mp4"
     write_video(clip, (s.image for s in render_trajectory(11, 24, 192, 256)), Fraction(12))
     start = time.perf_counter()
-    app = subprocess.Popen([sys.executable, "-m", "primedepth.cli", "app", "--model", "primedepth-mini", "--port",
-                            str(port), "--local-files-only"])
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "primedepth.cli",
+            "app",
+            "--model",
+            "primedepth-mini",
+            "--port",
+            str(port),
+            "--local-files-only",
+        ]
+    )
     try:
         while True:
             try:
@@ -56,8 +73,13 @@ def main() -> None:
         with sync_playwright() as playwright:
             # tall viewport: a full-page shot must not resize the 3D canvas
             context = playwright.chromium.launch_persistent_context(
-                str(work / "profile"), executable_path=args.chromium, headless=True, chromium_sandbox=False,
-                args=FLAGS, viewport={"width": 1280, "height": 2000})
+                str(work / "profile"),
+                executable_path=args.chromium,
+                headless=True,
+                chromium_sandbox=False,
+                args=FLAGS,
+                viewport={"width": 1280, "height": 2000},
+            )
             page = context.new_page()
             page.goto(url)
             page.locator(".gallery-item, button.gallery").first.click()
@@ -79,8 +101,10 @@ def main() -> None:
             page.click("#predict-video")
             page.wait_for_timeout(1500)
             print("while running:", page.inner_text("#depth-video")[:200].replace("\n", " | "))
-            page.wait_for_function("() => { const v = document.querySelector('#depth-video video');"
-                                   " return v && v.readyState >= 2 }", timeout=300_000)
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#depth-video video'); return v && v.readyState >= 2 }",
+                timeout=300_000,
+            )
             page.wait_for_timeout(1500)
             page.screenshot(path=str(args.out / "app-video.png"), full_page=True)
             context.close()

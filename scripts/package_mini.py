@@ -63,8 +63,15 @@ def main(argv=None) -> int:
     if not (ckpt / "labeller" / "config.json").is_file():
         print(f"error: {ckpt}: not a training checkpoint (no labeller/config.json)", file=sys.stderr)
         return 2
-    size = package(ckpt, args.out, {"checkpoint": str(ckpt.relative_to(Path.cwd()) if ckpt.is_relative_to(Path.cwd())
-                                                      else ckpt), "recipe": args.recipe, "storage": "fp16"})
+    size = package(
+        ckpt,
+        args.out,
+        {
+            "checkpoint": str(ckpt.relative_to(Path.cwd()) if ckpt.is_relative_to(Path.cwd()) else ckpt),
+            "recipe": args.recipe,
+            "storage": "fp16",
+        },
+    )
     print(f"{args.out}: {size / 1e6:.1f} MB")
     return 0
 

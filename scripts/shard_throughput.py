@@ -27,7 +27,7 @@ from primedepth.distributed.shard_workers import PredictShardWorker
 
 def write_shards(root: Path, shards: int, per_shard: int, size: tuple[int, int]) -> str:
     rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:size[0], 0:size[1]]
+    y, x = np.mgrid[0 : size[0], 0 : size[1]]
     for s in range(shards):
         with open(root / f"{s:05d}.tar", "wb") as fh, TarWriter(fh) as tar:
             for i in range(per_shard):
@@ -48,8 +48,13 @@ def timed(run, images: int) -> dict:
     assert done == images, (done, images)
     per_shard = images / len(results)
     steady = (len(stamps) - 1) * per_shard / (stamps[-1] - stamps[0]) if len(stamps) > 1 else float("nan")
-    return {"images": done, "first_shard_s": stamps[0] - t0, "total_s": total, "images_per_s_total": done / total,
-            "images_per_s_steady": steady}
+    return {
+        "images": done,
+        "first_shard_s": stamps[0] - t0,
+        "total_s": total,
+        "images_per_s_total": done / total,
+        "images_per_s_steady": steady,
+    }
 
 
 def main() -> None:
@@ -60,8 +65,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, default=[192, 256], metavar=("H", "W"))
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    make_worker = functools.partial(PredictShardWorker, {"model": args.model, "device": "cpu"}, ["npy"],
-                                    {"caption": "none", "seed": 0}, 1)
+    make_worker = functools.partial(
+        PredictShardWorker, {"model": args.model, "device": "cpu"}, ["npy"], {"caption": "none", "seed": 0}, 1
+    )
     images = args.shards * args.per_shard
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "in").mkdir()
@@ -75,13 +81,16 @@ def main() -> None:
         for n in args.workers:
             jobs, _ = plan_jobs(spec, str(Path(tmp) / f"ray{n}"))
             rows[f"ray, {n} actor(s)"] = timed(
-                lambda cb, jobs=jobs, n=n: run_ray(jobs, make_worker, workers=n, on_result=cb), images)
+                lambda cb, jobs=jobs, n=n: run_ray(jobs, make_worker, workers=n, on_result=cb), images
+            )
     print(f"{args.model}, {images} images {args.size[0]}x{args.size[1]} in {args.shards} shards")
     print("| engine | images/s (steady) | images/s (whole run) | first shard after (s) | whole run (s) |")
     print("| --- | --- | --- | --- | --- |")
     for name, r in rows.items():
-        print(f"| {name} | {r['images_per_s_steady']:.2f} | {r['images_per_s_total']:.2f} | "
-              f"{r['first_shard_s']:.1f} | {r['total_s']:.1f} |")
+        print(
+            f"| {name} | {r['images_per_s_steady']:.2f} | {r['images_per_s_total']:.2f} | "
+            f"{r['first_shard_s']:.1f} | {r['total_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

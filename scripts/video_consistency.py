@@ -47,10 +47,14 @@ def sequence_scores(stack: np.ndarray, depths: list[np.ndarray]) -> dict:
             d_gt = 1.0 / gt[both] - 1.0 / prev_gt[both]
             consistency.append(float(np.mean(np.abs(d_pred - d_gt))))
             gt_motion.append(float(np.mean(np.abs(d_gt))))
-    return {"per_frame_delta1": [m["delta1"] for m in per_frame],
-            "per_frame_abs_rel": [m["abs_rel"] for m in per_frame],
-            "seq_delta1": [m["delta1"] for m in per_sequence], "seq_abs_rel": [m["abs_rel"] for m in per_sequence],
-            "consistency": consistency, "gt_motion": gt_motion}
+    return {
+        "per_frame_delta1": [m["delta1"] for m in per_frame],
+        "per_frame_abs_rel": [m["abs_rel"] for m in per_frame],
+        "seq_delta1": [m["delta1"] for m in per_sequence],
+        "seq_abs_rel": [m["abs_rel"] for m in per_sequence],
+        "consistency": consistency,
+        "gt_motion": gt_motion,
+    }
 
 
 def measure_consistency(pipe, out: Path, sequences: int, frames: int, size: int) -> dict:
@@ -69,9 +73,17 @@ def measure_consistency(pipe, out: Path, sequences: int, frames: int, size: int)
 def summary(results: dict) -> dict:
     table = {}
     for mode, runs in results.items():
-        table[mode] = {key: float(np.mean([np.mean(r[key]) for r in runs]))
-                       for key in ("per_frame_delta1", "per_frame_abs_rel", "seq_delta1", "seq_abs_rel",
-                                   "consistency", "gt_motion")}
+        table[mode] = {
+            key: float(np.mean([np.mean(r[key]) for r in runs]))
+            for key in (
+                "per_frame_delta1",
+                "per_frame_abs_rel",
+                "seq_delta1",
+                "seq_abs_rel",
+                "consistency",
+                "gt_motion",
+            )
+        }
     return table
 
 
@@ -86,11 +98,17 @@ def figure(results: dict, path: Path) -> None:
             label = mode if i == 0 else None
             axes[0].plot(run["seq_abs_rel"], color=colour, alpha=0.7, label=label)
             axes[1].plot(run["per_frame_abs_rel"], color=colour, alpha=0.7, label=label)
-            axes[2].plot(range(1, len(run["consistency"]) + 1), run["consistency"], color=colour, alpha=0.7,
-                         label=label)
+            axes[2].plot(
+                range(1, len(run["consistency"]) + 1), run["consistency"], color=colour, alpha=0.7, label=label
+            )
     for i, run in enumerate(results["raw"]):
-        axes[2].plot(range(1, len(run["gt_motion"]) + 1), run["gt_motion"], color="grey", ls=":",
-                     label="ground truth's own |Δ|" if i == 0 else None)
+        axes[2].plot(
+            range(1, len(run["gt_motion"]) + 1),
+            run["gt_motion"],
+            color="grey",
+            ls=":",
+            label="ground truth's own |Δ|" if i == 0 else None,
+        )
     axes[0].set_title("AbsRel, one alignment per sequence", fontsize=9)
     axes[1].set_title("AbsRel, aligned per frame", fontsize=9)
     axes[2].set_title("mean |Δ disparity − Δ GT disparity| (1/m)", fontsize=9)
@@ -108,8 +126,9 @@ def time_per_frame(pipe, size: int, frames: int, out: Path) -> float:
     write_video(clip, (s.image for s in scenes), Fraction(10))
     pipe(scenes[0].image, max_size=size)  # warm-up
     start = time.perf_counter()
-    predict_video(pipe, clip, out / f"timing{size}", max_frames=frames + 1, max_size=size, overwrite=True,
-                  progress=False)
+    predict_video(
+        pipe, clip, out / f"timing{size}", max_frames=frames + 1, max_size=size, overwrite=True, progress=False
+    )
     return (time.perf_counter() - start) / (frames + 1)
 
 
@@ -135,8 +154,9 @@ def main():
     mini = PrimeDepthPipeline.from_pretrained("primedepth-mini", device=args.device)
     if not args.timing_only:
         results = measure_consistency(mini, args.out, args.sequences, args.frames, args.size)
-        record.update(summary=summary(results), sequences=args.sequences, frames=args.frames, size=args.size,
-                      results=results)
+        record.update(
+            summary=summary(results), sequences=args.sequences, frames=args.frames, size=args.size, results=results
+        )
         figure(results, args.out / "video-consistency.png")
         print(json.dumps(record["summary"], indent=1))
     record["seconds_per_frame_mini_64"] = time_per_frame(mini, 64, args.timing_frames, args.out)
@@ -144,8 +164,9 @@ def main():
         with torch.random.fork_rng(devices=[]):
             full = build_tiny_random_pipeline(config=FULL_OFFICIAL_CONFIG).to(args.device)
         full.optimize(channels_last=True, drop_vae_decoder=True)
-        record[f"seconds_per_frame_full_random_{args.full_size}"] = time_per_frame(full, args.full_size,
-                                                                                   args.timing_frames, args.out)
+        record[f"seconds_per_frame_full_random_{args.full_size}"] = time_per_frame(
+            full, args.full_size, args.timing_frames, args.out
+        )
     print({k: v for k, v in record.items() if k.startswith("seconds")})
     name = "timing.json" if args.timing_only else "video-consistency.json"
     atomic_write(args.out / name, json.dumps(record, indent=1).encode())

@@ -86,11 +86,25 @@ def tiny_depth_anything(tmp_path_factory):
     import torch
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
 
-    backbone = Dinov2Config(image_size=28, patch_size=14, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=32, out_features=["stage1", "stage2"], reshape_hidden_states=False)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=16, patch_size=14,
-                                 neck_hidden_sizes=[8, 16], fusion_hidden_size=8, head_hidden_size=4,
-                                 reassemble_factors=[2, 1])
+    backbone = Dinov2Config(
+        image_size=28,
+        patch_size=14,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        out_features=["stage1", "stage2"],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        reassemble_hidden_size=16,
+        patch_size=14,
+        neck_hidden_sizes=[8, 16],
+        fusion_hidden_size=8,
+        head_hidden_size=4,
+        reassemble_factors=[2, 1],
+    )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("depth-anything-v2")
     DepthAnythingForDepthEstimation(config).save_pretrained(path)

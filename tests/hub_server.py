@@ -96,34 +96,49 @@ class HubServer:
     def _repo(self, h, repo_id, body) -> HubRepo | None:
         repo = self.repos.get(repo_id)
         if repo is None:
-            self._send(h, 404, json.dumps({"error": "Repository not found"}).encode(), body,
-                       {"X-Error-Code": "RepoNotFound", "Content-Type": "application/json"})
+            self._send(
+                h,
+                404,
+                json.dumps({"error": "Repository not found"}).encode(),
+                body,
+                {"X-Error-Code": "RepoNotFound", "Content-Type": "application/json"},
+            )
         return repo
 
     def _info(self, h, repo_id, body):
         if (repo := self._repo(h, repo_id, body)) is None:
             return
-        siblings = [{"rfilename": name, "size": repo.size(name), "blobId": self._etag(repo, name)}
-                    for name in sorted(repo.files)]
+        siblings = [
+            {"rfilename": name, "size": repo.size(name), "blobId": self._etag(repo, name)}
+            for name in sorted(repo.files)
+        ]
         data = {"id": repo_id, "modelId": repo_id, "sha": repo.sha, "private": False, "siblings": siblings}
         self._send(h, 200, json.dumps(data).encode(), body, {"Content-Type": "application/json"})
 
     def _tree(self, h, repo_id, prefix, body):
         if (repo := self._repo(h, repo_id, body)) is None:
             return
-        entries = [{"type": "file", "path": name, "size": repo.size(name), "oid": self._etag(repo, name)}
-                   for name in sorted(repo.files) if name.startswith(prefix)]
+        entries = [
+            {"type": "file", "path": name, "size": repo.size(name), "oid": self._etag(repo, name)}
+            for name in sorted(repo.files)
+            if name.startswith(prefix)
+        ]
         self._send(h, 200, json.dumps(entries).encode(), body, {"Content-Type": "application/json"})
 
     def _resolve(self, h, repo_id, filename, body):
         if (repo := self._repo(h, repo_id, body)) is None:
             return
         if filename not in repo.files:
-            return self._send(h, 404, b"entry not found", body, {"X-Error-Code": "EntryNotFound",
-                                                                  "X-Repo-Commit": repo.sha})
+            return self._send(
+                h, 404, b"entry not found", body, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": repo.sha}
+            )
         data = repo.content(filename)
-        headers = {"ETag": f'"{self._etag(repo, filename)}"', "X-Repo-Commit": repo.sha, "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {
+            "ETag": f'"{self._etag(repo, filename)}"',
+            "X-Repo-Commit": repo.sha,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         start, status = 0, 200
         if body and (m := re.fullmatch(r"bytes=(\d+)-", h.headers.get("Range") or "")):
             start, status = int(m[1]), 206

@@ -15,6 +15,7 @@ from primedepth.cli import main
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_every_contender_builds_and_runs_tiny():
     for name in contenders():
         if name in ("marigold-50x10", "primedepth-onnx"):  # the second: test below (its export is slow)
@@ -41,18 +42,39 @@ def test_auto_contender_runs_in_the_configuration_auto_resolves_to():
 
 
 def test_marigold_protocol_is_extrapolated_from_one_and_two_steps():
-    rows = [dict(contender="marigold-1x1", resolution=64, seconds=3.0, label="", notes=""),
-            dict(contender="marigold-2x1", resolution=64, seconds=5.0, label="", notes="")]
+    rows = [
+        dict(contender="marigold-1x1", resolution=64, seconds=3.0, label="", notes=""),
+        dict(contender="marigold-2x1", resolution=64, seconds=5.0, label="", notes=""),
+    ]
     derived = [r for r in add_marigold_protocol(rows) if r.get("derived")]
     assert len(derived) == 1 and derived[0]["seconds"] == pytest.approx(10 * (3.0 + 49 * 2.0))
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_bench_cli_in_subprocesses_writes_table_json_and_plot(tmp_path):
     out = tmp_path / "bench"
-    result = CliRunner().invoke(main, ["bench", "--device", "cpu", "--scale", "tiny", "--resolutions", "32",
-                                       "--contenders", "primedepth,primedepth-authors,depth-anything-v2-s",
-                                       "--warmup", "0", "--repeats", "1", "--threads", "1",
-                                       "--output-dir", str(out)])
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--device",
+            "cpu",
+            "--scale",
+            "tiny",
+            "--resolutions",
+            "32",
+            "--contenders",
+            "primedepth,primedepth-authors,depth-anything-v2-s",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--output-dir",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((out / "results.json").read_text())
     assert {r["contender"] for r in data["results"]} == {"primedepth", "primedepth-authors", "depth-anything-v2-s"}

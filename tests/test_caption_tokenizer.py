@@ -9,14 +9,23 @@ from primedepth.models.text_encoder import (
     tokenize,
 )
 
-CAPTIONS = ["a room with a red floor and green walls, with a red sphere",
-            "an open yard with a grey floor under the sky, with a green box and a red cylinder"]
+CAPTIONS = [
+    "a room with a red floor and green walls, with a red sphere",
+    "an open yard with a grey floor under the sky, with a green box and a red cylinder",
+]
 
 
 def test_every_caption_word_is_one_token():
     tok = caption_vocabulary_tokenizer(CAPTIONS)
-    assert tok.tokenize("a red sphere, a green box") == ["a</w>", "red</w>", "sphere</w>", ",</w>", "a</w>",
-                                                          "green</w>", "box</w>"]
+    assert tok.tokenize("a red sphere, a green box") == [
+        "a</w>",
+        "red</w>",
+        "sphere</w>",
+        ",</w>",
+        "a</w>",
+        "green</w>",
+        "box</w>",
+    ]
     # "green" and "red" share the pair (r, e): learned merges must still build both words whole
     assert tok.tokenize("Green   RED") == ["green</w>", "red</w>"]
     ids = tokenize(tok, [CAPTIONS[1]])[0]

@@ -29,20 +29,47 @@ def tiny_blip2(tmp_path_factory):
 
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     backend.pre_tokenizer, backend.decoder = pre_tokenizers.Whitespace(), decoders.WordPiece()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
-                                        bos_token="</s>", unk_token="<unk>")
-    text = OPTConfig(vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, ffn_dim=64, num_attention_heads=2,
-                     word_embed_proj_dim=32, max_position_embeddings=64, pad_token_id=0, bos_token_id=1,
-                     eos_token_id=1)
-    config = Blip2Config(vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                            num_attention_heads=2, image_size=28, patch_size=14),
-                         qformer_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                             intermediate_size=64, encoder_hidden_size=32, vocab_size=len(WORDS)),
-                         text_config=text.to_dict(), num_query_tokens=4, image_token_index=3)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", bos_token="</s>", unk_token="<unk>"
+    )
+    text = OPTConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=1,
+        ffn_dim=64,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
+    config = Blip2Config(
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=28,
+            patch_size=14,
+        ),
+        qformer_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            encoder_hidden_size=32,
+            vocab_size=len(WORDS),
+        ),
+        text_config=text.to_dict(),
+        num_query_tokens=4,
+        image_token_index=3,
+    )
     torch.manual_seed(0)
     model = Blip2ForConditionalGeneration(config).eval()
-    processor = Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": 28, "width": 28}),
-                               tokenizer=tokenizer, num_query_tokens=4)
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessorPil(size={"height": 28, "width": 28}), tokenizer=tokenizer, num_query_tokens=4
+    )
     path = tmp_path_factory.mktemp("blip2")
     model.save_pretrained(path)
     processor.save_pretrained(path)
@@ -67,6 +94,7 @@ def reference_caption(folder, rgb):
     return processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_blip2_captions_condition_the_pipeline(tiny_blip2, pipe, rgb_image, tmp_path):
     expected = reference_caption(tiny_blip2, rgb_image)
     words = expected.split()
@@ -88,6 +116,7 @@ def test_blip2_captions_condition_the_pipeline(tiny_blip2, pipe, rgb_image, tmp_
     assert pipe(rgb_image, caption="auto", noise="none").captions == [expected]
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_unavailable_blip2_falls_back_to_the_empty_prompt_once(pipe, rgb_image, tmp_path, caplog):
     pipe.caption_cache = CaptionCache(tmp_path / "captions.json")
     pipe.captioner = Blip2Captioner(str(tmp_path / "no-blip2"), local_files_only=True)

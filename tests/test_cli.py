@@ -23,8 +23,19 @@ def _folder(tmp_path, rgb_image):
 def test_predict_writes_every_format_at_input_size(tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(out), "--model", "tiny-random",
-                                       "--format", "npy,png16,color,seg"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "x.png"),
+            "-o",
+            str(out),
+            "--model",
+            "tiny-random",
+            "--format",
+            "npy,png16,color,seg",
+        ],
+    )
     assert result.exit_code == 0, result.output
     depth = np.load(out / "x.npy")
     assert depth.shape == (75, 93) and depth.dtype == np.float32
@@ -38,6 +49,7 @@ def test_predict_writes_every_format_at_input_size(tmp_path, rgb_image):
     assert seg.mode == "P" and seg.size == (93, 75) and np.asarray(seg).max() < 150
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_folder_with_bad_files_keeps_going_names_them_and_fails_the_exit_code(tmp_path, rgb_image):
     src, out = _folder(tmp_path, rgb_image), tmp_path / "out"
     args = ["predict", str(src), "-o", str(out), "--model", "tiny-random", "--batch-size", "2"]
@@ -61,8 +73,22 @@ def test_folder_with_bad_files_keeps_going_names_them_and_fails_the_exit_code(tm
 def test_low_memory_and_default_write_the_same_depth(tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
     for name, extra in (("plain", []), ("low", ["--low-memory"])):
-        result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / name),
-                                           "--model", "tiny-random", "--format", "npy", "--dtype", "fp32", *extra])
+        result = CliRunner().invoke(
+            main,
+            [
+                "predict",
+                str(tmp_path / "x.png"),
+                "-o",
+                str(tmp_path / name),
+                "--model",
+                "tiny-random",
+                "--format",
+                "npy",
+                "--dtype",
+                "fp32",
+                *extra,
+            ],
+        )
         assert result.exit_code == 0, result.output
     plain, low = np.load(tmp_path / "plain" / "x.npy"), np.load(tmp_path / "low" / "x.npy")
     assert np.abs(plain - low).max() <= 1e-4 * np.abs(plain).max()
@@ -71,25 +97,52 @@ def test_low_memory_and_default_write_the_same_depth(tmp_path, rgb_image):
 def test_native_size_glob_and_unknown_inputs(tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "a.png")
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "*.png"), str(tmp_path / "nope.png"), "-o", str(out),
-                                       "--model", "tiny-random", "--native-size", "--format", "npy"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "*.png"),
+            str(tmp_path / "nope.png"),
+            "-o",
+            str(out),
+            "--model",
+            "tiny-random",
+            "--native-size",
+            "--format",
+            "npy",
+        ],
+    )
     assert result.exit_code == 1 and "nope.png: no such file" in result.output
     assert np.load(out / "a.npy").shape == (72, 88)
 
 
 def test_missing_model_is_one_clear_error(tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "a.png")
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"),
-                                       "--model", str(tmp_path / "no-model")])
+    result = CliRunner().invoke(
+        main, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "no-model")]
+    )
     assert result.exit_code == 2 and "primedepth convert" in result.output
 
 
 def test_auto_captions_without_the_caption_model_stop_with_one_clear_error(tmp_path, rgb_image, monkeypatch):
     monkeypatch.setenv("PRIMEDEPTH_CACHE", str(tmp_path / "cache"))
     Image.fromarray(rgb_image).save(tmp_path / "a.png")
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--model",
-                                       "tiny-random", "--caption", "auto", "--local-files-only",
-                                       "--cache-dir", str(tmp_path / "hf")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "a.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            "tiny-random",
+            "--caption",
+            "auto",
+            "--local-files-only",
+            "--cache-dir",
+            str(tmp_path / "hf"),
+        ],
+    )
     assert result.exit_code == 2
     assert "blip2" in result.output and "--caption none" in result.output
     assert not (tmp_path / "o" / "a.npy").exists()
@@ -98,8 +151,10 @@ def test_auto_captions_without_the_caption_model_stop_with_one_clear_error(tmp_p
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_unavailable_device_is_one_clear_line(tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"),
-                                       "--model", "tiny-random", "--device", "cuda"])
+    result = CliRunner().invoke(
+        main,
+        ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", "tiny-random", "--device", "cuda"],
+    )
     assert result.exit_code == 2
     assert "error: device cuda requested but" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "o" / "x.npy").exists()

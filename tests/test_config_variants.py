@@ -18,20 +18,21 @@ def variant(unet=None, labeller=None, vae=None):
 
 
 VARIANTS = {
-    "three-levels-one-resblock": variant(unet={"channel_mult": [1, 2, 2], "num_res_blocks": 1,
-                                               "attention_resolutions": [2, 1], "num_head_channels": 16},
-                                         labeller={"refiner_model_ratio": 0.25,
-                                                   "scale_input_features_with_model": False},
-                                         vae={"ch_mult": [1, 2, 2]}),
-    "conv-projections-coarse-maps-no-features": variant(unet={"use_linear_in_transformer": False},
-                                                        labeller={"n_sa_maps": 16, "n_ca_maps": 7,
-                                                                  "use_feature_maps": False}),
-    "cross-maps-only-attention-at-one-level": variant(unet={"attention_resolutions": [4]},
-                                                      labeller={"use_self_attn_maps": False,
-                                                                "refiner_model_ratio": 1.0}),
+    "three-levels-one-resblock": variant(
+        unet={"channel_mult": [1, 2, 2], "num_res_blocks": 1, "attention_resolutions": [2, 1], "num_head_channels": 16},
+        labeller={"refiner_model_ratio": 0.25, "scale_input_features_with_model": False},
+        vae={"ch_mult": [1, 2, 2]},
+    ),
+    "conv-projections-coarse-maps-no-features": variant(
+        unet={"use_linear_in_transformer": False}, labeller={"n_sa_maps": 16, "n_ca_maps": 7, "use_feature_maps": False}
+    ),
+    "cross-maps-only-attention-at-one-level": variant(
+        unet={"attention_resolutions": [4]}, labeller={"use_self_attn_maps": False, "refiner_model_ratio": 1.0}
+    ),
 }
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_runs_and_pooled_equals_naive(name, rgb_image):
     pipe = build_tiny_random_pipeline(config=VARIANTS[name])
@@ -42,8 +43,11 @@ def test_variant_runs_and_pooled_equals_naive(name, rgb_image):
     with torch.no_grad():
         fast = pipe.frozen.extractor(x_t, torch.tensor([1]), context, **request)
         naive = pipe.frozen.extractor(x_t, torch.tensor([1]), context, naive=True, **request)
-    pairs = [(fast.mid_maps, naive.mid_maps), *zip(fast.encoder_maps, naive.encoder_maps),
-             *zip(fast.decoder_maps, naive.decoder_maps)]
+    pairs = [
+        (fast.mid_maps, naive.mid_maps),
+        *zip(fast.encoder_maps, naive.encoder_maps),
+        *zip(fast.decoder_maps, naive.decoder_maps),
+    ]
     compared = 0
     for a, b in pairs:
         for ma, mb in ((a and a.self_maps, b and b.self_maps), (a and a.cross_maps, b and b.cross_maps)):

@@ -27,16 +27,31 @@ def open_clip_text_tower(width=128, layers=2, vocab=514, context=77, seed=0):
     def r(*shape):
         return torch.randn(*shape, generator=g) * 0.1
 
-    state = {"token_embedding.weight": r(vocab, width), "positional_embedding": r(context, width),
-             "ln_final.weight": 1 + r(width), "ln_final.bias": r(width), "text_projection": r(width, width)}
+    state = {
+        "token_embedding.weight": r(vocab, width),
+        "positional_embedding": r(context, width),
+        "ln_final.weight": 1 + r(width),
+        "ln_final.bias": r(width),
+        "text_projection": r(width, width),
+    }
     for i in range(layers):
         p = f"transformer.resblocks.{i}."
-        state.update({p + "ln_1.weight": 1 + r(width), p + "ln_1.bias": r(width),
-                      p + "attn.in_proj_weight": r(3 * width, width), p + "attn.in_proj_bias": r(3 * width),
-                      p + "attn.out_proj.weight": r(width, width), p + "attn.out_proj.bias": r(width),
-                      p + "ln_2.weight": 1 + r(width), p + "ln_2.bias": r(width),
-                      p + "mlp.c_fc.weight": r(4 * width, width), p + "mlp.c_fc.bias": r(4 * width),
-                      p + "mlp.c_proj.weight": r(width, 4 * width), p + "mlp.c_proj.bias": r(width)})
+        state.update(
+            {
+                p + "ln_1.weight": 1 + r(width),
+                p + "ln_1.bias": r(width),
+                p + "attn.in_proj_weight": r(3 * width, width),
+                p + "attn.in_proj_bias": r(3 * width),
+                p + "attn.out_proj.weight": r(width, width),
+                p + "attn.out_proj.bias": r(width),
+                p + "ln_2.weight": 1 + r(width),
+                p + "ln_2.bias": r(width),
+                p + "mlp.c_fc.weight": r(4 * width, width),
+                p + "mlp.c_fc.bias": r(4 * width),
+                p + "mlp.c_proj.weight": r(width, 4 * width),
+                p + "mlp.c_proj.bias": r(width),
+            }
+        )
     return state
 
 
@@ -49,15 +64,22 @@ def open_clip_forward(state, ids, heads):
     for i in range(layers):
         p = f"transformer.resblocks.{i}."
         mha = torch.nn.MultiheadAttention(width, heads, batch_first=True)
-        mha.load_state_dict({"in_proj_weight": state[p + "attn.in_proj_weight"],
-                             "in_proj_bias": state[p + "attn.in_proj_bias"],
-                             "out_proj.weight": state[p + "attn.out_proj.weight"],
-                             "out_proj.bias": state[p + "attn.out_proj.bias"]})
+        mha.load_state_dict(
+            {
+                "in_proj_weight": state[p + "attn.in_proj_weight"],
+                "in_proj_bias": state[p + "attn.in_proj_bias"],
+                "out_proj.weight": state[p + "attn.out_proj.weight"],
+                "out_proj.bias": state[p + "attn.out_proj.bias"],
+            }
+        )
         h = F.layer_norm(x, (width,), state[p + "ln_1.weight"], state[p + "ln_1.bias"])
         x = x + mha(h, h, h, attn_mask=mask, need_weights=False)[0]
         h = F.layer_norm(x, (width,), state[p + "ln_2.weight"], state[p + "ln_2.bias"])
-        h = F.linear(F.gelu(F.linear(h, state[p + "mlp.c_fc.weight"], state[p + "mlp.c_fc.bias"])),
-                     state[p + "mlp.c_proj.weight"], state[p + "mlp.c_proj.bias"])
+        h = F.linear(
+            F.gelu(F.linear(h, state[p + "mlp.c_fc.weight"], state[p + "mlp.c_fc.bias"])),
+            state[p + "mlp.c_proj.weight"],
+            state[p + "mlp.c_proj.bias"],
+        )
         x = x + h
     return F.layer_norm(x, (width,), state["ln_final.weight"], state["ln_final.bias"])
 
@@ -88,21 +110,46 @@ def test_pickles_are_loaded_weights_only_unless_trusted(tmp_path):
         load_official_checkpoint(tmp_path / "junk.ckpt")
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_convert_cli_produces_a_loadable_model(reference_dir, tiny_official_with_text, tmp_path, rgb_image):
     src = tiny_official_with_text
     out = tmp_path / "converted"
-    result = CliRunner().invoke(main, ["convert", str(src / "tiny_with_text.ckpt"), str(out), "--config",
-                                       str(reference_dir / "official_tiny_config.json"), "--tokenizer",
-                                       str(src / "tokenizer"), "--local-files-only"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(src / "tiny_with_text.ckpt"),
+            str(out),
+            "--config",
+            str(reference_dir / "official_tiny_config.json"),
+            "--tokenizer",
+            str(src / "tokenizer"),
+            "--local-files-only",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "labeller 732 tensors" in result.output and "text_encoder" in result.output
     pipe = PrimeDepthPipeline.from_pretrained(out, device="cpu")
     official = torch.load(src / "tiny_with_text.ckpt", weights_only=True)["state_dict"]
-    torch.testing.assert_close(pipe.labeller.state_dict()["refiner.3.attention.block.ff.proj_in.weight"],
-                               official["labeller.refiner.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight"])
+    torch.testing.assert_close(
+        pipe.labeller.state_dict()["refiner.3.attention.block.ff.proj_in.weight"],
+        official["labeller.refiner.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight"],
+    )
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
-    predicted = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
-                                          str(out), "--caption", "a box", "--local-files-only"])
+    predicted = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "x.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(out),
+            "--caption",
+            "a box",
+            "--local-files-only",
+        ],
+    )
     assert predicted.exit_code == 0, predicted.output
     assert np.load(tmp_path / "o" / "x.npy").shape == (75, 93)
 
@@ -111,15 +158,25 @@ def test_convert_refuses_foreign_folders_and_broken_checkpoints(reference_dir, t
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "holiday.jpg").write_bytes(b"keep me")
     cfg = str(reference_dir / "official_tiny_config.json")
-    refused = CliRunner().invoke(main, ["convert", str(reference_dir / "official_tiny.ckpt"), str(tmp_path / "photos"),
-                                        "--config", cfg, "--local-files-only"])
+    refused = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(reference_dir / "official_tiny.ckpt"),
+            str(tmp_path / "photos"),
+            "--config",
+            cfg,
+            "--local-files-only",
+        ],
+    )
     assert refused.exit_code == 2 and "not a PrimeDepth model folder" in refused.output
     assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"keep me"
 
     ckpt = torch.load(reference_dir / "official_tiny.ckpt", weights_only=True)
     del ckpt["state_dict"]["labeller.convs_merge.5.weight"]
     torch.save(ckpt, tmp_path / "broken.ckpt")
-    broken = CliRunner().invoke(main, ["convert", str(tmp_path / "broken.ckpt"), str(tmp_path / "out"), "--config",
-                                       cfg, "--local-files-only"])
+    broken = CliRunner().invoke(
+        main, ["convert", str(tmp_path / "broken.ckpt"), str(tmp_path / "out"), "--config", cfg, "--local-files-only"]
+    )
     assert broken.exit_code == 2 and "merge_convs.5.weight" in broken.output
     assert not (tmp_path / "out").exists()

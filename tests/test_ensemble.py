@@ -33,9 +33,24 @@ def test_member_names():
 
 def test_predict_ensemble_equals_the_evaluations(tiny_depth_anything, tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
-                                       "tiny-random", "--caption", "none", "--format", "npy,png16",
-                                       "--ensemble", f"depth-anything-v2={tiny_depth_anything}", "--save-members"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "x.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            "tiny-random",
+            "--caption",
+            "none",
+            "--format",
+            "npy,png16",
+            "--ensemble",
+            f"depth-anything-v2={tiny_depth_anything}",
+            "--save-members",
+        ],
+    )
     assert result.exit_code == 0, result.output
     combined = np.load(tmp_path / "o" / "x.npy")
     primedepth = np.load(tmp_path / "o" / "x.primedepth.npy")
@@ -43,8 +58,9 @@ def test_predict_ensemble_equals_the_evaluations(tiny_depth_anything, tmp_path, 
     assert combined.shape == primedepth.shape == other.shape == rgb_image.shape[:2]
     assert (tmp_path / "o" / "x.depth-anything-v2_16bit.png").is_file()
 
-    evaluation = EnsemblePredictor([PrimeDepthPredictor("tiny-random", device="cpu"),
-                                    DepthAnythingV2Predictor(tiny_depth_anything, device="cpu")])
+    evaluation = EnsemblePredictor(
+        [PrimeDepthPredictor("tiny-random", device="cpu"), DepthAnythingV2Predictor(tiny_depth_anything, device="cpu")]
+    )
     # the two paths differ only in float summation order (channels_last, thread count): maps of unit MAD
     np.testing.assert_allclose(combined, evaluation.predict("x", rgb_image), rtol=1e-3, atol=5e-4)
     np.testing.assert_allclose(combined, average_normalised([primedepth, other]), atol=1e-6)
@@ -58,8 +74,9 @@ def test_pipeline_ensemble_metadata(tiny_pipe, tiny_depth_anything, rgb_image):
     info = out.metadata["ensemble"]
     assert info["members"] == {"primedepth": "this pipeline", "depth-anything-v2-small": str(tiny_depth_anything)}
     assert "median" in info["normalisation"] and "mean" in info["combination"]
-    np.testing.assert_allclose(out.inverse_depth[0], average_normalised([m[0] for m in out.members.values()]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out.inverse_depth[0], average_normalised([m[0] for m in out.members.values()]), atol=1e-6
+    )
 
 
 def test_missing_depth_anything_weights_are_one_fast_error(tmp_path, rgb_image, monkeypatch):
@@ -69,9 +86,23 @@ def test_missing_depth_anything_weights_are_one_fast_error(tmp_path, rgb_image, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
     start = time.monotonic()
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
-                                       "tiny-random", "--caption", "none", "--ensemble", "depth-anything-v2-base",
-                                       "--cache-dir", str(tmp_path / "hf")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "x.png"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            "tiny-random",
+            "--caption",
+            "none",
+            "--ensemble",
+            "depth-anything-v2-base",
+            "--cache-dir",
+            str(tmp_path / "hf"),
+        ],
+    )
     assert time.monotonic() - start < 10
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]

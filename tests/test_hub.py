@@ -32,10 +32,20 @@ def tiny_clip_repo(folder, width):
     from transformers import CLIPConfig, CLIPModel
 
     torch.manual_seed(width)
-    text = dict(vocab_size=514, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=0)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
-                  patch_size=14)
+    text = dict(
+        vocab_size=514,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=0,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
     byte_level_tokenizer().save_pretrained(folder)
     return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
@@ -70,8 +80,9 @@ def online(hub, monkeypatch, tmp_path):
 
 def point_hub_at(monkeypatch, url, offline=False):
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
-    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                        url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
     monkeypatch.setattr(hub_probe, "_probes", {})
 
@@ -99,28 +110,57 @@ def test_config_is_inferred_from_tensor_shapes(reference_dir):
         infer_official_config(bad)
 
 
-def test_predict_by_hub_id_equals_local_conversion_and_reruns_offline(online, hub, reference_dir, tmp_path,
-                                                                      rgb_image, caplog, monkeypatch):
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
+def test_predict_by_hub_id_equals_local_conversion_and_reruns_offline(
+    online, hub, reference_dir, tmp_path, rgb_image, caplog, monkeypatch
+):
     x = image(tmp_path, rgb_image)
     local = tmp_path / "local"
-    converted = CliRunner().invoke(main, ["convert", str(reference_dir / "official_tiny.ckpt"), str(local),
-                                          "--config", str(reference_dir / "official_tiny_config.json"),
-                                          "--text-encoder", str(hub.clip_folder), "--local-files-only"])
+    converted = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(reference_dir / "official_tiny.ckpt"),
+            str(local),
+            "--config",
+            str(reference_dir / "official_tiny_config.json"),
+            "--text-encoder",
+            str(hub.clip_folder),
+            "--local-files-only",
+        ],
+    )
     assert converted.exit_code == 0, converted.output
-    expected = CliRunner().invoke(main, ["predict", x, "-o", str(tmp_path / "a"), "--model", str(local),
-                                         "--caption", "none", "--format", "npy"])
+    expected = CliRunner().invoke(
+        main, ["predict", x, "-o", str(tmp_path / "a"), "--model", str(local), "--caption", "none", "--format", "npy"]
+    )
     assert expected.exit_code == 0, expected.output
 
     hub.requests.clear()
     with caplog.at_level("WARNING"):
-        result = CliRunner().invoke(main, ["predict", x, "-o", str(tmp_path / "b"), "--model", REPO, "--caption",
-                                           "none", "--format", "npy", "--cache-dir", str(online)])
+        result = CliRunner().invoke(
+            main,
+            [
+                "predict",
+                x,
+                "-o",
+                str(tmp_path / "b"),
+                "--model",
+                REPO,
+                "--caption",
+                "none",
+                "--format",
+                "npy",
+                "--cache-dir",
+                str(online),
+            ],
+        )
     assert result.exit_code == 0, result.output
     np.testing.assert_array_equal(np.load(tmp_path / "b" / "x.npy"), np.load(tmp_path / "a" / "x.npy"))
     downloads = [r.getMessage() for r in caplog.records if "downloading" in r.getMessage()]
     assert len(downloads) == 1 and "PrimeDepth.ckpt (43.7 MB)" in downloads[0] and str(online) in downloads[0]
-    assert any(m == "GET" and p.endswith("/resolve/" + hub.repos[REPO].sha + "/PrimeDepth.ckpt")
-               for m, p, _ in hub.requests)
+    assert any(
+        m == "GET" and p.endswith("/resolve/" + hub.repos[REPO].sha + "/PrimeDepth.ckpt") for m, p, _ in hub.requests
+    )
     folder = hub_weights.converted_dir(REPO, hub.repos[REPO].sha, "PrimeDepth.ckpt")
     index = json.loads((folder / "model_index.json").read_text())
     assert index["source_checkpoint"] == f"{REPO}/PrimeDepth.ckpt" and index["text_encoder"] == "text_encoder"
@@ -128,8 +168,23 @@ def test_predict_by_hub_id_equals_local_conversion_and_reruns_offline(online, hu
     # second run offline: no request at all, same numbers from the conversion cache
     hub.requests.clear()
     point_hub_at(monkeypatch, hub.url, offline=True)
-    again = CliRunner().invoke(main, ["predict", x, "-o", str(tmp_path / "c"), "--model", REPO, "--caption",
-                                      "none", "--format", "npy", "--cache-dir", str(online)])
+    again = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            x,
+            "-o",
+            str(tmp_path / "c"),
+            "--model",
+            REPO,
+            "--caption",
+            "none",
+            "--format",
+            "npy",
+            "--cache-dir",
+            str(online),
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert hub.requests == []
     np.testing.assert_array_equal(np.load(tmp_path / "c" / "x.npy"), np.load(tmp_path / "a" / "x.npy"))
@@ -141,20 +196,27 @@ def test_an_interrupted_download_resumes(online, hub, reference_dir):
         path, *_ = hub_weights.download_official_checkpoint("someone/resume", cache_dir=str(online))
     except Exception:  # the dropped connection may surface; the next call resumes from the partial file
         path, *_ = hub_weights.download_official_checkpoint("someone/resume", cache_dir=str(online))
-    ranges = [r for m, p, r in hub.requests if m == "GET" and p.endswith("someone/resume/resolve/"
-                                                                          + hub.repos["someone/resume"].sha
-                                                                          + "/PrimeDepth.ckpt")]
+    ranges = [
+        r
+        for m, p, r in hub.requests
+        if m == "GET" and p.endswith("someone/resume/resolve/" + hub.repos["someone/resume"].sha + "/PrimeDepth.ckpt")
+    ]
     assert ranges[0] is None and any(r and r.startswith("bytes=") and int(r[6:-1]) > 0 for r in ranges[1:])
     assert path.read_bytes() == (reference_dir / "official_tiny.ckpt").read_bytes()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["predict", "X", "--model", "someone/two-checkpoints"],
-     "2 checkpoints (PrimeDepth-v2.ckpt, a/PrimeDepth.ckpt); choose one with someone/two-checkpoints/<file>"),
-    (["convert", "someone/pickled"], "--trust-pickle"),
-    (["predict", "X", "--model", "someone/pickled"], "primedepth convert someone/pickled --trust-pickle"),
-    (["convert", REPO, "--text-encoder", "someone/clip-48"], "48 wide, but the UNet's cross-attention expects 32"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["predict", "X", "--model", "someone/two-checkpoints"],
+            "2 checkpoints (PrimeDepth-v2.ckpt, a/PrimeDepth.ckpt); choose one with someone/two-checkpoints/<file>",
+        ),
+        (["convert", "someone/pickled"], "--trust-pickle"),
+        (["predict", "X", "--model", "someone/pickled"], "primedepth convert someone/pickled --trust-pickle"),
+        (["convert", REPO, "--text-encoder", "someone/clip-48"], "48 wide, but the UNet's cross-attention expects 32"),
+    ],
+)
 def test_bad_repos_give_one_clear_line(online, hub, tmp_path, rgb_image, args, message):
     args = [image(tmp_path, rgb_image) if a == "X" else a for a in args]
     if args[0] == "predict":
@@ -168,6 +230,7 @@ def test_bad_repos_give_one_clear_line(online, hub, tmp_path, rgb_image, args, m
     assert not list((tmp_path / "pd-cache").rglob("model_index.json"))  # nothing half-converted
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_convert_takes_a_hub_id(online, hub, tmp_path):
     result = CliRunner().invoke(main, ["convert", REPO, str(tmp_path / "out"), "--cache-dir", str(online)])
     assert result.exit_code == 0, result.output
@@ -180,6 +243,7 @@ def test_convert_takes_a_hub_id(online, hub, tmp_path):
     assert str(hub_weights.converted_dir(REPO, hub.repos[REPO].sha, "PrimeDepth.ckpt")) in result.output
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_two_checkpoints_are_chosen_by_file(online, hub):
     folder = hub_weights.resolve_hub_model("someone/two-checkpoints/PrimeDepth-v2.ckpt", cache_dir=str(online))
     assert folder.name == "PrimeDepth-v2" and (folder / "model_index.json").is_file()
@@ -189,14 +253,26 @@ def test_unreachable_hub_is_decided_in_seconds(monkeypatch, tmp_path, rgb_image)
     point_hub_at(monkeypatch, "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("PRIMEDEPTH_CACHE", str(tmp_path / "pd"))
     start = time.monotonic()
-    result = CliRunner().invoke(main, ["predict", image(tmp_path, rgb_image), "-o", str(tmp_path / "o"), "--model",
-                                       REPO, "--cache-dir", str(tmp_path / "hf")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            image(tmp_path, rgb_image),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            REPO,
+            "--cache-dir",
+            str(tmp_path / "hf"),
+        ],
+    )
     assert time.monotonic() - start < 10
     assert result.exit_code == 2 and "cannot be reached" in result.output and "Retry" not in result.output
     with pytest.raises(WeightsNotFoundError, match="127.0.0.1:9 cannot be reached"):
         hub_weights.resolve_hub_model(REPO)
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_default_model_order(online, hub, monkeypatch, tmp_path):
     monkeypatch.setenv("PRIMEDEPTH_MODEL", str(tmp_path / "absent"))
     with pytest.raises(WeightsNotFoundError, match="PRIMEDEPTH_MODEL.*absent"):
@@ -228,26 +304,38 @@ def test_offline_commands_finish_in_seconds_without_retries(reference_dir, tmp_p
     """As a user would: real processes, HF_ENDPOINT at a closed port, then HF_HUB_OFFLINE=1. Each must end within
     15 s; on a loaded machine, within twice the time of merely importing the libraries, plus 5 s (a retry storm
     costs 1 + 2 + 4 + 8 + 8 s of back-off per file, several files per command, and prints 'Retry' lines)."""
-    env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
-           "PRIMEDEPTH_CACHE": str(tmp_path / "pd"), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+        "HF_HOME": str(tmp_path / "hf"),
+        "PRIMEDEPTH_CACHE": str(tmp_path / "pd"),
+        "OMP_NUM_THREADS": "1",
+    }
     env.pop("PRIMEDEPTH_MODEL", None)
     exe = [sys.executable, "-m", "primedepth.cli"]
     x = image(tmp_path, rgb_image)
 
     def runs(offline):
-        return {"convert": exe + ["convert", str(reference_dir / "official_tiny.ckpt"), str(tmp_path / f"m{offline}")],
-                "predict": exe + ["predict", x, "-o", str(tmp_path / f"o{offline}"), "--model", str(tmp_path / "m0")],
-                "readme": [sys.executable, "-c", OFFLINE_SCRIPT.format(model=str(tmp_path / "m0"))]}
+        return {
+            "convert": exe + ["convert", str(reference_dir / "official_tiny.ckpt"), str(tmp_path / f"m{offline}")],
+            "predict": exe + ["predict", x, "-o", str(tmp_path / f"o{offline}"), "--model", str(tmp_path / "m0")],
+            "readme": [sys.executable, "-c", OFFLINE_SCRIPT.format(model=str(tmp_path / "m0"))],
+        }
 
     start = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import primedepth.pipelines.pipeline, primedepth.cli.predict_cmd"],
-                   env=env, check=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-c", "import primedepth.pipelines.pipeline, primedepth.cli.predict_cmd"],
+        env=env,
+        check=True,
+        timeout=120,
+    )
     budget = max(15.0, 2 * (time.monotonic() - start) + 5.0)
     for offline in ("0", "1"):
         for name, cmd in runs(offline).items():
             start = time.monotonic()
-            done = subprocess.run(cmd, env={**env, "HF_HUB_OFFLINE": offline}, capture_output=True, text=True,
-                                  timeout=120)
+            done = subprocess.run(
+                cmd, env={**env, "HF_HUB_OFFLINE": offline}, capture_output=True, text=True, timeout=120
+            )
             took = time.monotonic() - start
             output = done.stdout + done.stderr
             print(f"{name} HF_HUB_OFFLINE={offline}: {took:.1f} s (budget {budget:.1f} s)")
@@ -261,9 +349,18 @@ def test_offline_commands_finish_in_seconds_without_retries(reference_dir, tmp_p
                 if not tiny.exists():
                     from transformers import CLIPTextConfig, CLIPTextModel
 
-                    CLIPTextModel(CLIPTextConfig(vocab_size=514, hidden_size=32, intermediate_size=64,
-                                                 num_hidden_layers=1, num_attention_heads=2, bos_token_id=512,
-                                                 eos_token_id=513, pad_token_id=0)).save_pretrained(tiny)
+                    CLIPTextModel(
+                        CLIPTextConfig(
+                            vocab_size=514,
+                            hidden_size=32,
+                            intermediate_size=64,
+                            num_hidden_layers=1,
+                            num_attention_heads=2,
+                            bos_token_id=512,
+                            eos_token_id=513,
+                            pad_token_id=0,
+                        )
+                    ).save_pretrained(tiny)
                     byte_level_tokenizer().save_pretrained(tmp_path / "m0" / "tokenizer")
                     index = json.loads((tmp_path / "m0" / "model_index.json").read_text())
                     index.update(text_encoder="text_encoder", tokenizer="tokenizer")

@@ -20,7 +20,7 @@ def test_grayscale_rgba_palette_and_16bit_are_converted(tmp_path, rgb_image, tin
     np.testing.assert_allclose(rgba.pixels.numpy(), load_image(rgb).pixels.numpy())  # alpha dropped like the authors
     pal = load_image(_save(rgb.convert("P"), tmp_path / "p.png"))
     assert pal.pixels.shape == (3, 75, 93)
-    sixteen = (rgb_image[..., 0].astype(np.uint16) * 257)
+    sixteen = rgb_image[..., 0].astype(np.uint16) * 257
     img16 = load_image(_save(Image.fromarray(sixteen), tmp_path / "s.png"))
     np.testing.assert_allclose(img16.pixels[0].numpy(), rgb_image[..., 0] / 255.0, atol=1e-6)
     for path in ("g.png", "a.png", "p.png", "s.png"):
@@ -44,11 +44,14 @@ def test_one_pixel_and_large_images(tmp_path, tiny_pipe):
     assert out.inverse_depth[0].shape == (3000, 4000) and out.metadata["processing_sizes"] == [(192, 256)]
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "not an image file"),
-    (b"this is text, not an image", "not an image file"),
-    ("truncated", "truncated"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "not an image file"),
+        (b"this is text, not an image", "not an image file"),
+        ("truncated", "truncated"),
+    ],
+)
 def test_broken_files_name_the_file_and_the_problem(tmp_path, rgb_image, content, reason):
     path = tmp_path / "broken.png"
     if content == "truncated":

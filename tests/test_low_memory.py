@@ -45,14 +45,14 @@ def test_upsampled_block_equals_block_of_upsample(band, cin, cout):
 
 @pytest.mark.parametrize("band", [2, 4])
 def test_in_place_diffusers_resnet_equals_forward(band):
-    resnet = set_official_group_norms(_randomise(ResnetBlock2D(in_channels=8, out_channels=8, temb_channels=None,
-                                                               groups=4)))
+    resnet = set_official_group_norms(
+        _randomise(ResnetBlock2D(in_channels=8, out_channels=8, temb_channels=None, groups=4))
+    )
     x = torch.randn(1, 8, 9, 10)
     expected = resnet(x, None)
     with torch.inference_mode():
         out = diffusers_resnet_banded(resnet, [x.clone()], band, in_place=True)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-
 
 
 @pytest.mark.parametrize("band", [2, 3, None])

@@ -61,8 +61,11 @@ def test_an_image_that_cannot_fit_is_refused_before_decoding(tmp_path, monkeypat
     monkeypatch.setattr(image_processor, "available_memory", lambda: 200 * 2**20)
     decoded = []
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1))
-    with pytest.raises(ImageLoadError, match=r"big\.png: a 4000 x 3000 image needs about 1\.4 GiB of memory to "
-                                             r"predict, only 0\.2 GiB are available"):
+    with pytest.raises(
+        ImageLoadError,
+        match=r"big\.png: a 4000 x 3000 image needs about 1\.4 GiB of memory to "
+        r"predict, only 0\.2 GiB are available",
+    ):
         load_image(tmp_path / "big.png")
     assert not decoded
 
@@ -76,5 +79,6 @@ def test_decoding_converts_in_place(tmp_path):
     pixels = out["img"].pixels
     assert pixels.dtype == torch.float32 and tuple(pixels.shape) == (3, 800, 1000)
     assert peak <= 0.6 * pixels.numel() * 4, peak / (pixels.numel() * 4)
-    np.testing.assert_allclose(pixels.permute(1, 2, 0).numpy() * 255,
-                               np.asarray(Image.open(tmp_path / "a.png")), atol=1e-3)
+    np.testing.assert_allclose(
+        pixels.permute(1, 2, 0).numpy() * 255, np.asarray(Image.open(tmp_path / "a.png")), atol=1e-3
+    )

@@ -44,8 +44,9 @@ def test_embedded_weights_are_small_safetensors_and_load_offline(mini, monkeypat
     weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".ckpt", ".pth")]
     assert len(weights) == 4 and all(f.suffix == ".safetensors" for f in weights)
     assert mini.settings["max_size"] == 64 and mini.settings["default_caption"] == "none"
-    assert all(p.dtype.is_floating_point and p.dtype == mini.dtype for m in mini.modules.values()
-               for p in m.parameters())
+    assert all(
+        p.dtype.is_floating_point and p.dtype == mini.dtype for m in mini.modules.values() for p in m.parameters()
+    )
     assert json.loads((root / "PROVENANCE.json").read_text())["recipe"]
 
 
@@ -79,8 +80,9 @@ def test_one_caption_per_image_must_match_the_image_count(mini, scenes):
         mini(scenes[0].image, caption=["a", "b"])
 
 
-def test_predict_without_model_uses_full_weights_when_present_else_mini_with_one_notice(tmp_path, monkeypatch,
-                                                                                         tiny_pipe):
+def test_predict_without_model_uses_full_weights_when_present_else_mini_with_one_notice(
+    tmp_path, monkeypatch, tiny_pipe
+):
     image = tmp_path / "scene.png"
     Image.fromarray(held_out_scenes(1)[0].image).save(image)
     monkeypatch.setenv("PRIMEDEPTH_MODEL", str(tmp_path / "absent"))

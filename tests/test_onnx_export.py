@@ -22,8 +22,10 @@ def _pipeline_depth(pipe, pixels: torch.Tensor) -> np.ndarray:
 def _inputs(rgb_image):
     """The smooth test image at two processing sizes of different aspect: 72 x 96 and 64 x 128."""
     image = load_image(rgb_image)
-    return [PrimeDepthImageProcessor(max_size=96).preprocess(image),
-            torch.nn.functional.interpolate(image.pixels[None], size=(64, 128), mode="bilinear")[0] * 2 - 1]
+    return [
+        PrimeDepthImageProcessor(max_size=96).preprocess(image),
+        torch.nn.functional.interpolate(image.pixels[None], size=(64, 128), mode="bilinear")[0] * 2 - 1,
+    ]
 
 
 def _relative(a, b) -> float:

@@ -85,9 +85,15 @@ def test_bfloat16_is_close_to_float32(rgb_image):
 def test_every_input_type_gives_the_same_prediction(tiny_pipe, rgb_image, tmp_path):
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
     ref = tiny_pipe(rgb_image).inverse_depth[0]
-    variants = [str(tmp_path / "x.png"), tmp_path / "x.png", Image.fromarray(rgb_image),
-                rgb_image.astype(np.float32) / 255, torch.from_numpy(rgb_image).permute(2, 0, 1),
-                torch.from_numpy(rgb_image).permute(2, 0, 1).float() / 255, rgb_image.astype(np.uint16) * 257]
+    variants = [
+        str(tmp_path / "x.png"),
+        tmp_path / "x.png",
+        Image.fromarray(rgb_image),
+        rgb_image.astype(np.float32) / 255,
+        torch.from_numpy(rgb_image).permute(2, 0, 1),
+        torch.from_numpy(rgb_image).permute(2, 0, 1).float() / 255,
+        rgb_image.astype(np.uint16) * 257,
+    ]
     for v in variants:
         np.testing.assert_allclose(tiny_pipe(v).inverse_depth[0], ref, rtol=1e-5, atol=1e-5)
 
@@ -134,16 +140,18 @@ def test_missing_weights_give_one_clear_error(tmp_path):
     with pytest.raises(WeightsNotFoundError, match="no model_index.json"):
         PrimeDepthPipeline.from_pretrained(tmp_path / "empty")
     with pytest.raises(WeightsNotFoundError, match="neither a local folder nor in the caches.*local_files_only"):
-        PrimeDepthPipeline.from_pretrained("nobody/primedepth-missing", local_files_only=True,
-                                           cache_dir=str(tmp_path / "hf"))
+        PrimeDepthPipeline.from_pretrained(
+            "nobody/primedepth-missing", local_files_only=True, cache_dir=str(tmp_path / "hf")
+        )
 
 
 def test_block_preimage_checkpoints_load_into_the_pipeline(tiny_pipe, rgb_image, tmp_path):
     from primedepth.models.block_preimage import BlockPreimageLabeller
 
     pipe = PrimeDepthPipeline.from_pretrained("tiny-random", device="cpu")
-    pipe.labeller = BlockPreimageLabeller(**{k: v for k, v in tiny_pipe.labeller.config.items()
-                                             if not k.startswith("_")}).eval()
+    pipe.labeller = BlockPreimageLabeller(
+        **{k: v for k, v in tiny_pipe.labeller.config.items() if not k.startswith("_")}
+    ).eval()
     pipe.save_pretrained(tmp_path / "block")
     loaded = PrimeDepthPipeline.from_pretrained(tmp_path / "block", device="cpu")
     assert type(loaded.labeller).__name__ == "BlockPreimageLabeller"

@@ -19,8 +19,17 @@ ARM_FEATURES = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
 OLD_ARM_FEATURES = "Features\t: fp asimd evtstrm aes crc32\n"
 
 
-@pytest.mark.parametrize("cpuinfo,native", [(INTEL_FLAGS, True), (AMX_FLAGS, True), (ARM_FEATURES, True),
-                                            (OLD_X86_FLAGS, False), (OLD_ARM_FEATURES, False), ("", False)])
+@pytest.mark.parametrize(
+    "cpuinfo,native",
+    [
+        (INTEL_FLAGS, True),
+        (AMX_FLAGS, True),
+        (ARM_FEATURES, True),
+        (OLD_X86_FLAGS, False),
+        (OLD_ARM_FEATURES, False),
+        ("", False),
+    ],
+)
 def test_native_bf16_detection_from_cpu_flags(cpuinfo, native):
     assert precision.cpu_has_native_bf16(cpuinfo) is native
 
@@ -67,13 +76,41 @@ def test_predict_reports_the_precision_that_ran(tmp_path, rgb_image):
     from PIL import Image
 
     Image.fromarray(rgb_image).save(tmp_path / "a.png")
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model",
-                                       "tiny-random", "--device", "cpu", "--format", "npy", "--dtype", "fp32"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "a.png"),
+            "-o",
+            str(tmp_path / "out"),
+            "--model",
+            "tiny-random",
+            "--device",
+            "cpu",
+            "--format",
+            "npy",
+            "--dtype",
+            "fp32",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "(fp32, --dtype fp32)" in result.output
     auto = precision.resolve_precision("auto", "cpu").name
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "auto"), "--model",
-                                       "tiny-random", "--device", "cpu", "--format", "npy"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "a.png"),
+            "-o",
+            str(tmp_path / "auto"),
+            "--model",
+            "tiny-random",
+            "--device",
+            "cpu",
+            "--format",
+            "npy",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"({auto}, --dtype auto)" in result.output
 

@@ -38,6 +38,7 @@ def test_rerun_with_the_output_folder_inside_the_inputs_resumes(tmp_path, rgb_im
     assert sorted(p.name for p in out.iterdir() if p.name != "x.png") == expected
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_dangling_and_looping_symlinks_are_reported(tmp_path, rgb_image):
     src = tmp_path / "in"
     src.mkdir()
@@ -101,6 +102,7 @@ def _edit_index(**changes):
         index = json.loads((d / "model_index.json").read_text())
         index.update(changes)
         (d / "model_index.json").write_text(json.dumps(index))
+
     return edit
 
 
@@ -109,6 +111,7 @@ def _reshape_a_tensor(part, file="diffusion_pytorch_model.safetensors"):
         state = load_file(str(d / part / file))
         state["conv_norm_out.weight" if part == "unet" else sorted(state)[0]] = torch.zeros(5)
         save_file(state, str(d / part / file))
+
     return edit
 
 
@@ -117,6 +120,7 @@ def _drop_a_tensor(part, file="diffusion_pytorch_model.safetensors"):
         state = load_file(str(d / part / file))
         del state["conv_norm_out.weight" if part == "unet" else sorted(state)[0]]
         save_file(state, str(d / part / file))
+
     return edit
 
 
@@ -130,18 +134,24 @@ def _other_text_encoder(d):
 
 
 BROKEN = {
-    "model_index not JSON": (lambda d: (d / "model_index.json").write_text("{oops"),
-                             "model_index.json: not valid JSON"),
-    "config not JSON": (lambda d: (d / "labeller" / "config.json").write_text("{"),
-                        "labeller/config.json: not valid JSON"),
+    "model_index not JSON": (
+        lambda d: (d / "model_index.json").write_text("{oops"),
+        "model_index.json: not valid JSON",
+    ),
+    "config not JSON": (
+        lambda d: (d / "labeller" / "config.json").write_text("{"),
+        "labeller/config.json: not valid JSON",
+    ),
     "wrong shape": (_reshape_a_tensor("unet"), "tensor conv_norm_out.weight has shape (5,), expected (32,)"),
     "missing tensor": (_drop_a_tensor("unet"), "tensor conv_norm_out.weight missing (expected shape (32,))"),
     "missing text tensor": (_drop_a_tensor("text_encoder", "model.safetensors"), "text_encoder/model.safetensors"),
     "timestep not int": (_edit_index(timestep="1"), "'timestep' must be a non-negative integer, found '1'"),
     "absolute sub-model": (_edit_index(text_encoder="/etc"), "text_encoder = '/etc' points outside the model folder"),
     "escaping sub-model": (_edit_index(tokenizer="../x/tokenizer"), "'../x/tokenizer' points outside the model"),
-    "other text encoder": (_other_text_encoder, "width (hidden_size 48) does not match the UNet's context size "
-                                                "(cross_attention_dim 32)"),
+    "other text encoder": (
+        _other_text_encoder,
+        "width (hidden_size 48) does not match the UNet's context size (cross_attention_dim 32)",
+    ),
 }
 
 
@@ -171,18 +181,34 @@ def test_external_sub_models_load_only_when_allowed(saved_model, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ convert
-@pytest.mark.parametrize("damage, message", [
-    (lambda sd: sd.__setitem__("labeller.convs_merge.5.weight", [1, 2, 3]),
-     "state_dict entry 'labeller.convs_merge.5.weight' is a list, not a tensor"),
-    (lambda sd: sd.__setitem__("labeller.convs_merge.5.weight", torch.zeros(3, 3)),
-     "tensor merge_convs.5.weight has shape (3, 3), expected (291, 291, 1, 1)"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda sd: sd.__setitem__("labeller.convs_merge.5.weight", [1, 2, 3]),
+            "state_dict entry 'labeller.convs_merge.5.weight' is a list, not a tensor",
+        ),
+        (
+            lambda sd: sd.__setitem__("labeller.convs_merge.5.weight", torch.zeros(3, 3)),
+            "tensor merge_convs.5.weight has shape (3, 3), expected (291, 291, 1, 1)",
+        ),
+    ],
+)
 def test_convert_names_bad_state_dict_entries(reference_dir, tmp_path, damage, message):
     ckpt = torch.load(reference_dir / "official_tiny.ckpt", weights_only=True)
     damage(ckpt["state_dict"])
     torch.save(ckpt, tmp_path / "bad.ckpt")
-    result = CliRunner().invoke(main, ["convert", str(tmp_path / "bad.ckpt"), str(tmp_path / "out"), "--config",
-                                       str(reference_dir / "official_tiny_config.json"), "--local-files-only"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "convert",
+            str(tmp_path / "bad.ckpt"),
+            str(tmp_path / "out"),
+            "--config",
+            str(reference_dir / "official_tiny_config.json"),
+            "--local-files-only",
+        ],
+    )
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "out").exists()
 
@@ -190,9 +216,17 @@ def test_convert_names_bad_state_dict_entries(reference_dir, tmp_path, damage, m
 def test_convert_output_respects_the_umask(reference_dir, tmp_path):
     old = os.umask(0o022)
     try:
-        result = CliRunner().invoke(main, ["convert", str(reference_dir / "official_tiny.ckpt"), str(tmp_path / "m"),
-                                           "--config", str(reference_dir / "official_tiny_config.json"),
-                                           "--local-files-only"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "convert",
+                str(reference_dir / "official_tiny.ckpt"),
+                str(tmp_path / "m"),
+                "--config",
+                str(reference_dir / "official_tiny_config.json"),
+                "--local-files-only",
+            ],
+        )
     finally:
         os.umask(old)
     assert result.exit_code == 0, result.output

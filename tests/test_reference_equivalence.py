@@ -1,6 +1,6 @@
 """Our model against the official computation: the stored reference vectors and the full checkpoint manifest."""
 
-
+import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
@@ -9,9 +9,11 @@ from primedepth.conversion.verification import TOLERANCE, verify_manifest, verif
 
 
 def test_every_reference_tensor_is_reproduced(reference_dir):
-    comparisons, problems = verify_vectors(reference_dir / "official_tiny_config.json",
-                                           reference_dir / "official_tiny.ckpt",
-                                           reference_dir / "official_tiny_io.safetensors")
+    comparisons, problems = verify_vectors(
+        reference_dir / "official_tiny_config.json",
+        reference_dir / "official_tiny.ckpt",
+        reference_dir / "official_tiny_io.safetensors",
+    )
     assert problems == []
     stored = load_file(str(reference_dir / "official_tiny_io.safetensors"))
     inputs = {"image", "context", "noise_posterior", "noise_t"}
@@ -39,9 +41,15 @@ def test_manifest_check_detects_a_missing_and_a_misshapen_tensor(reference_dir, 
     assert any("conv_out.bias" in p for p in problems)
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_verify_cli_passes_on_reference_and_fails_on_a_perturbed_vector(reference_dir, tmp_path):
-    args = ["verify-reference", "--checkpoint", str(reference_dir / "official_tiny.ckpt"),
-            "--config", str(reference_dir / "official_tiny_config.json")]
+    args = [
+        "verify-reference",
+        "--checkpoint",
+        str(reference_dir / "official_tiny.ckpt"),
+        "--config",
+        str(reference_dir / "official_tiny_config.json"),
+    ]
     ok = CliRunner().invoke(main, args + ["--vectors", str(reference_dir / "official_tiny_io.safetensors")])
     assert ok.exit_code == 0, ok.output
     assert "102/102 tensors within" in ok.output

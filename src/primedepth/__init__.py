@@ -17,8 +17,7 @@ _PUBLIC = {
     "ImageLoadError": "primedepth.pipelines.image_processor",
 }
 
-__all__ = ["PrimeDepthPipeline", "PrimeDepthOutput", "PrimeDepthLabeller", "PrimeDepthImageProcessor",
-           "ImageLoadError"]
+__all__ = ["PrimeDepthPipeline", "PrimeDepthOutput", "PrimeDepthLabeller", "PrimeDepthImageProcessor", "ImageLoadError"]
 
 if TYPE_CHECKING:
     from .models.labeller import PrimeDepthLabeller

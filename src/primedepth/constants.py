@@ -9,7 +9,6 @@ from pathlib import Path
 SD_LATENT_SCALE = 0.18215
 
 
-
 def cache_root() -> Path:
     """Where primedepth keeps converted models and the caption cache (``$PRIMEDEPTH_CACHE``, read at each call)."""
     return Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
@@ -19,8 +18,9 @@ def cache_root() -> Path:
 DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
 
 # File name extensions treated as images when folders are searched.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm",
-                              ".jfif"})
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
+)
 
 # Segmentation label that marks pixels without a class (ignored by the losses and metrics).
 IGNORE_LABEL = 255

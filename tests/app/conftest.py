@@ -12,8 +12,14 @@ import urllib.request
 import pytest
 from PIL import Image
 
-CHROMIUM_FLAGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 STARTUP_TIMEOUT = 240  # seconds; the machine these tests run on may be shared
 
 
@@ -30,9 +36,22 @@ def app_url(tmp_path_factory):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "primedepth.cli", "app", "--model", "primedepth-mini",
-                                 "--port", str(port), "--local-files-only"], stdout=out, stderr=subprocess.STDOUT,
-                                env=env)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "primedepth.cli",
+                "app",
+                "--model",
+                "primedepth-mini",
+                "--port",
+                str(port),
+                "--local-files-only",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -70,8 +89,13 @@ def browser_page(chromium_path, tmp_path):
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=chromium_path, headless=True,
-            chromium_sandbox=False, args=CHROMIUM_FLAGS, accept_downloads=True)
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium_path,
+            headless=True,
+            chromium_sandbox=False,
+            args=CHROMIUM_FLAGS,
+            accept_downloads=True,
+        )
         try:
             yield context.new_page()
         finally:
@@ -90,7 +114,6 @@ def not_an_image(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("a text file with an image extension")
     return path
-
 
 
 @pytest.fixture(scope="session")

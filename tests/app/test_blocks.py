@@ -25,4 +25,5 @@ def test_upload_input_passes_the_file_itself(tmp_path):
     # unpatched, Gradio would have tried to decode it
     with pytest.raises(Exception, match="cannot identify image file"):
         gr.Image(type="filepath", image_mode=None, render=False).preprocess(
-            SimpleNamespace(path=str(upload), url=None, orig_name="notes.png"))
+            SimpleNamespace(path=str(upload), url=None, orig_name="notes.png")
+        )

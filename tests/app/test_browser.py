@@ -22,7 +22,8 @@ def _open(page, url):
 def _natural_size(page, selector):
     page.wait_for_function(
         f"() => {{ const i = document.querySelector('{selector}'); return i && i.complete && i.naturalWidth > 0 }}",
-        timeout=WAIT_MS)
+        timeout=WAIT_MS,
+    )
     return page.eval_on_selector(selector, "i => [i.naturalWidth, i.naturalHeight]")
 
 
@@ -45,8 +46,9 @@ def test_upload_shows_depth_at_input_size_with_valid_downloads(app_url, browser_
         assert response.ok, href
         files[unquote(href).rsplit("/", 1)[-1]] = response.body()
     names = sorted(files)
-    assert names == ["scene.glb", "scene.npy", "scene.ply", "scene_16bit.png", "scene_color.png",
-                     "scene_side.png"], names
+    assert names == ["scene.glb", "scene.npy", "scene.ply", "scene_16bit.png", "scene_color.png", "scene_side.png"], (
+        names
+    )
     depth = np.load(io.BytesIO(files["scene.npy"]), allow_pickle=False)
     assert depth.shape == (h, w) and depth.dtype == np.float32 and np.isfinite(depth).all()
     png16 = np.asarray(Image.open(io.BytesIO(files["scene_16bit.png"])))
@@ -93,11 +95,13 @@ def test_video_tab_turns_a_clip_into_a_depth_video(app_url, browser_page, clip, 
     page.wait_for_selector("#input-video video", timeout=WAIT_MS)
     page.click("#predict-video")
     # the progress indicator counts predicted frames while the clip runs
-    page.wait_for_function("() => /\\d+\\/8 frame/.test(document.querySelector('#depth-video').innerText)",
-                           timeout=WAIT_MS, polling=100)
+    page.wait_for_function(
+        "() => /\\d+\\/8 frame/.test(document.querySelector('#depth-video').innerText)", timeout=WAIT_MS, polling=100
+    )
     page.wait_for_function(
         "() => { const v = document.querySelector('#depth-video video'); return v && v.readyState >= 1 }",
-        timeout=WAIT_MS)
+        timeout=WAIT_MS,
+    )
     assert page.eval_on_selector("#depth-video video", "v => [v.videoWidth, v.videoHeight]") == [64, 48]
     label = page.inner_text("#video-label")
     assert "8 frames" in label and "stabilised" in label and "primedepth-mini" in label

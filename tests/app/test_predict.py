@@ -18,13 +18,26 @@ def registry():
 
 def test_app_writes_what_predict_writes(registry, tmp_path, rgb_image):
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
-    result = predict_image(registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "app",
-                           max_pixels=10_000)
-    cli = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "cli"), "--model",
-                                    "tiny-random", "--format", "npy,png16,color,side,ply,glb", "--depth-range", "1,10"])
+    result = predict_image(
+        registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "app", max_pixels=10_000
+    )
+    cli = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "x.png"),
+            "-o",
+            str(tmp_path / "cli"),
+            "--model",
+            "tiny-random",
+            "--format",
+            "npy,png16,color,side,ply,glb",
+            "--depth-range",
+            "1,10",
+        ],
+    )
     assert cli.exit_code == 0, cli.output
-    assert [p.name for p in result.downloads] == ["x.npy", "x_16bit.png", "x_color.png", "x_side.png", "x.ply",
-                                                  "x.glb"]
+    assert [p.name for p in result.downloads] == ["x.npy", "x_16bit.png", "x_color.png", "x_side.png", "x.ply", "x.glb"]
     for path in result.downloads:
         assert path.is_relative_to(tmp_path / "app" / "results")
         assert path.read_bytes() == (tmp_path / "cli" / path.name).read_bytes(), path.name
@@ -69,15 +82,18 @@ def test_ensemble_toggle_averages_with_depth_anything(tiny_depth_anything, tmp_p
     member = DepthAnything(tiny_depth_anything, name="depth-anything-v2-small")
     with_member = ModelRegistry([model_choice("tiny-random")], device="cpu", ensemble_member=member)
     Image.fromarray(rgb_image).save(tmp_path / "x.png")
-    alone = predict_image(with_member, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "a",
-                          max_pixels=10_000)
-    both = predict_image(with_member, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "b",
-                         max_pixels=10_000, ensemble=True)
+    alone = predict_image(
+        with_member, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "a", max_pixels=10_000
+    )
+    both = predict_image(
+        with_member, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "b", max_pixels=10_000, ensemble=True
+    )
     primedepth, combined = (np.load(next(p for p in r.downloads if p.suffix == ".npy")) for r in (alone, both))
     expected = average_normalised([primedepth, member.predict(rgb_image)])
     np.testing.assert_allclose(combined, expected, atol=1e-5)
     assert "depth-anything-v2-small (pixel-wise average" in both.label
     registry = ModelRegistry([model_choice("tiny-random")], device="cpu")
     with pytest.raises(InputRejected, match="--ensemble"):
-        predict_image(registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "c", max_pixels=10_000,
-                      ensemble=True)
+        predict_image(
+            registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "c", max_pixels=10_000, ensemble=True
+        )

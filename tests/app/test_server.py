@@ -14,9 +14,12 @@ def test_two_concurrent_api_calls_both_succeed_and_agree(app_url, test_image, rg
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False)
-    jobs = [client.submit(handle_file(str(test_image)), "primedepth-mini", "none", "", 0, 1.0, 10.0, False,
-                          api_name="/predict_image")
-            for _ in range(2)]
+    jobs = [
+        client.submit(
+            handle_file(str(test_image)), "primedepth-mini", "none", "", 0, 1.0, 10.0, False, api_name="/predict_image"
+        )
+        for _ in range(2)
+    ]
     results = [job.result(timeout=300) for job in jobs]
     depths = []
     for _color, label, _compare, view, downloads in results:
@@ -28,8 +31,9 @@ def test_two_concurrent_api_calls_both_succeed_and_agree(app_url, test_image, rg
     np.testing.assert_array_equal(depths[0], depths[1])  # same image, same seed: the same map, run after run
 
 
-@pytest.mark.parametrize("target", ["/etc/passwd", str(Path(__file__).resolve()),
-                                    str(Path(__file__).resolve().parents[2] / "README.md")])
+@pytest.mark.parametrize(
+    "target", ["/etc/passwd", str(Path(__file__).resolve()), str(Path(__file__).resolve().parents[2] / "README.md")]
+)
 def test_files_outside_the_app_folder_are_never_served(app_url, target):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{app_url}/gradio_api/file={target}", timeout=30)

@@ -17,9 +17,17 @@ def registry():
 
 def test_clip_gives_depth_videos_and_reports_progress(registry, clip, tmp_path):
     progress = []
-    result = predict_clip(registry, clip, model="tiny-random", stride=2, max_frames=3, workdir=tmp_path,
-                          max_pixels=10**6, frame_limit=10,
-                          on_progress=lambda done, total: progress.append((done, total)))
+    result = predict_clip(
+        registry,
+        clip,
+        model="tiny-random",
+        stride=2,
+        max_frames=3,
+        workdir=tmp_path,
+        max_pixels=10**6,
+        frame_limit=10,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
     assert progress == [(1, 3), (2, 3), (3, 3)]
     assert [p.name for p in result.downloads] == ["walk_depth.mp4", "walk_side.mp4", "walk_depth.npz"]
     with av.open(str(result.video)) as container:
@@ -33,12 +41,21 @@ def test_clip_gives_depth_videos_and_reports_progress(registry, clip, tmp_path):
 
 def test_clip_limits_and_non_videos_are_refused(registry, clip, tmp_path):
     with pytest.raises(InputRejected, match="between 1 and 2"):
-        predict_clip(registry, clip, model="tiny-random", max_frames=3, workdir=tmp_path, max_pixels=10**6,
-                     frame_limit=2)
+        predict_clip(
+            registry, clip, model="tiny-random", max_frames=3, workdir=tmp_path, max_pixels=10**6, frame_limit=2
+        )
     with pytest.raises(InputRejected, match="64 x 48 frames are over this app's limit"):
-        predict_clip(registry, clip, model="tiny-random", max_frames=2, workdir=tmp_path, max_pixels=1000,
-                     frame_limit=2)
+        predict_clip(
+            registry, clip, model="tiny-random", max_frames=2, workdir=tmp_path, max_pixels=1000, frame_limit=2
+        )
     (tmp_path / "notes.mp4").write_text("not a video")
     with pytest.raises(VideoReadError, match="notes.mp4: not a video"):
-        predict_clip(registry, tmp_path / "notes.mp4", model="tiny-random", max_frames=2, workdir=tmp_path,
-                     max_pixels=10**6, frame_limit=2)
+        predict_clip(
+            registry,
+            tmp_path / "notes.mp4",
+            model="tiny-random",
+            max_frames=2,
+            workdir=tmp_path,
+            max_pixels=10**6,
+            frame_limit=2,
+        )

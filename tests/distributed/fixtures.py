@@ -18,13 +18,19 @@ def make_input_shards(root, shards=4, per_shard=3, size=(40, 48), seed=0):
         with open(root / f"{s:05d}.tar", "wb") as fh, TarWriter(fh) as tar:
             for i in range(per_shard):
                 key = f"{s * per_shard + i:09d}"
-                y, x = np.mgrid[0:size[0], 0:size[1]]
+                y, x = np.mgrid[0 : size[0], 0 : size[1]]
                 base = rng.integers(0, 256, 3)
                 img = (base + np.stack([x * 3, y * 2, (x + y)], -1) + rng.integers(0, 30, (*size, 3))) % 256
                 buf = io.BytesIO()
                 Image.fromarray(img.astype(np.uint8)).save(buf, format="JPEG", quality=90)
-                tar.write({"__key__": key, "jpg": buf.getvalue(), "txt": f"alt text {key}".encode(),
-                           "json": json.dumps({"key": key, "width": size[1]}).encode()})
+                tar.write(
+                    {
+                        "__key__": key,
+                        "jpg": buf.getvalue(),
+                        "txt": f"alt text {key}".encode(),
+                        "json": json.dumps({"key": key, "width": size[1]}).encode(),
+                    }
+                )
                 keys.append(key)
     return keys
 

@@ -49,8 +49,20 @@ def test_ray_engine_matches_local_and_survives_a_kill(tmp_path, ray_address):
 
     # Ray: a driver killed while the actors work, then the same command again
     out = tmp_path / "killed"
-    cmd = [str(Path(sys.executable).parent / "primedepth"), "predict", spec, "-o", str(out), *args,
-           "--engine", "ray", "--workers", "2", "--ray-address", ray_address]
+    cmd = [
+        str(Path(sys.executable).parent / "primedepth"),
+        "predict",
+        spec,
+        "-o",
+        str(out),
+        *args,
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+        "--ray-address",
+        ray_address,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(tmp_path / "first.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -86,8 +98,9 @@ def test_ray_engine_pseudo_labels_like_the_local_engine(tmp_path, ray_address, m
     spec = str(tmp_path / "in" / "{00000..00002}.tar")
     local = CliRunner().invoke(main, ["pseudo-label", spec, str(tmp_path / "local")])
     assert local.exit_code == 0, local.output
-    result = CliRunner().invoke(main, ["pseudo-label", spec, str(tmp_path / "ray"), "--engine", "ray",
-                                       "--workers", "2"])
+    result = CliRunner().invoke(
+        main, ["pseudo-label", spec, str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"]
+    )
     assert result.exit_code == 0, result.output
     assert "done: 3 shards (6 samples) written" in result.output
     expected = _shards(tmp_path / "local")

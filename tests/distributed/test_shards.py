@@ -28,8 +28,9 @@ def test_brace_patterns_urls_and_atomic_writes(tmp_path):
     make_input_shards(tmp_path / "in", shards=3, per_shard=2)
     pattern = str(tmp_path / "in" / "{00000..00002}.tar")
     assert is_shard_spec(pattern) and is_shard_spec("s3://bucket/{0..9}.tar") and not is_shard_spec("a.png")
-    assert expand_shards([pattern, str(tmp_path / "in" / "00001.tar")]) == \
-        [str(tmp_path / "in" / f"{i:05d}.tar") for i in range(3)]  # expanded, in order, once each
+    assert expand_shards([pattern, str(tmp_path / "in" / "00001.tar")]) == [
+        str(tmp_path / "in" / f"{i:05d}.tar") for i in range(3)
+    ]  # expanded, in order, once each
     with pytest.raises(DataError, match=r"00003\.tar: shard not found"):
         expand_shards(str(tmp_path / "in" / "{00000..00007}.tar"))
     samples = list(read_shard(str(tmp_path / "in" / "00001.tar")))
@@ -49,8 +50,9 @@ def test_brace_patterns_urls_and_atomic_writes(tmp_path):
         for s in samples:
             tar.write({"__key__": s["__key__"], "txt": s["txt"]})
     assert shard_exists("memory://bucket/r/00000.tar") and not shard_exists("memory://bucket/r/00001.tar")
-    assert [(s["__key__"], s["txt"]) for s in read_shard("memory://bucket/r/00000.tar")] == \
-        [(s["__key__"], s["txt"]) for s in samples]
+    assert [(s["__key__"], s["txt"]) for s in read_shard("memory://bucket/r/00000.tar")] == [
+        (s["__key__"], s["txt"]) for s in samples
+    ]
     import fsspec
 
     assert fsspec.filesystem("memory").ls("/bucket/r", detail=False) == ["/bucket/r/00000.tar"]  # no temporary
@@ -93,7 +95,7 @@ def test_pseudo_label_shards_hold_every_label_keyed_like_the_input(labelled):
     labellers = TinyRandomLabellers(None, None, None, "cpu", True)
     for s in range(4):
         inputs, outputs = _members(tmp_path / "in" / f"{s:05d}.tar"), _members(tmp_path / "pseudo" / f"{s:05d}.tar")
-        assert list(outputs) == list(inputs) == keys[3 * s:3 * s + 3]
+        assert list(outputs) == list(inputs) == keys[3 * s : 3 * s + 3]
         for key, out in outputs.items():
             assert set(out) == {"jpg", "depth.npy", "depth.png", "seg.png", "txt", "json"}
             assert out["jpg"] == inputs[key]["jpg"]  # the image travels unchanged
@@ -139,13 +141,15 @@ def test_bad_samples_and_missing_shards_are_named(tmp_path, monkeypatch):
     with open(tmp_path / "in" / "00001.tar", "wb") as fh, TarWriter(fh) as tar:
         tar.write({"__key__": "broken", "jpg": b"no jpeg here"})
         tar.write({"__key__": samples[0]["__key__"] + "b", "jpg": samples[0]["jpg"]})
-    result = CliRunner().invoke(main, ["pseudo-label", str(tmp_path / "in" / "{00000..00001}.tar"),
-                                       str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        main, ["pseudo-label", str(tmp_path / "in" / "{00000..00001}.tar"), str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     assert "00001.tar: sample 'broken': not a readable image" in result.output and "Traceback" not in result.output
     assert list(_members(tmp_path / "out" / "00001.tar")) == ["000000000b"]  # the rest of the shard is done
-    missing = CliRunner().invoke(main, ["pseudo-label", str(tmp_path / "in" / "{00000..00005}.tar"),
-                                        str(tmp_path / "out2")])
+    missing = CliRunner().invoke(
+        main, ["pseudo-label", str(tmp_path / "in" / "{00000..00005}.tar"), str(tmp_path / "out2")]
+    )
     assert missing.exit_code == 2 and "00002.tar: shard not found" in missing.output
 
 
@@ -162,8 +166,9 @@ def _stream_keys(dataset, rank, world, workers, batches, start=0, batch_size=2):
 
 def test_streaming_split_per_rank_and_worker_and_exact_position(labelled):
     tmp_path, _, _ = labelled
-    ds = StreamingShards(str(tmp_path / "pseudo" / "{00000..00003}.tar"), (32, 32), seed=3, hflip=True,
-                         shuffle_buffer=4)
+    ds = StreamingShards(
+        str(tmp_path / "pseudo" / "{00000..00003}.tar"), (32, 32), seed=3, hflip=True, shuffle_buffer=4
+    )
     # 2 processes x 2 workers = 4 streams, one 3-sample shard each per epoch: the first batch of 3 of every
     # stream is its shard of epoch 0, and together they cover every sample once
     seen = [c for r in (0, 1) for caps, _ in _stream_keys(ds, r, 2, 2, 2, batch_size=3) for c in caps]
@@ -178,17 +183,27 @@ def test_streaming_split_per_rank_and_worker_and_exact_position(labelled):
         ds.loader(2, 0, 2, 0, 3)
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_training_from_pseudo_labelled_shards_resumes_exactly(labelled):
     from primedepth.training.trainer import run_training
 
     tmp_path, _, _ = labelled
-    data = {"train": [{"kind": "shards", "urls": str(tmp_path / "pseudo" / "{00000..00003}.tar"),
-                       "shuffle_buffer": 3}], "val": [], "resolution": [32, 32], "num_workers": 2}
+    data = {
+        "train": [{"kind": "shards", "urls": str(tmp_path / "pseudo" / "{00000..00003}.tar"), "shuffle_buffer": 3}],
+        "val": [],
+        "resolution": [32, 32],
+        "num_workers": 2,
+    }
 
     def cfg(out):
-        return {"output_dir": str(out), "data": data, "train": {"max_steps": 4, "batch_size": 2},
-                "checkpoint": {"every": 2, "keep_last": 0}, "logging": {"every": 1, "tensorboard": False},
-                "optim": {"lr": 3e-4}}
+        return {
+            "output_dir": str(out),
+            "data": data,
+            "train": {"max_steps": 4, "batch_size": 2},
+            "checkpoint": {"every": 2, "keep_last": 0},
+            "logging": {"every": 1, "tensorboard": False},
+            "optim": {"lr": 3e-4},
+        }
 
     straight = run_training(None, extra=cfg(tmp_path / "a"), resume=None)
     assert straight.step == 4
@@ -197,9 +212,13 @@ def test_training_from_pseudo_labelled_shards_resumes_exactly(labelled):
     assert state["stream"] == {"microbatches_per_process": 2, "processes": 1, "num_workers": 2}
     resumed = run_training(None, extra=cfg(tmp_path / "b"), resume="auto")
     assert resumed.step == 4
+
     def weights(run, step):
-        return load_file(str(tmp_path / run / "checkpoints" / f"step-{step:06d}" / "labeller" /
-                             "diffusion_pytorch_model.safetensors"))
+        return load_file(
+            str(
+                tmp_path / run / "checkpoints" / f"step-{step:06d}" / "labeller" / "diffusion_pytorch_model.safetensors"
+            )
+        )
 
     a, b = weights("a", 4), weights("b", 4)
     for k in a:
@@ -215,11 +234,13 @@ def test_training_from_pseudo_labelled_shards_resumes_exactly(labelled):
 
 
 # --------------------------------------------------------------------------------------------------- predict
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_predict_over_shards_matches_predict_over_files(tmp_path):
     keys = make_input_shards(tmp_path / "in", shards=2, per_shard=2)
     spec = str(tmp_path / "in" / "{00000..00001}.tar")
-    result = CliRunner().invoke(main, ["predict", spec, "-o", str(tmp_path / "out"), "--model", "tiny-random",
-                                       "--format", "npy,png16,seg"])
+    result = CliRunner().invoke(
+        main, ["predict", spec, "-o", str(tmp_path / "out"), "--model", "tiny-random", "--format", "npy,png16,seg"]
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000.tar", "00001.tar"]
     # the same images as files through the folder path of predict
@@ -228,22 +249,30 @@ def test_predict_over_shards_matches_predict_over_files(tmp_path):
     for s in range(2):
         for key, m in _members(tmp_path / "in" / f"{s:05d}.tar").items():
             (files / f"{key}.jpg").write_bytes(m["jpg"])
-    assert CliRunner().invoke(main, ["predict", str(files), "-o", str(tmp_path / "ref"), "--model", "tiny-random",
-                                     "--format", "npy,seg"]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(
+            main, ["predict", str(files), "-o", str(tmp_path / "ref"), "--model", "tiny-random", "--format", "npy,seg"]
+        )
+        .exit_code
+        == 0
+    )
     for s in range(2):
         out = _members(tmp_path / "out" / f"{s:05d}.tar")
-        assert list(out) == keys[2 * s:2 * s + 2]
+        assert list(out) == keys[2 * s : 2 * s + 2]
         for key, m in out.items():
             assert set(m) == {"depth.npy", "depth.png", "seg.png", "json"}
             np.testing.assert_array_equal(np.load(io.BytesIO(m["depth.npy"])), np.load(tmp_path / "ref" / f"{key}.npy"))
             assert m["seg.png"] == (tmp_path / "ref" / f"{key}_seg.png").read_bytes()
             assert json.loads(m["json"])["source"] == str(tmp_path / "in" / f"{s:05d}.tar")
     # an fsspec URL as the output folder
-    remote = CliRunner().invoke(main, ["predict", spec, "-o", "memory://results/depth", "--model", "tiny-random",
-                                       "--format", "npy,png16,seg"])
+    remote = CliRunner().invoke(
+        main, ["predict", spec, "-o", "memory://results/depth", "--model", "tiny-random", "--format", "npy,png16,seg"]
+    )
     assert remote.exit_code == 0, remote.output
     for s in range(2):
         assert _members(f"memory://results/depth/{s:05d}.tar") == _members(tmp_path / "out" / f"{s:05d}.tar")
-    missing = CliRunner().invoke(main, ["predict", str(tmp_path / "in" / "00009.tar"), "-o", str(tmp_path / "x"),
-                                        "--model", "tiny-random"])
+    missing = CliRunner().invoke(
+        main, ["predict", str(tmp_path / "in" / "00009.tar"), "-o", str(tmp_path / "x"), "--model", "tiny-random"]
+    )
     assert missing.exit_code == 2 and "00009.tar: shard not found" in missing.output

@@ -109,50 +109,108 @@ def make_nuscenes(root: Path, scenes: dict[str, int], cam_forward_shift: float =
     version = root / "v1.0-trainval"
     version.mkdir(parents=True)
     tables = {k: [] for k in ("scene", "sample", "sample_data", "sensor", "calibrated_sensor", "ego_pose", "log")}
-    tables["sensor"] = [{"token": "s_cam", "channel": "CAM_FRONT", "modality": "camera"},
-                        {"token": "s_lid", "channel": "LIDAR_TOP", "modality": "lidar"},
-                        {"token": "s_back", "channel": "CAM_BACK", "modality": "camera"}]
+    tables["sensor"] = [
+        {"token": "s_cam", "channel": "CAM_FRONT", "modality": "camera"},
+        {"token": "s_lid", "channel": "LIDAR_TOP", "modality": "lidar"},
+        {"token": "s_back", "channel": "CAM_BACK", "modality": "camera"},
+    ]
     intrinsic = [[NUSC_F, 0, NUSC_W / 2], [0, NUSC_F, NUSC_H / 2], [0, 0, 1]]
     tables["calibrated_sensor"] = [
-        {"token": "cs_cam", "sensor_token": "s_cam", "translation": [0, 0, 1.5], "rotation": EGO_TO_CAMERA_QUATERNION,
-         "camera_intrinsic": intrinsic},
-        {"token": "cs_lid", "sensor_token": "s_lid", "translation": [0, 0, 0], "rotation": [1, 0, 0, 0],
-         "camera_intrinsic": []},
-        {"token": "cs_back", "sensor_token": "s_back", "translation": [0, 0, 1.5], "rotation": [1, 0, 0, 0],
-         "camera_intrinsic": intrinsic},
+        {
+            "token": "cs_cam",
+            "sensor_token": "s_cam",
+            "translation": [0, 0, 1.5],
+            "rotation": EGO_TO_CAMERA_QUATERNION,
+            "camera_intrinsic": intrinsic,
+        },
+        {
+            "token": "cs_lid",
+            "sensor_token": "s_lid",
+            "translation": [0, 0, 0],
+            "rotation": [1, 0, 0, 0],
+            "camera_intrinsic": [],
+        },
+        {
+            "token": "cs_back",
+            "sensor_token": "s_back",
+            "translation": [0, 0, 1.5],
+            "rotation": [1, 0, 0, 0],
+            "camera_intrinsic": intrinsic,
+        },
     ]
     expected = {}
     for name, frames in scenes.items():
         tokens = [f"{name}_smp{k}" for k in range(frames)]
-        tables["scene"].append({"token": f"{name}_tok", "name": name, "first_sample_token": tokens[0],
-                                "nbr_samples": frames, "description": "fixture", "log_token": "log"})
+        tables["scene"].append(
+            {
+                "token": f"{name}_tok",
+                "name": name,
+                "first_sample_token": tokens[0],
+                "nbr_samples": frames,
+                "description": "fixture",
+                "log_token": "log",
+            }
+        )
         for k, tok in enumerate(tokens):
             x0 = 10.0 * k
-            tables["sample"].append({"token": tok, "scene_token": f"{name}_tok", "timestamp": k,
-                                     "prev": tokens[k - 1] if k else "",
-                                     "next": tokens[k + 1] if k + 1 < frames else ""})
-            tables["ego_pose"] += [{"token": f"{tok}_ep_l", "translation": [x0, 5.0, 0], "rotation": [1, 0, 0, 0]},
-                                   {"token": f"{tok}_ep_c", "translation": [x0 + cam_forward_shift, 5.0, 0],
-                                    "rotation": [1, 0, 0, 0]}]
+            tables["sample"].append(
+                {
+                    "token": tok,
+                    "scene_token": f"{name}_tok",
+                    "timestamp": k,
+                    "prev": tokens[k - 1] if k else "",
+                    "next": tokens[k + 1] if k + 1 < frames else "",
+                }
+            )
+            tables["ego_pose"] += [
+                {"token": f"{tok}_ep_l", "translation": [x0, 5.0, 0], "rotation": [1, 0, 0, 0]},
+                {"token": f"{tok}_ep_c", "translation": [x0 + cam_forward_shift, 5.0, 0], "rotation": [1, 0, 0, 0]},
+            ]
             cam_file, lid_file = f"samples/CAM_FRONT/{tok}.jpg", f"samples/LIDAR_TOP/{tok}.pcd.bin"
-            channels = (("cam", "cs_cam", cam_file), ("lid", "cs_lid", lid_file),
-                        ("back", "cs_back", f"samples/CAM_BACK/{tok}.jpg"))
+            channels = (
+                ("cam", "cs_cam", cam_file),
+                ("lid", "cs_lid", lid_file),
+                ("back", "cs_back", f"samples/CAM_BACK/{tok}.jpg"),
+            )
             for ch, cs, fn in channels:
-                tables["sample_data"].append({"token": f"{tok}_{ch}", "sample_token": tok,
-                                              "ego_pose_token": f"{tok}_ep_{'l' if ch == 'lid' else 'c'}",
-                                              "calibrated_sensor_token": cs, "filename": fn, "is_key_frame": True,
-                                              "fileformat": "jpg" if ch != "lid" else "pcd", "timestamp": k})
+                tables["sample_data"].append(
+                    {
+                        "token": f"{tok}_{ch}",
+                        "sample_token": tok,
+                        "ego_pose_token": f"{tok}_ep_{'l' if ch == 'lid' else 'c'}",
+                        "calibrated_sensor_token": cs,
+                        "filename": fn,
+                        "is_key_frame": True,
+                        "fileformat": "jpg" if ch != "lid" else "pcd",
+                        "timestamp": k,
+                    }
+                )
             # a sweep (non key frame) that must be ignored
-            tables["sample_data"].append({"token": f"{tok}_sweep", "sample_token": tok,
-                                          "ego_pose_token": f"{tok}_ep_c", "calibrated_sensor_token": "cs_cam",
-                                          "filename": f"sweeps/CAM_FRONT/{tok}.jpg", "is_key_frame": False,
-                                          "fileformat": "jpg", "timestamp": k})
+            tables["sample_data"].append(
+                {
+                    "token": f"{tok}_sweep",
+                    "sample_token": tok,
+                    "ego_pose_token": f"{tok}_ep_c",
+                    "calibrated_sensor_token": "cs_cam",
+                    "filename": f"sweeps/CAM_FRONT/{tok}.jpg",
+                    "is_key_frame": False,
+                    "fileformat": "jpg",
+                    "timestamp": k,
+                }
+            )
             _rgb(root / cam_file, NUSC_H, NUSC_W, k)
             # Points in the lidar frame (x forward, y left, z up): (forward, left, up).
             # The 4th point is on the ray of the 2nd, twice as far (hidden: nearest wins); the last two are behind the
             # camera or closer than 1 m and must be dropped.
-            pts = [(11.0, 0.01, 1.5), (21.0, 2.01, 0.5), (6.0, -1.01, 1.0), (41.0, 4.02, -0.5), (31.0, 2.0, 0.5),
-                   (-5.0, 0, 0), (1.5, 0, 1.5)]
+            pts = [
+                (11.0, 0.01, 1.5),
+                (21.0, 2.01, 0.5),
+                (6.0, -1.01, 1.0),
+                (41.0, 4.02, -0.5),
+                (31.0, 2.0, 0.5),
+                (-5.0, 0, 0),
+                (1.5, 0, 1.5),
+            ]
             (root / lid_file).parent.mkdir(parents=True, exist_ok=True)
             np.array([[*p, 0.5, 3] for p in pts], dtype="<f4").tofile(root / lid_file)
             exp = []
@@ -192,6 +250,14 @@ def make_rabbitai(root: Path, scenes=("alley", "garden"), per_scene: int = 2, h:
 
 def write_packaged_style_scene_list(path: Path, groups: list[tuple[str, list[str], int]]) -> Path:
     """A scene list in the packaged format, with the frame count of each category."""
-    path.write_text(json.dumps({"source": "test", "categories": [
-        {"category": c, "scenes": s, "num_scenes": len(s), "num_images": n} for c, s, n in groups]}))
+    path.write_text(
+        json.dumps(
+            {
+                "source": "test",
+                "categories": [
+                    {"category": c, "scenes": s, "num_scenes": len(s), "num_images": n} for c, s, n in groups
+                ],
+            }
+        )
+    )
     return path

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from primedepth.cli import main
@@ -38,18 +39,36 @@ KILLABLE_MODEL = textwrap.dedent(
 
 
 def run_cli(args, env):
-    return subprocess.run([sys.executable, "-c", "from primedepth.cli import main; main()", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from primedepth.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_eval_killed_half_way_resumes_without_recomputing(tmp_path):
     fixtures.make_scannet(tmp_path / "data", n=4)
     (tmp_path / "killable_model.py").write_text(KILLABLE_MODEL)
     log = tmp_path / "calls.txt"
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "CALL_LOG": str(log)}
-    args = ["eval", "--dataset", "scannet", "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
-            "--model", "python=killable_model:make", "--allow-partial"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "CALL_LOG": str(log),
+    }
+    args = [
+        "eval",
+        "--dataset",
+        "scannet",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        "python=killable_model:make",
+        "--allow-partial",
+    ]
     first = run_cli(args, {**env, "KILL_AFTER": "2"})
     assert first.returncode == -signal.SIGKILL
     run = tmp_path / "out/scannet/logged"
@@ -65,10 +84,23 @@ def test_eval_killed_half_way_resumes_without_recomputing(tmp_path):
     assert (tmp_path / "out/table.md").is_file()
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_eval_tiny_random_primedepth_writes_outputs_and_resumes(tmp_path):
     fixtures.make_diode(tmp_path / "data", h=24, w=32)
-    args = ["eval", "--dataset", "diode", "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
-            "--model", "tiny-random", "--allow-partial", "--device", "cpu"]
+    args = [
+        "eval",
+        "--dataset",
+        "diode",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        "tiny-random",
+        "--allow-partial",
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "3 samples" in result.output
@@ -88,22 +120,58 @@ def test_eval_errors_are_clear(tmp_path):
     fixtures.make_nyu(tmp_path / "nyu", n=1)
     result = CliRunner().invoke(main, ["eval", "--dataset", "nyu", "--data-root", str(tmp_path / "nyu")])
     assert result.exit_code == 1 and "found 1 samples" in result.output and "--allow-partial" in result.output
-    result = CliRunner().invoke(main, ["eval", "--dataset", "nyu", "--data-root", str(tmp_path / "nyu"),
-                                       "--allow-partial", "--model", f"depth-anything-v2={tmp_path / 'none'}"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "eval",
+            "--dataset",
+            "nyu",
+            "--data-root",
+            str(tmp_path / "nyu"),
+            "--allow-partial",
+            "--model",
+            f"depth-anything-v2={tmp_path / 'none'}",
+        ],
+    )
     assert result.exit_code == 1 and "Depth Anything V2 weights not found" in result.output
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_accelerate_launch_shards_over_two_processes(tmp_path):
 
     fixtures.make_scannet(tmp_path / "data", n=4)
     (tmp_path / "killable_model.py").write_text(KILLABLE_MODEL)
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "CALL_LOG": str(tmp_path / "calls.txt")}
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(Path(sys.executable).parent / "primedepth"), "eval", "--dataset", "scannet",
-           "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out"),
-           "--model", "python=killable_model:make", "--allow-partial", "--device", "cpu"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "CALL_LOG": str(tmp_path / "calls.txt"),
+    }
+    cmd = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(Path(sys.executable).parent / "primedepth"),
+        "eval",
+        "--dataset",
+        "scannet",
+        "--data-root",
+        str(tmp_path / "data"),
+        "--output",
+        str(tmp_path / "out"),
+        "--model",
+        "python=killable_model:make",
+        "--allow-partial",
+        "--device",
+        "cpu",
+    ]
     result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "out/scannet/logged"

@@ -11,8 +11,15 @@ from primedepth.evaluation.datasets.nuscenes_c import load_scene_list, quaternio
 
 from . import fixtures
 
-PROTOCOL_COUNTS = {"nyu": 654, "kitti": 652, "eth3d": 454, "scannet": 800, "diode": 771, "nuscenes_c": 3489,
-                   "rabbitai": 60}
+PROTOCOL_COUNTS = {
+    "nyu": 654,
+    "kitti": 652,
+    "eth3d": 454,
+    "scannet": 800,
+    "diode": 771,
+    "nuscenes_c": 3489,
+    "rabbitai": 60,
+}
 PAPER_SCENE_LIST = Path(__file__).resolve().parents[3] / "shared" / "paper" / "nuscenes_c_scenes.json"
 
 
@@ -127,8 +134,9 @@ def test_quaternion_matches_camera_convention():
 
 def test_nuscenes_projection_categories_and_counts(tmp_path):
     expected = fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0001": 3, "scene-0002": 2, "scene-0003": 1})
-    scene_list = fixtures.write_scene_list(tmp_path / "scenes.json",
-                                           {"Night": ["scene-0002"], "Day Rain": ["scene-0001"]})
+    scene_list = fixtures.write_scene_list(
+        tmp_path / "scenes.json", {"Night": ["scene-0002"], "Day Rain": ["scene-0001"]}
+    )
     ds = DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=scene_list, allow_partial=True)
     assert len(ds) == 5  # key frames of the listed scenes only; sweeps and other cameras ignored
     assert sorted(ds[i].category for i in range(len(ds))) == ["Day Rain"] * 3 + ["Night"] * 2
@@ -154,8 +162,14 @@ def test_packaged_scene_list_is_consistent_with_the_protocol():
     assert len(scenes.categories) == 87 and len(set(scenes.categories)) == 87
     assert tuple(scenes.expected_images) == config.categories
     assert sum(scenes.expected_images.values()) == config.expected_count == 3489
-    assert scenes.expected_images == {"Day Cloudy": 795, "Day Sunny": 722, "Day Rain": 323, "Night": 765,
-                                      "Night Dark": 321, "Night Rain": 563}
+    assert scenes.expected_images == {
+        "Day Cloudy": 795,
+        "Day Sunny": 722,
+        "Day Rain": 323,
+        "Night": 765,
+        "Night Dark": 321,
+        "Night Rain": 563,
+    }
     assert scenes.categories["scene-0062"] == "Day Cloudy" and scenes.categories["scene-1110"] == "Night Rain"
 
 
@@ -164,19 +178,22 @@ def test_nuscenes_uses_the_packaged_list_and_skips_absent_scenes_when_partial(tm
     ds = DATASETS["nuscenes_c"](tmp_path, allow_partial=True)
     assert [ds[i].category for i in range(len(ds))] == ["Day Cloudy", "Day Cloudy", "Night"]  # scene-0001 is not listed
     assert len(ds.missing_scenes) == 85
-    with pytest.raises(DatasetError,
-                       match=r"lacks scenes of the list packaged nuscenes_c_scenes.json: scene-0039, scene-0041"):
+    with pytest.raises(
+        DatasetError, match=r"lacks scenes of the list packaged nuscenes_c_scenes.json: scene-0039, scene-0041"
+    ):
         DATASETS["nuscenes_c"](tmp_path)
 
 
 def test_nuscenes_frame_counts_are_checked_per_category(tmp_path):
     fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0062": 2, "scene-1077": 3})
-    good = fixtures.write_packaged_style_scene_list(tmp_path / "good.json",
-                                                    [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 3)])
+    good = fixtures.write_packaged_style_scene_list(
+        tmp_path / "good.json", [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 3)]
+    )
     ds = DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=good)  # complete: no --allow-partial needed
     assert len(ds) == 5 and not ds.partial and ds.config.expected_count == 5
-    bad = fixtures.write_packaged_style_scene_list(tmp_path / "bad.json",
-                                                   [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 4)])
+    bad = fixtures.write_packaged_style_scene_list(
+        tmp_path / "bad.json", [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 4)]
+    )
     with pytest.raises(DatasetError, match=r"per category differ .*bad.json: Night 3 \(expected 4\)"):
         DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=bad)
     assert len(DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=bad, allow_partial=True)) == 5

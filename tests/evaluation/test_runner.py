@@ -23,11 +23,17 @@ def no_temp_files(root):
 def build(name, root, tmp_path):
     if name == "nuscenes_c":
         fixtures.make_nuscenes(root, {"scene-0001": 2, "scene-0002": 2})
-        scenes = fixtures.write_scene_list(tmp_path / "scenes.json",
-                                           {"Day Sunny": ["scene-0001"], "Night Dark": ["scene-0002"]})
+        scenes = fixtures.write_scene_list(
+            tmp_path / "scenes.json", {"Day Sunny": ["scene-0001"], "Night Dark": ["scene-0002"]}
+        )
         return DATASETS[name](root, scene_list=scenes, allow_partial=True)
-    {"nyu": fixtures.make_nyu, "kitti": fixtures.make_kitti, "eth3d": fixtures.make_eth3d,
-     "scannet": fixtures.make_scannet, "diode": fixtures.make_diode}[name](root)
+    {
+        "nyu": fixtures.make_nyu,
+        "kitti": fixtures.make_kitti,
+        "eth3d": fixtures.make_eth3d,
+        "scannet": fixtures.make_scannet,
+        "diode": fixtures.make_diode,
+    }[name](root)
     return DATASETS[name](root, allow_partial=True)
 
 
@@ -132,8 +138,9 @@ def test_saved_predictions_ensemble_oracle_and_report(tmp_path):
     saved = SavedPredictor(out / "nuscenes_c/primedepth/predictions", "disparity", "rescored")
     assert evaluate(ds, saved, out, save_predictions=False)["metrics"] == good["metrics"]
 
-    members = [SavedPredictor(out / f"nuscenes_c/{n}/predictions", "disparity", n)
-               for n in ("primedepth", "depth-anything-v2")]
+    members = [
+        SavedPredictor(out / f"nuscenes_c/{n}/predictions", "disparity", n) for n in ("primedepth", "depth-anything-v2")
+    ]
     ens = evaluate(ds, EnsemblePredictor(members), out)
     assert ens["model"] == "ensemble(primedepth+depth-anything-v2)" and ens["samples"] == len(ds)
 

@@ -37,6 +37,7 @@ def test_twenty_percent_outliers_are_rejected():
     assert rejected.sum() >= 0.9 * outliers.sum()  # (a few outliers may land on the truth by chance)
     # plain least squares on the same points is far off, which is why the fit is robust
     from primedepth.evaluation.alignment import fit_scale_shift
+
     scale, _ = fit_scale_shift(inverse_depth, np.where(sparse > 0, 1.0 / np.maximum(sparse, 1e-6), 0), sparse > 0)
     assert abs(scale - 0.25) > 0.01
 

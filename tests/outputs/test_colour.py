@@ -65,4 +65,4 @@ def test_side_by_side_has_the_rgb_the_colour_map_and_a_labelled_bar():
     # the bar runs far (left) to near (right) and carries dark label text under it
     np.testing.assert_array_equal(strip[0, 0], colour_lut()[0])
     np.testing.assert_array_equal(strip[0, -1], colour_lut()[255])
-    assert (strip[strip.shape[0] // 2 + 2:] < 100).any()
+    assert (strip[strip.shape[0] // 2 + 2 :] < 100).any()

@@ -22,7 +22,7 @@ def test_tiff_exr_pfm_round_trip_exactly(tmp_path):
     assert "metres" in tifffile.TiffFile(tmp_path / "a.tiff").pages[0].description
     # PFM stores rows bottom to top: the first stored row is the image's last
     raw = (tmp_path / "a.pfm").read_bytes()
-    np.testing.assert_array_equal(np.frombuffer(raw[-21 * 13 * 4:][:21 * 4], "<f4"), values[-1])
+    np.testing.assert_array_equal(np.frombuffer(raw[-21 * 13 * 4 :][: 21 * 4], "<f4"), values[-1])
 
 
 def test_grey_png_is_white_near():

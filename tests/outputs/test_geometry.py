@@ -24,7 +24,7 @@ from primedepth.outputs.geometry import (
 
 def _step_scene(h=12, w=16):
     depth = np.full((h, w), 2.0, np.float32)
-    depth[:, w // 2:] = 6.0  # a depth discontinuity down the middle
+    depth[:, w // 2 :] = 6.0  # a depth discontinuity down the middle
     rgb = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     return depth, rgb
 

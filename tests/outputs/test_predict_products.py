@@ -23,8 +23,9 @@ def _predict(*args):
 
 def test_every_product_format_with_a_stated_depth_range(tmp_path, photo, rgb_image):
     out = tmp_path / "out"
-    result = _predict(photo, "-o", out, "--format", "npy,ply,glb,tiff,exr,pfm,grey,side,depth", "--depth-range", "1,10",
-                      "--fov", "70")
+    result = _predict(
+        photo, "-o", out, "--format", "npy,ply,glb,tiff,exr,pfm,grey,side,depth", "--depth-range", "1,10", "--fov", "70"
+    )
     assert result.exit_code == 0, result.output
     assert "depth assumed to span 1-10 m" in result.output and "--fov 70 deg" in result.output
     inverse_depth = np.load(out / "x.npy")

@@ -47,10 +47,12 @@ class AffinePipe:
         return SimpleNamespace(inverse_depth=[np.float32(1.0 + 0.3 * k) * base + np.float32(0.7 * k - 2.0)])
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_cli_writes_a_playable_mp4_with_the_right_frames_size_and_fps(tmp_path, clip):
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["video", str(clip), "-o", str(out), "--model", "tiny-random",
-                                       "--side-by-side", "--frames", "png16"])
+    result = CliRunner().invoke(
+        main, ["video", str(clip), "-o", str(out), "--model", "tiny-random", "--side-by-side", "--frames", "png16"]
+    )
     assert result.exit_code == 0, result.output
     frames, fps = _decoded(out / "walk_depth.mp4")
     assert len(frames) == 10 and frames[0].shape == (48, 64, 3) and fps == 10
@@ -61,8 +63,9 @@ def test_cli_writes_a_playable_mp4_with_the_right_frames_size_and_fps(tmp_path, 
     np.testing.assert_array_equal(stack["frame_numbers"], np.arange(10))
     assert len(list((out / "walk_frames").glob("*_16bit.png"))) == 10
     assert not (out / "walk_frames_raw").exists()
-    again = CliRunner().invoke(main, ["video", str(clip), "-o", str(out), "--model", "tiny-random",
-                                      "--side-by-side", "--frames", "png16"])
+    again = CliRunner().invoke(
+        main, ["video", str(clip), "-o", str(out), "--model", "tiny-random", "--side-by-side", "--frames", "png16"]
+    )
     assert again.exit_code == 0 and "skipped" in again.output
 
 
@@ -87,8 +90,9 @@ def test_a_kill_mid_run_recomputes_nothing_on_rerun(tmp_path, clip):
     result = predict_video(rerun, clip, tmp_path, progress=False)
     assert result.predicted == 6 and rerun.calls == 10 and result.frames == 10
     reference = predict_video(AffinePipe(), clip, tmp_path / "whole", progress=False)
-    np.testing.assert_array_equal(np.load(result.outputs["npz"])["inverse_depth"],
-                                  np.load(reference.outputs["npz"])["inverse_depth"])
+    np.testing.assert_array_equal(
+        np.load(result.outputs["npz"])["inverse_depth"], np.load(reference.outputs["npz"])["inverse_depth"]
+    )
 
 
 def test_stabilisation_undoes_per_frame_scale_and_shift(tmp_path, clip):
@@ -98,8 +102,9 @@ def test_stabilisation_undoes_per_frame_scale_and_shift(tmp_path, clip):
     first = stack[0]
     for frame in stack[1:]:
         np.testing.assert_allclose(frame, first, rtol=1e-4, atol=1e-4)
-    raw = np.load(predict_video(AffinePipe(), clip, tmp_path / "off", stabilise=False,
-                                progress=False).outputs["npz"])["inverse_depth"]
+    raw = np.load(predict_video(AffinePipe(), clip, tmp_path / "off", stabilise=False, progress=False).outputs["npz"])[
+        "inverse_depth"
+    ]
     assert np.abs(raw[-1] - raw[0]).mean() > 1.0
     # the colour video shares one range for the whole clip: a stabilised static map gives (near) static colours
     frames, _ = _decoded(stable.outputs["video"])
@@ -132,8 +137,9 @@ def test_rotation_metadata_is_honoured(tmp_path):
 def test_unreadable_video_is_one_error_line(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all" * 10)
-    result = CliRunner().invoke(main, ["video", str(bad), str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o"),
-                                       "--model", "tiny-random"])
+    result = CliRunner().invoke(
+        main, ["video", str(bad), str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o"), "--model", "tiny-random"]
+    )
     assert result.exit_code == 1
     assert "broken.mp4: not a video ffmpeg can read" in result.output and "missing.mp4: no such file" in result.output
     assert "Traceback" not in result.output

@@ -29,8 +29,10 @@ def hypersim_root(tmp_path):
         for f in frames:
             img = tmp_path / scene / "images"
             geo = img / "scene_cam_00_geometry_hdf5"
-            _write_h5(img / "scene_cam_00_final_hdf5" / f"frame.{f:04d}.color.hdf5",
-                      (rng.random((h, w, 3)) * 3).astype(np.float16))
+            _write_h5(
+                img / "scene_cam_00_final_hdf5" / f"frame.{f:04d}.color.hdf5",
+                (rng.random((h, w, 3)) * 3).astype(np.float16),
+            )
             dist = np.full((h, w), 4.0, np.float16)
             dist[0, 0] = np.nan
             _write_h5(geo / f"frame.{f:04d}.depth_meters.hdf5", dist)
@@ -44,7 +46,8 @@ def hypersim_root(tmp_path):
     (tmp_path / "metadata_images_split_scene_v1.csv").write_text(
         "scene_name,camera_name,frame_id,included_in_public_release,exclude_reason,split_partition_name\n"
         "ai_001_001,cam_00,0,True,,train\nai_001_001,cam_00,1,True,,train\n"
-        "ai_002_001,cam_00,0,True,,val\nai_001_001,cam_01,5,False,missing,train\n")
+        "ai_002_001,cam_00,0,True,,val\nai_001_001,cam_01,5,False,missing,train\n"
+    )
     return tmp_path
 
 
@@ -75,7 +78,8 @@ def test_hypersim_camera_csv_and_marigold_file_list(hypersim_root, tmp_path):
 
     cols = ",".join(f"M_cam_from_uv_{i}{j}" for i in range(3) for j in range(3))
     (hypersim_root / "metadata_camera_parameters.csv").write_text(
-        f"scene_name,{cols}\nai_001_001,0.5,0,0,0,0.375,0,0,0,-1\n")
+        f"scene_name,{cols}\nai_001_001,0.5,0,0,0,0.375,0,0,0,-1\n"
+    )
     listing = tmp_path / "filename_list_train.txt"
     listing.write_text("train/ai_001_001/rgb_cam_00_fr0001.png train/ai_001_001/depth_plane_cam_00_fr0001.png\n")
     ds = HypersimDataset(str(hypersim_root), file_list=str(listing))
@@ -160,7 +164,7 @@ def test_pseudo_labelled_folder_round_trip(tmp_path):
     fields = write_outputs(out, "sub/a.png", depth, seg)
     (out / "info.json").write_text(json.dumps({"images_root": str(images)}))
     entry = {"key": "sub/a.png", "image": "sub/a.png", "caption": "a grey wall", **fields}
-    (out / "manifest.rank00000.jsonl").write_text(json.dumps(entry) + "\n{\"key\": \"torn")  # torn last line
+    (out / "manifest.rank00000.jsonl").write_text(json.dumps(entry) + '\n{"key": "torn')  # torn last line
     ds = PseudoLabelledFolder(str(out))
     assert len(ds) == 1
     s = ds[0]
@@ -179,8 +183,10 @@ def test_pseudo_label_command_without_weights_fails_clearly(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / "x.png")
-    result = CliRunner().invoke(command, [str(images), str(tmp_path / "out"), "--local-files-only",
-                                          "--depth-model", str(tmp_path / "no-such-model")])
+    result = CliRunner().invoke(
+        command,
+        [str(images), str(tmp_path / "out"), "--local-files-only", "--depth-model", str(tmp_path / "no-such-model")],
+    )
     assert result.exit_code != 0
     assert "depth model" in result.output and "no-such-model" in result.output and "download" in result.output
 
@@ -213,8 +219,13 @@ def test_mixture_is_deterministic_and_respects_weights():
             return 5
 
         def __getitem__(self, i):
-            return RawSample(np.zeros((16, 16, 3), np.uint8), np.full((16, 16), self.value, np.float32),
-                             np.ones((16, 16), bool), None, str(self.value))
+            return RawSample(
+                np.zeros((16, 16, 3), np.uint8),
+                np.full((16, 16), self.value, np.float32),
+                np.ones((16, 16), bool),
+                None,
+                str(self.value),
+            )
 
     mix = Mixture([Const(1.0), Const(2.0)], [9, 1], (8, 8), seed=3, train=True, hflip=True)
     picks = [mix.locate(i)[0] for i in range(2000)]

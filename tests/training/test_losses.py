@@ -99,7 +99,7 @@ def test_perfect_segmentation_gives_small_losses_and_bad_labels_raise():
 
 def test_lambda_carries_no_gradient_and_balances_the_terms():
     w = torch.tensor(2.0, requires_grad=True)
-    depth = w ** 2  # 4, d/dw = 4
+    depth = w**2  # 4, d/dw = 4
     seg = torch.tensor(3.0, requires_grad=True)
     dice, focal = seg * 1.0, seg * 2.0  # 3 + 6 = 9, d/dseg = 3
     terms = combine_losses(depth, dice, focal)

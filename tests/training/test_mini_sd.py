@@ -47,6 +47,7 @@ def _optimise(loss_now, opt, steps: int = 15):
     return before, loss_now().item()
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_vae_objective_is_optimised(scenes):
     images, _ = scenes
     pipe = build_tiny_random_pipeline(0)
@@ -61,6 +62,7 @@ def test_vae_objective_is_optimised(scenes):
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_diffusion_objective_trains_unet_and_text_encoder(scenes):
     images, captions = scenes
     pipe = build_tiny_random_pipeline(0)
@@ -86,8 +88,15 @@ def test_saved_mini_sd_is_a_frozen_model_for_the_trainer(tmp_path):
     from primedepth.cli import main
 
     toml = Path(__file__).resolve().parents[2] / "configs" / "mini-sd.toml"
-    sets = [f"output_dir={json.dumps(str(tmp_path / 'sd'))}", "data.count=4", "data.resolution=[32, 32]",
-            "vae.steps=2", "vae.batch_size=2", "unet.steps=2", "unet.batch_size=2"]
+    sets = [
+        f"output_dir={json.dumps(str(tmp_path / 'sd'))}",
+        "data.count=4",
+        "data.resolution=[32, 32]",
+        "vae.steps=2",
+        "vae.batch_size=2",
+        "unet.steps=2",
+        "unet.batch_size=2",
+    ]
     wrong = CliRunner().invoke(main, ["train", str(toml)])
     assert wrong.exit_code == 2 and "primedepth train-mini-sd" in wrong.output
     result = CliRunner().invoke(main, ["train-mini-sd", str(toml), *[a for s in sets for a in ("--set", s)]])
@@ -101,11 +110,19 @@ def test_saved_mini_sd_is_a_frozen_model_for_the_trainer(tmp_path):
     assert settings["scale_factor"] != pytest.approx(0.18215)  # measured from the trained VAE's latents
 
     reference = build_tiny_random_pipeline(0)
-    trainer = Trainer(load_config(None, extra={
-        "output_dir": str(tmp_path / "pd"), "model": {"frozen_from": str(model_dir)},
-        "data": {"resolution": [32, 32], "train": [{"kind": "scenes", "length": 4}], "val": []},
-        "train": {"max_steps": 2, "batch_size": 2}, "checkpoint": {"every": 1000, "keep_last": 0},
-        "logging": {"every": 1, "tensorboard": False}}))
+    trainer = Trainer(
+        load_config(
+            None,
+            extra={
+                "output_dir": str(tmp_path / "pd"),
+                "model": {"frozen_from": str(model_dir)},
+                "data": {"resolution": [32, 32], "train": [{"kind": "scenes", "length": 4}], "val": []},
+                "train": {"max_steps": 2, "batch_size": 2},
+                "checkpoint": {"every": 1000, "keep_last": 0},
+                "logging": {"every": 1, "tensorboard": False},
+            },
+        )
+    )
     # the trainer runs on the *trained* frozen parts, not on a fresh random model
     trained = trainer.pipe.unet.state_dict()
     assert any(not torch.equal(v, trained[k]) for k, v in reference.unet.state_dict().items())

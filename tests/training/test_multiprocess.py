@@ -18,10 +18,15 @@ from primedepth.training.trainer import Trainer, run_training
 
 
 def _cfg(out, **train):
-    return {"output_dir": str(out), "seed": 5,
-            "data": {"resolution": [32, 32], "train": [{"kind": "scenes", "length": 8}], "val": []},
-            "train": {"max_steps": 4, "batch_size": 2, **train}, "checkpoint": {"every": 2, "keep_last": 0},
-            "logging": {"every": 1, "tensorboard": False}, "optim": {"lr": 3e-4}}
+    return {
+        "output_dir": str(out),
+        "seed": 5,
+        "data": {"resolution": [32, 32], "train": [{"kind": "scenes", "length": 8}], "val": []},
+        "train": {"max_steps": 4, "batch_size": 2, **train},
+        "checkpoint": {"every": 2, "keep_last": 0},
+        "logging": {"every": 1, "tensorboard": False},
+        "optim": {"lr": 3e-4},
+    }
 
 
 def _weights(run: Path, step: int) -> dict:
@@ -37,9 +42,26 @@ def _free_port() -> int:
 def _launch(config: Path, max_steps: int, cwd: Path) -> None:
     """``accelerate launch --num_processes 2`` of ``primedepth train`` on the CPU (gloo)."""
     bindir = Path(sys.executable).parent
-    cmd = [str(bindir / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           str(bindir / "primedepth"), "train", str(config), "--max-steps", str(max_steps)]
+    cmd = [
+        str(bindir / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(bindir / "primedepth"),
+        "train",
+        str(config),
+        "--max-steps",
+        str(max_steps),
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-4000:]

@@ -14,20 +14,30 @@ from primedepth.training.trainer import Trainer, enable_gradient_checkpointing, 
 
 
 def _cfg(out, **over):
-    base = {"output_dir": str(out), "data": {"resolution": [32, 32], "val": [{"kind": "scenes", "seed": 99,
-                                                                               "length": 8}]},
-            "train": {"max_steps": 4, "batch_size": 2}, "validation": {"every": 1000, "samples": 8},
-            "checkpoint": {"every": 1000, "keep_last": 0}, "logging": {"every": 1, "tensorboard": False},
-            "optim": {"lr": 3e-4}}
+    base = {
+        "output_dir": str(out),
+        "data": {"resolution": [32, 32], "val": [{"kind": "scenes", "seed": 99, "length": 8}]},
+        "train": {"max_steps": 4, "batch_size": 2},
+        "validation": {"every": 1000, "samples": 8},
+        "checkpoint": {"every": 1000, "keep_last": 0},
+        "logging": {"every": 1, "tensorboard": False},
+        "optim": {"lr": 3e-4},
+    }
     for key, value in over.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return base
 
 
 def test_training_lowers_the_validation_loss(tmp_path):
-    config = load_config(None, extra=_cfg(tmp_path, train={"max_steps": 20, "batch_size": 4},
-                                          data={"train": [{"kind": "scenes", "length": 8}]},
-                                          schedule={"warmup_steps": 2}))
+    config = load_config(
+        None,
+        extra=_cfg(
+            tmp_path,
+            train={"max_steps": 20, "batch_size": 4},
+            data={"train": [{"kind": "scenes", "length": 8}]},
+            schedule={"warmup_steps": 2},
+        ),
+    )
     trainer = Trainer(config)
     before = trainer.validate(write_images=False)
     trainer.train()
@@ -39,9 +49,13 @@ def test_training_lowers_the_validation_loss(tmp_path):
     assert (tmp_path / "samples" / "step-000020.png").is_file()
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_stop_and_resume_gives_the_same_weights(tmp_path):
-    over = dict(train={"max_steps": 4, "batch_size": 2, "grad_accum": 2, "ema_decay": 0.9},
-                schedule={"kind": "cosine", "warmup_steps": 2}, checkpoint={"every": 2, "keep_last": 0})
+    over = dict(
+        train={"max_steps": 4, "batch_size": 2, "grad_accum": 2, "ema_decay": 0.9},
+        schedule={"kind": "cosine", "warmup_steps": 2},
+        checkpoint={"every": 2, "keep_last": 0},
+    )
     run_training(None, extra=_cfg(tmp_path / "a", **over), resume=None)
     run_training(None, extra=_cfg(tmp_path / "b", **over), resume=None, stop_after=2)
     assert (tmp_path / "b" / "checkpoints" / "latest").read_text().strip() == "step-000002"
@@ -90,6 +104,7 @@ def ablation_models(tmp_path_factory):
     return models
 
 
+@pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_ablations_change_exactly_the_named_part(ablation_models):
     shapes = {k: _labeller_shapes(t.unwrapped) for k, t in ablation_models.items()}
     full = shapes["full"]
@@ -122,8 +137,9 @@ def test_ablations_change_exactly_the_named_part(ablation_models):
     npi = shapes["no_preimage"]
     assert not prefixed(npi, "attention_convs")
     assert all(v[1] == 4 for k, v in prefixed(npi, "feature_convs").items() if k.endswith("weight"))
-    assert {k: v[0] for k, v in prefixed(npi, "feature_convs").items()} == \
-        {k: v[0] for k, v in prefixed(na, "feature_convs").items()}
+    assert {k: v[0] for k, v in prefixed(npi, "feature_convs").items()} == {
+        k: v[0] for k, v in prefixed(na, "feature_convs").items()
+    }
     for part in ("refiner.", "depth_head", "segmentation_head", "refiner_conv_out"):
         assert prefixed(npi, part) == prefixed(na, part)
 
@@ -207,8 +223,12 @@ def test_repository_configs_load():
         if path.name == "finetune.json":
             assert cfg["train"]["max_steps"] == 5000 and cfg["optim"]["lr"] == 5e-6
             assert [d["weight"] for d in cfg["data"]["train"]] == [0.9, 0.1]
-    assert load_config(root / "ablations" / "tiny_nosegmen.json" if False else root / "ablations" /
-                       "tiny_block_preimage.json")["model"]["ablation"] == "block_preimage"
+    assert (
+        load_config(
+            root / "ablations" / "tiny_nosegmen.json" if False else root / "ablations" / "tiny_block_preimage.json"
+        )["model"]["ablation"]
+        == "block_preimage"
+    )
 
 
 class _RunsCodeWhenUnpickled:

@@ -42,8 +42,9 @@ def page_error(err: Exception) -> gr.Error:
     return gr.Error(str(err), duration=None, print_exception=False)
 
 
-def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_video_frames: int = 300,
-              examples: list[Path] = ()) -> gr.Blocks:
+def build_app(
+    registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_video_frames: int = 300, examples: list[Path] = ()
+) -> gr.Blocks:
     """The Blocks app; ``workdir`` receives every result, ``examples`` are image files offered under the input;
     ``max_video_frames`` bounds the frames one video request may ask for."""
     default = registry.default
@@ -57,105 +58,199 @@ def build_app(registry: ModelRegistry, *, workdir: Path, max_pixels: int, max_vi
         if not 0 <= int(max_size) <= MAX_PROCESSING_SIZE:
             raise gr.Error(f"processing size must lie in [0, {MAX_PROCESSING_SIZE}]", print_exception=False)
         try:
-            result = predict_image(registry, path, model=model, caption_mode=caption_mode, caption_text=caption_text,
-                                   max_size=int(max_size), depth_range=(near, far), workdir=workdir,
-                                   max_pixels=max_pixels, ensemble=bool(ensemble))
+            result = predict_image(
+                registry,
+                path,
+                model=model,
+                caption_mode=caption_mode,
+                caption_text=caption_text,
+                max_size=int(max_size),
+                depth_range=(near, far),
+                workdir=workdir,
+                max_pixels=max_pixels,
+                ensemble=bool(ensemble),
+            )
         except (InputRejected, ImageLoadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
             raise page_error(err) from None
-        return (str(result.color), result.label, (result.rgb, str(result.color)),
-                str(result.view_glb) if result.view_glb else None, [str(p) for p in result.downloads])
+        return (
+            str(result.color),
+            result.label,
+            (result.rgb, str(result.color)),
+            str(result.view_glb) if result.view_glb else None,
+            [str(p) for p in result.downloads],
+        )
 
     def run_video(path, model, stride, max_frames, stabilise, side, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         if not path:
             raise gr.Error("upload a video first", print_exception=False)
         progress(0, desc="reading the clip")
         try:
-            result = predict_clip(registry, path, model=model, stride=int(stride), max_frames=int(max_frames),
-                                  stabilise=stabilise, side_by_side=side, workdir=workdir, max_pixels=max_pixels,
-                                  frame_limit=max_video_frames,
-                                  on_progress=lambda done, total: progress((done, total), desc="frames", unit="frame"))
+            result = predict_clip(
+                registry,
+                path,
+                model=model,
+                stride=int(stride),
+                max_frames=int(max_frames),
+                stabilise=stabilise,
+                side_by_side=side,
+                workdir=workdir,
+                max_pixels=max_pixels,
+                frame_limit=max_video_frames,
+                on_progress=lambda done, total: progress((done, total), desc="frames", unit="frame"),
+            )
         except (InputRejected, VideoReadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
             raise page_error(err) from None
-        return (str(result.video), str(result.side_by_side) if result.side_by_side else None, result.label,
-                [str(p) for p in result.downloads])
+        return (
+            str(result.video),
+            str(result.side_by_side) if result.side_by_side else None,
+            result.label,
+            [str(p) for p in result.downloads],
+        )
 
     def model_defaults(model):
         return gr.update(value=registry.choice(model).default_caption)
 
     with gr.Blocks(title="PrimeDepth", analytics_enabled=False) as app:
-        gr.Markdown("# PrimeDepth\nZero-shot monocular depth from one step of a frozen Stable Diffusion. "
-                    "Drop or paste a photo, pick a model, and download the depth.")
+        gr.Markdown(
+            "# PrimeDepth\nZero-shot monocular depth from one step of a frozen Stable Diffusion. "
+            "Drop or paste a photo, pick a model, and download the depth."
+        )
         with gr.Tab("Image"), gr.Row():
             with gr.Column():
-                image = undecoded_upload(gr.Image(label="Image", type="filepath", image_mode=None,
-                                                  sources=["upload", "clipboard"], elem_id="input-image"))
-                model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
-                                    label="Model", elem_id="model")
-                caption_mode = gr.Radio(["none", "auto", "text"], value=default.default_caption,
-                                        label="Caption (none: empty prompt; auto: BLIP-2, as the authors; text)",
-                                        elem_id="caption-mode")
-                caption_text = gr.Textbox(label="Caption text", visible=default.default_caption == "text",
-                                          elem_id="caption-text")
-                max_size = gr.Slider(0, MAX_PROCESSING_SIZE, value=0, step=8, elem_id="max-size",
-                                     label="Processing size, long side in px (0 = the model's own: "
-                                           f"{default.default_max_size} for {default.name})")
+                image = undecoded_upload(
+                    gr.Image(
+                        label="Image",
+                        type="filepath",
+                        image_mode=None,
+                        sources=["upload", "clipboard"],
+                        elem_id="input-image",
+                    )
+                )
+                model = gr.Dropdown(
+                    [c.name for c in registry.choices.values()], value=default.name, label="Model", elem_id="model"
+                )
+                caption_mode = gr.Radio(
+                    ["none", "auto", "text"],
+                    value=default.default_caption,
+                    label="Caption (none: empty prompt; auto: BLIP-2, as the authors; text)",
+                    elem_id="caption-mode",
+                )
+                caption_text = gr.Textbox(
+                    label="Caption text", visible=default.default_caption == "text", elem_id="caption-text"
+                )
+                max_size = gr.Slider(
+                    0,
+                    MAX_PROCESSING_SIZE,
+                    value=0,
+                    step=8,
+                    elem_id="max-size",
+                    label="Processing size, long side in px (0 = the model's own: "
+                    f"{default.default_max_size} for {default.name})",
+                )
                 member = registry.ensemble_member
-                ensemble = gr.Checkbox(False, visible=member is not None, elem_id="ensemble",
-                                       label=f"Average with {member.name if member else 'Depth Anything'} "
-                                             "(the paper's best method: both maps normalised, then averaged)")
+                ensemble = gr.Checkbox(
+                    False,
+                    visible=member is not None,
+                    elem_id="ensemble",
+                    label=f"Average with {member.name if member else 'Depth Anything'} "
+                    "(the paper's best method: both maps normalised, then averaged)",
+                )
                 with gr.Accordion("3D files", open=False):
-                    gr.Markdown("The prediction is affine-invariant: it has no metric scale. The point cloud "
-                                "and mesh use the depth range you state here, an assumption, not a measurement.")
+                    gr.Markdown(
+                        "The prediction is affine-invariant: it has no metric scale. The point cloud "
+                        "and mesh use the depth range you state here, an assumption, not a measurement."
+                    )
                     with gr.Row():
-                        near = gr.Number(DEFAULT_DEPTH_RANGE[0], label="nearest depth (m)", minimum=0.001,
-                                         elem_id="near")
-                        far = gr.Number(DEFAULT_DEPTH_RANGE[1], label="farthest depth (m)", minimum=0.001,
-                                        elem_id="far")
+                        near = gr.Number(
+                            DEFAULT_DEPTH_RANGE[0], label="nearest depth (m)", minimum=0.001, elem_id="near"
+                        )
+                        far = gr.Number(
+                            DEFAULT_DEPTH_RANGE[1], label="farthest depth (m)", minimum=0.001, elem_id="far"
+                        )
                 run = gr.Button("Predict depth", variant="primary", elem_id="predict")
                 if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[image],
-                                label="Held-out rendered scenes (never seen in training)")
+                    gr.Examples(
+                        [[str(p)] for p in examples],
+                        inputs=[image],
+                        label="Held-out rendered scenes (never seen in training)",
+                    )
             with gr.Column():
-                depth = gr.Image(label="Depth (near = warm)", type="filepath", format="png", interactive=False,
-                                 elem_id="depth")
-                gr.Image(str(colour_bar), show_label=False, interactive=False, container=False, height=24,
-                         buttons=[], elem_id="colour-bar")
+                depth = gr.Image(
+                    label="Depth (near = warm)", type="filepath", format="png", interactive=False, elem_id="depth"
+                )
+                gr.Image(
+                    str(colour_bar),
+                    show_label=False,
+                    interactive=False,
+                    container=False,
+                    height=24,
+                    buttons=[],
+                    elem_id="colour-bar",
+                )
                 label = gr.Markdown(label="What ran", elem_id="run-label")
-                compare = gr.ImageSlider(label="RGB | depth", type="filepath", format="png", interactive=False,
-                                         elem_id="compare")
-                view = gr.Model3D(label="3D view (mesh, assumed depth range)", clear_color=(1, 1, 1, 1),
-                                  elem_id="view-3d")
-                downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                    elem_id="downloads")
+                compare = gr.ImageSlider(
+                    label="RGB | depth", type="filepath", format="png", interactive=False, elem_id="compare"
+                )
+                view = gr.Model3D(
+                    label="3D view (mesh, assumed depth range)", clear_color=(1, 1, 1, 1), elem_id="view-3d"
+                )
+                downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
         with gr.Tab("Video"), gr.Row():
             with gr.Column():
                 clip = gr.Video(label="Clip", sources=["upload"], elem_id="input-video")
-                video_model = gr.Dropdown([c.name for c in registry.choices.values()], value=default.name,
-                                          label="Model", elem_id="video-model")
+                video_model = gr.Dropdown(
+                    [c.name for c in registry.choices.values()],
+                    value=default.name,
+                    label="Model",
+                    elem_id="video-model",
+                )
                 with gr.Row():
                     stride = gr.Number(1, precision=0, minimum=1, label="frame stride", elem_id="stride")
-                    max_frames = gr.Number(min(60, max_video_frames), precision=0, minimum=1,
-                                           maximum=max_video_frames, label=f"frames (at most {max_video_frames})",
-                                           elem_id="max-frames")
-                stabilise = gr.Checkbox(True, label="stabilise (fit each frame's scale/shift to the previous "
-                                                    "frames, so colours do not flicker)", elem_id="stabilise")
+                    max_frames = gr.Number(
+                        min(60, max_video_frames),
+                        precision=0,
+                        minimum=1,
+                        maximum=max_video_frames,
+                        label=f"frames (at most {max_video_frames})",
+                        elem_id="max-frames",
+                    )
+                stabilise = gr.Checkbox(
+                    True,
+                    label="stabilise (fit each frame's scale/shift to the previous frames, so colours do not flicker)",
+                    elem_id="stabilise",
+                )
                 side = gr.Checkbox(True, label="also an RGB | depth video", elem_id="side")
                 run_clip = gr.Button("Predict depth video", variant="primary", elem_id="predict-video")
             with gr.Column():
-                depth_video = gr.Video(label="Depth video (near = warm)", interactive=False,
-                                       elem_id="depth-video")
+                depth_video = gr.Video(label="Depth video (near = warm)", interactive=False, elem_id="depth-video")
                 side_video = gr.Video(label="RGB | depth", interactive=False, elem_id="side-video")
                 video_label = gr.Markdown(label="What ran", elem_id="video-label")
-                video_downloads = gr.File(label="Downloads", file_count="multiple", interactive=False,
-                                          elem_id="video-downloads")
+                video_downloads = gr.File(
+                    label="Downloads", file_count="multiple", interactive=False, elem_id="video-downloads"
+                )
         model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
-        caption_mode.change(lambda mode: gr.update(visible=mode == "text"), inputs=caption_mode,
-                            outputs=caption_text, api_name=False, queue=False)
-        run.click(run_image, inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble],
-                  outputs=[depth, label, compare, view, downloads], api_name="predict_image",
-                  concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
-        run_clip.click(run_video, inputs=[clip, video_model, stride, max_frames, stabilise, side],
-                       outputs=[depth_video, side_video, video_label, video_downloads], api_name="predict_video",
-                       concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
+        caption_mode.change(
+            lambda mode: gr.update(visible=mode == "text"),
+            inputs=caption_mode,
+            outputs=caption_text,
+            api_name=False,
+            queue=False,
+        )
+        run.click(
+            run_image,
+            inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble],
+            outputs=[depth, label, compare, view, downloads],
+            api_name="predict_image",
+            concurrency_id=DEVICE_QUEUE,
+            concurrency_limit=1,
+        )
+        run_clip.click(
+            run_video,
+            inputs=[clip, video_model, stride, max_frames, stabilise, side],
+            outputs=[depth_video, side_video, video_label, video_downloads],
+            api_name="predict_video",
+            concurrency_id=DEVICE_QUEUE,
+            concurrency_limit=1,
+        )
     app.queue(default_concurrency_limit=1)
     return app

@@ -21,8 +21,10 @@ from ..pipelines.loading import EMBEDDED_MODEL, MODEL_INDEX, default_model_dir, 
 if TYPE_CHECKING:
     from ..pipelines.pipeline import PrimeDepthPipeline
 
-EMBEDDED_CAVEAT = ("PrimeDepth-mini is the small model embedded in this package, trained on rendered scenes (not "
-                   "photos) at 64 px: expect coarse depth on real photographs.")
+EMBEDDED_CAVEAT = (
+    "PrimeDepth-mini is the small model embedded in this package, trained on rendered scenes (not "
+    "photos) at 64 px: expect coarse depth on real photographs."
+)
 TINY_RANDOM_CAVEAT = "tiny-random has random weights: a smoke test, its depth is meaningless."
 
 
@@ -63,8 +65,15 @@ def available_models(named: list[str] | tuple[str, ...] = ()) -> list[ModelChoic
 class ModelRegistry:
     """Loads each offered model on first use (keeping the ``keep`` most recently used) and runs it under one lock."""
 
-    def __init__(self, choices: list[ModelChoice], device: str | None = None, keep: int = 2,
-                 local_files_only: bool = False, ensemble_member=None, precision: str = "auto"):
+    def __init__(
+        self,
+        choices: list[ModelChoice],
+        device: str | None = None,
+        keep: int = 2,
+        local_files_only: bool = False,
+        ensemble_member=None,
+        precision: str = "auto",
+    ):
         """``ensemble_member``: a loaded ``pipelines.depth_anything.DepthAnything`` to offer the ensemble with;
         ``precision``: as ``primedepth predict --dtype`` (``auto`` by default, like the CLI)."""
         if not choices:
@@ -98,9 +107,13 @@ class ModelRegistry:
             return self._loaded[name]
         while len(self._loaded) >= self.keep:
             self._loaded.popitem(last=False)
-        pipe = PrimeDepthPipeline.from_pretrained(name, device=self.device, torch_dtype=torch.float32,
-                                                  local_files_only=self.local_files_only,
-                                                  caption_cache_file=default_cache_file())
+        pipe = PrimeDepthPipeline.from_pretrained(
+            name,
+            device=self.device,
+            torch_dtype=torch.float32,
+            local_files_only=self.local_files_only,
+            caption_cache_file=default_cache_file(),
+        )
         pipe.optimize(channels_last=True, drop_vae_decoder=True)
         pipe.set_precision(self.precision)
         self._loaded[name] = pipe

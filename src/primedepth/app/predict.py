@@ -32,11 +32,11 @@ class InputRejected(ValueError):
 
 @dataclass
 class ImageResult:
-    color: Path              # colour depth map at the input's size (near = warm)
-    downloads: list[Path]    # every written file, in DOWNLOAD_FORMATS order
-    label: str               # model, device, sizes, time, caption, assumptions and the model's caveat
-    rgb: np.ndarray          # the input as the pipeline read it (uint8 H x W x 3), for the RGB | depth slider
-    view_glb: Path | None    # the GLB mesh turned for the page's 3D viewer (None when the image is too large)
+    color: Path  # colour depth map at the input's size (near = warm)
+    downloads: list[Path]  # every written file, in DOWNLOAD_FORMATS order
+    label: str  # model, device, sizes, time, caption, assumptions and the model's caveat
+    rgb: np.ndarray  # the input as the pipeline read it (uint8 H x W x 3), for the RGB | depth slider
+    view_glb: Path | None  # the GLB mesh turned for the page's 3D viewer (None when the image is too large)
 
 
 def check_pixels(path: str | Path, max_pixels: int, name: str) -> None:
@@ -48,8 +48,10 @@ def check_pixels(path: str | Path, max_pixels: int, name: str) -> None:
     except (OSError, ValueError, SyntaxError):
         return
     if w * h > max_pixels:
-        raise InputRejected(f"{name}: {w} x {h} pixels is over this app's limit of {max_pixels:,} pixels "
-                            "(start it with a larger --max-pixels, or use `primedepth predict`)")
+        raise InputRejected(
+            f"{name}: {w} x {h} pixels is over this app's limit of {max_pixels:,} pixels "
+            "(start it with a larger --max-pixels, or use `primedepth predict`)"
+        )
 
 
 def caption_argument(mode: str, text: str) -> str:
@@ -63,10 +65,21 @@ def caption_argument(mode: str, text: str) -> str:
     return mode
 
 
-def predict_image(registry: ModelRegistry, path: str | Path, *, model: str, caption_mode: str = "none",
-                  caption_text: str = "", max_size: int = 0, depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE,
-                  workdir: Path, max_pixels: int, name: str | None = None, seed: int = 0,
-                  ensemble: bool = False) -> ImageResult:
+def predict_image(
+    registry: ModelRegistry,
+    path: str | Path,
+    *,
+    model: str,
+    caption_mode: str = "none",
+    caption_text: str = "",
+    max_size: int = 0,
+    depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE,
+    workdir: Path,
+    max_pixels: int,
+    name: str | None = None,
+    seed: int = 0,
+    ensemble: bool = False,
+) -> ImageResult:
     """Depth for the image file ``path`` with model ``model``; ``max_size`` 0 means the model's own processing size;
     ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the affine-invariant prediction
     into the 3D files; ``ensemble`` averages with the registry's Depth Anything member. Raises ``InputRejected``
@@ -98,12 +111,15 @@ def predict_image(registry: ModelRegistry, path: str | Path, *, model: str, capt
     downloads = write_prediction(stem, DOWNLOAD_FORMATS, inverse_depth, product_writers=extra)
 
     (ph, pw), (h, w) = out.metadata["processing_sizes"][0], image.size
-    caption_note = {"none": "no caption", "auto": f"BLIP-2 caption \"{out.captions[0]}\""}.get(
-        caption_mode, f"caption \"{out.captions[0]}\"")
+    caption_note = {"none": "no caption", "auto": f'BLIP-2 caption "{out.captions[0]}"'}.get(
+        caption_mode, f'caption "{out.captions[0]}"'
+    )
     combined = f" + {member.name} (pixel-wise average after normalisation)" if member else ""
-    label = (f"**{choice.name}**{combined} on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
-             f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"
-             f"3D files: {'; '.join(notes)}")
+    label = (
+        f"**{choice.name}**{combined} on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
+        f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"
+        f"3D files: {'; '.join(notes)}"
+    )
     view = None
     if h * w <= MAX_VIEW_PIXELS:
         import trimesh

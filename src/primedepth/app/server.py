@@ -42,11 +42,21 @@ def _warm_up(registry) -> None:
         print(f"warning: {registry.default.name} could not be loaded: {err}", file=sys.stderr)
 
 
-def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1", port: int = 7860,
-           share: bool = False, device: str | None = None, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
-           max_pixels: int = DEFAULT_MAX_PIXELS, max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
-           local_files_only: bool = False, examples: int = 3, ensemble: str | None = None,
-           block: bool = True):
+def launch(
+    models: list[str] | tuple[str, ...] = (),
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    device: str | None = None,
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
+    local_files_only: bool = False,
+    examples: int = 3,
+    ensemble: str | None = None,
+    block: bool = True,
+):
     """Serve the app on ``host:port`` (``share`` adds a public Gradio link). Returns the launched Blocks when
     ``block`` is False; otherwise serves until interrupted. ``ensemble``: a Depth Anything spec
     (``depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]``) whose weights are loaded now, to offer the
@@ -68,13 +78,28 @@ def launch(models: list[str] | tuple[str, ...] = (), *, host: str = "127.0.0.1",
         from ..pipelines.depth_anything import DepthAnything
 
         member = DepthAnything.from_spec(ensemble, device=device or "cpu", local_files_only=local_files_only)
-    registry = ModelRegistry(available_models(list(models)), device=device, local_files_only=local_files_only,
-                             ensemble_member=member)
-    app = build_app(registry, workdir=workdir, max_pixels=max_pixels, max_video_frames=max_video_frames,
-                    examples=write_examples(workdir / "examples", examples) if examples else [])
-    app.launch(server_name=host, server_port=port, share=share, max_file_size=f"{max_upload_mb}mb",
-               ssr_mode=False, show_error=False, prevent_thread_lock=True, quiet=False,
-               theme=gr.themes.Default(**LOCAL_FONTS), footer_links=["api"])
+    registry = ModelRegistry(
+        available_models(list(models)), device=device, local_files_only=local_files_only, ensemble_member=member
+    )
+    app = build_app(
+        registry,
+        workdir=workdir,
+        max_pixels=max_pixels,
+        max_video_frames=max_video_frames,
+        examples=write_examples(workdir / "examples", examples) if examples else [],
+    )
+    app.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        max_file_size=f"{max_upload_mb}mb",
+        ssr_mode=False,
+        show_error=False,
+        prevent_thread_lock=True,
+        quiet=False,
+        theme=gr.themes.Default(**LOCAL_FONTS),
+        footer_links=["api"],
+    )
     # The page answers first; the default model then loads while the visitor picks an image.
     threading.Thread(target=_warm_up, args=(registry,), daemon=True).start()
     if block:

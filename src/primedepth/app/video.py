@@ -16,15 +16,26 @@ from .predict import InputRejected
 
 @dataclass
 class VideoTabResult:
-    video: Path                # colour depth video (H.264 mp4, near = warm)
+    video: Path  # colour depth video (H.264 mp4, near = warm)
     side_by_side: Path | None  # RGB | depth video when asked for
-    downloads: list[Path]      # the videos and the float32 stack (npz)
+    downloads: list[Path]  # the videos and the float32 stack (npz)
     label: str
 
 
-def predict_clip(registry: ModelRegistry, path: str | Path, *, model: str, stride: int = 1, max_frames: int = 60,
-                 stabilise: bool = True, side_by_side: bool = True, workdir: Path, max_pixels: int,
-                 frame_limit: int, on_progress: Callable[[int, int], None] | None = None) -> VideoTabResult:
+def predict_clip(
+    registry: ModelRegistry,
+    path: str | Path,
+    *,
+    model: str,
+    stride: int = 1,
+    max_frames: int = 60,
+    stabilise: bool = True,
+    side_by_side: bool = True,
+    workdir: Path,
+    max_pixels: int,
+    frame_limit: int,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> VideoTabResult:
     """Depth video of the clip ``path`` (every ``stride``-th frame, at most ``max_frames``, never more than
     ``frame_limit``); ``on_progress(done, total)`` after each predicted frame. Raises ``InputRejected`` for limits,
     ``VideoReadError`` for a file that is not a readable video, and what the pipeline raises."""
@@ -33,8 +44,9 @@ def predict_clip(registry: ModelRegistry, path: str | Path, *, model: str, strid
         raise InputRejected(f"frame stride must be >= 1 and frames between 1 and {frame_limit} (this app's limit)")
     info = probe(path)
     if info.width * info.height > max_pixels:
-        raise InputRejected(f"{Path(path).name}: {info.width} x {info.height} frames are over this app's limit of "
-                            f"{max_pixels:,} pixels")
+        raise InputRejected(
+            f"{Path(path).name}: {info.width} x {info.height} frames are over this app's limit of {max_pixels:,} pixels"
+        )
     total = min(max_frames, info.frames // stride) if info.frames else max_frames
     out_dir = workdir / "results" / uuid.uuid4().hex
     done = []
@@ -45,17 +57,28 @@ def predict_clip(registry: ModelRegistry, path: str | Path, *, model: str, strid
             on_progress(len(done), total)
 
     def work(pipe):
-        return predict_video(pipe, path, out_dir, stride=stride, max_frames=max_frames, stabilise=stabilise,
-                             side_by_side_video=side_by_side, model_id=model, progress=False, on_frame=frame_done), \
-            pipe.device
+        return predict_video(
+            pipe,
+            path,
+            out_dir,
+            stride=stride,
+            max_frames=max_frames,
+            stabilise=stabilise,
+            side_by_side_video=side_by_side,
+            model_id=model,
+            progress=False,
+            on_frame=frame_done,
+        ), pipe.device
 
     result, device = registry.run(model, work)
-    label = (f"**{choice.name}** on {device} · {result.frames} frames (frame stride {stride}) "
-             f"at {float(result.fps):.3g} fps, {info.width} x {info.height} px, "
-             f"processed at long side {choice.default_max_size} px · "
-             f"{result.seconds:.1f} s ({result.seconds / max(result.frames, 1):.2f} s per frame) · "
-             f"{'stabilised (scale/shift fitted to the previous frames)' if stabilise else 'not stabilised'} · "
-             "colours span the clip's 1st-99th percentile of inverse depth (near = warm)")
+    label = (
+        f"**{choice.name}** on {device} · {result.frames} frames (frame stride {stride}) "
+        f"at {float(result.fps):.3g} fps, {info.width} x {info.height} px, "
+        f"processed at long side {choice.default_max_size} px · "
+        f"{result.seconds:.1f} s ({result.seconds / max(result.frames, 1):.2f} s per frame) · "
+        f"{'stabilised (scale/shift fitted to the previous frames)' if stabilise else 'not stabilised'} · "
+        "colours span the clip's 1st-99th percentile of inverse depth (near = warm)"
+    )
     if choice.caveat:
         label += f"\n\n_{choice.caveat}_"
     outputs = result.outputs

@@ -16,15 +16,39 @@ MARIGOLD_PROTOCOL = (50, 10)  # v1-0: DDIM steps, ensemble size
 
 # Depth Anything V2 S/B/L (the released ``depth-anything/Depth-Anything-V2-*-hf`` configs, written out here).
 DEPTH_ANYTHING_V2 = {
-    "S": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, stages=(3, 6, 9, 12),
-              neck_hidden_sizes=(48, 96, 192, 384), fusion_hidden_size=64),
-    "B": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, stages=(3, 6, 9, 12),
-              neck_hidden_sizes=(96, 192, 384, 768), fusion_hidden_size=128),
-    "L": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, stages=(5, 12, 18, 24),
-              neck_hidden_sizes=(256, 512, 1024, 1024), fusion_hidden_size=256),
+    "S": dict(
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        stages=(3, 6, 9, 12),
+        neck_hidden_sizes=(48, 96, 192, 384),
+        fusion_hidden_size=64,
+    ),
+    "B": dict(
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        stages=(3, 6, 9, 12),
+        neck_hidden_sizes=(96, 192, 384, 768),
+        fusion_hidden_size=128,
+    ),
+    "L": dict(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        stages=(5, 12, 18, 24),
+        neck_hidden_sizes=(256, 512, 1024, 1024),
+        fusion_hidden_size=256,
+    ),
 }
-TINY_DEPTH_ANYTHING = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, stages=(1, 2, 3, 4),
-                           neck_hidden_sizes=(8, 16, 32, 32), fusion_hidden_size=16)
+TINY_DEPTH_ANYTHING = dict(
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=2,
+    stages=(1, 2, 3, 4),
+    neck_hidden_sizes=(8, 16, 32, 32),
+    fusion_hidden_size=16,
+)
 
 
 @dataclass
@@ -67,10 +91,17 @@ def stub_text_encoder(context_dim: int):
 
     tokenizer = byte_level_tokenizer()
     tokenizer.model_max_length = CONTEXT_LENGTH
-    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=context_dim, intermediate_size=64,
-                            num_hidden_layers=1, num_attention_heads=max(1, context_dim // 64),
-                            max_position_embeddings=CONTEXT_LENGTH, bos_token_id=tokenizer.bos_token_id,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=0)
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=context_dim,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=max(1, context_dim // 64),
+        max_position_embeddings=CONTEXT_LENGTH,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=0,
+    )
     return CLIPTextModel(config).eval(), tokenizer
 
 
@@ -92,28 +123,50 @@ def _random_pipeline(scale: str, device: torch.device):
     config, unet, vae = _sd_parts(scale)
     labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
     text_encoder, tokenizer = stub_text_encoder(config["unet"]["context_dim"])
-    pipe = PrimeDepthPipeline(vae, unet, text_encoder, tokenizer, labeller,
-                              {**noise_kwargs_from_official(config), "default_caption": "none"})
+    pipe = PrimeDepthPipeline(
+        vae, unet, text_encoder, tokenizer, labeller, {**noise_kwargs_from_official(config), "default_caption": "none"}
+    )
     return pipe.to(device=device)
 
 
-def build_primedepth(scale: str, device: torch.device, *, attention: str = "pooled", segmentation: bool = False,
-                     frozen_dtype: torch.dtype = torch.float32, labeller_dtype: torch.dtype = torch.float32,
-                     channels_last: bool = False, low_memory: bool = False, compile: bool = False,
-                     keep_vae_decoder: bool = True, precision: str | None = None) -> Runner:
+def build_primedepth(
+    scale: str,
+    device: torch.device,
+    *,
+    attention: str = "pooled",
+    segmentation: bool = False,
+    frozen_dtype: torch.dtype = torch.float32,
+    labeller_dtype: torch.dtype = torch.float32,
+    channels_last: bool = False,
+    low_memory: bool = False,
+    compile: bool = False,
+    keep_vae_decoder: bool = True,
+    precision: str | None = None,
+) -> Runner:
     """PrimeDepth at the given precision split / attention mode (``attention="naive"`` + segmentation + fp32 is the
     authors' arithmetic). ``precision``: a named configuration (``"auto"`` included) instead of the two dtypes."""
     pipe = _random_pipeline(scale, device)
     config = _official_config(scale)
-    pipe.optimize(frozen_dtype=frozen_dtype, labeller_dtype=labeller_dtype, channels_last=channels_last,
-                  compile=compile, drop_vae_decoder=not keep_vae_decoder)
+    pipe.optimize(
+        frozen_dtype=frozen_dtype,
+        labeller_dtype=labeller_dtype,
+        channels_last=channels_last,
+        compile=compile,
+        drop_vae_decoder=not keep_vae_decoder,
+    )
     if precision is not None:
         pipe.set_precision(precision)
     context = torch.zeros(1, 77, config["unet"]["context_dim"], device=device)
 
     def run(images):
-        return pipe.predict_tensor(images, context.expand(images.shape[0], -1, -1), generator=None,
-                                   segmentation=segmentation, attention=attention, low_memory=low_memory)
+        return pipe.predict_tensor(
+            images,
+            context.expand(images.shape[0], -1, -1),
+            generator=None,
+            segmentation=segmentation,
+            attention=attention,
+            low_memory=low_memory,
+        )
 
     return Runner(run, [pipe.vae, pipe.unet, pipe.labeller])
 
@@ -169,29 +222,53 @@ def build_sd_single_step(scale: str, device: torch.device, *, channels_last: boo
     return Runner(run, [unet, vae])
 
 
-def build_marigold(scale: str, device: torch.device, *, steps: int = 1, ensemble: int = 1,
-                   channels_last: bool = True) -> Runner:
+def build_marigold(
+    scale: str, device: torch.device, *, steps: int = 1, ensemble: int = 1, channels_last: bool = True
+) -> Runner:
     """diffusers' ``MarigoldDepthPipeline`` around random SD 2 components (UNet with 8 input channels); UNet and VAE
     in channels_last by default (as fast as we make ours)."""
     from diffusers import DDIMScheduler, MarigoldDepthPipeline
 
     config, unet, vae = _sd_parts(scale, unet_in_channels=8)
     text_encoder, tokenizer = stub_text_encoder(config["unet"]["context_dim"])
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                              beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-                              steps_offset=1, prediction_type="v_prediction", timestep_spacing="leading")
-    pipe = MarigoldDepthPipeline(unet=unet, vae=vae, scheduler=scheduler, text_encoder=text_encoder,
-                                 tokenizer=tokenizer, prediction_type="depth", scale_invariant=True,
-                                 shift_invariant=True, default_denoising_steps=steps,
-                                 default_processing_resolution=768).to(device)
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="v_prediction",
+        timestep_spacing="leading",
+    )
+    pipe = MarigoldDepthPipeline(
+        unet=unet,
+        vae=vae,
+        scheduler=scheduler,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        prediction_type="depth",
+        scale_invariant=True,
+        shift_invariant=True,
+        default_denoising_steps=steps,
+        default_processing_resolution=768,
+    ).to(device)
     pipe.set_progress_bar_config(disable=True)
     if channels_last:
         _channels_last(unet, vae)
 
     def run(images):
-        return pipe(images, num_inference_steps=steps, ensemble_size=ensemble,
-                    processing_resolution=max(images.shape[-2:]), match_input_resolution=True, batch_size=1,
-                    generator=torch.Generator(device=device).manual_seed(0), output_type="pt")
+        return pipe(
+            images,
+            num_inference_steps=steps,
+            ensemble_size=ensemble,
+            processing_resolution=max(images.shape[-2:]),
+            match_input_resolution=True,
+            batch_size=1,
+            generator=torch.Generator(device=device).manual_seed(0),
+            output_type="pt",
+        )
 
     return Runner(run, [unet, vae], value_range=(0.0, 1.0))
 
@@ -200,14 +277,28 @@ def depth_anything_config(variant: str | dict):
     from transformers import DepthAnythingConfig, Dinov2Config
 
     spec = DEPTH_ANYTHING_V2[variant] if isinstance(variant, str) else variant
-    backbone = Dinov2Config(hidden_size=spec["hidden_size"], num_hidden_layers=spec["num_hidden_layers"],
-                            num_attention_heads=spec["num_attention_heads"], mlp_ratio=4, patch_size=14,
-                            image_size=518, layerscale_value=1.0, reshape_hidden_states=False,
-                            out_features=[f"stage{s}" for s in spec["stages"]])
-    return DepthAnythingConfig(backbone_config=backbone, patch_size=14, reassemble_hidden_size=spec["hidden_size"],
-                               reassemble_factors=[4, 2, 1, 0.5], neck_hidden_sizes=list(spec["neck_hidden_sizes"]),
-                               fusion_hidden_size=spec["fusion_hidden_size"], head_in_index=-1, head_hidden_size=32,
-                               depth_estimation_type="relative")
+    backbone = Dinov2Config(
+        hidden_size=spec["hidden_size"],
+        num_hidden_layers=spec["num_hidden_layers"],
+        num_attention_heads=spec["num_attention_heads"],
+        mlp_ratio=4,
+        patch_size=14,
+        image_size=518,
+        layerscale_value=1.0,
+        reshape_hidden_states=False,
+        out_features=[f"stage{s}" for s in spec["stages"]],
+    )
+    return DepthAnythingConfig(
+        backbone_config=backbone,
+        patch_size=14,
+        reassemble_hidden_size=spec["hidden_size"],
+        reassemble_factors=[4, 2, 1, 0.5],
+        neck_hidden_sizes=list(spec["neck_hidden_sizes"]),
+        fusion_hidden_size=spec["fusion_hidden_size"],
+        head_in_index=-1,
+        head_hidden_size=32,
+        depth_estimation_type="relative",
+    )
 
 
 def build_depth_anything(scale: str, device: torch.device, *, variant: str = "S") -> Runner:
@@ -228,45 +319,118 @@ def contenders() -> dict[str, Contender]:
     """Every contender by name. ``primedepth`` is the fastest correct configuration (``fastest_primedepth``)."""
     bf16 = torch.bfloat16
     items = [
-        Contender("primedepth", "PrimeDepth (ours, fp32)", build_primedepth,
-                  "pooled fused attention, no segmentation head, channels_last, fp32"),
-        Contender("primedepth-auto", "PrimeDepth (ours, --dtype auto)", build_primedepth,
-                  "the configuration `--dtype auto` picks on this device, channels_last",
-                  dict(precision="auto", channels_last=True)),
-        Contender("primedepth-onnx", "PrimeDepth exported to ONNX, onnxruntime", build_primedepth_onnx,
-                  "`primedepth export onnx` fp32, onnxruntime CPU provider, same thread count"),
-        Contender("primedepth-authors", "PrimeDepth, authors' arithmetic", build_primedepth,
-                  "N x N maps + stretch/pool/resize, segmentation head on, fp32",
-                  dict(attention="naive", segmentation=True)),
-        Contender("primedepth-plain", "PrimeDepth, pooled, fp32, no other optimisation", build_primedepth,
-                  "before the memory-format / precision switches"),
-        Contender("primedepth-bf16", "PrimeDepth, bf16 UNet+VAE, fp32 labeller", build_primedepth,
-                  "mixed precision", dict(frozen_dtype=bf16, channels_last=True)),
-        Contender("primedepth-bf16-all", "PrimeDepth, everything bf16", build_primedepth,
-                  "bf16 everywhere (GroupNorms fp32)", dict(frozen_dtype=bf16, labeller_dtype=bf16,
-                                                          channels_last=True)),
-        Contender("primedepth-fp16", "PrimeDepth, fp16 UNet+VAE, fp32 labeller", build_primedepth,
-                  "mixed precision", dict(frozen_dtype=torch.float16, channels_last=True)),
-        Contender("primedepth-fp16-all", "PrimeDepth, everything fp16", build_primedepth,
-                  "fp16 everywhere (GroupNorms fp32)", dict(frozen_dtype=torch.float16, labeller_dtype=torch.float16,
-                                                          channels_last=True)),
-        Contender("primedepth-lowmem", "PrimeDepth, memory-saving switch", build_primedepth,
-                  "low_memory=True, VAE decoder dropped",
-                  dict(low_memory=True, keep_vae_decoder=False, channels_last=True)),
-        Contender("sd-single-step", "Single-step SD depth (VAE enc + UNet + VAE dec)", build_sd_single_step,
-                  "E2E-FT / Marigold v1-1 shape, fp32, channels_last"),
-        Contender("sd-single-step-nchw", "Single-step SD depth, NCHW", build_sd_single_step,
-                  "fp32, default memory format", dict(channels_last=False)),
-        Contender("marigold-1x1", "Marigold, 1 step x 1", build_marigold, "diffusers MarigoldDepthPipeline, channels_last",
-                  dict(steps=1, ensemble=1)),
-        Contender("marigold-2x1", "Marigold, 2 steps x 1", build_marigold, "for the linear extrapolation",
-                  dict(steps=2, ensemble=1)),
-        Contender("marigold-50x10", "Marigold, 50 steps x 10 (v1-0), measured", build_marigold,
-                  "run directly (GPU)", dict(steps=50, ensemble=10)),
+        Contender(
+            "primedepth",
+            "PrimeDepth (ours, fp32)",
+            build_primedepth,
+            "pooled fused attention, no segmentation head, channels_last, fp32",
+        ),
+        Contender(
+            "primedepth-auto",
+            "PrimeDepth (ours, --dtype auto)",
+            build_primedepth,
+            "the configuration `--dtype auto` picks on this device, channels_last",
+            dict(precision="auto", channels_last=True),
+        ),
+        Contender(
+            "primedepth-onnx",
+            "PrimeDepth exported to ONNX, onnxruntime",
+            build_primedepth_onnx,
+            "`primedepth export onnx` fp32, onnxruntime CPU provider, same thread count",
+        ),
+        Contender(
+            "primedepth-authors",
+            "PrimeDepth, authors' arithmetic",
+            build_primedepth,
+            "N x N maps + stretch/pool/resize, segmentation head on, fp32",
+            dict(attention="naive", segmentation=True),
+        ),
+        Contender(
+            "primedepth-plain",
+            "PrimeDepth, pooled, fp32, no other optimisation",
+            build_primedepth,
+            "before the memory-format / precision switches",
+        ),
+        Contender(
+            "primedepth-bf16",
+            "PrimeDepth, bf16 UNet+VAE, fp32 labeller",
+            build_primedepth,
+            "mixed precision",
+            dict(frozen_dtype=bf16, channels_last=True),
+        ),
+        Contender(
+            "primedepth-bf16-all",
+            "PrimeDepth, everything bf16",
+            build_primedepth,
+            "bf16 everywhere (GroupNorms fp32)",
+            dict(frozen_dtype=bf16, labeller_dtype=bf16, channels_last=True),
+        ),
+        Contender(
+            "primedepth-fp16",
+            "PrimeDepth, fp16 UNet+VAE, fp32 labeller",
+            build_primedepth,
+            "mixed precision",
+            dict(frozen_dtype=torch.float16, channels_last=True),
+        ),
+        Contender(
+            "primedepth-fp16-all",
+            "PrimeDepth, everything fp16",
+            build_primedepth,
+            "fp16 everywhere (GroupNorms fp32)",
+            dict(frozen_dtype=torch.float16, labeller_dtype=torch.float16, channels_last=True),
+        ),
+        Contender(
+            "primedepth-lowmem",
+            "PrimeDepth, memory-saving switch",
+            build_primedepth,
+            "low_memory=True, VAE decoder dropped",
+            dict(low_memory=True, keep_vae_decoder=False, channels_last=True),
+        ),
+        Contender(
+            "sd-single-step",
+            "Single-step SD depth (VAE enc + UNet + VAE dec)",
+            build_sd_single_step,
+            "E2E-FT / Marigold v1-1 shape, fp32, channels_last",
+        ),
+        Contender(
+            "sd-single-step-nchw",
+            "Single-step SD depth, NCHW",
+            build_sd_single_step,
+            "fp32, default memory format",
+            dict(channels_last=False),
+        ),
+        Contender(
+            "marigold-1x1",
+            "Marigold, 1 step x 1",
+            build_marigold,
+            "diffusers MarigoldDepthPipeline, channels_last",
+            dict(steps=1, ensemble=1),
+        ),
+        Contender(
+            "marigold-2x1",
+            "Marigold, 2 steps x 1",
+            build_marigold,
+            "for the linear extrapolation",
+            dict(steps=2, ensemble=1),
+        ),
+        Contender(
+            "marigold-50x10",
+            "Marigold, 50 steps x 10 (v1-0), measured",
+            build_marigold,
+            "run directly (GPU)",
+            dict(steps=50, ensemble=10),
+        ),
     ]
     for v in DEPTH_ANYTHING_V2:
-        items.append(Contender(f"depth-anything-v2-{v.lower()}", f"Depth Anything V2-{v}", build_depth_anything,
-                               "transformers, input resized to a multiple of 14", dict(variant=v)))
+        items.append(
+            Contender(
+                f"depth-anything-v2-{v.lower()}",
+                f"Depth Anything V2-{v}",
+                build_depth_anything,
+                "transformers, input resized to a multiple of 14",
+                dict(variant=v),
+            )
+        )
     return {c.name: c for c in items}
 
 
@@ -277,9 +441,18 @@ def fastest_primedepth_options(device: torch.device) -> dict:
     return dict(channels_last=True)
 
 
-CPU_DEFAULT_CONTENDERS = ("primedepth", "primedepth-auto", "primedepth-onnx", "primedepth-authors", "sd-single-step",
-                          "marigold-1x1", "marigold-2x1",
-                          "depth-anything-v2-s", "depth-anything-v2-b", "depth-anything-v2-l")
+CPU_DEFAULT_CONTENDERS = (
+    "primedepth",
+    "primedepth-auto",
+    "primedepth-onnx",
+    "primedepth-authors",
+    "sd-single-step",
+    "marigold-1x1",
+    "marigold-2x1",
+    "depth-anything-v2-s",
+    "depth-anything-v2-b",
+    "depth-anything-v2-l",
+)
 CUDA_DEFAULT_CONTENDERS = tuple(c for c in CPU_DEFAULT_CONTENDERS if c != "primedepth-onnx") + ("marigold-50x10",)
 
 

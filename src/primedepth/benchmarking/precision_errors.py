@@ -49,8 +49,14 @@ def reference_errors(reference_dir: str | Path, splits: dict | None = None) -> d
         errors = {}
         for case in _case_names(vectors):
             inputs = {n: vectors[f"{case}.{n}"] for n in INPUT_NAMES}
-            out = pipe.predict_with_noise(inputs["image"], inputs["context"], inputs["noise_posterior"],
-                                          inputs["noise_t"], segmentation=True, low_memory=low_memory)
+            out = pipe.predict_with_noise(
+                inputs["image"],
+                inputs["context"],
+                inputs["noise_posterior"],
+                inputs["noise_t"],
+                segmentation=True,
+                low_memory=low_memory,
+            )
             for key in ("depth", "segmentation"):
                 errors[f"{case}.{key}"] = relative_error(getattr(out, key).float(), vectors[f"{case}.{key}"])
         report[name] = {"worst": max(errors.values()), **errors}

@@ -21,22 +21,28 @@ def markdown_table(results: list[dict], reference: str = "primedepth") -> str:
     for res in sorted({r["resolution"] for r in results}):
         rows = [r for r in results if r["resolution"] == res]
         ours = next((r for r in rows if r["contender"] == reference and "error" not in r), None)
-        lines += [f"**{res} x {res}**", "",
-                  "| contender | s / image | time vs ours | CPU s / image | CPU time vs ours | peak MiB | activation MiB "
-                  "| act. vs ours | weights MiB | notes |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += [
+            f"**{res} x {res}**",
+            "",
+            "| contender | s / image | time vs ours | CPU s / image | CPU time vs ours | peak MiB | activation MiB "
+            "| act. vs ours | weights MiB | notes |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
         for r in rows:
             if "error" in r:
                 lines.append(f"| {r['contender']} | — | — | — | — | — | — | — | — | {r['error']} |")
                 continue
             ratio = f"{r['seconds'] / ours['seconds']:.2f}x" if ours else "—"
-            act = (f"{r['activation_bytes'] / ours['activation_bytes']:.2f}x"
-                   if ours and ours["activation_bytes"] else "—")
+            act = (
+                f"{r['activation_bytes'] / ours['activation_bytes']:.2f}x" if ours and ours["activation_bytes"] else "—"
+            )
             cpu = r.get("cpu_seconds")
             cpu_ratio = f"{cpu / ours['cpu_seconds']:.2f}x" if ours and cpu and ours.get("cpu_seconds") else "—"
             cpu = f"{cpu:.3g}" if cpu else "—"
-            lines.append(f"| {r['label']} | {r['seconds']:.3g} | {ratio} | {cpu} | {cpu_ratio} | {_mib(r['peak_bytes'])} | "
-                         f"{_mib(r['activation_bytes'])} | {act} | {_mib(r['weights_bytes'])} | {r.get('notes', '')} |")
+            lines.append(
+                f"| {r['label']} | {r['seconds']:.3g} | {ratio} | {cpu} | {cpu_ratio} | {_mib(r['peak_bytes'])} | "
+                f"{_mib(r['activation_bytes'])} | {act} | {_mib(r['weights_bytes'])} | {r.get('notes', '')} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -54,8 +60,9 @@ def plot(results: list[dict], path: str | Path, title: str = "") -> None:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.5))
     names = list(dict.fromkeys(r["contender"] for r in results if "error" not in r))
     for name in names:
-        rows = sorted((r for r in results if r["contender"] == name and "error" not in r),
-                      key=lambda r: r["resolution"])
+        rows = sorted(
+            (r for r in results if r["contender"] == name and "error" not in r), key=lambda r: r["resolution"]
+        )
         xs = [r["resolution"] for r in rows]
         style = "--" if rows[0].get("derived") else "-"
         ax_t.plot(xs, [r["seconds"] for r in rows], style, marker="o", label=name)
@@ -80,11 +87,20 @@ def plot(results: list[dict], path: str | Path, title: str = "") -> None:
 def machine_description(device: str) -> dict:
     import platform
 
-    meta = dict(device=device, torch=torch.__version__, python=platform.python_version(), cpus=os.cpu_count(),
-                threads=torch.get_num_threads(), platform=platform.platform())
+    meta = dict(
+        device=device,
+        torch=torch.__version__,
+        python=platform.python_version(),
+        cpus=os.cpu_count(),
+        threads=torch.get_num_threads(),
+        platform=platform.platform(),
+    )
     try:
-        meta["cpu"] = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                           if line.startswith("model name"))
+        meta["cpu"] = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
         meta["load_average_at_start"] = os.getloadavg()
     except (OSError, StopIteration):
         pass
@@ -93,8 +109,9 @@ def machine_description(device: str) -> dict:
     return meta
 
 
-def write_report(results: list[dict], output_dir: str | Path, meta: dict,
-                 plot_title: str | None = None) -> tuple[str, list[Path]]:
+def write_report(
+    results: list[dict], output_dir: str | Path, meta: dict, plot_title: str | None = None
+) -> tuple[str, list[Path]]:
     """``results.json``, ``results.md`` and (with ``plot_title``) ``bench.png`` in ``output_dir``; returns the
     markdown table and the paths written."""
     out = Path(output_dir)

@@ -35,8 +35,9 @@ def plan(device: str, names: str | None = None, resolutions: str | None = None) 
     unknown = [n for n in selected if n not in contenders()]
     if unknown:
         raise ValueError(f"unknown contender(s) {', '.join(unknown)}; see --list")
-    sides = parse_sides(resolutions) if resolutions else list(
-        CPU_DEFAULT_RESOLUTIONS if dev.type == "cpu" else RESOLUTIONS)
+    sides = (
+        parse_sides(resolutions) if resolutions else list(CPU_DEFAULT_RESOLUTIONS if dev.type == "cpu" else RESOLUTIONS)
+    )
     return selected, sides
 
 
@@ -46,13 +47,18 @@ def measure_in_subprocess(name: str, resolution: int, timeout: float | None = No
     try:
         # A fixed mmap threshold: large tensors go back to the OS when freed, so RSS tracks live memory.
         env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "4194304")}
-        proc = subprocess.run([sys.executable, "-m", "primedepth.benchmarking.worker", "--worker", args],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-m", "primedepth.benchmarking.worker", "--worker", args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return dict(contender=name, resolution=resolution, error=f"timed out after {timeout} s")
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
     return dict(contender=name, resolution=resolution, error=f"exit {proc.returncode}: {' | '.join(tail)}")
 
@@ -71,20 +77,41 @@ def add_marigold_protocol(results: list[dict]) -> list[dict]:
         if "cpu_seconds" in one and "cpu_seconds" in two:
             cpu_step = max(0.0, two["cpu_seconds"] - one["cpu_seconds"])
             one = {**one, "cpu_seconds": ensemble * (one["cpu_seconds"] + (steps - 1) * cpu_step)}
-        out.append({**one, "contender": "marigold-50x10", "label": "Marigold, 50 steps x 10 (v1-0), extrapolated",
-                    "notes": f"= {ensemble} x (t(1x1) + {steps - 1} x (t(2x1) - t(1x1))); memory of 1x1 (batch 1)",
-                    "seconds": seconds, "seconds_all": [], "derived": True, "per_step_seconds": per_step})
+        out.append(
+            {
+                **one,
+                "contender": "marigold-50x10",
+                "label": "Marigold, 50 steps x 10 (v1-0), extrapolated",
+                "notes": f"= {ensemble} x (t(1x1) + {steps - 1} x (t(2x1) - t(1x1))); memory of 1x1 (batch 1)",
+                "seconds": seconds,
+                "seconds_all": [],
+                "derived": True,
+                "per_step_seconds": per_step,
+            }
+        )
     return out
 
 
-def run_benchmark(contender_names, resolutions, *, device: str = "cpu", scale: str = "full", warmup: int = 1,
-                  repeats: int = 3, batch_size: int = 1, threads: int | None = None, subprocesses: bool = True,
-                  timeout: float | None = None, log: Callable[[str], None] = print) -> list[dict]:
+def run_benchmark(
+    contender_names,
+    resolutions,
+    *,
+    device: str = "cpu",
+    scale: str = "full",
+    warmup: int = 1,
+    repeats: int = 3,
+    batch_size: int = 1,
+    threads: int | None = None,
+    subprocesses: bool = True,
+    timeout: float | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     results = []
     for res in resolutions:
         for name in contender_names:
-            kwargs = dict(device=device, scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size,
-                          threads=threads)
+            kwargs = dict(
+                device=device, scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size, threads=threads
+            )
             if subprocesses:
                 record = measure_in_subprocess(name, res, timeout=timeout, **kwargs)
             else:
@@ -96,6 +123,8 @@ def run_benchmark(contender_names, resolutions, *, device: str = "cpu", scale: s
             if "error" in record:
                 log(f"{name} @ {res}: {record['error']}")
             else:
-                log(f"{name} @ {res}: {record['seconds']:.3f} s/img, peak {record['peak_bytes'] / 2**20:.0f} MiB, "
-                    f"activations {record['activation_bytes'] / 2**20:.0f} MiB")
+                log(
+                    f"{name} @ {res}: {record['seconds']:.3f} s/img, peak {record['peak_bytes'] / 2**20:.0f} MiB, "
+                    f"activations {record['activation_bytes'] / 2**20:.0f} MiB"
+                )
     return add_marigold_protocol(results)

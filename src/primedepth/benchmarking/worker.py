@@ -65,8 +65,17 @@ def tensor_bytes(modules) -> int:
     return total
 
 
-def measure(name: str, resolution: int, *, device: str = "cpu", scale: str = "full", warmup: int = 1,
-            repeats: int = 3, batch_size: int = 1, threads: int | None = None) -> dict:
+def measure(
+    name: str,
+    resolution: int,
+    *,
+    device: str = "cpu",
+    scale: str = "full",
+    warmup: int = 1,
+    repeats: int = 3,
+    batch_size: int = 1,
+    threads: int | None = None,
+) -> dict:
     """Build contender ``name`` and time it at ``resolution`` (in this process). Returns one result record."""
     dev = torch.device(device)
     if threads:
@@ -108,13 +117,28 @@ def measure(name: str, resolution: int, *, device: str = "cpu", scale: str = "fu
                 times.append((time.perf_counter() - t) / batch_size)
                 cpu_times.append((time.process_time() - c) / batch_size)
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak_rss()
-    return dict(contender=name, label=contender.label, notes=contender.notes, resolution=resolution,
-                input_size=size, batch_size=batch_size, device=str(dev), scale=scale, threads=torch.get_num_threads(),
-                seconds=statistics.median(times), seconds_all=times, cpu_seconds=statistics.median(cpu_times),
-                cpu_seconds_all=cpu_times, warmup=warmup, build_seconds=build_s,
-                peak_bytes=int(peak), base_bytes=int(base), activation_bytes=int(max(0, peak - base)),
-                weights_bytes=tensor_bytes(runner.modules) if runner.weights_bytes is None else runner.weights_bytes,
-                memory_kind="cuda max allocated" if dev.type == "cuda" else "process RSS high-water mark")
+    return dict(
+        contender=name,
+        label=contender.label,
+        notes=contender.notes,
+        resolution=resolution,
+        input_size=size,
+        batch_size=batch_size,
+        device=str(dev),
+        scale=scale,
+        threads=torch.get_num_threads(),
+        seconds=statistics.median(times),
+        seconds_all=times,
+        cpu_seconds=statistics.median(cpu_times),
+        cpu_seconds_all=cpu_times,
+        warmup=warmup,
+        build_seconds=build_s,
+        peak_bytes=int(peak),
+        base_bytes=int(base),
+        activation_bytes=int(max(0, peak - base)),
+        weights_bytes=tensor_bytes(runner.modules) if runner.weights_bytes is None else runner.weights_bytes,
+        memory_kind="cuda max allocated" if dev.type == "cuda" else "process RSS high-water mark",
+    )
 
 
 def _worker_main(argv: list[str]) -> None:

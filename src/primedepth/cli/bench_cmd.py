@@ -8,24 +8,53 @@ import click
 
 @click.command(name="bench")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--resolutions", default=None,
-              help="Comma-separated square sides. Default: 256,512 on CPU, 256,384,512,768,1024 on CUDA.")
-@click.option("--contenders", default=None,
-              help="Comma-separated names (see --list). Default: every comparison contender for the device.")
+@click.option(
+    "--resolutions",
+    default=None,
+    help="Comma-separated square sides. Default: 256,512 on CPU, 256,384,512,768,1024 on CUDA.",
+)
+@click.option(
+    "--contenders",
+    default=None,
+    help="Comma-separated names (see --list). Default: every comparison contender for the device.",
+)
 @click.option("--list", "list_only", is_flag=True, help="List the contenders and exit.")
-@click.option("--scale", type=click.Choice(["full", "tiny"]), default="full", show_default=True,
-              help="Real-size random weights, or tiny models (a smoke test of the machinery, meaningless times).")
+@click.option(
+    "--scale",
+    type=click.Choice(["full", "tiny"]),
+    default="full",
+    show_default=True,
+    help="Real-size random weights, or tiny models (a smoke test of the machinery, meaningless times).",
+)
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs before timing.")
 @click.option("--repeats", default=3, show_default=True, help="Timed runs; the median is reported.")
 @click.option("--batch-size", default=1, show_default=True, help="Images per forward pass (times are per image).")
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--timeout", default=None, type=float, help="Seconds allowed per contender and resolution.")
 @click.option("--in-process", is_flag=True, help="Run contenders in this process (peak memory is then shared).")
-@click.option("--output-dir", default="bench-results", show_default=True, type=click.Path(file_okay=False),
-              help="Where results.json, results.md and bench.png go.")
+@click.option(
+    "--output-dir",
+    default="bench-results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where results.json, results.md and bench.png go.",
+)
 @click.option("--plot/--no-plot", default=True, show_default=True)
-def command(device, resolutions, contenders, list_only, scale, warmup, repeats, batch_size, threads, timeout,
-            in_process, output_dir, plot):
+def command(
+    device,
+    resolutions,
+    contenders,
+    list_only,
+    scale,
+    warmup,
+    repeats,
+    batch_size,
+    threads,
+    timeout,
+    in_process,
+    output_dir,
+    plot,
+):
     """Benchmark PrimeDepth against its authors' arithmetic, Marigold, single-step SD and Depth Anything V2."""
     from ..benchmarking import report, runs
     from ..benchmarking.contenders import contenders as registry
@@ -40,11 +69,20 @@ def command(device, resolutions, contenders, list_only, scale, warmup, repeats, 
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--contenders") from None
     meta = report.machine_description(device)
-    meta.update(scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size, contenders=names,
-                resolutions=sides)
-    results = runs.run_benchmark(names, sides, device=device, scale=scale, warmup=warmup, repeats=repeats,
-                                 batch_size=batch_size, threads=threads, subprocesses=not in_process,
-                                 timeout=timeout, log=lambda m: click.echo(m, err=True))
+    meta.update(scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size, contenders=names, resolutions=sides)
+    results = runs.run_benchmark(
+        names,
+        sides,
+        device=device,
+        scale=scale,
+        warmup=warmup,
+        repeats=repeats,
+        batch_size=batch_size,
+        threads=threads,
+        subprocesses=not in_process,
+        timeout=timeout,
+        log=lambda m: click.echo(m, err=True),
+    )
     title = f"{meta.get('gpu') or meta.get('cpu', device)} ({scale})" if plot else None
     table, paths = report.write_report(results, output_dir, meta, plot_title=title)
     click.echo(table)

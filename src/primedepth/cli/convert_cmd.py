@@ -11,13 +11,25 @@ import click
 @click.command("convert")
 @click.argument("checkpoint")
 @click.argument("out_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Official-style JSON config (format of official_tiny_config.json) [default: inferred from the "
-                   "checkpoint's tensor shapes].")
-@click.option("--trust-pickle", is_flag=True, help="Allow full unpickling (runs code from the file!). Only for "
-              "checkpoints you trust; by default only tensors are loaded (weights_only).")
-@click.option("--text-encoder", default=None, help="Hub id or folder of a 24-layer OpenCLIP ViT-H/14 text tower "
-              "(CLIPTextModel), used when the checkpoint has none [default: laion/CLIP-ViT-H-14-laion2B-s32B-b79K].")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Official-style JSON config (format of official_tiny_config.json) [default: inferred from the "
+    "checkpoint's tensor shapes].",
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow full unpickling (runs code from the file!). Only for "
+    "checkpoints you trust; by default only tensors are loaded (weights_only).",
+)
+@click.option(
+    "--text-encoder",
+    default=None,
+    help="Hub id or folder of a 24-layer OpenCLIP ViT-H/14 text tower "
+    "(CLIPTextModel), used when the checkpoint has none [default: laion/CLIP-ViT-H-14-laion2B-s32B-b79K].",
+)
 @click.option("--tokenizer", default=None, help="Hub id or folder of the CLIP tokenizer [default: --text-encoder].")
 @click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
 @click.option("--local-files-only", is_flag=True, help="Never touch the network.")
@@ -36,8 +48,14 @@ def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokeni
     text_encoder = text_encoder or DEFAULT_TEXT_ENCODER
     try:
         if hub_id and out_dir is None and config_path is None:
-            folder = resolve_hub_model(checkpoint, cache_dir=cache_dir, local_files_only=local_files_only,
-                                       trust_pickle=trust_pickle, text_encoder=text_encoder, tokenizer=tokenizer)
+            folder = resolve_hub_model(
+                checkpoint,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                trust_pickle=trust_pickle,
+                text_encoder=text_encoder,
+                tokenizer=tokenizer,
+            )
             click.echo(f"converted {checkpoint} -> {folder}")
             return
         source = None
@@ -48,12 +66,25 @@ def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokeni
             if name == MODEL_INDEX:
                 raise ValueError(f"{checkpoint}: already a PrimeDepth model repo; use it directly (--model)")
             checkpoint, source = path, f"{hub_id[0]}/{name}@{commit[:12]}"
-        report = convert_official_checkpoint(checkpoint, out_dir or default_model_dir(), config_path,
-                                             trust_pickle=trust_pickle, text_encoder=text_encoder,
-                                             tokenizer=tokenizer, cache_dir=cache_dir,
-                                             local_files_only=local_files_only, source=source)
-    except (FileNotFoundError, FileExistsError, ValueError, UntrustedCheckpointError, WeightsNotFoundError,
-            OSError) as err:
+        report = convert_official_checkpoint(
+            checkpoint,
+            out_dir or default_model_dir(),
+            config_path,
+            trust_pickle=trust_pickle,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            source=source,
+        )
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        UntrustedCheckpointError,
+        WeightsNotFoundError,
+        OSError,
+    ) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     counts = ", ".join(f"{k} {v} tensors" for k, v in report.counts.items())

@@ -12,15 +12,27 @@ from .options import device_argument, device_option, model_option, noise_option,
 
 @click.command("demo")
 @output_dir_option(default="primedepth-demo", help="Where the gallery and metrics go.")
-@model_option(default="primedepth-mini", show_default=True,
-              help="Model to score: the embedded PrimeDepth-mini, a folder (e.g. a training checkpoint), a hub id or "
-                   "tiny-random.")
-@click.option("--scenes", default=200, show_default=True, type=click.IntRange(min=1),
-              help="Held-out rendered scenes to score.")
-@click.option("--held-out-seed", default=7, show_default=True, type=int,
-              help="Data seed of the held-out scenes (7: the trainer's validation set; the training stream uses 0-2).")
-@noise_option(default="none", help="none: the posterior mean, as the trainer's validation scores it (the figures in "
-                                   "docs/mini-model.md); sampled: the official single step.")
+@model_option(
+    default="primedepth-mini",
+    show_default=True,
+    help="Model to score: the embedded PrimeDepth-mini, a folder (e.g. a training checkpoint), a hub id or "
+    "tiny-random.",
+)
+@click.option(
+    "--scenes", default=200, show_default=True, type=click.IntRange(min=1), help="Held-out rendered scenes to score."
+)
+@click.option(
+    "--held-out-seed",
+    default=7,
+    show_default=True,
+    type=int,
+    help="Data seed of the held-out scenes (7: the trainer's validation set; the training stream uses 0-2).",
+)
+@noise_option(
+    default="none",
+    help="none: the posterior mean, as the trainer's validation scores it (the figures in "
+    "docs/mini-model.md); sampled: the official single step.",
+)
 @device_option()
 def command(output_dir, model, scenes, held_out_seed, noise, device):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
@@ -31,20 +43,30 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
     from ..utils.atomic import atomic_path
 
     try:
-        pipe = PrimeDepthPipeline.from_pretrained(model, device=device_argument(device),
-                                                  local_files_only=True)
+        pipe = PrimeDepthPipeline.from_pretrained(model, device=device_argument(device), local_files_only=True)
     except (WeightsNotFoundError, DeviceUnavailableError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     pipe.optimize(channels_last=True, drop_vae_decoder=True)
-    click.echo(f"model: {model} on {pipe.device}; scoring {scenes} held-out rendered scenes "
-               f"(disparity-space alignment, noise {noise})", err=True)
+    click.echo(
+        f"model: {model} on {pipe.device}; scoring {scenes} held-out rendered scenes "
+        f"(disparity-space alignment, noise {noise})",
+        err=True,
+    )
     result = run_demo(pipe, scenes=scenes, gallery=output_dir / "gallery.png", noise=noise, seed=held_out_seed)
     m = result.metrics
-    report = {"model": model, "scenes": scenes, "held_out_seed": held_out_seed, "noise": noise,
-              "seconds": round(result.seconds, 1), **m}
+    report = {
+        "model": model,
+        "scenes": scenes,
+        "held_out_seed": held_out_seed,
+        "noise": noise,
+        "seconds": round(result.seconds, 1),
+        **m,
+    }
     with atomic_path(output_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
-    click.echo(f"δ1 {m['delta1']:.4f}   AbsRel {m['abs_rel']:.4f}   δ2 {m['delta2']:.4f}   "
-               f"({scenes} scenes, {result.seconds:.1f} s)")
+    click.echo(
+        f"δ1 {m['delta1']:.4f}   AbsRel {m['abs_rel']:.4f}   δ2 {m['delta2']:.4f}   "
+        f"({scenes} scenes, {result.seconds:.1f} s)"
+    )
     click.echo(f"gallery: {result.gallery}   metrics: {output_dir / 'metrics.json'}")

@@ -61,43 +61,92 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 
 
 @click.command(help=__doc__)
-@click.option("--dataset", "dataset_name",
-              type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai"]),
-              help="The benchmark of a single run (or use --suite).")
-@click.option("--suite", type=click.Choice(["paper-table2", "paper-table3"]),
-              help="Run the paper's Table 2 or 3: every --run on each of its datasets, "
-                   "then the table in the paper's layout.")
-@click.option("--data-root", type=click.Path(file_okay=False),
-              help="Dataset folder in its documented layout; with --suite, "
-                   "the folder holding one sub-folder per dataset (kitti, nyu, eth3d, rabbitai, nuscenes_c).")
-@click.option("--root", "roots", multiple=True, metavar="DATASET=DIR",
-              help="With --suite: a dataset's folder elsewhere.")
-@click.option("--run", "runs", multiple=True, metavar="NAME=MODEL",
-              help="With --suite: a row of the table, MODEL as for --model. Names matching the paper's rows "
-                   "(primedepth, depth-anything, marigold, primedepth-no-pretrain; V.Full, V.Latent, ...) "
-                   "get the published numbers beside.")
-@click.option("--pair",
-              help="With --suite paper-table2: the two runs averaged and oracled (default primedepth,depth-anything).")
+@click.option(
+    "--dataset",
+    "dataset_name",
+    type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai"]),
+    help="The benchmark of a single run (or use --suite).",
+)
+@click.option(
+    "--suite",
+    type=click.Choice(["paper-table2", "paper-table3"]),
+    help="Run the paper's Table 2 or 3: every --run on each of its datasets, then the table in the paper's layout.",
+)
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    help="Dataset folder in its documented layout; with --suite, "
+    "the folder holding one sub-folder per dataset (kitti, nyu, eth3d, rabbitai, nuscenes_c).",
+)
+@click.option(
+    "--root", "roots", multiple=True, metavar="DATASET=DIR", help="With --suite: a dataset's folder elsewhere."
+)
+@click.option(
+    "--run",
+    "runs",
+    multiple=True,
+    metavar="NAME=MODEL",
+    help="With --suite: a row of the table, MODEL as for --model. Names matching the paper's rows "
+    "(primedepth, depth-anything, marigold, primedepth-no-pretrain; V.Full, V.Latent, ...) "
+    "get the published numbers beside.",
+)
+@click.option(
+    "--pair", help="With --suite paper-table2: the two runs averaged and oracled (default primedepth,depth-anything)."
+)
 @click.option("--output", "output_root", default="eval_results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_spec", default="tiny-random", show_default=True, help=MODEL_HELP)
-@click.option("--predictions", type=click.Path(exists=True, file_okay=False),
-              help="Score saved <sample id, '/'->'__'>.npy files instead of running a model.")
-@click.option("--prediction-space", type=click.Choice(["disparity", "depth"]), default="disparity", show_default=True,
-              help="Space in which the saved predictions are affine-invariant (with --predictions).")
+@click.option(
+    "--predictions",
+    type=click.Path(exists=True, file_okay=False),
+    help="Score saved <sample id, '/'->'__'>.npy files instead of running a model.",
+)
+@click.option(
+    "--prediction-space",
+    type=click.Choice(["disparity", "depth"]),
+    default="disparity",
+    show_default=True,
+    help="Space in which the saved predictions are affine-invariant (with --predictions).",
+)
 @click.option("--name", help="Run name (default: the model's).")
-@click.option("--split-file", type=click.Path(exists=True, dir_okay=False),
-              help="Split list in Marigold's format instead of discovering samples.")
-@click.option("--scene-list", type=click.Path(exists=True, dir_okay=False),
-              help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).")
+@click.option(
+    "--split-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Split list in Marigold's format instead of discovering samples.",
+)
+@click.option(
+    "--scene-list",
+    type=click.Path(exists=True, dir_okay=False),
+    help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).",
+)
 @click.option("--allow-partial", is_flag=True, help="Evaluate even if the sample count differs from the protocol's.")
 @click.option("--marigold-setting", type=click.Choice(["v1-0", "1-step"]), default="v1-0", show_default=True)
 @opt.device_option()
 @opt.dtype_option(default="fp32", help="Precision of PrimeDepth (the paper's tables are fp32; see predict --help).")
 @opt.seed_option()
-@click.option("--no-save-predictions", is_flag=True,
-              help="Do not keep raw predictions (disables ensembles and strips).")
-def command(dataset_name, suite, data_root, roots, runs, pair, output_root, model_spec, predictions, prediction_space,
-            name, split_file, scene_list, allow_partial, marigold_setting, device, dtype, seed, no_save_predictions):
+@click.option(
+    "--no-save-predictions", is_flag=True, help="Do not keep raw predictions (disables ensembles and strips)."
+)
+def command(
+    dataset_name,
+    suite,
+    data_root,
+    roots,
+    runs,
+    pair,
+    output_root,
+    model_spec,
+    predictions,
+    prediction_space,
+    name,
+    split_file,
+    scene_list,
+    allow_partial,
+    marigold_setting,
+    device,
+    dtype,
+    seed,
+    no_save_predictions,
+):
     from primedepth.evaluation import (
         DATASETS,
         DatasetError,
@@ -111,8 +160,9 @@ def command(dataset_name, suite, data_root, roots, runs, pair, output_root, mode
     device = opt.device_argument(device)
 
     if suite:
-        options = dict(device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting,
-                       output_root=output_root)
+        options = dict(
+            device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting, output_root=output_root
+        )
         extra = {"nuscenes_c": {"scene_list": scene_list}} if scene_list else {}
         return run_suite_command(suite, data_root, roots, runs, pair, output_root, allow_partial, options, extra)
     if not dataset_name or not data_root:
@@ -130,20 +180,36 @@ def command(dataset_name, suite, data_root, roots, runs, pair, output_root, mode
             if predictions:
                 predictor = SavedPredictor(predictions, prediction_space, name)
             else:
-                predictor = build_predictor(model_spec, device=device, dtype=dtype, seed=seed,
-                                            marigold_setting=marigold_setting, output_root=output_root,
-                                            dataset_name=dataset_name)
+                predictor = build_predictor(
+                    model_spec,
+                    device=device,
+                    dtype=dtype,
+                    seed=seed,
+                    marigold_setting=marigold_setting,
+                    output_root=output_root,
+                    dataset_name=dataset_name,
+                )
             predictor.name = name or predictor.name
             rank, world_size, barrier = distributed_context()
-            summary = evaluate(dataset, predictor, output_root, rank=rank, world_size=world_size, barrier=barrier,
-                               save_predictions=not no_save_predictions, progress=True)
+            summary = evaluate(
+                dataset,
+                predictor,
+                output_root,
+                rank=rank,
+                world_size=world_size,
+                barrier=barrier,
+                save_predictions=not no_save_predictions,
+                progress=True,
+            )
     except (DatasetError, WeightsNotFoundError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if summary is not None:
         m = summary["metrics"]
-        click.echo(f"{summary['model']} on {summary['dataset_title']}: {summary['samples']} samples, "
-                   f"AbsRel {100 * m['abs_rel']:.2f}, δ1 {100 * m['delta1']:.2f} %  "
-                   f"-> {output_root}/{dataset_name}/{summary['model']}")
+        click.echo(
+            f"{summary['model']} on {summary['dataset_title']}: {summary['samples']} samples, "
+            f"AbsRel {100 * m['abs_rel']:.2f}, δ1 {100 * m['delta1']:.2f} %  "
+            f"-> {output_root}/{dataset_name}/{summary['model']}"
+        )
 
 
 def _pairs(values, option):
@@ -180,12 +246,22 @@ def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, all
                 except click.BadParameter as exc:
                     raise click.BadParameter(f"{name}: {exc.message}", param_hint="--run") from exc
             return cache[name]
+
         return build
 
     rank, world_size, barrier = distributed_context()
-    result = run_suite(suite, folders, {n: factory(n, s) for n, s in specs.items()}, output_root,
-                       allow_partial=allow_partial, rank=rank, world_size=world_size, barrier=barrier, progress=True,
-                       dataset_options=dataset_options)
+    result = run_suite(
+        suite,
+        folders,
+        {n: factory(n, s) for n, s in specs.items()},
+        output_root,
+        allow_partial=allow_partial,
+        rank=rank,
+        world_size=world_size,
+        barrier=barrier,
+        progress=True,
+        dataset_options=dataset_options,
+    )
     if rank != 0:
         return
     for dataset, status in result.status.items():

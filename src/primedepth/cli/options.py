@@ -16,25 +16,43 @@ MODEL_DEFAULT_HELP = "[default: $PRIMEDEPTH_MODEL, the cached PrimeDepth when pr
 
 def output_dir_option(default: str | None = None, help: str = "Folder for the outputs (created if needed)."):
     """``-o/--output-dir``: required when there is no sensible default."""
-    return click.option("-o", "--output-dir", default=default, required=default is None, show_default=True,
-                        type=click.Path(file_okay=False, path_type=Path), help=help)
+    return click.option(
+        "-o",
+        "--output-dir",
+        default=default,
+        required=default is None,
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help=help,
+    )
 
 
-def model_option(help: str = "A converted model folder, a hub repo id, 'primedepth-mini' (embedded) or "
-                             f"'tiny-random' {MODEL_DEFAULT_HELP}.", **kwargs):
+def model_option(
+    help: str = "A converted model folder, a hub repo id, 'primedepth-mini' (embedded) or "
+    f"'tiny-random' {MODEL_DEFAULT_HELP}.",
+    **kwargs,
+):
     return click.option("--model", default=kwargs.pop("default", None), help=help, **kwargs)
 
 
 def device_option(help: str | None = None):
-    return click.option("--device", default="auto", type=click.Choice(DEVICES), show_default=True,
-                        help=help or "auto: CUDA, then MPS, else CPU.")
+    return click.option(
+        "--device",
+        default="auto",
+        type=click.Choice(DEVICES),
+        show_default=True,
+        help=help or "auto: CUDA, then MPS, else CPU.",
+    )
 
 
-def dtype_option(help: str = "Precision: auto = the fastest configuration within 0.2 δ1 points / 0.002 AbsRel of "
-                             "fp32 where the hardware computes it natively (bf16 on AVX512-BF16/AMX CPUs where it is "
-                             "measured faster, Ampere+ GPUs), else fp32; -frozen = half precision for VAE, UNet and "
-                             "text tower only (docs/performance.md).", choices: tuple[str, ...] = DTYPES,
-                 default: str = "auto"):
+def dtype_option(
+    help: str = "Precision: auto = the fastest configuration within 0.2 δ1 points / 0.002 AbsRel of "
+    "fp32 where the hardware computes it natively (bf16 on AVX512-BF16/AMX CPUs where it is "
+    "measured faster, Ampere+ GPUs), else fp32; -frozen = half precision for VAE, UNet and "
+    "text tower only (docs/performance.md).",
+    choices: tuple[str, ...] = DTYPES,
+    default: str = "auto",
+):
     return click.option("--dtype", default=default, type=click.Choice(choices), show_default=True, help=help)
 
 
@@ -42,29 +60,40 @@ def seed_option(help: str = "Seed of the posterior and t = 1 noise draws."):
     return click.option("--seed", default=0, show_default=True, type=int, help=help)
 
 
-def noise_option(default: str = "sampled",
-                 help: str = "sampled: the official single step (posterior sample, t = 1 noise); none: posterior "
-                             "mean without t-noise."):
+def noise_option(
+    default: str = "sampled",
+    help: str = "sampled: the official single step (posterior sample, t = 1 noise); none: posterior "
+    "mean without t-noise.",
+):
     return click.option("--noise", default=default, type=click.Choice(NOISE_MODES), show_default=True, help=help)
 
 
-def caption_option(help: str = "auto (BLIP-2, as the authors), none (empty prompt) or a text "
-                               "[default: the model's setting]."):
+def caption_option(
+    help: str = "auto (BLIP-2, as the authors), none (empty prompt) or a text [default: the model's setting].",
+):
     return click.option("--caption", default=None, help=help)
 
 
 def cmap_option():
-    return click.option("--cmap", default="Spectral_r", show_default=True,
-                        help="Matplotlib colour map indexed by nearness (its top end = nearest).")
+    return click.option(
+        "--cmap",
+        default="Spectral_r",
+        show_default=True,
+        help="Matplotlib colour map indexed by nearness (its top end = nearest).",
+    )
 
 
-def max_size_option(help: str = "Long side used for processing (never upscaled; 0 = input size) "
-                                "[default: the model's, 1024 for PrimeDepth]."):
+def max_size_option(
+    help: str = "Long side used for processing (never upscaled; 0 = input size) "
+    "[default: the model's, 1024 for PrimeDepth].",
+):
     return click.option("--max-size", default=None, type=int, help=help)
 
 
-def low_memory_option(help: str = "Lower peak memory (row-banded VAE encoder and heads, preimage freed as fused); "
-                                  "same outputs, somewhat slower."):
+def low_memory_option(
+    help: str = "Lower peak memory (row-banded VAE encoder and heads, preimage freed as fused); "
+    "same outputs, somewhat slower.",
+):
     return click.option("--low-memory", is_flag=True, help=help)
 
 
@@ -76,10 +105,13 @@ def local_files_only_option():
     return click.option("--local-files-only", is_flag=True, help="Never touch the network.")
 
 
-def ensemble_option(help: str = "Average with Depth Anything V2 after the common normalisation (the paper's best "
-                                "method); the ensemble becomes the output."):
-    return click.option("--ensemble", default=None,
-                        metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]", help=help)
+def ensemble_option(
+    help: str = "Average with Depth Anything V2 after the common normalisation (the paper's best "
+    "method); the ensemble becomes the output.",
+):
+    return click.option(
+        "--ensemble", default=None, metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]", help=help
+    )
 
 
 def device_argument(device: str) -> str | None:

@@ -19,27 +19,54 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @click.argument("inputs", nargs=-1, required=True)
 @opt.output_dir_option()
 @opt.model_option()
-@click.option("--format", "formats", default="npy,png16,color", show_default=True,
-              help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (near = warm), "
-                   "seg (segmentation, indexed PNG), grey (8-bit, white = near), side (RGB | colour depth with a "
-                   "colour bar), tiff / exr / pfm (float32, see --output-kind), ply (point cloud), glb (mesh), "
-                   "depth (metric depth npy, metres; implied by --align-to). ply, glb and depth need --align-to or "
-                   "--depth-range.")
+@click.option(
+    "--format",
+    "formats",
+    default="npy,png16,color",
+    show_default=True,
+    help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (near = warm), "
+    "seg (segmentation, indexed PNG), grey (8-bit, white = near), side (RGB | colour depth with a "
+    "colour bar), tiff / exr / pfm (float32, see --output-kind), ply (point cloud), glb (mesh), "
+    "depth (metric depth npy, metres; implied by --align-to). ply, glb and depth need --align-to or "
+    "--depth-range.",
+)
 @opt.cmap_option()
-@click.option("--output-kind", default="inverse-depth", type=click.Choice(["inverse-depth", "depth"]),
-              show_default=True, help="What tiff/exr/pfm hold; depth (metres) needs --align-to or --depth-range.")
-@click.option("--align-to", default=None, type=click.Path(exists=True, path_type=Path),
-              help="Sparse metric depths to align to (robust scale/shift in disparity): a .npy (metres, 0 = hole), "
-                   "KITTI-style 16-bit .png (metres * 256) or .csv of x,y,depth; or a folder of STEM.<ext> per "
-                   "input. Writes NAME_depth.npy (metres) and reports the fit.")
-@click.option("--depth-range", default=None, help="NEAR,FAR in metres: the ASSUMED depths of the nearest and "
-              "farthest pixels, for 3D/depth outputs without --align-to.")
+@click.option(
+    "--output-kind",
+    default="inverse-depth",
+    type=click.Choice(["inverse-depth", "depth"]),
+    show_default=True,
+    help="What tiff/exr/pfm hold; depth (metres) needs --align-to or --depth-range.",
+)
+@click.option(
+    "--align-to",
+    default=None,
+    type=click.Path(exists=True, path_type=Path),
+    help="Sparse metric depths to align to (robust scale/shift in disparity): a .npy (metres, 0 = hole), "
+    "KITTI-style 16-bit .png (metres * 256) or .csv of x,y,depth; or a folder of STEM.<ext> per "
+    "input. Writes NAME_depth.npy (metres) and reports the fit.",
+)
+@click.option(
+    "--depth-range",
+    default=None,
+    help="NEAR,FAR in metres: the ASSUMED depths of the nearest and "
+    "farthest pixels, for 3D/depth outputs without --align-to.",
+)
 @click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb.")
-@click.option("--fov", "fov_deg", default=None, type=float, help="Field of view (degrees, long side) for ply/glb "
-              "[default: EXIF 35 mm-equivalent focal length, else 60].")
+@click.option(
+    "--fov",
+    "fov_deg",
+    default=None,
+    type=float,
+    help="Field of view (degrees, long side) for ply/glb [default: EXIF 35 mm-equivalent focal length, else 60].",
+)
 @opt.max_size_option()
-@click.option("--native-size", is_flag=True, help="Reproduce the authors' output size (8*floor(H/8) x 8*floor(W/8) "
-              "unless downscaled) instead of the input size.")
+@click.option(
+    "--native-size",
+    is_flag=True,
+    help="Reproduce the authors' output size (8*floor(H/8) x 8*floor(W/8) "
+    "unless downscaled) instead of the input size.",
+)
 @opt.device_option()
 @opt.dtype_option()
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1))
@@ -49,14 +76,43 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @opt.low_memory_option()
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
 @opt.ensemble_option()
-@click.option("--save-members", is_flag=True, help="With --ensemble, also write each member's maps "
-              "(NAME.primedepth.*, NAME.depth-anything-v2*.*).")
+@click.option(
+    "--save-members",
+    is_flag=True,
+    help="With --ensemble, also write each member's maps (NAME.primedepth.*, NAME.depth-anything-v2*.*).",
+)
 @opt.cache_dir_option()
 @opt.local_files_only_option()
 @shard_options
-def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, depth_range, focal_px, fov_deg, max_size,
-            native_size, device, dtype, batch_size, caption, seed, noise, low_memory, ensemble, save_members,
-            overwrite, cache_dir, local_files_only, engine, workers, ray_address):
+def command(
+    inputs,
+    output_dir,
+    model,
+    formats,
+    cmap,
+    output_kind,
+    align_to,
+    depth_range,
+    focal_px,
+    fov_deg,
+    max_size,
+    native_size,
+    device,
+    dtype,
+    batch_size,
+    caption,
+    seed,
+    noise,
+    low_memory,
+    ensemble,
+    save_members,
+    overwrite,
+    cache_dir,
+    local_files_only,
+    engine,
+    workers,
+    ray_address,
+):
     """Predict affine-invariant inverse depth for INPUTS (files, folders, globs; or WebDataset shards: paths, fsspec
     URLs, brace patterns like shards/{00000..00099}.tar, written as result shards of the same names)."""
     from tqdm.auto import tqdm
@@ -80,8 +136,9 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [f for f in fmt_list if f not in FORMATS]
     if unknown or not fmt_list:
-        raise click.BadParameter(f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}",
-                                 param_hint="--format")
+        raise click.BadParameter(
+            f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", param_hint="--format"
+        )
     if align_to is not None and "depth" not in fmt_list:
         fmt_list.append("depth")
     try:
@@ -94,38 +151,72 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
     except (ValueError, ImportError) as err:
         raise click.UsageError(str(err)) from None
     max_size = "auto" if max_size is None else (max_size or None)  # "auto": the model's setting
-    options = dict(caption=caption, seed=seed, noise=noise, max_size=max_size,
-                   match_input_size=not native_size, segmentation="seg" in fmt_list, low_memory=low_memory)
+    options = dict(
+        caption=caption,
+        seed=seed,
+        noise=noise,
+        max_size=max_size,
+        match_input_size=not native_size,
+        segmentation="seg" in fmt_list,
+        low_memory=low_memory,
+    )
     if all(is_shard_spec(item) for item in inputs):
         from .shard_runner import predict_shards
 
-        sys.exit(predict_shards(list(inputs), output_dir, model, fmt_list, options, device, dtype, batch_size,
-                                engine, workers, ray_address, overwrite, cache_dir, local_files_only))
+        sys.exit(
+            predict_shards(
+                list(inputs),
+                output_dir,
+                model,
+                fmt_list,
+                options,
+                device,
+                dtype,
+                batch_size,
+                engine,
+                workers,
+                ray_address,
+                overwrite,
+                cache_dir,
+                local_files_only,
+            )
+        )
     items, failures = collect_inputs(list(inputs), output_dir)
     if align_to is not None and align_to.is_file() and len(items) > 1:
-        raise click.UsageError(f"--align-to {align_to} is one file but {len(items)} images are given; pass a "
-                               "folder holding STEM.npy / .png / .csv per image")
+        raise click.UsageError(
+            f"--align-to {align_to} is one file but {len(items)} images are given; pass a "
+            "folder holding STEM.npy / .png / .csv per image"
+        )
     try:
         ensure_writable_folder(output_dir)
     except OSError as err:
         click.echo(f"error: {err.filename}: output folder is not writable ({err.strerror})", err=True)
         sys.exit(EXIT_OUTPUT_ERROR)
     remove_stale_temps(output_dir)  # temporaries of killed runs
-    todo = [(f, s) for f, s in items
-            if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)]
+    todo = [
+        (f, s) for f, s in items if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)
+    ]
     skipped = len(items) - len(todo)
 
     notice = member = None
     try:
         if model is None:
             model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
-        pipe = PrimeDepthPipeline.from_pretrained(
-            model, device=opt.device_argument(device),
-            cache_dir=cache_dir, local_files_only=local_files_only,
-            caption_cache_file=default_cache_file()) if todo else None
+        pipe = (
+            PrimeDepthPipeline.from_pretrained(
+                model,
+                device=opt.device_argument(device),
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                caption_cache_file=default_cache_file(),
+            )
+            if todo
+            else None
+        )
         if pipe is not None and ensemble:
-            member = DepthAnything.from_spec(ensemble, device=pipe.device, cache_dir=cache_dir,
-                                             local_files_only=local_files_only)
+            member = DepthAnything.from_spec(
+                ensemble, device=pipe.device, cache_dir=cache_dir, local_files_only=local_files_only
+            )
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE_OR_MODEL)
@@ -144,7 +235,7 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
     try:
         for start in range(0, len(todo), batch_size):
             batch = []
-            for file, stem in todo[start:start + batch_size]:
+            for file, stem in todo[start : start + batch_size]:
                 try:
                     batch.append((load_image(file), stem))
                 except ImageLoadError as err:
@@ -178,13 +269,15 @@ def command(inputs, output_dir, model, formats, cmap, output_kind, align_to, dep
                     for line in notes:
                         tqdm.write(f"{img.source}: {line}", file=sys.stderr)
                     try:
-                        write_prediction(output_dir / stem, fmt_list, out.inverse_depth[k], seg, cmap=cmap,
-                                         product_writers=extra)
+                        write_prediction(
+                            output_dir / stem, fmt_list, out.inverse_depth[k], seg, cmap=cmap, product_writers=extra
+                        )
                         if save_members and out.members:
                             member_formats = [f for f in fmt_list if f in MAP_FORMATS]
                             for name, maps in out.members.items():
-                                write_prediction(output_dir / stem.parent / f"{stem.name}.{name}", member_formats,
-                                                 maps[k], cmap=cmap)
+                                write_prediction(
+                                    output_dir / stem.parent / f"{stem.name}.{name}", member_formats, maps[k], cmap=cmap
+                                )
                     except OSError as err:  # disk full, folder gone or read-only: no later image can do better
                         write_error = f"{err.filename or output_dir / stem}: cannot write ({err.strerror or err})"
                         break

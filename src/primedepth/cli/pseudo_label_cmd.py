@@ -30,8 +30,9 @@ DEFAULT_SEGMENTATION = "facebook/mask2former-swin-large-ade-semantic"
 
 
 def list_images(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+    )
 
 
 class Labellers:
@@ -54,19 +55,27 @@ class Labellers:
         try:
             if kind == "depth":
                 from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-                m = (AutoImageProcessor.from_pretrained(model_id, local_files_only=self.local),
-                     AutoModelForDepthEstimation.from_pretrained(model_id, local_files_only=self.local))
+
+                m = (
+                    AutoImageProcessor.from_pretrained(model_id, local_files_only=self.local),
+                    AutoModelForDepthEstimation.from_pretrained(model_id, local_files_only=self.local),
+                )
             elif kind == "segmentation":
                 from transformers import AutoImageProcessor, AutoModelForUniversalSegmentation
-                m = (AutoImageProcessor.from_pretrained(model_id, local_files_only=self.local),
-                     AutoModelForUniversalSegmentation.from_pretrained(model_id, local_files_only=self.local))
+
+                m = (
+                    AutoImageProcessor.from_pretrained(model_id, local_files_only=self.local),
+                    AutoModelForUniversalSegmentation.from_pretrained(model_id, local_files_only=self.local),
+                )
             else:
                 from ..pipelines.captioning import Blip2Captioner
+
                 m = (None, Blip2Captioner(model_id, device=self.device, local_files_only=self.local))
         except OSError as err:
             raise click.ClickException(
                 f"{kind} model {model_id!r} could not be loaded ({err}). Download it first (e.g. "
-                f"`huggingface-cli download {model_id}`) or pass a local folder with --{kind}-model.") from None
+                f"`huggingface-cli download {model_id}`) or pass a local folder with --{kind}-model."
+            ) from None
         if m[0] is not None:
             m[1].to(self.device).eval()
         self._models[kind] = m
@@ -105,14 +114,29 @@ class Labellers:
 @click.option("--segmentation-model", default=DEFAULT_SEGMENTATION, show_default=True)
 @click.option("--caption-model", default=DEFAULT_CAPTIONER, show_default=True)
 @click.option("--no-segmentation", is_flag=True, help="Depth and captions only.")
-@click.option("--captions-only", is_flag=True,
-              help="Only captions, written to OUT/captions.json (key: path relative to IMAGES); for Hypersim/vKITTI "
-                   "use the dataset keys via --keys-from.")
+@click.option(
+    "--captions-only",
+    is_flag=True,
+    help="Only captions, written to OUT/captions.json (key: path relative to IMAGES); for Hypersim/vKITTI "
+    "use the dataset keys via --keys-from.",
+)
 @click.option("--local-files-only", is_flag=True, help="Never download models.")
 @click.option("--limit", type=int, default=None, help="Label at most this many images (testing).")
 @shard_options
-def command(images, out, depth_model, segmentation_model, caption_model, no_segmentation, captions_only,
-            local_files_only, limit, engine, workers, ray_address):
+def command(
+    images,
+    out,
+    depth_model,
+    segmentation_model,
+    caption_model,
+    no_segmentation,
+    captions_only,
+    local_files_only,
+    limit,
+    engine,
+    workers,
+    ray_address,
+):
     """Label the images under IMAGES (a folder, or WebDataset shards) into OUT (see docs/training.md)."""
     from PIL import Image
 
@@ -126,15 +150,16 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
 
         if captions_only or limit:
             raise click.UsageError("--captions-only and --limit apply to image folders, not shards")
-        make_labellers = functools.partial(Labellers, depth_model, segmentation_model, caption_model,
-                                           "auto", local_files_only)
+        make_labellers = functools.partial(
+            Labellers, depth_model, segmentation_model, caption_model, "auto", local_files_only
+        )
         make_worker = functools.partial(PseudoLabelShardWorker, make_labellers, segmentation=not no_segmentation)
         sys.exit(run_shard_command([images], out, make_worker, engine, workers, ray_address, overwrite=False))
     if not Path(images).is_dir():
-        raise click.BadParameter(f"{images}: not a folder of images nor WebDataset shards (.tar)",
-                                 param_hint="IMAGES")
+        raise click.BadParameter(f"{images}: not a folder of images nor WebDataset shards (.tar)", param_hint="IMAGES")
     try:
         from accelerate import PartialState
+
         state = PartialState()
         rank, world, device, is_main = state.process_index, state.num_processes, state.device, state.is_main_process
     except Exception:  # accelerate present but no distributed setup
@@ -162,9 +187,13 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
         return
 
     if is_main:
-        info = {"images_root": str(images_root), "depth_model": depth_model,
-                "segmentation_model": None if no_segmentation else segmentation_model,
-                "caption_model": caption_model, "depth": "relative inverse depth (float16 .npy)"}
+        info = {
+            "images_root": str(images_root),
+            "depth_model": depth_model,
+            "segmentation_model": None if no_segmentation else segmentation_model,
+            "caption_model": caption_model,
+            "depth": "relative inverse depth (float16 .npy)",
+        }
         atomic_write(out / INFO, json.dumps(info, indent=2).encode())
     done = {e["key"] for e in read_manifest(out)}
     shard = out / f"manifest.rank{rank:05d}.jsonl"
@@ -177,8 +206,12 @@ def command(images, out, depth_model, segmentation_model, caption_model, no_segm
                 image = im.convert("RGB")
             depth = labellers.depth(image)
             seg = None if no_segmentation else labellers.segmentation(image)
-            entry = {"key": name, "image": name, "caption": labellers.caption(image),
-                     **write_outputs(out, name, depth, seg)}
+            entry = {
+                "key": name,
+                "image": name,
+                "caption": labellers.caption(image),
+                **write_outputs(out, name, depth, seg),
+            }
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -12,16 +12,27 @@ import click
 
 def shard_options(command):
     """--engine / --workers / --ray-address, for commands that accept shards."""
-    command = click.option("--ray-address", default=None,
-                           help="Ray cluster to join with --engine ray ('auto', ray://host:10001) [default: "
-                                "$RAY_ADDRESS, else a local Ray instance].")(command)
-    command = click.option("--workers", type=click.IntRange(min=1), default=None,
-                           help="Model actors with --engine ray [default: one per GPU of the cluster, else one per "
-                                "CPU].")(command)
-    command = click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                           help="Shard inputs only: 'local' runs here (or statically sharded over `accelerate "
-                                "launch` processes), 'ray' runs a Ray Data pipeline with a model actor per worker "
-                                "(pip install \"primedepth[ray]\").")(command)
+    command = click.option(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join with --engine ray ('auto', ray://host:10001) [default: "
+        "$RAY_ADDRESS, else a local Ray instance].",
+    )(command)
+    command = click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Model actors with --engine ray [default: one per GPU of the cluster, else one per CPU].",
+    )(command)
+    command = click.option(
+        "--engine",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help="Shard inputs only: 'local' runs here (or statically sharded over `accelerate "
+        "launch` processes), 'ray' runs a Ray Data pipeline with a model actor per worker "
+        '(pip install "primedepth[ray]").',
+    )(command)
     return command
 
 
@@ -38,8 +49,9 @@ def process_layout() -> tuple[int, int]:
         return 0, 1
 
 
-def run_shard_command(inputs: list[str], out: str, make_worker, engine: str, workers: int | None,
-                      ray_address: str | None, overwrite: bool) -> int:
+def run_shard_command(
+    inputs: list[str], out: str, make_worker, engine: str, workers: int | None, ray_address: str | None, overwrite: bool
+) -> int:
     """Plan, run and report; returns the exit code (0 all done, 1 some samples or shards failed, 2 fatal)."""
     from ..data.common import DataError
     from ..distributed.shard_jobs import plan_jobs, run_local
@@ -53,8 +65,10 @@ def run_shard_command(inputs: list[str], out: str, make_worker, engine: str, wor
 
     def report(result) -> None:
         state = "done" if result.complete else "FAILED"
-        click.echo(f"{state}: {result.source} -> {result.target} ({result.written} samples, "
-                   f"{len(result.failures)} failed)", err=True)
+        click.echo(
+            f"{state}: {result.source} -> {result.target} ({result.written} samples, {len(result.failures)} failed)",
+            err=True,
+        )
 
     try:
         if not jobs:
@@ -72,23 +86,41 @@ def run_shard_command(inputs: list[str], out: str, make_worker, engine: str, wor
         click.echo("interrupted: finished shards are complete, rerun to resume", err=True)
         return 130
     except Exception as err:  # a model that cannot be loaded, a lost cluster: one line, not a traceback
-        click.echo(f"error: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}",
-                   err=True)
+        click.echo(
+            f"error: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}", err=True
+        )
         return 2
     from ..data.shards import prepare_output
 
     prepare_output(str(out))  # temporaries of writers killed during this run (a restarted Ray actor)
     failures = [f for r in results for f in r.failures]
     written = sum(r.written for r in results)
-    click.echo(f"done: {len(results)} shards ({written} samples) written, {skipped} skipped (results exist), "
-               f"{len(failures)} failed", err=True)
+    click.echo(
+        f"done: {len(results)} shards ({written} samples) written, {skipped} skipped (results exist), "
+        f"{len(failures)} failed",
+        err=True,
+    )
     for failure in failures:
         click.echo(f"  failed: {failure}", err=True)
     return 1 if failures else 0
 
 
-def predict_shards(inputs, output_dir, model, formats, options, device, dtype, batch_size, engine, workers,
-                   ray_address, overwrite, cache_dir, local_files_only) -> int:
+def predict_shards(
+    inputs,
+    output_dir,
+    model,
+    formats,
+    options,
+    device,
+    dtype,
+    batch_size,
+    engine,
+    workers,
+    ray_address,
+    overwrite,
+    cache_dir,
+    local_files_only,
+) -> int:
     from ..distributed.shard_workers import PredictShardWorker
     from ..pipelines.hub_weights import default_model
 
@@ -97,8 +129,13 @@ def predict_shards(inputs, output_dir, model, formats, options, device, dtype, b
         if notice:
             click.echo(f"note: {notice}", err=True)
     output_dir = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", str(output_dir))  # click's Path folds "//"
-    pipeline_kwargs = dict(model=model, device=None if device == "auto" else device, precision=dtype,
-                           cache_dir=cache_dir, local_files_only=local_files_only)
+    pipeline_kwargs = dict(
+        model=model,
+        device=None if device == "auto" else device,
+        precision=dtype,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+    )
     make_worker = functools.partial(PredictShardWorker, pipeline_kwargs, formats, options, batch_size)
     click.echo(f"model: {model} ({dtype}), engine: {engine}", err=True)
     return run_shard_command(inputs, output_dir, make_worker, engine, workers, ray_address, overwrite)

@@ -7,15 +7,28 @@ import click
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set train.max_steps=100 (value parsed as JSON).")
-@click.option("--resume", default="auto", show_default=True,
-              help="'auto' (newest checkpoint in output_dir, if any), a checkpoint folder, or 'none'.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set train.max_steps=100 (value parsed as JSON).",
+)
+@click.option(
+    "--resume",
+    default="auto",
+    show_default=True,
+    help="'auto' (newest checkpoint in output_dir, if any), a checkpoint folder, or 'none'.",
+)
 @click.option("--output-dir", default=None, help="Shortcut for --set output_dir=...")
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
-@click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of the resumed checkpoint's optimizer.pt "
-              "(runs code from the file!). Only needed for checkpoints of older versions, and only if you trust "
-              "them; by default only tensors are loaded (weights_only).")
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Allow full unpickling of the resumed checkpoint's optimizer.pt "
+    "(runs code from the file!). Only needed for checkpoints of older versions, and only if you trust "
+    "them; by default only tensors are loaded (weights_only).",
+)
 def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
     `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. The mini Stable Diffusion of
@@ -33,8 +46,9 @@ def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     if max_steps:
         overrides.append(f"train.max_steps={max_steps}")
     try:
-        trainer = run_training(config, overrides, resume=None if resume == "none" else resume,
-                               trust_pickle=trust_pickle)
+        trainer = run_training(
+            config, overrides, resume=None if resume == "none" else resume, trust_pickle=trust_pickle
+        )
     except (ConfigError, DataError, FileNotFoundError, UntrustedCheckpointError) as err:
         raise click.ClickException(str(err)) from None
     if trainer.acc.is_main_process:

@@ -14,8 +14,9 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @click.option("--checkpoint", type=FILE, help="Official-style checkpoint (.ckpt).")
 @click.option("--config", "config_path", type=FILE, help="Official-style JSON config of that checkpoint.")
 @click.option("--vectors", type=FILE, help="safetensors file with the official inputs and intermediates.")
-@click.option("--manifest", type=FILE, help="JSON manifest of a full official checkpoint: check the key mapping "
-              "without weights.")
+@click.option(
+    "--manifest", type=FILE, help="JSON manifest of a full official checkpoint: check the key mapping without weights."
+)
 @click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of the checkpoint (only if trusted).")
 def command(checkpoint, config_path, vectors, manifest, trust_pickle):
     """Exit 0 only if every stored tensor is reproduced to max|ours - ref| / max|ref| <= 1e-4 (or, with

@@ -14,32 +14,66 @@ from . import options as opt
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @opt.output_dir_option()
 @opt.model_option()
-@click.option("--stride", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Keep every N-th frame (the output fps is divided by N, so the duration stays).")
+@click.option(
+    "--stride",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Keep every N-th frame (the output fps is divided by N, so the duration stays).",
+)
 @click.option("--start", default=None, type=float, help="First second to process.")
 @click.option("--end", default=None, type=float, help="Stop before this second.")
 @click.option("--max-frames", default=None, type=click.IntRange(min=1), help="At most this many frames.")
-@click.option("--no-stabilise", is_flag=True, help="Keep each frame's own affine map (no scale/shift fit to the "
-              "previous frames): colours may flicker.")
+@click.option(
+    "--no-stabilise",
+    is_flag=True,
+    help="Keep each frame's own affine map (no scale/shift fit to the previous frames): colours may flicker.",
+)
 @click.option("--side-by-side", is_flag=True, help="Also write NAME_side.mp4 (RGB | depth with a colour bar).")
-@click.option("--frames", "frame_format", default="none", type=click.Choice(["none", "png16", "exr"]),
-              show_default=True, help="Also write a frame sequence in NAME_frames/ (one value range per clip).")
+@click.option(
+    "--frames",
+    "frame_format",
+    default="none",
+    type=click.Choice(["none", "png16", "exr"]),
+    show_default=True,
+    help="Also write a frame sequence in NAME_frames/ (one value range per clip).",
+)
 @click.option("--no-npz", is_flag=True, help="Do not write NAME_depth.npz (float32 stack, frame numbers, times).")
 @opt.cmap_option()
 @opt.max_size_option()
 @opt.device_option()
 @opt.dtype_option()
-@opt.caption_option(help="auto (BLIP-2 on the first frame, reused), none, or a text "
-                        "[default: the model's setting].")
+@opt.caption_option(help="auto (BLIP-2 on the first frame, reused), none, or a text [default: the model's setting].")
 @opt.seed_option(help="The noise draw (the same for every frame).")
 @opt.noise_option()
 @opt.low_memory_option()
 @click.option("--overwrite", is_flag=True, help="Recompute videos whose outputs exist (and drop resume caches).")
 @opt.cache_dir_option()
 @opt.local_files_only_option()
-def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabilise, side_by_side, frame_format,
-            no_npz, cmap, max_size, device, dtype, caption, seed, noise, low_memory, overwrite, cache_dir,
-            local_files_only):
+def command(
+    inputs,
+    output_dir,
+    model,
+    stride,
+    start,
+    end,
+    max_frames,
+    no_stabilise,
+    side_by_side,
+    frame_format,
+    no_npz,
+    cmap,
+    max_size,
+    device,
+    dtype,
+    caption,
+    seed,
+    noise,
+    low_memory,
+    overwrite,
+    cache_dir,
+    local_files_only,
+):
     """Depth videos for INPUTS (any video ffmpeg reads). Interrupted runs resume where they stopped."""
     from ..outputs.colour import colour_lut
     from ..outputs.video import VideoReadError, predict_video, require_av
@@ -65,9 +99,17 @@ def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabil
     try:
         if model is None:
             model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
-        pipe = PrimeDepthPipeline.from_pretrained(
-            model, device=opt.device_argument(device), cache_dir=cache_dir,
-            local_files_only=local_files_only, caption_cache_file=default_cache_file()) if todo else None
+        pipe = (
+            PrimeDepthPipeline.from_pretrained(
+                model,
+                device=opt.device_argument(device),
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                caption_cache_file=default_cache_file(),
+            )
+            if todo
+            else None
+        )
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -82,11 +124,26 @@ def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabil
     for path in todo:
         try:
             result = predict_video(
-                pipe, path, output_dir, stride=stride, start=start, end=end, max_frames=max_frames,
-                stabilise=not no_stabilise, side_by_side_video=side_by_side,
-                frames=None if frame_format == "none" else frame_format, npz=not no_npz, cmap=cmap, seed=seed,
-                noise=noise, caption=caption, max_size="auto" if max_size is None else (max_size or None),
-                low_memory=low_memory, overwrite=overwrite, model_id=model)
+                pipe,
+                path,
+                output_dir,
+                stride=stride,
+                start=start,
+                end=end,
+                max_frames=max_frames,
+                stabilise=not no_stabilise,
+                side_by_side_video=side_by_side,
+                frames=None if frame_format == "none" else frame_format,
+                npz=not no_npz,
+                cmap=cmap,
+                seed=seed,
+                noise=noise,
+                caption=caption,
+                max_size="auto" if max_size is None else (max_size or None),
+                low_memory=low_memory,
+                overwrite=overwrite,
+                model_id=model,
+            )
         except VideoReadError as err:
             failures.append(str(err))
             continue
@@ -100,8 +157,11 @@ def command(inputs, output_dir, model, stride, start, end, max_frames, no_stabil
             click.echo(f"{path}: outputs exist, skipped (--overwrite to redo)", err=True)
             continue
         written += 1
-        click.echo(f"{path}: {result.frames} frames at {float(result.fps):.3g} fps ({result.predicted} predicted, "
-                   f"{result.frames - result.predicted} resumed) -> {result.outputs['video']}", err=True)
+        click.echo(
+            f"{path}: {result.frames} frames at {float(result.fps):.3g} fps ({result.predicted} predicted, "
+            f"{result.frames - result.predicted} resumed) -> {result.outputs['video']}",
+            err=True,
+        )
     click.echo(f"done: {written} written, {len(failures)} failed", err=True)
     for failure in failures:
         click.echo(f"  failed: {failure}", err=True)

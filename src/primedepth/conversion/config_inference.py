@@ -46,8 +46,9 @@ def infer_unet(shapes) -> dict:
     down = [i for i in blocks if p + f"input_blocks.{i}.0.op.weight" in shapes]
     levels = len(down) + 1
     if (len(blocks) - 1 - len(down)) % levels:
-        raise ConfigInferenceError(f"UNet encoder with {len(blocks)} blocks and {len(down)} downsamplers does not "
-                                   "split into levels")
+        raise ConfigInferenceError(
+            f"UNet encoder with {len(blocks)} blocks and {len(down)} downsamplers does not split into levels"
+        )
     res_blocks = (len(blocks) - 1 - len(down)) // levels
     channel_mult, attention_resolutions, i = [], [], 1
     for level in range(levels):
@@ -56,18 +57,28 @@ def infer_unet(shapes) -> dict:
             raise ConfigInferenceError(f"UNet level {level} has {out} channels, not a multiple of {mc}")
         channel_mult.append(out // mc)
         if p + f"input_blocks.{i}.1.proj_in.weight" in shapes:
-            attention_resolutions.append(2 ** level)
+            attention_resolutions.append(2**level)
         i += res_blocks + (level < levels - 1)
     cross = [v for k, v in shapes.items() if k.startswith(p) and k.endswith("attn2.to_k.weight")]
     if not cross:
         raise ConfigInferenceError("the UNet has no cross-attention, so it is not a Stable Diffusion 2.x UNet")
     proj_in = next(v for k, v in shapes.items() if k.startswith(p) and k.endswith(".proj_in.weight"))
     depth = len({m[1] for k in shapes if (m := re.search(r"middle_block\.1\.transformer_blocks\.(\d+)\.", k))})
-    return {"image_size": 32, "in_channels": in_ch, "out_channels": _shape(shapes, p + "out.2.weight")[0],
-            "model_channels": mc, "attention_resolutions": attention_resolutions[::-1], "num_res_blocks": res_blocks,
-            "channel_mult": channel_mult, "num_head_channels": None, "use_spatial_transformer": True,
-            "use_linear_in_transformer": len(proj_in) == 2, "transformer_depth": depth,
-            "context_dim": cross[0][1], "legacy": False}
+    return {
+        "image_size": 32,
+        "in_channels": in_ch,
+        "out_channels": _shape(shapes, p + "out.2.weight")[0],
+        "model_channels": mc,
+        "attention_resolutions": attention_resolutions[::-1],
+        "num_res_blocks": res_blocks,
+        "channel_mult": channel_mult,
+        "num_head_channels": None,
+        "use_spatial_transformer": True,
+        "use_linear_in_transformer": len(proj_in) == 2,
+        "transformer_depth": depth,
+        "context_dim": cross[0][1],
+        "legacy": False,
+    }
 
 
 def infer_vae(shapes) -> dict:
@@ -80,9 +91,18 @@ def infer_vae(shapes) -> dict:
     res_blocks = len(_indices(shapes, re.escape(p) + r"down\.0\.block\.(\d+)\."))
     ch_mult = [_shape(shapes, p + f"down.{lv}.block.0.conv2.weight")[0] // ch for lv in levels]
     decoder_out = shapes.get(VAE_PREFIX + "decoder.conv_out.weight")
-    return {"double_z": True, "z_channels": _shape(shapes, p + "conv_out.weight")[0] // 2, "resolution": 256,
-            "in_channels": in_ch, "out_ch": decoder_out[0] if decoder_out else in_ch, "ch": ch, "ch_mult": ch_mult,
-            "num_res_blocks": res_blocks, "attn_resolutions": [], "dropout": 0.0}
+    return {
+        "double_z": True,
+        "z_channels": _shape(shapes, p + "conv_out.weight")[0] // 2,
+        "resolution": 256,
+        "in_channels": in_ch,
+        "out_ch": decoder_out[0] if decoder_out else in_ch,
+        "ch": ch,
+        "ch_mult": ch_mult,
+        "num_res_blocks": res_blocks,
+        "attn_resolutions": [],
+        "dropout": 0.0,
+    }
 
 
 def _conv_io(shapes, key: str) -> tuple[int, int]:
@@ -92,19 +112,35 @@ def _conv_io(shapes, key: str) -> tuple[int, int]:
 
 def _fusion_matches(shapes, unet: dict, lab: dict, num_head_channels: int) -> bool:
     """Whether the official channel arithmetic with these settings gives every fusion and refiner conv."""
-    layout = unet_layout(unet["model_channels"], unet["channel_mult"], unet["num_res_blocks"],
-                         unet["attention_resolutions"], num_head_channels)
-    steps = fusion_layout(layout, model_channels=unet["model_channels"], channel_mult=unet["channel_mult"],
-                          num_res_blocks=unet["num_res_blocks"], attention_resolutions=unet["attention_resolutions"],
-                          num_head_channels=num_head_channels, refiner_model_ratio=lab["refiner_model_ratio"],
-                          use_self_attn_maps=lab["use_self_attn_maps"], use_cross_attn_maps=lab["use_cross_attn_maps"],
-                          use_feature_maps=lab["use_feature_maps"], n_sa_maps=N_SA_MAPS, n_ca_maps=N_CA_MAPS,
-                          scale_input_features_with_model=lab["scale_input_features_with_model"])
+    layout = unet_layout(
+        unet["model_channels"],
+        unet["channel_mult"],
+        unet["num_res_blocks"],
+        unet["attention_resolutions"],
+        num_head_channels,
+    )
+    steps = fusion_layout(
+        layout,
+        model_channels=unet["model_channels"],
+        channel_mult=unet["channel_mult"],
+        num_res_blocks=unet["num_res_blocks"],
+        attention_resolutions=unet["attention_resolutions"],
+        num_head_channels=num_head_channels,
+        refiner_model_ratio=lab["refiner_model_ratio"],
+        use_self_attn_maps=lab["use_self_attn_maps"],
+        use_cross_attn_maps=lab["use_cross_attn_maps"],
+        use_feature_maps=lab["use_feature_maps"],
+        n_sa_maps=N_SA_MAPS,
+        n_ca_maps=N_CA_MAPS,
+        scale_input_features_with_model=lab["scale_input_features_with_model"],
+    )
     for i, step in enumerate(steps):
-        expected = {f"convs_features.{i}.weight": (step.feature_in, step.feature_out) if step.feature_out else (0, 0),
-                    f"convs_attentions.{i}.weight": (step.attention_in, step.attention_out),
-                    f"convs_merge.{i}.weight": (step.merge_in, step.merge_out),
-                    f"refiner.output_blocks.{i}.0.in_layers.2.weight": (step.refiner_in, step.refiner_out)}
+        expected = {
+            f"convs_features.{i}.weight": (step.feature_in, step.feature_out) if step.feature_out else (0, 0),
+            f"convs_attentions.{i}.weight": (step.attention_in, step.attention_out),
+            f"convs_merge.{i}.weight": (step.merge_in, step.merge_out),
+            f"refiner.output_blocks.{i}.0.in_layers.2.weight": (step.refiner_in, step.refiner_out),
+        }
         if any(_conv_io(shapes, key) != io for key, io in expected.items()):
             return False
     return True
@@ -119,25 +155,37 @@ def infer_labeller(shapes, unet: dict) -> tuple[dict, int]:
     last_out = _shape(shapes, p + f"refiner.output_blocks.{refiner[-1]}.0.in_layers.2.weight")[0]
     ratio = last_out / (unet["model_channels"] * unet["channel_mult"][0])
     segmentation = shapes.get(p + "label_predictor.conv_out.weight")
-    base = {"infusion2refiner": "cat", "refiner_model_ratio": ratio,
-            "use_feature_maps": any(k.startswith(p + "convs_features.") for k in shapes),
-            "n_ca_maps": N_CA_MAPS, "n_sa_maps": N_SA_MAPS,
-            "channels2predictor": _shape(shapes, p + "refiner.out.2.weight")[0],
-            "label_mode": {"depth": _shape(shapes, p + "depth_predictor.conv_out.weight")[0],
-                           "segmentation": segmentation[0] if segmentation else 0},
-            "zero_convs": False}
+    base = {
+        "infusion2refiner": "cat",
+        "refiner_model_ratio": ratio,
+        "use_feature_maps": any(k.startswith(p + "convs_features.") for k in shapes),
+        "n_ca_maps": N_CA_MAPS,
+        "n_sa_maps": N_SA_MAPS,
+        "channels2predictor": _shape(shapes, p + "refiner.out.2.weight")[0],
+        "label_mode": {
+            "depth": _shape(shapes, p + "depth_predictor.conv_out.weight")[0],
+            "segmentation": segmentation[0] if segmentation else 0,
+        },
+        "zero_convs": False,
+    }
     mc = unet["model_channels"]
     fits = []
     for use_sa, use_ca in ((True, True), (True, False), (False, True), (False, False)):
         for scaled in (True, False):
-            lab = {**base, "use_self_attn_maps": use_sa, "use_cross_attn_maps": use_ca,
-                   "scale_input_features_with_model": scaled}
+            lab = {
+                **base,
+                "use_self_attn_maps": use_sa,
+                "use_cross_attn_maps": use_ca,
+                "scale_input_features_with_model": scaled,
+            }
             for nhc in (d for d in range(1, mc + 1) if mc % d == 0):
                 if _fusion_matches(shapes, unet, lab, nhc):
                     fits.append((lab, nhc))
     if not fits:
-        raise ConfigInferenceError("the labeller's fusion and refiner convs match no official channel layout "
-                                   "(PrimeDepth with infusion2refiner='cat')")
+        raise ConfigInferenceError(
+            "the labeller's fusion and refiner convs match no official channel layout "
+            "(PrimeDepth with infusion2refiner='cat')"
+        )
     if len({(tuple(sorted((k, str(v)) for k, v in lab.items())), nhc) for lab, nhc in fits}) > 1:
         with_maps = [f for f in fits if f[0]["use_self_attn_maps"] or f[0]["use_cross_attn_maps"]]
         sd_default = [f for f in fits if f[1] == 64 and not with_maps]
@@ -155,8 +203,12 @@ def infer_official_config(shapes: Mapping[str, Sequence[int]]) -> dict:
     if unet["transformer_depth"] != 1:
         raise ConfigInferenceError(f"UNet transformer depth {unet['transformer_depth']} (official: 1)")
     labeller, unet["num_head_channels"] = infer_labeller(shapes, unet)
-    config = {"unet": unet, "vae_ddconfig": infer_vae(shapes), "labeller": labeller,
-              **{k: copy.deepcopy(FULL_OFFICIAL_CONFIG[k]) for k in ("scale_factor", "noise_schedule", "timestep")}}
+    config = {
+        "unet": unet,
+        "vae_ddconfig": infer_vae(shapes),
+        "labeller": labeller,
+        **{k: copy.deepcopy(FULL_OFFICIAL_CONFIG[k]) for k in ("scale_factor", "noise_schedule", "timestep")},
+    }
     if unet["model_channels"] == FULL_OFFICIAL_CONFIG["unet"]["model_channels"]:
         check_full_size(config)
     return config
@@ -164,10 +216,13 @@ def infer_official_config(shapes: Mapping[str, Sequence[int]]) -> dict:
 
 def check_full_size(config: dict) -> None:
     """Every inferred value of a full-size model must equal the published config."""
-    differences = [f"{part}.{key}: inferred {config[part].get(key)!r}, published {value!r}"
-                   for part in ("unet", "vae_ddconfig", "labeller")
-                   for key, value in FULL_OFFICIAL_CONFIG[part].items()
-                   if key not in ("image_size", "resolution", "zero_convs") and config[part].get(key) != value]
+    differences = [
+        f"{part}.{key}: inferred {config[part].get(key)!r}, published {value!r}"
+        for part in ("unet", "vae_ddconfig", "labeller")
+        for key, value in FULL_OFFICIAL_CONFIG[part].items()
+        if key not in ("image_size", "resolution", "zero_convs") and config[part].get(key) != value
+    ]
     if differences:
-        raise ConfigInferenceError("a full-size checkpoint that differs from the published PrimeDepth config:\n  "
-                                   + "\n  ".join(differences))
+        raise ConfigInferenceError(
+            "a full-size checkpoint that differs from the published PrimeDepth config:\n  " + "\n  ".join(differences)
+        )

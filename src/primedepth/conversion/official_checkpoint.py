@@ -22,10 +22,22 @@ VAE_PREFIX = "first_stage_model."
 TEXT_PREFIX = "cond_stage_model.model."
 LABELLER_PREFIX = "labeller."
 # Buffers of the diffusion wrapper (noise schedule, EMA bookkeeping) that carry no weights.
-IGNORED_PREFIXES = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-                    "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
-                    "sqrt_recipm1_alphas_cumprod", "posterior_", "logvar", "scale_factor", "model_ema.",
-                    "cond_stage_model.model.visual.", "cond_stage_model.model.logit_scale")
+IGNORED_PREFIXES = (
+    "betas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod",
+    "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod",
+    "posterior_",
+    "logvar",
+    "scale_factor",
+    "model_ema.",
+    "cond_stage_model.model.visual.",
+    "cond_stage_model.model.logit_scale",
+)
 
 
 def load_official_checkpoint(path: str | Path, trust_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -48,25 +60,37 @@ def load_official_checkpoint(path: str | Path, trust_pickle: bool = False) -> di
     not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         more = f" (and {len(not_tensors) - 1} more)" if len(not_tensors) > 1 else ""
-        raise ValueError(f"{path}: state_dict entry {not_tensors[0]!r} is a {type(state[not_tensors[0]]).__name__}, "
-                         f"not a tensor{more}")
+        raise ValueError(
+            f"{path}: state_dict entry {not_tensors[0]!r} is a {type(state[not_tensors[0]]).__name__}, "
+            f"not a tensor{more}"
+        )
     return state
 
 
 # ---------------------------------------------------------------- labeller
 
 
-_RESBLOCK = {"in_layers.0": "norm1", "in_layers.2": "conv1", "emb_layers.1": "emb_proj", "out_layers.0": "norm2",
-             "out_layers.3": "conv2", "skip_connection": "skip"}
-_TRANSFORMER = {"attn1.to_out.0": "attn1.to_out", "attn2.to_out.0": "attn2.to_out", "ff.net.0.proj": "ff.proj_in",
-                "ff.net.2": "ff.proj_out"}
+_RESBLOCK = {
+    "in_layers.0": "norm1",
+    "in_layers.2": "conv1",
+    "emb_layers.1": "emb_proj",
+    "out_layers.0": "norm2",
+    "out_layers.3": "conv2",
+    "skip_connection": "skip",
+}
+_TRANSFORMER = {
+    "attn1.to_out.0": "attn1.to_out",
+    "attn2.to_out.0": "attn2.to_out",
+    "ff.net.0.proj": "ff.proj_in",
+    "ff.net.2": "ff.proj_out",
+}
 _HEAD_RESNET = {"nin_shortcut": "skip"}
 
 
 def _sub(table: dict[str, str], name: str) -> str:
     for old, new in table.items():
         if name == old or name.startswith(old + "."):
-            return new + name[len(old):]
+            return new + name[len(old) :]
     return name
 
 
@@ -124,8 +148,13 @@ def text_tower_to_transformers(state: dict[str, torch.Tensor]) -> dict[str, torc
                 for name, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
                     out[f"{layer}self_attn.{name}.{kind}"] = chunk
             else:
-                table = {"attn.out_proj": "self_attn.out_proj", "ln_1": "layer_norm1", "ln_2": "layer_norm2",
-                         "mlp.c_fc": "mlp.fc1", "mlp.c_proj": "mlp.fc2"}
+                table = {
+                    "attn.out_proj": "self_attn.out_proj",
+                    "ln_1": "layer_norm1",
+                    "ln_2": "layer_norm2",
+                    "mlp.c_fc": "mlp.fc1",
+                    "mlp.c_proj": "mlp.fc2",
+                }
                 out[layer + _sub(table, rest)] = value
         else:
             raise KeyError(f"unexpected OpenCLIP text tower key {key!r}")
@@ -144,8 +173,9 @@ class ConvertedCheckpoint:
     unplaced: list[str] = field(default_factory=list)  # official keys that found no home
 
 
-def split_official_state_dict(state: dict[str, torch.Tensor], unet_config: dict, vae_config: dict,
-                              head_levels: int) -> ConvertedCheckpoint:
+def split_official_state_dict(
+    state: dict[str, torch.Tensor], unet_config: dict, vae_config: dict, head_levels: int
+) -> ConvertedCheckpoint:
     unet_keys = {k: v for k, v in state.items() if k.startswith(UNET_PREFIX)}
     vae_keys = {k: v for k, v in state.items() if k.startswith(VAE_PREFIX)}
     unet = convert_ldm_unet_checkpoint(unet_keys, unet_config) if unet_keys else {}
@@ -153,13 +183,13 @@ def split_official_state_dict(state: dict[str, torch.Tensor], unet_config: dict,
     labeller, text, unplaced = {}, {}, []
     for key, value in state.items():
         if key.startswith(LABELLER_PREFIX):
-            ours = labeller_key(key[len(LABELLER_PREFIX):], head_levels)
+            ours = labeller_key(key[len(LABELLER_PREFIX) :], head_levels)
             if ours is None:
                 unplaced.append(key)
             else:
                 labeller[ours] = value
         elif key.startswith(TEXT_PREFIX) and not key.startswith(IGNORED_PREFIXES):
-            text[key[len(TEXT_PREFIX):]] = value
+            text[key[len(TEXT_PREFIX) :]] = value
         elif not key.startswith((UNET_PREFIX, VAE_PREFIX) + IGNORED_PREFIXES) and not key.startswith(TEXT_PREFIX):
             unplaced.append(key)
     # diffusers' converters drop what they do not recognise: count tensors in and out to catch it.

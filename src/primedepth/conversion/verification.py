@@ -65,9 +65,11 @@ def build_official_model(config_path, checkpoint_path, trust_pickle: bool = Fals
     vae = build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
     labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
     problems = list(converted.unplaced)
-    for name, module, weights, optional in (("unet", unet, converted.unet, ()),
-                                            ("vae", vae, converted.vae, ("decoder.", "post_quant_conv.")),
-                                            ("labeller", labeller, converted.labeller, ())):
+    for name, module, weights, optional in (
+        ("unet", unet, converted.unet, ()),
+        ("vae", vae, converted.vae, ("decoder.", "post_quant_conv.")),
+        ("labeller", labeller, converted.labeller, ()),
+    ):
         result = module.load_state_dict(weights, strict=False)
         problems += [f"{name}: missing {k}" for k in result.missing_keys if not k.startswith(optional)]
         problems += [f"{name}: unexpected {k}" for k in result.unexpected_keys]
@@ -87,9 +89,15 @@ def compute_case(model: OfficialModel, inputs: dict[str, torch.Tensor]) -> dict[
     latent = frozen.encode(inputs["image"], inputs["noise_posterior"], inputs["noise_t"])
     preimage = frozen.extract(latent.x_t, inputs["context"], complete=True, **model.labeller.preimage_request())
     labels = model.labeller(preimage, segmentation=True, return_intermediates=True)
-    out = {"posterior_mean": latent.posterior_mean, "posterior_std": latent.posterior_std, "z": latent.z,
-           "x_t": latent.x_t, "refiner_out": labels.refiner_out, "depth": labels.depth,
-           "segmentation": labels.segmentation}
+    out = {
+        "posterior_mean": latent.posterior_mean,
+        "posterior_std": latent.posterior_std,
+        "z": latent.z,
+        "x_t": latent.x_t,
+        "refiner_out": labels.refiner_out,
+        "depth": labels.depth,
+        "segmentation": labels.segmentation,
+    }
     named_maps = {f"input_block-{i}": m for i, m in enumerate(preimage.encoder_maps)}
     named_maps["mid_block"] = preimage.mid_maps
     named_maps.update({f"out_block-{i}": m for i, m in enumerate(preimage.decoder_maps)})
@@ -114,11 +122,10 @@ def verify_vectors(config_path, checkpoint_path, vectors_path, trust_pickle: boo
         inputs = {name: vectors[f"{case}.{name}"] for name in INPUT_NAMES}
         ours = compute_case(model, inputs)
         for key in sorted(k for k in vectors if k.startswith(case + ".")):
-            name = key[len(case) + 1:]
+            name = key[len(case) + 1 :]
             if name in INPUT_NAMES:
                 continue
-            comparisons.append(Comparison(key, relative_error(ours.get(name), vectors[key]),
-                                          tuple(vectors[key].shape)))
+            comparisons.append(Comparison(key, relative_error(ours.get(name), vectors[key]), tuple(vectors[key].shape)))
     if not comparisons:
         problems.append(f"{vectors_path}: no cases found (expected keys like 'a.image')")
     return comparisons, problems
@@ -136,9 +143,11 @@ def verify_manifest(manifest_path, config_path=None) -> list[str]:
     state = {k: torch.empty(shape, device="meta") for k, shape in tensors.items()}
     converted = split_official_state_dict(state, unet_cfg, vae_cfg, len(config["vae_ddconfig"]["ch_mult"]))
     with init_empty_weights():
-        modules = {"unet": build_unet(config["unet"]),
-                   "vae": build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE)),
-                   "labeller": PrimeDepthLabeller(**labeller_kwargs_from_official(config))}
+        modules = {
+            "unet": build_unet(config["unet"]),
+            "vae": build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE)),
+            "labeller": PrimeDepthLabeller(**labeller_kwargs_from_official(config)),
+        }
     problems = list(converted.unplaced)
     for name, weights in (("unet", converted.unet), ("vae", converted.vae), ("labeller", converted.labeller)):
         expected = {k: tuple(v.shape) for k, v in modules[name].state_dict().items()}

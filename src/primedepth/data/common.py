@@ -38,8 +38,9 @@ def _nearest_indices(n_out: int, scale: float, n_in: int) -> np.ndarray:
     return np.clip(np.floor((np.arange(n_out) + 0.5) / scale).astype(np.int64), 0, n_in - 1)
 
 
-def prepare_sample(raw: RawSample, resolution: tuple[int, int], rng: np.random.Generator | None,
-                   hflip: bool = False) -> dict:
+def prepare_sample(
+    raw: RawSample, resolution: tuple[int, int], rng: np.random.Generator | None, hflip: bool = False
+) -> dict:
     """Resize so that ``resolution`` is covered (aspect kept; image bilinear, depth/labels/mask nearest), crop
     (random with ``rng``, else centred), flip horizontally with probability 1/2 when ``hflip`` and ``rng``, and
     turn depth into the inverse-depth target with invalid pixels masked (target 0 there)."""

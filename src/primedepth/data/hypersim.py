@@ -32,9 +32,44 @@ from .common import DataError, RawSample
 DEFAULT_FOCAL_1024 = 886.81  # Hypersim's standard camera: 60 degree horizontal FOV at 1024 px
 
 # NYU40 (1-based) -> ADE20K-150 (0-based); unmapped classes are unlabelled
-NYU40_TO_ADE = {1: 0, 2: 3, 3: 10, 4: 7, 5: 19, 6: 23, 7: 15, 8: 14, 9: 8, 10: 62, 11: 22, 12: 45, 13: 63, 14: 33,
-                15: 24, 16: 18, 17: 44, 18: 57, 19: 27, 20: 28, 21: 92, 22: 5, 23: 67, 24: 50, 25: 89, 27: 81,
-                28: 18, 29: 41, 30: 144, 31: 12, 32: 44, 33: 65, 34: 47, 35: 36, 36: 37, 37: 115}
+NYU40_TO_ADE = {
+    1: 0,
+    2: 3,
+    3: 10,
+    4: 7,
+    5: 19,
+    6: 23,
+    7: 15,
+    8: 14,
+    9: 8,
+    10: 62,
+    11: 22,
+    12: 45,
+    13: 63,
+    14: 33,
+    15: 24,
+    16: 18,
+    17: 44,
+    18: 57,
+    19: 27,
+    20: 28,
+    21: 92,
+    22: 5,
+    23: 67,
+    24: 50,
+    25: 89,
+    27: 81,
+    28: 18,
+    29: 41,
+    30: 144,
+    31: 12,
+    32: 44,
+    33: 65,
+    34: 47,
+    35: 36,
+    36: 37,
+    37: 115,
+}
 _NYU_LUT = np.full(256, IGNORE_LABEL, np.uint8)
 for _nyu, _ade in NYU40_TO_ADE.items():
     _NYU_LUT[_nyu] = _ade
@@ -98,8 +133,9 @@ def _read_camera_csv(path: Path) -> dict[str, np.ndarray]:
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
             try:
-                cams[row["scene_name"]] = np.array([[float(row[f"M_cam_from_uv_{i}{j}"]) for j in range(3)]
-                                                    for i in range(3)])
+                cams[row["scene_name"]] = np.array(
+                    [[float(row[f"M_cam_from_uv_{i}{j}"]) for j in range(3)] for i in range(3)]
+                )
             except (KeyError, ValueError) as err:
                 raise DataError(f"{path}: bad camera row for {row.get('scene_name')!r} ({err})") from None
     return cams
@@ -109,15 +145,23 @@ _MARIGOLD_RE = re.compile(r"(ai_\d+_\d+)/rgb_cam_(\d+)_fr(\d+)")
 
 
 class HypersimDataset:
-    def __init__(self, root: str, split: str = "train", file_list: str | None = None, captions: str | None = None,
-                 camera_csv: str | None = None, limit: int | None = None, max_depth: float = 65.0):
+    def __init__(
+        self,
+        root: str,
+        split: str = "train",
+        file_list: str | None = None,
+        captions: str | None = None,
+        camera_csv: str | None = None,
+        limit: int | None = None,
+        max_depth: float = 65.0,
+    ):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DataError(f"{self.root}: Hypersim root folder not found")
         self.max_depth = max_depth
         self.frames = self._select(split, file_list)
         if limit:
-            self.frames = self.frames[:int(limit)]
+            self.frames = self.frames[: int(limit)]
         if not self.frames:
             raise DataError(f"{self.root}: no Hypersim frames found for split {split!r}")
         cam_path = Path(camera_csv) if camera_csv else self.root / "metadata_camera_parameters.csv"
@@ -155,7 +199,7 @@ class HypersimDataset:
             return frames
         frames = []
         for color in sorted(self.root.glob("ai_*/images/scene_cam_*_final_hdf5/frame.*.color.hdf5")):
-            cam = color.parent.name[len("scene_"):-len("_final_hdf5")]
+            cam = color.parent.name[len("scene_") : -len("_final_hdf5")]
             frames.append((color.parents[2].name, cam, int(color.name.split(".")[1])))
         return frames
 
@@ -170,10 +214,12 @@ class HypersimDataset:
         scene, cam, frame = self.frames[index]
         images = self.root / scene / "images"
         geo = images / f"scene_{cam}_geometry_hdf5"
-        return {"color": images / f"scene_{cam}_final_hdf5" / f"frame.{frame:04d}.color.hdf5",
-                "depth": geo / f"frame.{frame:04d}.depth_meters.hdf5",
-                "semantic": geo / f"frame.{frame:04d}.semantic.hdf5",
-                "entity": geo / f"frame.{frame:04d}.render_entity_id.hdf5"}
+        return {
+            "color": images / f"scene_{cam}_final_hdf5" / f"frame.{frame:04d}.color.hdf5",
+            "depth": geo / f"frame.{frame:04d}.depth_meters.hdf5",
+            "semantic": geo / f"frame.{frame:04d}.semantic.hdf5",
+            "entity": geo / f"frame.{frame:04d}.render_entity_id.hdf5",
+        }
 
     def __getitem__(self, index: int) -> RawSample:
         p = self.paths(index)
@@ -192,8 +238,15 @@ class HypersimDataset:
         if p["semantic"].is_file():
             sem = read_hdf5(p["semantic"]).astype(np.int64)
             labels = np.where((sem >= 0) & (sem < 256), _NYU_LUT[np.clip(sem, 0, 255)], IGNORE_LABEL).astype(np.uint8)
-        return RawSample(image, np.nan_to_num(depth, nan=0.0), valid, labels, self.captions.get(self.key(index), ""),
-                         "depth", str(p["color"]))
+        return RawSample(
+            image,
+            np.nan_to_num(depth, nan=0.0),
+            valid,
+            labels,
+            self.captions.get(self.key(index), ""),
+            "depth",
+            str(p["color"]),
+        )
 
 
 def _load_captions(path: str | None, keys: list[str]) -> dict[str, str]:

@@ -18,8 +18,9 @@ from .common import RawSample, prepare_sample
 class SceneSource:
     """Procedural scenes (``primedepth.miniature.scene``), rendered on the fly at the training resolution."""
 
-    def __init__(self, resolution, length: int = 1_000_000, seed: int = 0, indoor: bool | None = None,
-                 max_objects: int = 5):
+    def __init__(
+        self, resolution, length: int = 1_000_000, seed: int = 0, indoor: bool | None = None, max_objects: int = 5
+    ):
         self.resolution, self.length, self.seed = tuple(resolution), int(length), int(seed)
         self.indoor, self.max_objects = indoor, max_objects
 
@@ -41,12 +42,15 @@ def build_source(spec: dict, resolution):
         return SceneSource(resolution, **args)
     if kind == "hypersim":
         from .hypersim import HypersimDataset
+
         return HypersimDataset(**args)
     if kind == "vkitti2":
         from .vkitti import VKITTI2Dataset
+
         return VKITTI2Dataset(**args)
     if kind == "pseudo":
         from .pseudo import PseudoLabelledFolder
+
         return PseudoLabelledFolder(**args)
     raise ValueError(f"unknown dataset kind {kind!r} (scenes, hypersim, vkitti2, pseudo)")
 
@@ -69,7 +73,7 @@ class Mixture(Dataset):
         self.offsets = np.cumsum([0] + [len(s) for s in sources])
 
     def __len__(self):
-        return int(self.offsets[-1]) if not self.train else 2 ** 62
+        return int(self.offsets[-1]) if not self.train else 2**62
 
     def locate(self, index: int) -> tuple[int, int, np.random.Generator | None]:
         if self.train:
@@ -98,12 +102,15 @@ class StepSampler(Sampler):
     ``B/(A*P)`` consecutive numbers at offset ``(a * P + r) * B/(A*P)``.
     """
 
-    def __init__(self, global_batch: int, grad_accum: int, num_processes: int, rank: int, start_step: int,
-                 max_steps: int):
+    def __init__(
+        self, global_batch: int, grad_accum: int, num_processes: int, rank: int, start_step: int, max_steps: int
+    ):
         per = global_batch // (grad_accum * num_processes)
         if per * grad_accum * num_processes != global_batch:
-            raise ValueError(f"train.batch_size {global_batch} is not divisible by grad_accum {grad_accum} x "
-                             f"{num_processes} processes")
+            raise ValueError(
+                f"train.batch_size {global_batch} is not divisible by grad_accum {grad_accum} x "
+                f"{num_processes} processes"
+            )
         self.B, self.A, self.P, self.r, self.per = global_batch, grad_accum, num_processes, rank, per
         self.start, self.stop = start_step, max_steps
 

@@ -76,7 +76,7 @@ class PseudoLabelledFolder:
             img_root = Path(images_root or info["images_root"]).expanduser()
             self.items += [(out, img_root, e) for e in sorted(read_manifest(out), key=lambda e: e["key"])]
         if limit:
-            self.items = self.items[:int(limit)]
+            self.items = self.items[: int(limit)]
         if not self.items:
             raise DataError(f"{roots}: no labelled images in the manifest(s)")
 

@@ -112,8 +112,10 @@ def image_field(sample: dict) -> str:
     for ext in IMAGE_EXTENSIONS:
         if ext in sample:
             return ext
-    raise DataError(f"{sample.get('__url__', '?')}: sample {sample['__key__']!r} has no image "
-                    f"({', '.join(IMAGE_EXTENSIONS)}); it holds {sorted(k for k in sample if not k.startswith('__'))}")
+    raise DataError(
+        f"{sample.get('__url__', '?')}: sample {sample['__key__']!r} has no image "
+        f"({', '.join(IMAGE_EXTENSIONS)}); it holds {sorted(k for k in sample if not k.startswith('__'))}"
+    )
 
 
 def decode_image(sample: dict) -> Image.Image:
@@ -124,8 +126,9 @@ def decode_image(sample: dict) -> Image.Image:
         with Image.open(io.BytesIO(data)) as im:
             return ImageOps.exif_transpose(im).convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"{sample.get('__url__', '?')}: sample {sample['__key__']!r}: not a readable image "
-                        f"({err})") from None
+        raise DataError(
+            f"{sample.get('__url__', '?')}: sample {sample['__key__']!r}: not a readable image ({err})"
+        ) from None
 
 
 def decode_text(sample: dict, field: str = "txt") -> str:

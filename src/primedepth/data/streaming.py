@@ -64,8 +64,10 @@ class StreamingShards(IterableDataset):
     @classmethod
     def from_specs(cls, specs: list[dict], resolution, seed: int, hflip: bool) -> StreamingShards:
         if len(specs) != 1:
-            raise DataError(f"data.train: a {KIND!r} dataset streams on its own and cannot be mixed with others "
-                            f"(got {len(specs)} entries)")
+            raise DataError(
+                f"data.train: a {KIND!r} dataset streams on its own and cannot be mixed with others "
+                f"(got {len(specs)} entries)"
+            )
         args = {k: v for k, v in specs[0].items() if k not in ("kind", "weight")}
         if "urls" not in args:
             raise DataError(f"data.train: a {KIND!r} dataset needs 'urls' (paths, fsspec URLs or brace patterns)")
@@ -75,9 +77,11 @@ class StreamingShards(IterableDataset):
         """This process's micro-batches of ``batch_size``, from micro-batch ``start_batches`` on."""
         slots = world * max(1, num_workers)
         if len(self.urls) < slots:
-            raise DataError(f"data.train: {len(self.urls)} shards cannot feed {world} processes x "
-                            f"{max(1, num_workers)} data workers ({slots} streams); write more, smaller shards "
-                            "or lower data.num_workers")
+            raise DataError(
+                f"data.train: {len(self.urls)} shards cannot feed {world} processes x "
+                f"{max(1, num_workers)} data workers ({slots} streams); write more, smaller shards "
+                "or lower data.num_workers"
+            )
         stream = copy.copy(self)
         stream.rank, stream.world, stream.start_batches, stream.batch_size = rank, world, start_batches, batch_size
         return DataLoader(stream, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)

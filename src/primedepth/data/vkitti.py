@@ -24,11 +24,21 @@ from .hypersim import _load_captions
 KB_CROP = (352, 1216)
 # vKITTI 2 class colours -> ADE20K-150 indices
 CLASS_COLOURS = {
-    "Terrain": ((210, 0, 200), 13), "Sky": ((90, 200, 255), 2), "Tree": ((0, 199, 0), 4),
-    "Vegetation": ((90, 240, 0), 17), "Building": ((140, 140, 140), 1), "Road": ((100, 60, 100), 6),
-    "GuardRail": ((250, 100, 255), 38), "TrafficSign": ((255, 255, 0), 43), "TrafficLight": ((200, 200, 0), 136),
-    "Pole": ((255, 130, 0), 93), "Misc": ((80, 80, 80), IGNORE_LABEL), "Truck": ((160, 60, 60), 83),
-    "Car": ((255, 127, 80), 20), "Van": ((0, 139, 139), 102), "Undefined": ((0, 0, 0), IGNORE_LABEL),
+    "Terrain": ((210, 0, 200), 13),
+    "Sky": ((90, 200, 255), 2),
+    "Tree": ((0, 199, 0), 4),
+    "Vegetation": ((90, 240, 0), 17),
+    "Building": ((140, 140, 140), 1),
+    "Road": ((100, 60, 100), 6),
+    "GuardRail": ((250, 100, 255), 38),
+    "TrafficSign": ((255, 255, 0), 43),
+    "TrafficLight": ((200, 200, 0), 136),
+    "Pole": ((255, 130, 0), 93),
+    "Misc": ((80, 80, 80), IGNORE_LABEL),
+    "Truck": ((160, 60, 60), 83),
+    "Car": ((255, 127, 80), 20),
+    "Van": ((0, 139, 139), 102),
+    "Undefined": ((0, 0, 0), IGNORE_LABEL),
 }
 
 
@@ -38,7 +48,7 @@ def kb_crop(array: np.ndarray) -> np.ndarray:
     if h < th or w < tw:
         return array
     top, left = h - th, (w - tw) // 2
-    return array[top:top + th, left:left + tw]
+    return array[top : top + th, left : left + tw]
 
 
 def colours_to_ade(seg: np.ndarray) -> np.ndarray:
@@ -50,9 +60,18 @@ def colours_to_ade(seg: np.ndarray) -> np.ndarray:
 
 
 class VKITTI2Dataset:
-    def __init__(self, root: str, scenes: list[str] | None = None, variations: list[str] | None = None,
-                 cameras: tuple[str, ...] = ("Camera_0",), captions: str | None = None, crop: bool = True,
-                 min_depth: float = 1e-5, max_depth: float = 80.0, limit: int | None = None):
+    def __init__(
+        self,
+        root: str,
+        scenes: list[str] | None = None,
+        variations: list[str] | None = None,
+        cameras: tuple[str, ...] = ("Camera_0",),
+        captions: str | None = None,
+        crop: bool = True,
+        min_depth: float = 1e-5,
+        max_depth: float = 80.0,
+        limit: int | None = None,
+    ):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise DataError(f"{self.root}: Virtual KITTI 2 root folder not found")
@@ -68,7 +87,7 @@ class VKITTI2Dataset:
                     for rgb in sorted((var / "frames" / "rgb" / cam).glob("rgb_*.jpg")):
                         frames.append(rgb)
         if limit:
-            frames = frames[:int(limit)]
+            frames = frames[: int(limit)]
         if not frames:
             raise DataError(f"{self.root}: no frames found (expected Scene*/<variation>/frames/rgb/Camera_0/rgb_*.jpg)")
         self.frames = frames
@@ -102,6 +121,12 @@ class VKITTI2Dataset:
             image, depth = kb_crop(image), kb_crop(depth)
             labels = kb_crop(labels) if labels is not None else None
         valid = (depth > self.min_depth) & (depth <= self.max_depth)
-        return RawSample(np.ascontiguousarray(image), np.ascontiguousarray(depth), valid,
-                         None if labels is None else np.ascontiguousarray(labels),
-                         self.captions.get(self.key(index), ""), "depth", str(rgb_path))
+        return RawSample(
+            np.ascontiguousarray(image),
+            np.ascontiguousarray(depth),
+            valid,
+            None if labels is None else np.ascontiguousarray(labels),
+            self.captions.get(self.key(index), ""),
+            "depth",
+            str(rgb_path),
+        )

@@ -29,9 +29,13 @@ class ShardActor:
 
     def __call__(self, batch: dict) -> dict:
         results = [run_job(ShardJob(str(s), str(t)), self.worker) for s, t in zip(batch["source"], batch["target"])]
-        return {"source": [r.source for r in results], "target": [r.target for r in results],
-                "written": [r.written for r in results], "complete": [r.complete for r in results],
-                "failures": [json.dumps(r.failures) for r in results]}
+        return {
+            "source": [r.source for r in results],
+            "target": [r.target for r in results],
+            "written": [r.written for r in results],
+            "complete": [r.complete for r in results],
+            "failures": [json.dumps(r.failures) for r in results],
+        }
 
 
 def connect(address: str | None = None, num_cpus: int | None = None) -> None:
@@ -44,9 +48,15 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
 
 
-def run_ray(jobs: list[ShardJob], make_worker: Callable[[], Callable], workers: int | None = None,
-            gpus_per_worker: float | None = None, cpus_per_worker: float = 1.0, address: str | None = None,
-            on_result: Callable[[ShardResult], None] | None = None) -> list[ShardResult]:
+def run_ray(
+    jobs: list[ShardJob],
+    make_worker: Callable[[], Callable],
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    cpus_per_worker: float = 1.0,
+    address: str | None = None,
+    on_result: Callable[[ShardResult], None] | None = None,
+) -> list[ShardResult]:
     """Run ``jobs`` on a pool of ``workers`` model actors (default: one per GPU of the cluster, else one per CPU
     divided by ``cpus_per_worker``) and return their results as shards finish."""
     connect(address)
@@ -54,20 +64,31 @@ def run_ray(jobs: list[ShardJob], make_worker: Callable[[], Callable], workers: 
     if gpus_per_worker is None:
         gpus_per_worker = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
     if workers is None:
-        workers = int(resources["GPU"] // gpus_per_worker) if gpus_per_worker else \
-            int(resources.get("CPU", 1) // cpus_per_worker)
+        workers = (
+            int(resources["GPU"] // gpus_per_worker)
+            if gpus_per_worker
+            else int(resources.get("CPU", 1) // cpus_per_worker)
+        )
     workers = max(1, min(int(workers), len(jobs)))
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our per-shard lines report progress
     rows = [{"source": job.source, "target": job.target} for job in jobs]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-        ShardActor, fn_constructor_kwargs={"make_worker": make_worker}, batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker, num_gpus=gpus_per_worker or None)
+        ShardActor,
+        fn_constructor_kwargs={"make_worker": make_worker},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=cpus_per_worker,
+        num_gpus=gpus_per_worker or None,
+    )
     results = []
     for row in dataset.iter_rows():
-        results.append(ShardResult(row["source"], row["target"], int(row["written"]),
-                                   json.loads(row["failures"]), bool(row["complete"])))
+        results.append(
+            ShardResult(
+                row["source"], row["target"], int(row["written"]), json.loads(row["failures"]), bool(row["complete"])
+            )
+        )
         if on_result is not None:
             on_result(results[-1])
     return results

@@ -34,8 +34,9 @@ class ShardResult:
     complete: bool = True  # False: the shard itself could not be read; no result shard was written
 
 
-def plan_jobs(specs: str | list[str], out_root: str, overwrite: bool = False, rank: int = 0,
-              world: int = 1) -> tuple[list[ShardJob], int]:
+def plan_jobs(
+    specs: str | list[str], out_root: str, overwrite: bool = False, rank: int = 0, world: int = 1
+) -> tuple[list[ShardJob], int]:
     """Jobs for the input shards whose result shard is missing (all with ``overwrite``), and how many were
     skipped as finished. Result shards keep their input's file name, so two inputs with one name are an error.
     ``rank``/``world``: static sharding over processes (every ``world``-th shard of the full list from ``rank``,
@@ -80,8 +81,9 @@ def run_job(job: ShardJob, worker: Callable) -> ShardResult:
     return result
 
 
-def run_local(jobs: list[ShardJob], make_worker: Callable[[], Callable],
-              on_result: Callable[[ShardResult], None] | None = None) -> list[ShardResult]:
+def run_local(
+    jobs: list[ShardJob], make_worker: Callable[[], Callable], on_result: Callable[[ShardResult], None] | None = None
+) -> list[ShardResult]:
     """Run ``jobs`` one after another in this process, with one worker (model) for all of them."""
     worker = make_worker() if jobs else None
     results = []

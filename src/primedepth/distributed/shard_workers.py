@@ -46,11 +46,19 @@ class PredictShardWorker:
         self.model, self.formats, self.options, self.batch_size = model, list(formats), call_options, batch_size
 
     def _encode(self, sample: dict, depth: np.ndarray, seg: np.ndarray | None) -> dict:
-        encoders = {"npy": lambda: npy_bytes(depth), "png16": lambda: png16_bytes(depth),
-                    "color": lambda: color_bytes(depth), "seg": lambda: segmentation_bytes(seg)}
+        encoders = {
+            "npy": lambda: npy_bytes(depth),
+            "png16": lambda: png16_bytes(depth),
+            "color": lambda: color_bytes(depth),
+            "seg": lambda: segmentation_bytes(seg),
+        }
         out = {"__key__": sample["__key__"], **{PREDICTION_MEMBERS[f]: encoders[f]() for f in self.formats}}
-        meta = {"height": int(depth.shape[0]), "width": int(depth.shape[1]), "model": str(self.model),
-                "source": sample.get("__url__", "")}
+        meta = {
+            "height": int(depth.shape[0]),
+            "width": int(depth.shape[1]),
+            "model": str(self.model),
+            "source": sample.get("__url__", ""),
+        }
         out["json"] = json.dumps(meta).encode()
         return out
 
@@ -78,8 +86,10 @@ class PredictShardWorker:
 
     def _predict(self, group: list) -> list[dict]:
         out = self.pipe([img for _, img in group], batch_size=self.batch_size, **self.options)
-        return [self._encode(s, out.inverse_depth[k], out.segmentation[k] if out.segmentation is not None else None)
-                for k, (s, _) in enumerate(group)]
+        return [
+            self._encode(s, out.inverse_depth[k], out.segmentation[k] if out.segmentation is not None else None)
+            for k, (s, _) in enumerate(group)
+        ]
 
 
 class PseudoLabelShardWorker:
@@ -103,17 +113,28 @@ class PseudoLabelShardWorker:
             seg = self.labellers.segmentation(image) if self.segmentation else None
             caption = self.labellers.caption(image)
             ext = image_field(sample)
-            meta = {"height": image.height, "width": image.width, "depth": "relative inverse depth (float16)",
-                    "depth_model": self.labellers.ids["depth"], "caption_model": self.labellers.ids["caption"],
-                    "segmentation_model": self.labellers.ids["segmentation"] if self.segmentation else None,
-                    "alt_text": decode_text(sample) if "txt" in sample else None}
+            meta = {
+                "height": image.height,
+                "width": image.width,
+                "depth": "relative inverse depth (float16)",
+                "depth_model": self.labellers.ids["depth"],
+                "caption_model": self.labellers.ids["caption"],
+                "segmentation_model": self.labellers.ids["segmentation"] if self.segmentation else None,
+                "alt_text": decode_text(sample) if "txt" in sample else None,
+            }
             if "json" in sample:
                 try:
                     meta["meta"] = json.loads(sample["json"])
                 except ValueError:
                     meta["meta"] = None
-            out = {"__key__": sample["__key__"], ext: sample[ext], "depth.npy": numpy_dumps(depth.astype(np.float16)),
-                   "depth.png": png16_bytes(depth), "txt": caption.encode(), "json": json.dumps(meta).encode()}
+            out = {
+                "__key__": sample["__key__"],
+                ext: sample[ext],
+                "depth.npy": numpy_dumps(depth.astype(np.float16)),
+                "depth.png": png16_bytes(depth),
+                "txt": caption.encode(),
+                "json": json.dumps(meta).encode(),
+            }
             if seg is not None:
                 out["seg.png"] = segmentation_bytes(np.asarray(seg, np.uint8))
             results.append(out)

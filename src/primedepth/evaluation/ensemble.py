@@ -25,8 +25,9 @@ class EnsemblePredictor(Predictor):
     def __init__(self, members: list[Predictor], name: str | None = None):
         spaces = {m.space for m in members}
         if len(members) < 2 or len(spaces) != 1:
-            raise ValueError("an ensemble needs >= 2 members predicting in one space, "
-                             f"got {[(m.name, m.space) for m in members]}")
+            raise ValueError(
+                f"an ensemble needs >= 2 members predicting in one space, got {[(m.name, m.space) for m in members]}"
+            )
         self.members, self.space = members, spaces.pop()
         self.name = name or "ensemble(" + "+".join(m.name for m in members) + ")"
 
@@ -50,16 +51,25 @@ def oracle(csv_a: Path, csv_b: Path, name_a: str, name_b: str, criterion: str = 
     rows, picks = [], {name_a: 0, name_b: 0}
     better = max if HIGHER_IS_BETTER[criterion] else min
     for sample_id in a:
-        pair = ((float(a[sample_id][criterion]), name_a, a[sample_id]),
-                (float(b[sample_id][criterion]), name_b, b[sample_id]))
+        pair = (
+            (float(a[sample_id][criterion]), name_a, a[sample_id]),
+            (float(b[sample_id][criterion]), name_b, b[sample_id]),
+        )
         _, winner, row = better(pair, key=lambda t: t[0])
         picks[winner] += 1
         rows.append({**{k: row[k] for k in ("index", "sample_id", "category", *METRIC_NAMES)}, "picked": winner})
     return rows, picks
 
 
-def write_oracle_run(output_root: Path, dataset, name_a: str, name_b: str, criterion: str = "abs_rel",
-                     name: str | None = None, reports: bool = True) -> dict:
+def write_oracle_run(
+    output_root: Path,
+    dataset,
+    name_a: str,
+    name_b: str,
+    criterion: str = "abs_rel",
+    name: str | None = None,
+    reports: bool = True,
+) -> dict:
     """Score the per-image oracle of two finished runs as a run of its own (``name``, default ``oracle(A,B)``), with
     pick counts; ``reports=False`` leaves the cross-run reports to the caller."""
     from .files import write_text
@@ -71,8 +81,9 @@ def write_oracle_run(output_root: Path, dataset, name_a: str, name_b: str, crite
     rows, picks = oracle(a, b, name_a, name_b, criterion)
     name = name or f"oracle({name_a},{name_b})"
     run_dir = run_directory(output_root, dataset.config.name, name)
-    write_per_sample(run_dir / "per_sample.csv", rows,
-                     fields=("index", "sample_id", "category", *METRIC_NAMES, "picked"))
+    write_per_sample(
+        run_dir / "per_sample.csv", rows, fields=("index", "sample_id", "category", *METRIC_NAMES, "picked")
+    )
     summary = {**summarise(rows, dataset, name, "/".join(sorted(spaces))), "picks": picks, "criterion": criterion}
     write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text(run_dir / "summary.md", summary_markdown(summary))

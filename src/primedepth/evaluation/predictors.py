@@ -66,8 +66,9 @@ class DepthAnythingV2Predictor(Predictor):
         from primedepth.pipelines.depth_anything import DepthAnything
 
         path = _require_dir(path, "Depth Anything V2", "depth-anything/Depth-Anything-V2-Large-hf")
-        self.model = DepthAnything(path, device=device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                                   local_files_only=True)
+        self.model = DepthAnything(
+            path, device=device or ("cuda" if torch.cuda.is_available() else "cpu"), local_files_only=True
+        )
 
     def predict(self, sample_id, rgb):
         return self.model.predict(rgb)
@@ -85,8 +86,14 @@ class MarigoldPredictor(Predictor):
 
     space = "depth"
 
-    def __init__(self, path: str | Path, setting: str = "v1-0", device: str | None = None, seed: int = 0,
-                 processing_resolution: int = 768):
+    def __init__(
+        self,
+        path: str | Path,
+        setting: str = "v1-0",
+        device: str | None = None,
+        seed: int = 0,
+        processing_resolution: int = 768,
+    ):
         from diffusers import MarigoldDepthPipeline
 
         if setting not in MARIGOLD_SETTINGS:

@@ -32,9 +32,15 @@ def summary_markdown(summary: dict) -> str:
     lines = ["| subset | n | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
 
     def fmt(m):
-        return [f"{100 * m['abs_rel']:.2f}", f"{m['sq_rel']:.4f}", f"{m['rmse']:.4f}", f"{m['rmse_log']:.4f}",
-                f"{m['log10']:.4f}", *(f"{100 * m[d]:.2f}" for d in ("delta1", "delta2", "delta3")),
-                f"{m['silog']:.3f}"]
+        return [
+            f"{100 * m['abs_rel']:.2f}",
+            f"{m['sq_rel']:.4f}",
+            f"{m['rmse']:.4f}",
+            f"{m['rmse_log']:.4f}",
+            f"{m['log10']:.4f}",
+            *(f"{100 * m[d]:.2f}" for d in ("delta1", "delta2", "delta3")),
+            f"{m['silog']:.3f}",
+        ]
 
     lines.append("| all | " + str(summary["samples"]) + " | " + " | ".join(fmt(summary["metrics"])) + " |")
     for name, m in summary["categories"].items():
@@ -79,8 +85,9 @@ def read_per_sample(run_dir: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path,
-                      runs: list[str] | None = None) -> None:
+def category_box_plot(
+    dataset_dir: Path, categories: tuple[str, ...], path: Path, runs: list[str] | None = None
+) -> None:
     """Per-category box plot of per-frame δ1, one box per model in each category (the paper's Fig. 5): median line,
     interquartile box, whiskers to 1.5 IQR. ``runs`` restricts and orders the runs (default: all, sorted)."""
     if runs is not None:
@@ -95,8 +102,14 @@ def category_box_plot(dataset_dir: Path, categories: tuple[str, ...], path: Path
         data = [[100 * float(r["delta1"]) for r in rows if r["category"] == c] for c in categories]
         positions = [i + (j - (len(runs) - 1) / 2) * width for i in range(len(categories))]
         keep = [k for k, values in enumerate(data) if values]
-        box = ax.boxplot([data[k] for k in keep], positions=[positions[k] for k in keep], widths=width * 0.9,
-                         patch_artist=True, showfliers=False, medianprops=dict(color="black"))
+        box = ax.boxplot(
+            [data[k] for k in keep],
+            positions=[positions[k] for k in keep],
+            widths=width * 0.9,
+            patch_artist=True,
+            showfliers=False,
+            medianprops=dict(color="black"),
+        )
         for patch in box["boxes"]:
             patch.set_facecolor(f"C{j}")
         ax.plot([], [], color=f"C{j}", linewidth=8, label=model)
@@ -113,8 +126,9 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
     from .predictors import SavedPredictor
     from .protocol import score_prediction
 
-    runs = [d for d in sorted(dataset_dir.iterdir())
-            if (d / "per_sample.csv").is_file() and (d / "predictions").is_dir()]
+    runs = [
+        d for d in sorted(dataset_dir.iterdir()) if (d / "per_sample.csv").is_file() and (d / "predictions").is_dir()
+    ]
     if not runs:
         return
     reference = next((d for d in runs if d.name.startswith("primedepth")), runs[0])
@@ -144,7 +158,7 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
                     show_depth(ax, image, vmin, vmax)
                 ax.set_title(label, fontsize=7)
                 ax.set_xticks([]), ax.set_yticks([])
-            for ax in axes[i][len(panels):]:
+            for ax in axes[i][len(panels) :]:
                 ax.axis("off")
             axes[i][0].set_ylabel(row["sample_id"][-30:], fontsize=6)
         with atomic_path(path) as tmp:

@@ -39,8 +39,9 @@ def distributed_context():
 
         state = PartialState(cpu=not torch.cuda.is_available())
         if state.num_processes != int(os.environ["WORLD_SIZE"]):
-            raise RuntimeError(f"accelerate set up {state.num_processes} process(es), "
-                               f"WORLD_SIZE is {os.environ['WORLD_SIZE']}")
+            raise RuntimeError(
+                f"accelerate set up {state.num_processes} process(es), WORLD_SIZE is {os.environ['WORLD_SIZE']}"
+            )
         return state.process_index, state.num_processes, state.wait_for_everyone
     return 0, 1, lambda: None
 

@@ -52,8 +52,9 @@ def export_caption(pipe, caption: str | None) -> str:
     return "" if caption == "none" else caption
 
 
-def export_onnx(pipe, path: str | Path, *, dtype: torch.dtype = torch.float32, caption: str | None = None,
-                opset: int | None = None) -> Path:
+def export_onnx(
+    pipe, path: str | Path, *, dtype: torch.dtype = torch.float32, caption: str | None = None, opset: int | None = None
+) -> Path:
     """Write ``pipe``'s single step to ``path`` (``dtype``: torch.float32 or torch.float16; the pipeline is cast to
     it in place). Models over 2 GB keep their weights in ``<path>.data`` beside the graph. Both files appear
     complete under their final names or not at all (graph last)."""
@@ -71,10 +72,17 @@ def export_onnx(pipe, path: str | Path, *, dtype: torch.dtype = torch.float32, c
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape branches fixed by design
             warnings.filterwarnings("ignore", message="Constant folding")
             warnings.filterwarnings("ignore", category=DeprecationWarning, module="torch.onnx")
-            torch.onnx.export(model, (sample,), str(traced), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {2: "height", 3: "width"},
-                                            OUTPUT_NAME: {1: "height", 2: "width"}},
-                              opset_version=opset or DEFAULT_OPSET, dynamo=False, do_constant_folding=True)
+            torch.onnx.export(
+                model,
+                (sample,),
+                str(traced),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {2: "height", 3: "width"}, OUTPUT_NAME: {1: "height", 2: "width"}},
+                opset_version=opset or DEFAULT_OPSET,
+                dynamo=False,
+                do_constant_folding=True,
+            )
         _gather(traced, Path(tmp) / path.name)
         data = Path(tmp) / (path.name + ".data")
         if data.exists():
@@ -91,8 +99,9 @@ def _gather(traced: Path, staged: Path) -> None:
     proto = onnx.load(str(traced))
     if not large and proto.ByteSize() > LARGEST_SINGLE_FILE:
         large = True
-    onnx.save_model(proto, str(staged), save_as_external_data=large, all_tensors_to_one_file=True,
-                    location=staged.name + ".data")
+    onnx.save_model(
+        proto, str(staged), save_as_external_data=large, all_tensors_to_one_file=True, location=staged.name + ".data"
+    )
 
 
 def _has_external_data(proto) -> bool:
@@ -118,8 +127,9 @@ def run_onnx(session, images: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: image[None]})[0] for image in images])
 
 
-def check_export(pipe, path: str | Path, size: tuple[int, int] = (MIN_SIDE, MIN_SIDE + 16), seed: int = 0,
-                 caption: str | None = None) -> float:
+def check_export(
+    pipe, path: str | Path, size: tuple[int, int] = (MIN_SIDE, MIN_SIDE + 16), seed: int = 0, caption: str | None = None
+) -> float:
     """Relative difference (max|onnxruntime − PyTorch| / max|PyTorch|) of the exported file against ``pipe`` (in
     the dtype it was exported in) on a random image of ``size``."""
     images = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(seed)) * 2 - 1

@@ -49,15 +49,20 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
         valid = np.isfinite(scene.depth)
         gt = np.where(valid, scene.depth, np.nan)
         vmin, vmax = np.nanmin(gt), np.nanmax(gt)
-        error = np.where(valid, np.abs(aligned - np.where(valid, scene.depth, 1.0)) / np.where(valid, scene.depth, 1.0),
-                         np.nan)
+        error = np.where(
+            valid, np.abs(aligned - np.where(valid, scene.depth, 1.0)) / np.where(valid, scene.depth, 1.0), np.nan
+        )
         row[0].imshow(scene.image, interpolation="nearest")
         show_depth(row[1], gt, vmin, vmax)
         show_depth(row[2], np.where(valid, aligned, np.nan), vmin, vmax)
         image = row[3].imshow(error, cmap="magma", vmin=0, vmax=0.3, interpolation="nearest")
         fig.colorbar(image, ax=row[3], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
-        titles = ["RGB", "ground truth", f"prediction  δ1 {score['delta1']:.2f}",
-                  f"|error| / depth  AbsRel {score['abs_rel']:.3f}"]
+        titles = [
+            "RGB",
+            "ground truth",
+            f"prediction  δ1 {score['delta1']:.2f}",
+            f"|error| / depth  AbsRel {score['abs_rel']:.3f}",
+        ]
         for ax, title in zip(row, titles):
             ax.set_title(title, fontsize=7)
             ax.set_xticks([]), ax.set_yticks([])
@@ -66,8 +71,16 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
         fig.savefig(tmp, dpi=110, format="png")
 
 
-def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows: int = 6, batch_size: int = 20,
-             noise: str = "none", resolution: int = 64, seed: int = HELD_OUT_SEED) -> DemoResult:
+def run_demo(
+    pipe,
+    scenes: int = 200,
+    gallery: Path | None = None,
+    gallery_rows: int = 6,
+    batch_size: int = 20,
+    noise: str = "none",
+    resolution: int = 64,
+    seed: int = HELD_OUT_SEED,
+) -> DemoResult:
     """Predict ``scenes`` held-out scenes (of data seed ``seed``) with ``pipe``, score them, and write a gallery of
     the first rows."""
     from ..evaluation.protocol import score_in_own_range
@@ -76,10 +89,11 @@ def run_demo(pipe, scenes: int = 200, gallery: Path | None = None, gallery_rows:
     rendered = held_out_scenes(scenes, resolution, seed)
     per_scene, aligned_maps, predictions, predict_seconds = [], [], [], 0.0
     for first in range(0, scenes, batch_size):
-        chunk = rendered[first:first + batch_size]
+        chunk = rendered[first : first + batch_size]
         t = time.perf_counter()
-        out = pipe([s.image for s in chunk], caption=[s.caption for s in chunk], noise=noise, seed=first,
-                   batch_size=batch_size)
+        out = pipe(
+            [s.image for s in chunk], caption=[s.caption for s in chunk], noise=noise, seed=first, batch_size=batch_size
+        )
         predict_seconds += time.perf_counter() - t
         predictions += out.inverse_depth
         for scene, inverse_depth in zip(chunk, out.inverse_depth):

@@ -42,10 +42,25 @@ DEFAULTS = {
     "architecture": "tiny",  # the official-style config of primedepth.pipelines.tiny_random (or a dict)
     "tokenizer": "bytes",  # or "captions": BPE merges learned on the training captions
     "data": {"seed": 0, "count": 4096, "resolution": [64, 64], "hflip": True},
-    "vae": {"steps": 1500, "batch_size": 16, "lr": 1e-3, "warmup_steps": 50, "l1_weight": 1.0, "l2_weight": 1.0,
-            "kl_weight": 1e-6, "log_every": 50},
-    "unet": {"steps": 3000, "batch_size": 32, "lr": 5e-4, "text_lr": 5e-4, "warmup_steps": 100,
-             "caption_dropout": 0.1, "log_every": 100},
+    "vae": {
+        "steps": 1500,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "warmup_steps": 50,
+        "l1_weight": 1.0,
+        "l2_weight": 1.0,
+        "kl_weight": 1e-6,
+        "log_every": 50,
+    },
+    "unet": {
+        "steps": 3000,
+        "batch_size": 32,
+        "lr": 5e-4,
+        "text_lr": 5e-4,
+        "warmup_steps": 100,
+        "caption_dropout": 0.1,
+        "log_every": 100,
+    },
 }
 
 
@@ -114,8 +129,9 @@ def render_dataset(seed: int, count: int, resolution) -> tuple[torch.Tensor, lis
     crops at ``resolution``: images (N, 3, H, W) in [-1, 1] and captions."""
     from ..data.mixing import build_mixture
 
-    ds = build_mixture([{"kind": "scenes", "seed": int(seed), "length": int(count)}], resolution, 0,
-                       train=False, hflip=False)
+    ds = build_mixture(
+        [{"kind": "scenes", "seed": int(seed), "length": int(count)}], resolution, 0, train=False, hflip=False
+    )
     images, captions = [], []
     for i in range(len(ds)):
         s = ds[i]
@@ -152,13 +168,27 @@ def vae_loss(vae, x: torch.Tensor, c: dict, generator: torch.Generator | None = 
 
 def make_noise_schedule(settings: dict) -> torch.Tensor:
     """alpha-bar of the scaled-linear schedule (SD's), one per training timestep."""
-    betas = torch.linspace(settings["beta_start"] ** 0.5, settings["beta_end"] ** 0.5,
-                           settings["num_train_timesteps"], dtype=torch.float64) ** 2
+    betas = (
+        torch.linspace(
+            settings["beta_start"] ** 0.5,
+            settings["beta_end"] ** 0.5,
+            settings["num_train_timesteps"],
+            dtype=torch.float64,
+        )
+        ** 2
+    )
     return torch.cumprod(1 - betas, 0).float()
 
 
-def unet_loss(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: list[str], alpha_bar: torch.Tensor,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+def unet_loss(
+    unet,
+    text_encoder,
+    tokenizer,
+    latents: torch.Tensor,
+    captions: list[str],
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Epsilon-prediction MSE at uniformly drawn timesteps; the text encoder gets gradients through the context."""
     from ..models.text_encoder import tokenize
 
@@ -177,15 +207,16 @@ def encode_latents(vae, images: torch.Tensor, batch: int = 64) -> tuple[torch.Te
     """Posterior means and standard deviations (unscaled) of ``images``."""
     means, stds = [], []
     for i in range(0, len(images), batch):
-        d = vae.encode(images[i:i + batch]).latent_dist
+        d = vae.encode(images[i : i + batch]).latent_dist
         means.append(d.mean)
         stds.append(d.std)
     return torch.cat(means), torch.cat(stds)
 
 
 @torch.no_grad()
-def sample_images(pipe, captions: list[str], resolution=(64, 64), steps: int = 50, guidance: float = 3.0,
-                  seed: int = 0) -> torch.Tensor:
+def sample_images(
+    pipe, captions: list[str], resolution=(64, 64), steps: int = 50, guidance: float = 3.0, seed: int = 0
+) -> torch.Tensor:
     """DDIM samples of the trained mini-SD for ``captions`` (classifier-free guidance against the empty
     prompt): images (B, 3, H, W) in [-1, 1]. A diagnostic that the backbone learned to generate scenes."""
     from diffusers import DDIMScheduler
@@ -193,9 +224,15 @@ def sample_images(pipe, captions: list[str], resolution=(64, 64), steps: int = 5
     from ..models.text_encoder import tokenize
 
     s = pipe.settings
-    sched = DDIMScheduler(num_train_timesteps=s["num_train_timesteps"], beta_start=s["beta_start"],
-                          beta_end=s["beta_end"], beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False, steps_offset=1)
+    sched = DDIMScheduler(
+        num_train_timesteps=s["num_train_timesteps"],
+        beta_start=s["beta_start"],
+        beta_end=s["beta_end"],
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
     sched.set_timesteps(steps)
     b = len(captions)
     ctx = pipe.text_encoder(input_ids=tokenize(pipe.tokenizer, list(captions) + [""] * b)).last_hidden_state
@@ -232,8 +269,17 @@ def train_vae(vae, images: torch.Tensor, c: dict, seed: int, hflip: bool, log: P
         loss, terms = vae_loss(vae, x, c, gen)
         losses.append(_optimizer_step(loss, opt, sch, params))
         if log is not None and (step % c["log_every"] == 0 or step == c["steps"] - 1):
-            _log(log, {"stage": "vae", "step": step, "loss": loss.item(), **terms, "lr": sch.get_last_lr()[0],
-                       "elapsed_s": round(time.time() - t0, 1)})
+            _log(
+                log,
+                {
+                    "stage": "vae",
+                    "step": step,
+                    "loss": loss.item(),
+                    **terms,
+                    "lr": sch.get_last_lr()[0],
+                    "elapsed_s": round(time.time() - t0, 1),
+                },
+            )
     vae.eval()
     return losses
 
@@ -248,13 +294,28 @@ def _optimizer_step(loss: torch.Tensor, opt, sch, params) -> float:
     return loss.item()
 
 
-def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: list[str], alpha_bar: torch.Tensor,
-               c: dict, seed: int, hflip: bool, log: Path | None = None) -> list[float]:
+def train_unet(
+    unet,
+    text_encoder,
+    tokenizer,
+    latents: torch.Tensor,
+    captions: list[str],
+    alpha_bar: torch.Tensor,
+    c: dict,
+    seed: int,
+    hflip: bool,
+    log: Path | None = None,
+) -> list[float]:
     """``latents``: scaled posterior means, (N, C, h, w); a fresh posterior sample is not drawn (means only)."""
     unet.requires_grad_(True)
     text_encoder.requires_grad_(True)
-    opt = torch.optim.AdamW([{"params": list(unet.parameters()), "lr": c["lr"]},
-                             {"params": list(text_encoder.parameters()), "lr": c["text_lr"]}], weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [
+            {"params": list(unet.parameters()), "lr": c["lr"]},
+            {"params": list(text_encoder.parameters()), "lr": c["text_lr"]},
+        ],
+        weight_decay=0.01,
+    )
     sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, c["warmup_steps"], c["steps"]))
     gen = torch.Generator().manual_seed(seed * 7919 + 2)
     unet.train()
@@ -272,9 +333,17 @@ def train_unet(unet, text_encoder, tokenizer, latents: torch.Tensor, captions: l
         loss = unet_loss(unet, text_encoder, tokenizer, z, caps, alpha_bar, gen)
         losses.append(_optimizer_step(loss, opt, sch, params))
         if log is not None and (step % c["log_every"] == 0 or step == c["steps"] - 1):
-            _log(log, {"stage": "unet", "step": step, "loss": loss.item(),
-                       "loss_avg": float(np.mean(losses[-c["log_every"]:])), "lr": sch.get_last_lr()[0],
-                       "elapsed_s": round(time.time() - t0, 1)})
+            _log(
+                log,
+                {
+                    "stage": "unet",
+                    "step": step,
+                    "loss": loss.item(),
+                    "loss_avg": float(np.mean(losses[-c["log_every"] :])),
+                    "lr": sch.get_last_lr()[0],
+                    "elapsed_s": round(time.time() - t0, 1),
+                },
+            )
     unet.eval()
     text_encoder.eval()
     return losses
@@ -299,8 +368,7 @@ def train_mini_sd(config: dict) -> Path:
     images, captions = render_dataset(d["seed"], d["count"], d["resolution"])
     times["render_s"] = time.time() - t0
     _log(log, {"stage": "data", "count": len(images), "seconds": round(times["render_s"], 1)})
-    pipe = build_tiny_random_pipeline(seed, config=official_config(config), tokenizer=build_tokenizer(config,
-                                                                                                      captions))
+    pipe = build_tiny_random_pipeline(seed, config=official_config(config), tokenizer=build_tokenizer(config, captions))
 
     t0 = time.time()
     vae_losses = train_vae(pipe.vae, images, config["vae"], seed, d["hflip"], log)
@@ -311,23 +379,43 @@ def train_mini_sd(config: dict) -> Path:
     pipe.vae.register_to_config(scaling_factor=scale)
     pipe.settings["scale_factor"] = scale
     with torch.no_grad():
-        rec = torch.cat([pipe.vae.decode(means[i:i + 64]).sample for i in range(0, len(means), 64)])
+        rec = torch.cat([pipe.vae.decode(means[i : i + 64]).sample for i in range(0, len(means), 64)])
     rec_l1 = float((rec.clamp(-1, 1) - images).abs().mean())
-    _log(log, {"stage": "vae_done", "scale_factor": scale, "recon_l1_mean_latent": rec_l1,
-               "seconds": round(times["vae_s"], 1)})
+    _log(
+        log,
+        {
+            "stage": "vae_done",
+            "scale_factor": scale,
+            "recon_l1_mean_latent": rec_l1,
+            "seconds": round(times["vae_s"], 1),
+        },
+    )
 
     alpha_bar = make_noise_schedule(pipe.settings)
     t0 = time.time()
-    unet_losses = train_unet(pipe.unet, pipe.text_encoder, pipe.tokenizer, means * scale, captions, alpha_bar,
-                             config["unet"], seed, d["hflip"], log)
+    unet_losses = train_unet(
+        pipe.unet,
+        pipe.text_encoder,
+        pipe.tokenizer,
+        means * scale,
+        captions,
+        alpha_bar,
+        config["unet"],
+        seed,
+        d["hflip"],
+        log,
+    )
     times["unet_s"] = time.time() - t0
     for m in (pipe.vae, pipe.unet, pipe.text_encoder):
         m.requires_grad_(False)
     pipe.save_pretrained(out / "model")
-    summary = {"times_s": {k: round(v, 1) for k, v in times.items()}, "scale_factor": scale,
-               "vae_loss_first_last": [vae_losses[0], float(np.mean(vae_losses[-50:]))],
-               "vae_recon_l1": rec_l1,
-               "unet_loss_first_last": [unet_losses[0], float(np.mean(unet_losses[-100:]))]}
+    summary = {
+        "times_s": {k: round(v, 1) for k, v in times.items()},
+        "scale_factor": scale,
+        "vae_loss_first_last": [vae_losses[0], float(np.mean(vae_losses[-50:]))],
+        "vae_recon_l1": rec_l1,
+        "unet_loss_first_last": [unet_losses[0], float(np.mean(unet_losses[-100:]))],
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     _log(log, {"stage": "done", **summary})
     return out / "model"

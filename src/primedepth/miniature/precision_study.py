@@ -23,8 +23,13 @@ def max_relative_difference(predictions: list[np.ndarray], references: list[np.n
     return max(float(np.abs(p - r).max() / np.abs(r).max()) for p, r in zip(predictions, references))
 
 
-def precision_rows(model: str = "primedepth-mini", precisions=tuple(PRECISIONS), seeds=DEFAULT_SEEDS,
-                   scenes: int = 200, batch_size: int = 20) -> list[dict]:
+def precision_rows(
+    model: str = "primedepth-mini",
+    precisions=tuple(PRECISIONS),
+    seeds=DEFAULT_SEEDS,
+    scenes: int = 200,
+    batch_size: int = 20,
+) -> list[dict]:
     """One row per (held-out seed, configuration): δ1, AbsRel, their change from fp32, the max relative output
     difference to fp32, seconds per image (pipeline only) and whether the bound holds. fp32 always runs first."""
     from ..pipelines.pipeline import PrimeDepthPipeline
@@ -42,12 +47,21 @@ def precision_rows(model: str = "primedepth-mini", precisions=tuple(PRECISIONS),
                 reference = result
             ref = reference.metrics
             d_delta1, d_abs_rel = m["delta1"] - ref["delta1"], m["abs_rel"] - ref["abs_rel"]
-            rows.append(dict(
-                seed=seed, precision=name, description=PRECISIONS[name].description, scenes=scenes,
-                delta1=m["delta1"], abs_rel=m["abs_rel"], delta1_change=d_delta1, abs_rel_change=d_abs_rel,
-                max_relative_difference=max_relative_difference(result.inverse_depth, reference.inverse_depth),
-                seconds_per_image=result.predict_seconds / scenes,
-                within_bound=abs(d_delta1) <= DELTA1_BOUND and abs(d_abs_rel) <= ABS_REL_BOUND))
+            rows.append(
+                dict(
+                    seed=seed,
+                    precision=name,
+                    description=PRECISIONS[name].description,
+                    scenes=scenes,
+                    delta1=m["delta1"],
+                    abs_rel=m["abs_rel"],
+                    delta1_change=d_delta1,
+                    abs_rel_change=d_abs_rel,
+                    max_relative_difference=max_relative_difference(result.inverse_depth, reference.inverse_depth),
+                    seconds_per_image=result.predict_seconds / scenes,
+                    within_bound=abs(d_delta1) <= DELTA1_BOUND and abs(d_abs_rel) <= ABS_REL_BOUND,
+                )
+            )
     return rows
 
 
@@ -58,12 +72,16 @@ def within_bound_everywhere(rows: list[dict]) -> list[str]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| held-out set | configuration | δ1 ↑ | Δδ1 (points) | AbsRel ↓ | ΔAbsRel | max rel. diff. to fp32 "
-             "| s / image (64 px) | within bound |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| held-out set | configuration | δ1 ↑ | Δδ1 (points) | AbsRel ↓ | ΔAbsRel | max rel. diff. to fp32 "
+        "| s / image (64 px) | within bound |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
-        lines.append(f"| seed {r['seed']} ({r['scenes']} scenes) | {r['precision']} ({r['description']}) | "
-                     f"{r['delta1']:.4f} | {100 * r['delta1_change']:+.3f} | {r['abs_rel']:.4f} | "
-                     f"{r['abs_rel_change']:+.4f} | {r['max_relative_difference']:.1e} | "
-                     f"{r['seconds_per_image']:.4f} | {'yes' if r['within_bound'] else 'no'} |")
+        lines.append(
+            f"| seed {r['seed']} ({r['scenes']} scenes) | {r['precision']} ({r['description']}) | "
+            f"{r['delta1']:.4f} | {100 * r['delta1_change']:+.3f} | {r['abs_rel']:.4f} | "
+            f"{r['abs_rel_change']:+.4f} | {r['max_relative_difference']:.1e} | "
+            f"{r['seconds_per_image']:.4f} | {'yes' if r['within_bound'] else 'no'} |"
+        )
     return "\n".join(lines)

@@ -17,15 +17,31 @@ import numpy as np
 # ADE20K-150 class indices (0-based, as in the 150-class benchmark) used by the generator
 ADE_WALL, ADE_SKY, ADE_FLOOR, ADE_CEILING = 0, 2, 3, 5
 ADE_BOX, ADE_COLUMN, ADE_LIGHT, ADE_BALL = 41, 42, 82, 119
-CLASS_NAMES = {ADE_WALL: "wall", ADE_SKY: "sky", ADE_FLOOR: "floor", ADE_CEILING: "ceiling", ADE_BOX: "box",
-               ADE_COLUMN: "column", ADE_LIGHT: "light", ADE_BALL: "ball"}
+CLASS_NAMES = {
+    ADE_WALL: "wall",
+    ADE_SKY: "sky",
+    ADE_FLOOR: "floor",
+    ADE_CEILING: "ceiling",
+    ADE_BOX: "box",
+    ADE_COLUMN: "column",
+    ADE_LIGHT: "light",
+    ADE_BALL: "ball",
+}
 UNLABELLED = 255
 
 COLOURS = {
-    "red": (0.80, 0.15, 0.12), "orange": (0.90, 0.50, 0.10), "yellow": (0.90, 0.80, 0.15),
-    "green": (0.20, 0.65, 0.25), "teal": (0.10, 0.55, 0.55), "blue": (0.15, 0.30, 0.80),
-    "purple": (0.50, 0.20, 0.65), "pink": (0.90, 0.50, 0.65), "white": (0.90, 0.90, 0.88),
-    "grey": (0.50, 0.50, 0.52), "black": (0.10, 0.10, 0.11), "brown": (0.45, 0.28, 0.15),
+    "red": (0.80, 0.15, 0.12),
+    "orange": (0.90, 0.50, 0.10),
+    "yellow": (0.90, 0.80, 0.15),
+    "green": (0.20, 0.65, 0.25),
+    "teal": (0.10, 0.55, 0.55),
+    "blue": (0.15, 0.30, 0.80),
+    "purple": (0.50, 0.20, 0.65),
+    "pink": (0.90, 0.50, 0.65),
+    "white": (0.90, 0.90, 0.88),
+    "grey": (0.50, 0.50, 0.52),
+    "black": (0.10, 0.10, 0.11),
+    "brown": (0.45, 0.28, 0.15),
     "beige": (0.85, 0.78, 0.62),
 }
 TEXTURES = ("plain", "checkered", "striped", "speckled")
@@ -74,8 +90,9 @@ def _value_noise(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, cells: 
     return (a * (1 - fu) + b * fu) * (1 - fv) + (c * (1 - fu) + d * fu) * fv
 
 
-def _texture(kind: str, base: np.ndarray, u: np.ndarray, v: np.ndarray, scale: float,
-             rng: np.random.Generator) -> np.ndarray:
+def _texture(
+    kind: str, base: np.ndarray, u: np.ndarray, v: np.ndarray, scale: float, rng: np.random.Generator
+) -> np.ndarray:
     """Albedo (N, 3) for texture coordinates ``u``, ``v`` (N,) in metres."""
     base = np.asarray(base, dtype=np.float64)
     if kind == "plain":
@@ -213,8 +230,7 @@ def _place_objects(rng, count, room_half_width, near, far):
         if any(np.hypot(x - fx, z - fz) < radius + fr + 0.05 for fx, fz, fr in footprints):
             continue
         footprints.append((x, z, radius))
-        objects.append(SceneObject(kind, label[kind], colour, texture, center, size,
-                                   float(rng.uniform(0, np.pi))))
+        objects.append(SceneObject(kind, label[kind], colour, texture, center, size, float(rng.uniform(0, np.pi))))
     return objects
 
 
@@ -224,9 +240,17 @@ def _join(items):
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def render_scene(seed: int, height: int = 128, width: int | None = None, *, indoor: bool | None = None,
-                 max_objects: int = 5, shadows: bool = True, camera_shift: tuple[float, float, float] = (0, 0, 0),
-                 yaw_offset_deg: float = 0.0) -> Scene:
+def render_scene(
+    seed: int,
+    height: int = 128,
+    width: int | None = None,
+    *,
+    indoor: bool | None = None,
+    max_objects: int = 5,
+    shadows: bool = True,
+    camera_shift: tuple[float, float, float] = (0, 0, 0),
+    yaw_offset_deg: float = 0.0,
+) -> Scene:
     """Render the scene of ``seed`` at ``height`` x ``width`` (default square). Deterministic in its arguments.
 
     ``indoor`` forces a closed room / an open yard (default: drawn from the seed, 3:1); ``shadows=False`` switches
@@ -267,18 +291,25 @@ def render_scene(seed: int, height: int = 128, width: int | None = None, *, indo
     wall_tex = TEXTURES[rng.integers(len(TEXTURES))]
     n_obj = int(rng.integers(1, max_objects + 1))
     objects = _place_objects(rng, n_obj, half_w if indoor else 4.0, 1.8, (back - 0.8) if indoor else 9.0)
-    light = np.array([rng.uniform(-half_w + 0.5, half_w - 0.5), (ceil_h - 0.3) if indoor else rng.uniform(3, 6),
-                      rng.uniform(1.0, back - 1.0)])
+    light = np.array(
+        [
+            rng.uniform(-half_w + 0.5, half_w - 0.5),
+            (ceil_h - 0.3) if indoor else rng.uniform(3, 6),
+            rng.uniform(1.0, back - 1.0),
+        ]
+    )
     light_power = rng.uniform(0.8, 1.3)
     ambient = rng.uniform(0.15, 0.3)
 
     surfaces = [("floor", ADE_FLOOR, 1, 0.0, floor_col, floor_tex)]
     if indoor:
-        surfaces += [("ceiling", ADE_CEILING, 1, ceil_h, "white", "plain"),
-                     ("wall", ADE_WALL, 2, back, wall_col, wall_tex),
-                     ("wall", ADE_WALL, 0, -half_w, wall_col, wall_tex),
-                     ("wall", ADE_WALL, 0, half_w, wall_col, wall_tex),
-                     ("wall", ADE_WALL, 2, -1.0, wall_col, wall_tex)]
+        surfaces += [
+            ("ceiling", ADE_CEILING, 1, ceil_h, "white", "plain"),
+            ("wall", ADE_WALL, 2, back, wall_col, wall_tex),
+            ("wall", ADE_WALL, 0, -half_w, wall_col, wall_tex),
+            ("wall", ADE_WALL, 0, half_w, wall_col, wall_tex),
+            ("wall", ADE_WALL, 2, -1.0, wall_col, wall_tex),
+        ]
     ts = [_hit_plane(origin, dirs, axis, value) for _, _, axis, value, _, _ in surfaces]
     ts += [_hit_object(o, origin, dirs) for o in objects]
     show_lamp = indoor
@@ -291,7 +322,7 @@ def render_scene(seed: int, height: int = 128, width: int | None = None, *, indo
     rgb = np.zeros((n_pix, 3))
     labels = np.full(n_pix, UNLABELLED, dtype=np.uint8)
     points = origin[None, :] + t[:, None] * dirs
-    tex_rng_seed = rng.integers(2 ** 31)
+    tex_rng_seed = rng.integers(2**31)
     for k in range(len(ts)):
         sel = (hit == k) & np.isfinite(t)
         if not sel.any():
@@ -319,7 +350,7 @@ def render_scene(seed: int, height: int = 128, width: int | None = None, *, indo
         lambert = np.clip((n * ldir).sum(1), 0, None)
         shadow_o = p + n * 1e-4
         lit = np.ones(len(p), dtype=bool)
-        for obj in (objects if shadows else ()):  # hard shadows from the objects (room surfaces enclose the light)
+        for obj in objects if shadows else ():  # hard shadows from the objects (room surfaces enclose the light)
             ts_obj = _hit_object_from(obj, shadow_o, ldir)
             lit &= ~(ts_obj < dist[:, 0])
         falloff = light_power * 9.0 / (dist[:, 0] ** 2 + 9.0)
@@ -330,25 +361,45 @@ def render_scene(seed: int, height: int = 128, width: int | None = None, *, indo
     sky = ~np.isfinite(t)
     if sky.any():
         up = np.clip(dirs[sky, 1] / np.linalg.norm(dirs[sky], axis=1), 0, 1)
-        rgb[sky] = np.array([0.75, 0.85, 0.95])[None] * (1 - up[:, None]) + np.array([0.3, 0.5, 0.85])[None] * up[:, None]
+        rgb[sky] = (
+            np.array([0.75, 0.85, 0.95])[None] * (1 - up[:, None]) + np.array([0.3, 0.5, 0.85])[None] * up[:, None]
+        )
         labels[sky] = ADE_SKY
     image = (np.clip(rgb, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8).reshape(height, width, 3)
     depth = t.astype(np.float32).reshape(height, width)
 
     names = [o.describe() for o in objects]
-    place = (f"a room with a {floor_tex if floor_tex != 'plain' else ''} {floor_col} floor and "
-             f"{wall_tex if wall_tex != 'plain' else ''} {wall_col} walls").replace("  ", " ") if indoor else \
-        f"an open yard with a {floor_tex if floor_tex != 'plain' else ''} {floor_col} floor under the sky".replace("  ", " ")
+    place = (
+        (
+            f"a room with a {floor_tex if floor_tex != 'plain' else ''} {floor_col} floor and "
+            f"{wall_tex if wall_tex != 'plain' else ''} {wall_col} walls"
+        ).replace("  ", " ")
+        if indoor
+        else f"an open yard with a {floor_tex if floor_tex != 'plain' else ''} {floor_col} floor under the sky".replace(
+            "  ", " "
+        )
+    )
     caption = f"{place}, with {_join(names)}, lit by a {'ceiling lamp' if indoor else 'light'} casting shadows"
     return Scene(image, depth, labels.reshape(height, width), caption, K, objects, indoor)
 
 
-def render_trajectory(seed: int, frames: int, height: int = 64, width: int | None = None, *,
-                      step: tuple[float, float, float] = (0.03, 0.0, 0.06), yaw_step_deg: float = 0.6,
-                      **kwargs) -> list[Scene]:
+def render_trajectory(
+    seed: int,
+    frames: int,
+    height: int = 64,
+    width: int | None = None,
+    *,
+    step: tuple[float, float, float] = (0.03, 0.0, 0.06),
+    yaw_step_deg: float = 0.6,
+    **kwargs,
+) -> list[Scene]:
     """The scene of ``seed`` seen from a camera moving ``step`` metres and turning ``yaw_step_deg`` per frame."""
-    return [render_scene(seed, height, width, camera_shift=tuple(k * np.asarray(step)),
-                         yaw_offset_deg=k * yaw_step_deg, **kwargs) for k in range(frames)]
+    return [
+        render_scene(
+            seed, height, width, camera_shift=tuple(k * np.asarray(step)), yaw_offset_deg=k * yaw_step_deg, **kwargs
+        )
+        for k in range(frames)
+    ]
 
 
 def _hit_object_from(obj: SceneObject, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:

@@ -58,8 +58,9 @@ def axis_matrix(n, side: int, dtype=torch.float64, device=None) -> torch.Tensor:
     slots = torch.arange(stretched, device=device)[:, None] // kernel
     pool = (slots == torch.arange(pooled, device=device)[None, :]).to(dtype) / kernel.to(dtype)
     side_t = torch.as_tensor(side, device=device)
-    return _linear_resize_matrix(n, stretched, dtype, device) @ pool @ _linear_resize_matrix(pooled, side_t, dtype,
-                                                                                             device)
+    return (
+        _linear_resize_matrix(n, stretched, dtype, device) @ pool @ _linear_resize_matrix(pooled, side_t, dtype, device)
+    )
 
 
 @lru_cache(maxsize=64)
@@ -114,7 +115,7 @@ def naive_self_attention(q, k, v, h: int, w: int, side: int = REGIONS_PER_SIDE):
     """Authors' arithmetic: fp32 N x N probabilities, then stretch / pool / resize along the key axis."""
     b, heads, n, d = q.shape
     probs = (q.float() @ k.float().transpose(-1, -2) / math.sqrt(d)).softmax(dim=-1)
-    out = (probs.to(v.dtype) @ v)
+    out = probs.to(v.dtype) @ v
     maps = _stretch_pool_resize(probs.reshape(b * heads * n, 1, h, w).to(v.dtype), h, w, side)
     return out, maps.reshape(b, heads, n, side * side)
 
@@ -154,8 +155,10 @@ class MapRecorder:
         h, w = self.hw
         self_maps = torch.cat(self.self_maps, 1) if self.self_maps else None
         cross_maps = torch.cat(self.cross_maps, 1) if self.cross_maps else None
-        return (to_channels(normalise_per_head(self_maps), h, w) if self_maps is not None else None,
-                to_channels(cross_maps, h, w) if cross_maps is not None else None)
+        return (
+            to_channels(normalise_per_head(self_maps), h, w) if self_maps is not None else None,
+            to_channels(cross_maps, h, w) if cross_maps is not None else None,
+        )
 
 
 class PreimageAttnProcessor:
@@ -168,8 +171,10 @@ class PreimageAttnProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
         b, n, _ = hidden_states.shape
-        q, k, v = (t.unflatten(-1, (attn.heads, -1)).transpose(1, 2)
-                   for t in (attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)))
+        q, k, v = (
+            t.unflatten(-1, (attn.heads, -1)).transpose(1, 2)
+            for t in (attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context))
+        )
         rec = self.recorder
         if rec.active and self.is_cross and rec.want_cross:
             out, probs = cross_attention_with_probs(q, k, v, rec.token_groups)

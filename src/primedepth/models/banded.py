@@ -37,7 +37,7 @@ def channel_stats(x: torch.Tensor, band: int | None = None):
     total = torch.zeros(b, c, dtype=torch.float64, device=x.device)
     total_sq = torch.zeros_like(total)
     for r in range(0, height, rows):
-        d = x[:, :, r:r + rows].float() - shift
+        d = x[:, :, r : r + rows].float() - shift
         total += d.sum(dim=(2, 3), dtype=torch.float64)
         total_sq += d.square_().sum(dim=(2, 3), dtype=torch.float64)
     n = height * width
@@ -82,11 +82,17 @@ def conv_rows(y: torch.Tensor, conv: nn.Conv2d, lo: int, start: int, stop: int) 
     """Rows ``start:stop`` of ``conv(full)`` from the rows ``lo:`` of ``full`` held in ``y`` (stride 1, 'same'
     padding: the conv pads the band with zeros, which is right at the image edges; interior extras are cut)."""
     out = F.conv2d(y, conv.weight, conv.bias, padding=conv.padding)
-    return out[:, :, start - lo:stop - lo]
+    return out[:, :, start - lo : stop - lo]
 
 
-def residual_block_in_place(x: torch.Tensor, norm1: nn.GroupNorm, conv1: nn.Conv2d, norm2: nn.GroupNorm,
-                            conv2: nn.Conv2d, band: int | None = None) -> torch.Tensor:
+def residual_block_in_place(
+    x: torch.Tensor,
+    norm1: nn.GroupNorm,
+    conv1: nn.Conv2d,
+    norm2: nn.GroupNorm,
+    conv2: nn.Conv2d,
+    band: int | None = None,
+) -> torch.Tensor:
     """``x + conv2(silu(norm2(conv1(silu(norm1(x))))))`` written into ``x``, row band by row band.
 
     The inner activation is never stored: its rows are computed once for ``norm2``'s statistics and again, with
@@ -106,7 +112,7 @@ def residual_block_in_place(x: torch.Tensor, norm1: nn.GroupNorm, conv1: nn.Conv
     for r in range(0, height, rows):
         stop = min(height, r + rows)
         lo = max(0, r - pad1)
-        stats = merge_stats(stats, channel_stats(inner(x[:, :, lo:stop + pad1], lo, r, stop)))
+        stats = merge_stats(stats, channel_stats(inner(x[:, :, lo : stop + pad1], lo, r, stop)))
     scale2, shift2 = affine_from_stats(stats, norm2)
 
     def output_rows(xs: torch.Tensor, lo: int, start: int, stop: int) -> torch.Tensor:
@@ -129,7 +135,7 @@ def rewrite_in_bands(t: torch.Tensor, rows: int, halo: int, rows_fn, add: bool =
         lo, hi = max(0, r - halo), min(height, stop + halo)
         view = t[:, :, lo:hi] if above is None else torch.cat([above, t[:, :, r:hi]], dim=2)
         part = rows_fn(view, lo, r, stop)
-        above = t[:, :, max(0, stop - halo):stop].clone()
+        above = t[:, :, max(0, stop - halo) : stop].clone()
         if add:
             t[:, :, r:stop] += part
         else:
@@ -137,8 +143,9 @@ def rewrite_in_bands(t: torch.Tensor, rows: int, halo: int, rows_fn, add: bool =
     return t
 
 
-def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, band: int | None = None,
-                         out: torch.Tensor | None = None) -> torch.Tensor:
+def norm_act_conv_banded(
+    x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, band: int | None = None, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """``conv(silu(norm(x)))`` computed in row bands: the only full-size tensor formed is the output.
 
     ``conv`` must have stride 1 and symmetric 'same' padding; ``out`` (same shape as the result), when given, is
@@ -155,8 +162,9 @@ def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, b
         y = F.silu(torch.addcmul(shift, x[:, :, lo:hi].float(), scale), inplace=True).to(x.dtype)
         part = conv_rows(y, conv, lo, r, stop)
         if result is None:
-            result = torch.empty(b, part.shape[1], height, width, dtype=part.dtype, device=part.device,
-                                 memory_format=memory_format_of(x)).zero_()
+            result = torch.empty(
+                b, part.shape[1], height, width, dtype=part.dtype, device=part.device, memory_format=memory_format_of(x)
+            ).zero_()
         result[:, :, r:stop] += part
     return result
 
@@ -164,8 +172,14 @@ def norm_act_conv_banded(x: torch.Tensor, norm: nn.GroupNorm, conv: nn.Conv2d, b
 def compose_1x1(outer: nn.Conv2d, inner: nn.Conv2d) -> nn.Conv2d:
     """One conv equal to ``outer(inner(x))`` for a 1x1 ``outer`` (weights composed in float64)."""
     w_outer = outer.weight.double()[:, :, 0, 0]
-    composed = nn.Conv2d(inner.in_channels, outer.out_channels, inner.kernel_size, padding=inner.padding,
-                         device=inner.weight.device, dtype=inner.weight.dtype)
+    composed = nn.Conv2d(
+        inner.in_channels,
+        outer.out_channels,
+        inner.kernel_size,
+        padding=inner.padding,
+        device=inner.weight.device,
+        dtype=inner.weight.dtype,
+    )
     with torch.no_grad():
         composed.weight.copy_(torch.einsum("om,mikl->oikl", w_outer, inner.weight.double()))
         bias = w_outer @ inner.bias.double() if inner.bias is not None else 0.0
@@ -174,16 +188,24 @@ def compose_1x1(outer: nn.Conv2d, inner: nn.Conv2d) -> nn.Conv2d:
 
 
 def memory_format_of(x: torch.Tensor):
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+    return (
+        torch.channels_last
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         else torch.contiguous_format
+    )
 
 
-def diffusers_resnet_banded(resnet: nn.Module, holder: list[torch.Tensor], band: int | None = None,
-                            in_place: bool = False) -> torch.Tensor:
+def diffusers_resnet_banded(
+    resnet: nn.Module, holder: list[torch.Tensor], band: int | None = None, in_place: bool = False
+) -> torch.Tensor:
     """Low-memory forward of a diffusers ``ResnetBlock2D`` without timestep, up/downsampling (the VAE's);
     ``in_place`` as in ``ResnetBlock.forward_banded``."""
-    if resnet.upsample is not None or resnet.downsample is not None or resnet.time_emb_proj is not None \
-            or not isinstance(resnet.nonlinearity, nn.SiLU):
+    if (
+        resnet.upsample is not None
+        or resnet.downsample is not None
+        or resnet.time_emb_proj is not None
+        or not isinstance(resnet.nonlinearity, nn.SiLU)
+    ):
         return resnet(holder.pop(), None)
     x = holder.pop()
     if in_place and resnet.conv_shortcut is None and resnet.output_scale_factor == 1:
@@ -200,18 +222,24 @@ def diffusers_resnet_banded(resnet: nn.Module, holder: list[torch.Tensor], band:
 def downsample_banded(down: nn.Module, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
     """diffusers ``Downsample2D`` (pad right/bottom by 1, 3x3 conv, stride 2) in output row bands."""
     conv = down.conv
-    if getattr(down, "norm", None) is not None or not getattr(down, "use_conv", False) or down.padding != 0 \
-            or conv.stride != (2, 2) or conv.kernel_size != (3, 3):
+    if (
+        getattr(down, "norm", None) is not None
+        or not getattr(down, "use_conv", False)
+        or down.padding != 0
+        or conv.stride != (2, 2)
+        or conv.kernel_size != (3, 3)
+    ):
         return down(x)
     b, _, height, width = x.shape
     out_h, out_w = height // 2, width // 2  # (n + 1 - 3) // 2 + 1
     rows = band_rows(out_h, band)
-    result = torch.empty(b, conv.out_channels, out_h, out_w, dtype=x.dtype, device=x.device,
-                         memory_format=memory_format_of(x))
+    result = torch.empty(
+        b, conv.out_channels, out_h, out_w, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x)
+    )
     for r in range(0, out_h, rows):
         stop = min(out_h, r + rows)
         lo, hi = 2 * r, 2 * stop + 1
-        y = F.pad(x[:, :, lo:min(hi, height)], (0, 1, 0, hi - min(hi, height)))
+        y = F.pad(x[:, :, lo : min(hi, height)], (0, 1, 0, hi - min(hi, height)))
         result[:, :, r:stop] = F.conv2d(y, conv.weight, conv.bias, stride=2)
     return result
 

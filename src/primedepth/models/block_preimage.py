@@ -56,14 +56,24 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
         super().__init__()
         if latent_channels:
             raise ValueError("BlockPreIm fuses the preimage; latent_channels (the no-preimage baseline) must be 0")
-        unet = unet_layout(model_channels, list(channel_mult), num_res_blocks, list(attention_resolutions),
-                           num_head_channels)
+        unet = unet_layout(
+            model_channels, list(channel_mult), num_res_blocks, list(attention_resolutions), num_head_channels
+        )
         full = fusion_layout(
-            unet, model_channels=model_channels, channel_mult=list(channel_mult), num_res_blocks=num_res_blocks,
-            attention_resolutions=list(attention_resolutions), num_head_channels=num_head_channels,
-            refiner_model_ratio=refiner_model_ratio, use_self_attn_maps=use_self_attn_maps,
-            use_cross_attn_maps=use_cross_attn_maps, use_feature_maps=use_feature_maps, n_sa_maps=n_sa_maps,
-            n_ca_maps=n_ca_maps, scale_input_features_with_model=scale_input_features_with_model)
+            unet,
+            model_channels=model_channels,
+            channel_mult=list(channel_mult),
+            num_res_blocks=num_res_blocks,
+            attention_resolutions=list(attention_resolutions),
+            num_head_channels=num_head_channels,
+            refiner_model_ratio=refiner_model_ratio,
+            use_self_attn_maps=use_self_attn_maps,
+            use_cross_attn_maps=use_cross_attn_maps,
+            use_feature_maps=use_feature_maps,
+            n_sa_maps=n_sa_maps,
+            n_ca_maps=n_ca_maps,
+            scale_input_features_with_model=scale_input_features_with_model,
+        )
         if not 0 <= block_stage < len(channel_mult):
             raise ValueError(f"block_stage must be in 0..{len(channel_mult) - 1}, got {block_stage}")
         if not (use_feature_maps or use_self_attn_maps or use_cross_attn_maps):
@@ -71,7 +81,7 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
         self.first = block_stage * (num_res_blocks + 1)
         maps_per_head = n_ca_maps * use_cross_attn_maps + n_sa_maps * use_self_attn_maps
         n_decoder_maps = len(unet.decoder) - 1  # the last decoder block's maps are never computed
-        heads = ([b.heads for b in unet.encoder] + [unet.mid_heads] + [b.heads for b in unet.decoder[:n_decoder_maps]])
+        heads = [b.heads for b in unet.encoder] + [unet.mid_heads] + [b.heads for b in unet.decoder[:n_decoder_maps]]
         self.feature_channels = sum(b.in_channels for b in unet.decoder) if use_feature_maps else 0
         self.attention_channels = sum(h for h in heads if h) * maps_per_head
         merged = full[self.first].refiner_in
@@ -83,20 +93,22 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
         self.attention_conv = nn.Conv2d(self.attention_channels, attn_out, 1) if attn_out else None
         self.merge_conv = nn.Conv2d(feat_out + attn_out, merged, 1)
         steps, prev = [], None
-        for step in full[self.first:]:
+        for step in full[self.first :]:
             steps.append(step if prev is None else dataclasses.replace(step, refiner_in=prev))
             prev = step.refiner_out
         self.steps = steps
         emb_channels = 4 * model_channels
-        self.refiner = nn.ModuleList(RefinerBlock(s, emb_channels, context_dim, use_linear_in_transformer)
-                                     for s in steps)
+        self.refiner = nn.ModuleList(
+            RefinerBlock(s, emb_channels, context_dim, use_linear_in_transformer) for s in steps
+        )
         last = steps[-1].refiner_out
         self.refiner_norm_out = group_norm(last)
         self.refiner_conv_out = nn.Conv2d(last, channels2predictor, 3, padding=1)
         head_kwargs = dict(ch=head_ch, ch_mult=tuple(head_ch_mult), num_res_blocks=head_num_res_blocks)
         self.depth_head = VAEDecoderHead(channels2predictor, depth_channels, **head_kwargs)
-        self.segmentation_head = (VAEDecoderHead(channels2predictor, segmentation_classes, **head_kwargs)
-                                  if segmentation_classes else None)
+        self.segmentation_head = (
+            VAEDecoderHead(channels2predictor, segmentation_classes, **head_kwargs) if segmentation_classes else None
+        )
 
     def block(self, preimage: Preimage) -> torch.Tensor:
         """The single fused block at the resolution of decoder block ``first``'s input."""
@@ -110,19 +122,30 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
             parts.append(self.feature_conv(torch.cat([resize(f) for f in preimage.features], dim=1)))
         if self.attention_conv is not None:
             use = (self.config.use_self_attn_maps, self.config.use_cross_attn_maps)
-            maps = [m.select(*use) for m in (*preimage.encoder_maps, preimage.mid_maps, *preimage.decoder_maps)
-                    if m is not None]
+            maps = [
+                m.select(*use)
+                for m in (*preimage.encoder_maps, preimage.mid_maps, *preimage.decoder_maps)
+                if m is not None
+            ]
             maps = torch.cat([resize(m) for m in maps if m is not None], dim=1)
             if maps.shape[1] != self.attention_channels:
-                raise ValueError(f"BlockPreIm expected {self.attention_channels} attention channels, got "
-                                 f"{maps.shape[1]} (was the preimage extracted with the same map switches?)")
+                raise ValueError(
+                    f"BlockPreIm expected {self.attention_channels} attention channels, got "
+                    f"{maps.shape[1]} (was the preimage extracted with the same map switches?)"
+                )
             parts.append(self.attention_conv(maps))
         return self.merge_conv(torch.cat(parts, dim=1))
 
     preimage_request = PrimeDepthLabeller.preimage_request
 
-    def forward(self, preimage: Preimage, segmentation: bool = False, depth: bool = True,
-                return_intermediates: bool = False, low_memory: bool = False) -> LabellerOutput:
+    def forward(
+        self,
+        preimage: Preimage,
+        segmentation: bool = False,
+        depth: bool = True,
+        return_intermediates: bool = False,
+        low_memory: bool = False,
+    ) -> LabellerOutput:
         out = LabellerOutput()
         h = self.block(preimage)
         if return_intermediates:

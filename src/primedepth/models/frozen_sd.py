@@ -19,7 +19,7 @@ VAE_GROUPNORM_EPS = 1e-5
 def unet_config_from_official(unet: dict) -> dict:
     """diffusers ``UNet2DConditionModel`` config for an ldm ``UNetModel`` config (SD 2.x: linear transformers)."""
     channels = [unet["model_channels"] * m for m in unet["channel_mult"]]
-    attn_levels = [2 ** level in unet["attention_resolutions"] for level in range(len(channels))]
+    attn_levels = [2**level in unet["attention_resolutions"] for level in range(len(channels))]
     nhc = unet["num_head_channels"]
     if nhc <= 0:
         raise ValueError("the UNet config must set num_head_channels (SD 2.x style)")

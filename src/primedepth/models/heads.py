@@ -17,8 +17,14 @@ class VAEDecoderHead(nn.Module):
     level, nearest-2x + conv upsampling); only ``conv_in`` (from ``in_channels``) and ``conv_out`` differ.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, ch: int = 128, ch_mult: tuple[int, ...] = (1, 2, 4, 4),
-                 num_res_blocks: int = 2):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        ch: int = 128,
+        ch_mult: tuple[int, ...] = (1, 2, 4, 4),
+        num_res_blocks: int = 2,
+    ):
         super().__init__()
         block_in = ch * ch_mult[-1]
         self.conv_in = nn.Conv2d(in_channels, block_in, 3, padding=1)

@@ -28,8 +28,11 @@ class RefinerBlock(nn.Module):
     def __init__(self, step: FusionStep, emb_channels: int, context_dim: int, use_linear: bool = True):
         super().__init__()
         self.resnet = TimestepResBlock(step.refiner_in, step.refiner_out, emb_channels)
-        self.attention = (SpatialTransformer(step.refiner_out, step.refiner_heads, step.refiner_head_dim, context_dim,
-                                             use_linear) if step.refiner_heads else None)
+        self.attention = (
+            SpatialTransformer(step.refiner_out, step.refiner_heads, step.refiner_head_dim, context_dim, use_linear)
+            if step.refiner_heads
+            else None
+        )
         self.upsample = Upsample2x(step.refiner_out) if step.upsample else None
 
     def forward(self, x, emb, context, output_size):
@@ -87,39 +90,57 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
         VAE latent (that many channels, resized to the step's size) instead of the UNet's features; no maps."""
         super().__init__()
         if latent_channels and (use_self_attn_maps or use_cross_attn_maps or not use_feature_maps):
-            raise ValueError("latent_channels > 0 (no-preimage baseline) needs use_feature_maps=True and no "
-                             "attention maps")
-        unet = unet_layout(model_channels, list(channel_mult), num_res_blocks, list(attention_resolutions),
-                           num_head_channels)
+            raise ValueError(
+                "latent_channels > 0 (no-preimage baseline) needs use_feature_maps=True and no attention maps"
+            )
+        unet = unet_layout(
+            model_channels, list(channel_mult), num_res_blocks, list(attention_resolutions), num_head_channels
+        )
         self.steps = fusion_layout(
-            unet, model_channels=model_channels, channel_mult=list(channel_mult), num_res_blocks=num_res_blocks,
-            attention_resolutions=list(attention_resolutions), num_head_channels=num_head_channels,
-            refiner_model_ratio=refiner_model_ratio, use_self_attn_maps=use_self_attn_maps,
-            use_cross_attn_maps=use_cross_attn_maps, use_feature_maps=use_feature_maps, n_sa_maps=n_sa_maps,
-            n_ca_maps=n_ca_maps, scale_input_features_with_model=scale_input_features_with_model)
+            unet,
+            model_channels=model_channels,
+            channel_mult=list(channel_mult),
+            num_res_blocks=num_res_blocks,
+            attention_resolutions=list(attention_resolutions),
+            num_head_channels=num_head_channels,
+            refiner_model_ratio=refiner_model_ratio,
+            use_self_attn_maps=use_self_attn_maps,
+            use_cross_attn_maps=use_cross_attn_maps,
+            use_feature_maps=use_feature_maps,
+            n_sa_maps=n_sa_maps,
+            n_ca_maps=n_ca_maps,
+            scale_input_features_with_model=scale_input_features_with_model,
+        )
         if latent_channels:
             self.steps = [dataclasses.replace(s, feature_in=latent_channels) for s in self.steps]
         emb_channels = 4 * model_channels
         self.feature_convs = nn.ModuleList(_conv1x1(s.feature_in, s.feature_out) or nn.Identity() for s in self.steps)
-        self.attention_convs = nn.ModuleList(_conv1x1(s.attention_in, s.attention_out) or nn.Identity()
-                                             for s in self.steps)
+        self.attention_convs = nn.ModuleList(
+            _conv1x1(s.attention_in, s.attention_out) or nn.Identity() for s in self.steps
+        )
         self.merge_convs = nn.ModuleList(_conv1x1(s.merge_in, s.merge_out) or nn.Identity() for s in self.steps)
-        self.refiner = nn.ModuleList(RefinerBlock(s, emb_channels, context_dim, use_linear_in_transformer)
-                                     for s in self.steps)
+        self.refiner = nn.ModuleList(
+            RefinerBlock(s, emb_channels, context_dim, use_linear_in_transformer) for s in self.steps
+        )
         last = self.steps[-1].refiner_out
         self.refiner_norm_out = group_norm(last)
         self.refiner_conv_out = nn.Conv2d(last, channels2predictor, 3, padding=1)
         head_kwargs = dict(ch=head_ch, ch_mult=tuple(head_ch_mult), num_res_blocks=head_num_res_blocks)
         self.depth_head = VAEDecoderHead(channels2predictor, depth_channels, **head_kwargs)
-        self.segmentation_head = (VAEDecoderHead(channels2predictor, segmentation_classes, **head_kwargs)
-                                  if segmentation_classes else None)
+        self.segmentation_head = (
+            VAEDecoderHead(channels2predictor, segmentation_classes, **head_kwargs) if segmentation_classes else None
+        )
 
     def preimage_request(self) -> dict:
         """Keyword arguments for ``PreimageExtractor``: compute exactly the maps this labeller fuses."""
         cfg = self.config
-        return dict(self_maps=cfg.use_self_attn_maps, cross_maps=cfg.use_cross_attn_maps,
-                    regions_per_side=int(round(cfg.n_sa_maps ** 0.5)), token_groups=cfg.n_ca_maps,
-                    latent_only=bool(cfg.latent_channels))
+        return dict(
+            self_maps=cfg.use_self_attn_maps,
+            cross_maps=cfg.use_cross_attn_maps,
+            regions_per_side=int(round(cfg.n_sa_maps**0.5)),
+            token_groups=cfg.n_ca_maps,
+            latent_only=bool(cfg.latent_channels),
+        )
 
     def step_maps(self, preimage: Preimage, i: int) -> torch.Tensor | None:
         """Attention maps fused at step ``i``: previous decoder block (or middle block), then encoder block 11-i."""
@@ -152,8 +173,14 @@ class PrimeDepthLabeller(ModelMixin, ConfigMixin):
             parts.append(self.attention_convs[i](maps.to(dtype)))
         return self.merge_convs[i](torch.cat(parts, dim=1)) if step.merge_out else None
 
-    def forward(self, preimage: Preimage, segmentation: bool = False, depth: bool = True,
-                return_intermediates: bool = False, low_memory: bool = False) -> LabellerOutput:
+    def forward(
+        self,
+        preimage: Preimage,
+        segmentation: bool = False,
+        depth: bool = True,
+        return_intermediates: bool = False,
+        low_memory: bool = False,
+    ) -> LabellerOutput:
         """``low_memory``: release each preimage block as soon as it is fused (the caller's ``preimage`` is emptied)
         and run the heads in row bands (``VAEDecoderHead(low_memory=True)``)."""
         out = LabellerOutput()

@@ -18,7 +18,7 @@ from .banded import encoder_low_memory
 
 def schedule_coefficients(beta_start: float, beta_end: float, num_train_timesteps: int, timestep: int):
     """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) of the scaled-linear schedule, float64 like ldm, as floats."""
-    betas = np.linspace(beta_start ** 0.5, beta_end ** 0.5, num_train_timesteps, dtype=np.float64) ** 2
+    betas = np.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=np.float64) ** 2
     alpha_bar = np.cumprod(1.0 - betas)[timestep]
     return float(np.float32(np.sqrt(alpha_bar))), float(np.float32(np.sqrt(1.0 - alpha_bar)))
 
@@ -38,9 +38,15 @@ def posterior_moments(vae: AutoencoderKL, image: torch.Tensor, *, low_memory: bo
     return vae.quant_conv(moments) if vae.quant_conv is not None else moments
 
 
-def noise_latent(moments: torch.Tensor, *, scale_factor: float, sqrt_alpha_bar: float,
-                 sqrt_one_minus_alpha_bar: float, noise_posterior: torch.Tensor | None,
-                 noise_t: torch.Tensor | None) -> NoisyLatent:
+def noise_latent(
+    moments: torch.Tensor,
+    *,
+    scale_factor: float,
+    sqrt_alpha_bar: float,
+    sqrt_one_minus_alpha_bar: float,
+    noise_posterior: torch.Tensor | None,
+    noise_t: torch.Tensor | None,
+) -> NoisyLatent:
     """Sample the posterior, scale, noise to t. ``None`` noises mean: use the posterior mean / add no t-noise."""
     mean, logvar = moments.chunk(2, dim=1)
     std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))

@@ -85,7 +85,7 @@ class Upsample2x(nn.Module):
         out_h = 2 * x.shape[2]
         pad = conv.padding[0]
         lo, hi = max(0, start - pad), min(out_h, stop + pad)
-        y = x[:, :, lo // 2:(hi + 1) // 2].repeat_interleave(2, dim=2)[:, :, lo % 2:lo % 2 + hi - lo]
+        y = x[:, :, lo // 2 : (hi + 1) // 2].repeat_interleave(2, dim=2)[:, :, lo % 2 : lo % 2 + hi - lo]
         return conv_rows(y.repeat_interleave(2, dim=3), conv, lo, start, stop)
 
     def forward_banded(self, x: torch.Tensor, band: int | None = None) -> torch.Tensor:
@@ -93,10 +93,17 @@ class Upsample2x(nn.Module):
         b, c, height, width = x.shape
         out_h = 2 * height
         rows = band_rows(out_h, band)
-        result = torch.empty(b, self.conv.out_channels, out_h, 2 * width, dtype=x.dtype, device=x.device,
-                             memory_format=memory_format_of(x))
+        result = torch.empty(
+            b,
+            self.conv.out_channels,
+            out_h,
+            2 * width,
+            dtype=x.dtype,
+            device=x.device,
+            memory_format=memory_format_of(x),
+        )
         for r in range(0, out_h, rows):
-            result[:, :, r:min(out_h, r + rows)] = self.rows(x, r, min(out_h, r + rows))
+            result[:, :, r : min(out_h, r + rows)] = self.rows(x, r, min(out_h, r + rows))
         return result
 
 
@@ -145,8 +152,10 @@ class MultiHeadAttention(nn.Module):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         context = x if context is None else context
         b, n, _ = x.shape
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in
-                   (self.to_q(x), self.to_k(context), self.to_v(context)))
+        q, k, v = (
+            t.unflatten(-1, (self.heads, -1)).transpose(1, 2)
+            for t in (self.to_q(x), self.to_k(context), self.to_v(context))
+        )
         out = F.scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
@@ -211,8 +220,9 @@ class ResnetBlock(nn.Module):
         h = self.conv2(F.silu(self.norm2(h)))
         return self.skip(x) + h
 
-    def forward_banded(self, holder: list[torch.Tensor], band: int | None = None,
-                       in_place: bool = False) -> torch.Tensor:
+    def forward_banded(
+        self, holder: list[torch.Tensor], band: int | None = None, in_place: bool = False
+    ) -> torch.Tensor:
         """Low-memory forward. ``holder`` = [x]; x is taken out of it so that it can be freed (or, with an identity
         skip, overwritten by the output) inside. ``in_place`` (identity skip): the output is written
         into x and the inner activation is never stored (``residual_block_in_place``, one conv more). A block with a
@@ -221,8 +231,13 @@ class ResnetBlock(nn.Module):
         if in_place and isinstance(self.skip, nn.Identity):
             return residual_block_in_place(x, self.norm1, self.conv1, self.norm2, self.conv2, band)
         if not isinstance(self.skip, nn.Identity):  # no extra compute: x and conv1's output are the only big tensors
-            return self._into_conv1_output(lambda lo, hi: x[:, :, lo:hi], lambda lo, hi: self.skip(x[:, :, lo:hi]),
-                                           (x.shape[0], x.shape[2], x.shape[3]), x, band)
+            return self._into_conv1_output(
+                lambda lo, hi: x[:, :, lo:hi],
+                lambda lo, hi: self.skip(x[:, :, lo:hi]),
+                (x.shape[0], x.shape[2], x.shape[3]),
+                x,
+                band,
+            )
         h = norm_act_conv_banded(x, self.norm1, self.conv1, band)
         return norm_act_conv_banded(h, self.norm2, self.conv2, band, out=x)  # identity skip: added into x
 
@@ -231,9 +246,13 @@ class ResnetBlock(nn.Module):
         ``norm1``'s statistics and for ``conv1``) and the skip branch is recomputed from ``low`` through one conv
         (skip and upsampling convs composed). One conv more than the plain forward, two large tensors fewer."""
         skip_conv = upsample.conv if isinstance(self.skip, nn.Identity) else compose_1x1(self.skip, upsample.conv)
-        return self._into_conv1_output(lambda lo, hi: upsample.rows(low, lo, hi),
-                                       lambda lo, hi: upsample.rows(low, lo, hi, conv=skip_conv),
-                                       (low.shape[0], 2 * low.shape[2], 2 * low.shape[3]), low, band)
+        return self._into_conv1_output(
+            lambda lo, hi: upsample.rows(low, lo, hi),
+            lambda lo, hi: upsample.rows(low, lo, hi, conv=skip_conv),
+            (low.shape[0], 2 * low.shape[2], 2 * low.shape[3]),
+            low,
+            band,
+        )
 
     def _into_conv1_output(self, rows_in, rows_skip, shape, like: torch.Tensor, band: int | None) -> torch.Tensor:
         """The block's output from row sources of its input (``rows_in``) and of its skip branch (``rows_skip``),
@@ -244,8 +263,15 @@ class ResnetBlock(nn.Module):
         for r in range(0, out_h, rows):
             stats = merge_stats(stats, channel_stats(rows_in(r, min(out_h, r + rows))))
         scale, shift = affine_from_stats(stats, self.norm1)
-        h = torch.empty(b, self.conv1.out_channels, out_h, out_w, dtype=like.dtype, device=like.device,
-                        memory_format=memory_format_of(like))
+        h = torch.empty(
+            b,
+            self.conv1.out_channels,
+            out_h,
+            out_w,
+            dtype=like.dtype,
+            device=like.device,
+            memory_format=memory_format_of(like),
+        )
         pad = self.conv1.padding[0]
         stats = None
         for r in range(0, out_h, rows):

@@ -32,8 +32,13 @@ class UNetLayout:
     decoder: list[UNetBlock]
 
 
-def unet_layout(model_channels: int, channel_mult: list[int], num_res_blocks: int,
-                attention_resolutions: list[int], num_head_channels: int) -> UNetLayout:
+def unet_layout(
+    model_channels: int,
+    channel_mult: list[int],
+    num_res_blocks: int,
+    attention_resolutions: list[int],
+    num_head_channels: int,
+) -> UNetLayout:
     """Blocks of the SD 2.x UNet (ldm ``UNetModel`` with spatial transformers, ``num_head_channels`` set)."""
     if num_head_channels <= 0:
         raise ValueError("only configs with num_head_channels > 0 (SD 2.x style) are supported")
@@ -86,10 +91,22 @@ class FusionStep:
     upsample: bool
 
 
-def fusion_layout(unet: UNetLayout, *, model_channels: int, channel_mult: list[int], num_res_blocks: int,
-                  attention_resolutions: list[int], num_head_channels: int, refiner_model_ratio: float,
-                  use_self_attn_maps: bool, use_cross_attn_maps: bool, use_feature_maps: bool, n_sa_maps: int,
-                  n_ca_maps: int, scale_input_features_with_model: bool) -> list[FusionStep]:
+def fusion_layout(
+    unet: UNetLayout,
+    *,
+    model_channels: int,
+    channel_mult: list[int],
+    num_res_blocks: int,
+    attention_resolutions: list[int],
+    num_head_channels: int,
+    refiner_model_ratio: float,
+    use_self_attn_maps: bool,
+    use_cross_attn_maps: bool,
+    use_feature_maps: bool,
+    n_sa_maps: int,
+    n_ca_maps: int,
+    scale_input_features_with_model: bool,
+) -> list[FusionStep]:
     """The official labeller's channel arithmetic (``infusion2refiner='cat'``), one entry per decoder block."""
     maps_per_head = n_ca_maps * use_cross_attn_maps + n_sa_maps * use_self_attn_maps
     ratio = refiner_model_ratio
@@ -122,8 +139,11 @@ def fusion_layout(unet: UNetLayout, *, model_channels: int, channel_mult: list[i
             feature_out = int(ch * factor) * 2 if first else int(ch + (skip + ch) * factor) - ch
         else:
             feature_out = 0
-        refiner_in = (int(ch * factor) * 2 * use_feature_maps + attn_stream if first
-                      else int((skip + ch) * factor) * use_feature_maps + ch + attn_stream)
+        refiner_in = (
+            int(ch * factor) * 2 * use_feature_maps + attn_stream
+            if first
+            else int((skip + ch) * factor) * use_feature_maps + ch + attn_stream
+        )
 
         attention_in = attention_out = 0
         if maps_per_head and (prev_heads + enc_heads) > 0:
@@ -141,7 +161,20 @@ def fusion_layout(unet: UNetLayout, *, model_channels: int, channel_mult: list[i
         upsample = level > 0 and i % (num_res_blocks + 1) == num_res_blocks
         if upsample:
             ds //= 2
-        steps.append(FusionStep(base.in_channels if use_feature_maps else 0, feature_out, attention_in,
-                                attention_out, merge_in, merge_out, refiner_in, out, heads, head_dim, upsample))
+        steps.append(
+            FusionStep(
+                base.in_channels if use_feature_maps else 0,
+                feature_out,
+                attention_in,
+                attention_out,
+                merge_in,
+                merge_out,
+                refiner_in,
+                out,
+                heads,
+                head_dim,
+                upsample,
+            )
+        )
         ch = out
     return steps

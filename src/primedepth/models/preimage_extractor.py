@@ -19,8 +19,10 @@ class PreimageExtractor:
     def __init__(self, unet: UNet2DConditionModel):
         self.unet = unet
         self.recorder = MapRecorder()
-        processors = {name: PreimageAttnProcessor(self.recorder, is_cross=name.endswith("attn2.processor"))
-                      for name in unet.attn_processors}
+        processors = {
+            name: PreimageAttnProcessor(self.recorder, is_cross=name.endswith("attn2.processor"))
+            for name in unet.attn_processors
+        }
         unet.set_attn_processor(processors)
 
     def _transformer(self, module, h, context, want_self, want_cross):
@@ -31,9 +33,20 @@ class PreimageExtractor:
             self_maps, cross_maps = self.recorder.stop()
         return h, BlockMaps(self_maps, cross_maps)
 
-    def __call__(self, x_t: torch.Tensor, timestep: torch.Tensor, context: torch.Tensor, *,
-                 self_maps: bool = True, cross_maps: bool = True, naive: bool = False, complete: bool = False,
-                 regions_per_side: int = 8, token_groups: int | None = None, latent_only: bool = False) -> Preimage:
+    def __call__(
+        self,
+        x_t: torch.Tensor,
+        timestep: torch.Tensor,
+        context: torch.Tensor,
+        *,
+        self_maps: bool = True,
+        cross_maps: bool = True,
+        naive: bool = False,
+        complete: bool = False,
+        regions_per_side: int = 8,
+        token_groups: int | None = None,
+        latent_only: bool = False,
+    ) -> Preimage:
         """``regions_per_side``: sqrt(n_sa_maps); ``token_groups``: n_ca_maps (None keeps every token)."""
         unet = self.unet
         self.recorder.naive = naive
@@ -90,7 +103,10 @@ class PreimageExtractor:
         sizes = [tuple(x_t.shape[-2:])]
         for _ in self.unet.down_blocks[:-1]:
             sizes.append(tuple((s + 1) // 2 for s in sizes[-1]))
-        features = [F.adaptive_avg_pool2d(x_t, size) for size, block in zip(reversed(sizes), self.unet.up_blocks)
-                    for _ in block.resnets]
+        features = [
+            F.adaptive_avg_pool2d(x_t, size)
+            for size, block in zip(reversed(sizes), self.unet.up_blocks)
+            for _ in block.resnets
+        ]
         n = len(features)
         return Preimage(features, [None] * n, None, [None] * n, emb, context)

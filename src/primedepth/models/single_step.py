@@ -45,17 +45,26 @@ class FrozenStableDiffusion:
     def latent_shape(self, size) -> tuple[int, int, int]:
         return (self.vae.config.latent_channels, *self.latent_size(size))
 
-    def encode(self, images: torch.Tensor, noise_posterior: torch.Tensor | None = None,
-               noise_t: torch.Tensor | None = None, *, low_memory: bool = False) -> NoisyLatent:
+    def encode(
+        self,
+        images: torch.Tensor,
+        noise_posterior: torch.Tensor | None = None,
+        noise_t: torch.Tensor | None = None,
+        *,
+        low_memory: bool = False,
+    ) -> NoisyLatent:
         """``images`` (B, 3, H, W) in [-1, 1] -> posterior, scaled latent and x_t; ``None`` noises: posterior mean,
         no t-noise. ``low_memory`` runs the encoder's full-resolution layers in row bands."""
         sqrt_ab, sqrt_1mab = self.coefficients
         device = images.device
-        return noise_latent(posterior_moments(self.vae, images, low_memory=low_memory),
-                            scale_factor=self.settings["scale_factor"], sqrt_alpha_bar=sqrt_ab,
-                            sqrt_one_minus_alpha_bar=sqrt_1mab,
-                            noise_posterior=None if noise_posterior is None else noise_posterior.to(device),
-                            noise_t=None if noise_t is None else noise_t.to(device))
+        return noise_latent(
+            posterior_moments(self.vae, images, low_memory=low_memory),
+            scale_factor=self.settings["scale_factor"],
+            sqrt_alpha_bar=sqrt_ab,
+            sqrt_one_minus_alpha_bar=sqrt_1mab,
+            noise_posterior=None if noise_posterior is None else noise_posterior.to(device),
+            noise_t=None if noise_t is None else noise_t.to(device),
+        )
 
     def extract(self, x_t: torch.Tensor, context: torch.Tensor, **request) -> Preimage:
         """One UNet pass at the step's timestep, collecting the preimage (``request``: what the labeller reads,
@@ -63,8 +72,16 @@ class FrozenStableDiffusion:
         timestep = torch.tensor([self.settings["timestep"]], device=x_t.device)
         return self.extractor(x_t, timestep, context.to(device=x_t.device, dtype=x_t.dtype), **request)
 
-    def preimage(self, images: torch.Tensor, context: torch.Tensor, noise_posterior: torch.Tensor | None = None,
-                 noise_t: torch.Tensor | None = None, *, low_memory: bool = False, **request) -> Preimage:
+    def preimage(
+        self,
+        images: torch.Tensor,
+        context: torch.Tensor,
+        noise_posterior: torch.Tensor | None = None,
+        noise_t: torch.Tensor | None = None,
+        *,
+        low_memory: bool = False,
+        **request,
+    ) -> Preimage:
         """Encode, noise and extract: the frozen half of the step."""
         device = images.device
         x_t = self.encode(images, noise_posterior, noise_t, low_memory=low_memory).x_t

@@ -21,10 +21,20 @@ CONTEXT_LENGTH = 77
 
 
 def open_clip_vit_h14_text_config() -> CLIPTextConfig:
-    return CLIPTextConfig(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                          num_attention_heads=16, max_position_embeddings=CONTEXT_LENGTH, hidden_act="gelu",
-                          layer_norm_eps=1e-5, projection_dim=1024, bos_token_id=49406, eos_token_id=49407,
-                          pad_token_id=0)
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        max_position_embeddings=CONTEXT_LENGTH,
+        hidden_act="gelu",
+        layer_norm_eps=1e-5,
+        projection_dim=1024,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=0,
+    )
 
 
 def tokenize(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
@@ -32,7 +42,7 @@ def tokenize(tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
     ids = tokenizer(list(prompts), truncation=True, max_length=CONTEXT_LENGTH)["input_ids"]
     out = torch.zeros(len(ids), CONTEXT_LENGTH, dtype=torch.long)
     for row, seq in enumerate(ids):
-        out[row, :len(seq)] = torch.tensor(seq)
+        out[row, : len(seq)] = torch.tensor(seq)
     return out
 
 

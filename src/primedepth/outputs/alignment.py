@@ -48,13 +48,16 @@ class MetricAlignment:
     rmse_m: float  # over the inliers
 
     def summary(self) -> str:
-        return (f"aligned to {self.points} metric points: scale {self.fit.scale:.5g}, shift {self.fit.shift:.5g} "
-                f"(disparity), {int(self.fit.inliers.sum())} inliers ({100 * self.fit.inliers.mean():.1f} %), "
-                f"inlier RMSE {self.rmse_m:.4g} m, AbsRel {self.abs_rel:.4g}")
+        return (
+            f"aligned to {self.points} metric points: scale {self.fit.scale:.5g}, shift {self.fit.shift:.5g} "
+            f"(disparity), {int(self.fit.inliers.sum())} inliers ({100 * self.fit.inliers.mean():.1f} %), "
+            f"inlier RMSE {self.rmse_m:.4g} m, AbsRel {self.abs_rel:.4g}"
+        )
 
 
-def robust_fit_scale_shift(pred: np.ndarray, target: np.ndarray, iterations: int = 256, refinements: int = 3,
-                           seed: int = 0) -> RobustFit:
+def robust_fit_scale_shift(
+    pred: np.ndarray, target: np.ndarray, iterations: int = 256, refinements: int = 3, seed: int = 0
+) -> RobustFit:
     """Robust ``(scale, shift)`` for 1-D ``pred`` and ``target``: least median of squares over random two-point
     fits (deterministic with ``seed``), then least squares on the inliers, ``refinements`` times."""
     pred, target = np.asarray(pred, np.float64).ravel(), np.asarray(target, np.float64).ravel()
@@ -86,16 +89,23 @@ def robust_fit_scale_shift(pred: np.ndarray, target: np.ndarray, iterations: int
             break
         scale, shift = fit_scale_shift(pred, target, inliers)
     residual = scale * pred + shift - target
-    return RobustFit(float(scale), float(shift), inliers, float(np.sqrt(np.mean(residual[inliers] ** 2))),
-                     float(np.median(np.abs(residual))))
+    return RobustFit(
+        float(scale),
+        float(shift),
+        inliers,
+        float(np.sqrt(np.mean(residual[inliers] ** 2))),
+        float(np.median(np.abs(residual))),
+    )
 
 
 def align_to_metric(inverse_depth: np.ndarray, sparse_depth: np.ndarray, seed: int = 0) -> MetricAlignment:
     """Metric depth from ``inverse_depth`` and a same-size ``sparse_depth`` (metres, 0 / non-finite = unknown),
     fitted robustly in disparity space; disparities are clipped at the evaluation's minimum before inverting."""
     if sparse_depth.shape != inverse_depth.shape:
-        raise SparseDepthError(f"sparse depth is {sparse_depth.shape[1]}x{sparse_depth.shape[0]}, the prediction "
-                               f"{inverse_depth.shape[1]}x{inverse_depth.shape[0]}")
+        raise SparseDepthError(
+            f"sparse depth is {sparse_depth.shape[1]}x{sparse_depth.shape[0]}, the prediction "
+            f"{inverse_depth.shape[1]}x{inverse_depth.shape[0]}"
+        )
     valid = np.isfinite(sparse_depth) & (sparse_depth > 0)
     if valid.sum() < 2:
         raise SparseDepthError(f"only {int(valid.sum())} valid metric depth(s); at least 2 are needed")
@@ -103,12 +113,17 @@ def align_to_metric(inverse_depth: np.ndarray, sparse_depth: np.ndarray, seed: i
     fit = robust_fit_scale_shift(pred, 1.0 / known, seed=seed)
     depth = np.empty(inverse_depth.shape, np.float32)
     for top in range(0, depth.shape[0], 256):  # row tiles: float32 throughout
-        rows = inverse_depth[top:top + 256].astype(np.float32) * np.float32(fit.scale) + np.float32(fit.shift)
-        depth[top:top + 256] = 1.0 / np.maximum(rows, np.float32(MIN_DISPARITY))
+        rows = inverse_depth[top : top + 256].astype(np.float32) * np.float32(fit.scale) + np.float32(fit.shift)
+        depth[top : top + 256] = 1.0 / np.maximum(rows, np.float32(MIN_DISPARITY))
     aligned = depth[valid][fit.inliers].astype(np.float64)
     truth = known[fit.inliers]
-    return MetricAlignment(depth, fit, int(valid.sum()), float(np.mean(np.abs(aligned - truth) / truth)),
-                           float(np.sqrt(np.mean((aligned - truth) ** 2))))
+    return MetricAlignment(
+        depth,
+        fit,
+        int(valid.sum()),
+        float(np.mean(np.abs(aligned - truth) / truth)),
+        float(np.sqrt(np.mean((aligned - truth) ** 2))),
+    )
 
 
 def read_sparse_depth(path: str | Path, shape: tuple[int, int]) -> np.ndarray:

@@ -26,8 +26,9 @@ def colour_lut(cmap: str = DEFAULT_CMAP) -> np.ndarray:
     try:
         colormap = matplotlib.colormaps[cmap]
     except KeyError:
-        raise ValueError(f"unknown colour map {cmap!r}; use a matplotlib name such as Spectral_r, turbo, "
-                         "inferno or viridis") from None
+        raise ValueError(
+            f"unknown colour map {cmap!r}; use a matplotlib name such as Spectral_r, turbo, inferno or viridis"
+        ) from None
     lut = (colormap(np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
     lut.setflags(write=False)
     return lut
@@ -44,8 +45,9 @@ def value_range(values: np.ndarray) -> tuple[float, float]:
     return float(finite_min), float(finite_max)
 
 
-def nearness_index(inverse_depth: np.ndarray, lo: float | None = None, hi: float | None = None,
-                   tile_rows: int = TILE_ROWS) -> np.ndarray:
+def nearness_index(
+    inverse_depth: np.ndarray, lo: float | None = None, hi: float | None = None, tile_rows: int = TILE_ROWS
+) -> np.ndarray:
     """uint8 H x W: inverse depth mapped linearly from [lo, hi] (default: its range) to 0..255, in row tiles.
 
     Non-finite values map to 0 (farthest); a constant map maps to 0."""
@@ -59,22 +61,23 @@ def nearness_index(inverse_depth: np.ndarray, lo: float | None = None, hi: float
     scale = np.float32(255.0 / (hi - lo))
     offset = np.float32(lo)
     for top in range(0, inverse_depth.shape[0], tile_rows):
-        tile = np.asarray(inverse_depth[top:top + tile_rows], dtype=np.float32)
+        tile = np.asarray(inverse_depth[top : top + tile_rows], dtype=np.float32)
         tile = (tile - offset) * scale
         np.nan_to_num(tile, copy=False, nan=0.0, posinf=255.0, neginf=0.0)
         np.clip(tile, 0.0, 255.0, out=tile)
-        out[top:top + tile_rows] = np.rint(tile).astype(np.uint8)
+        out[top : top + tile_rows] = np.rint(tile).astype(np.uint8)
     return out
 
 
-def colorize(inverse_depth: np.ndarray, cmap: str = DEFAULT_CMAP, lo: float | None = None,
-             hi: float | None = None) -> np.ndarray:
+def colorize(
+    inverse_depth: np.ndarray, cmap: str = DEFAULT_CMAP, lo: float | None = None, hi: float | None = None
+) -> np.ndarray:
     """uint8 H x W x 3 colour image of an inverse-depth (nearness) map: near = warm with the default map."""
     lut = colour_lut(cmap)
     index = nearness_index(inverse_depth, lo, hi)
     out = np.empty((*index.shape, 3), dtype=np.uint8)
     for top in range(0, index.shape[0], TILE_ROWS):
-        out[top:top + TILE_ROWS] = lut[index[top:top + TILE_ROWS]]
+        out[top : top + TILE_ROWS] = lut[index[top : top + TILE_ROWS]]
     return out
 
 
@@ -89,8 +92,9 @@ def depth_colormap(cmap: str = DEFAULT_CMAP):
     return matplotlib.colormaps[cmap].reversed()
 
 
-def show_depth(ax, depth: np.ndarray, vmin: float, vmax: float, cmap: str = DEFAULT_CMAP, unit: str = "m",
-               colorbar: bool = True):
+def show_depth(
+    ax, depth: np.ndarray, vmin: float, vmax: float, cmap: str = DEFAULT_CMAP, unit: str = "m", colorbar: bool = True
+):
     """``imshow`` of metric depth in the package's convention, with a colour bar whose ends read near / far."""
     image = ax.imshow(depth, cmap=depth_colormap(cmap), vmin=vmin, vmax=vmax, interpolation="nearest")
     if colorbar:
@@ -112,8 +116,9 @@ def show_inverse_depth(ax, inverse_depth: np.ndarray, cmap: str = DEFAULT_CMAP, 
     return image
 
 
-def colour_bar_strip(width: int, cmap: str = DEFAULT_CMAP, height: int | None = None,
-                     labels: tuple[str, str] = ("far", "near")) -> np.ndarray:
+def colour_bar_strip(
+    width: int, cmap: str = DEFAULT_CMAP, height: int | None = None, labels: tuple[str, str] = ("far", "near")
+) -> np.ndarray:
     """uint8 h x width x 3: a horizontal colour bar (far at the left, near at the right) with labelled ends."""
     height = height or max(18, min(48, width // 24))
     bar_height = max(4, height // 2)
@@ -136,18 +141,25 @@ def colour_bar_strip(width: int, cmap: str = DEFAULT_CMAP, height: int | None = 
     return np.asarray(strip)
 
 
-def side_by_side(rgb: np.ndarray, inverse_depth: np.ndarray, cmap: str = DEFAULT_CMAP, gap: int = 8,
-                 colour_bar: bool = True, lo: float | None = None, hi: float | None = None) -> np.ndarray:
+def side_by_side(
+    rgb: np.ndarray,
+    inverse_depth: np.ndarray,
+    cmap: str = DEFAULT_CMAP,
+    gap: int = 8,
+    colour_bar: bool = True,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> np.ndarray:
     """uint8: the RGB image | its colour depth (same size), white gap, and a labelled colour bar under both."""
     h, w = inverse_depth.shape
     if rgb.shape[:2] != (h, w):
         rgb = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
     canvas = np.full((h, 2 * w + gap, 3), 255, dtype=np.uint8)
     canvas[:, :w] = rgb[..., :3]
-    canvas[:, w + gap:] = colorize(inverse_depth, cmap, lo, hi)
+    canvas[:, w + gap :] = colorize(inverse_depth, cmap, lo, hi)
     if not colour_bar:
         return canvas
     strip = colour_bar_strip(w, cmap)
     under = np.full((strip.shape[0] + 4, canvas.shape[1], 3), 255, dtype=np.uint8)
-    under[4:, w + gap:] = strip
+    under[4:, w + gap :] = strip
     return np.concatenate([canvas, under], axis=0)

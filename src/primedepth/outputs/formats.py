@@ -20,8 +20,14 @@ from .colour import grey
 
 FLOAT_FORMATS = {"tiff": ".tiff", "exr": ".exr", "pfm": ".pfm"}
 # every output besides the raw map, its 16-bit PNG, colour PNG and segmentation: format name -> file suffix
-PRODUCT_FORMATS = {"grey": "_grey.png", "side": "_side.png", **FLOAT_FORMATS, "ply": ".ply", "glb": ".glb",
-                   "depth": "_depth.npy"}
+PRODUCT_FORMATS = {
+    "grey": "_grey.png",
+    "side": "_side.png",
+    **FLOAT_FORMATS,
+    "ply": ".ply",
+    "glb": ".glb",
+    "depth": "_depth.npy",
+}
 NEEDS_DEPTH = ("ply", "glb", "depth")
 OUTPUT_KINDS = ("inverse-depth", "depth")
 KIND_DESCRIPTIONS = {
@@ -32,8 +38,13 @@ KIND_DESCRIPTIONS = {
 
 def tiff_bytes(values: np.ndarray, kind: str = "inverse-depth") -> bytes:
     buf = io.BytesIO()
-    tifffile.imwrite(buf, np.ascontiguousarray(values, dtype=np.float32), compression="zlib",
-                     description=KIND_DESCRIPTIONS[kind], metadata=None)
+    tifffile.imwrite(
+        buf,
+        np.ascontiguousarray(values, dtype=np.float32),
+        compression="zlib",
+        description=KIND_DESCRIPTIONS[kind],
+        metadata=None,
+    )
     return buf.getvalue()
 
 
@@ -54,8 +65,11 @@ def write_exr(path: str | Path, values: np.ndarray, kind: str = "inverse-depth")
     """One float32 channel ``Y``, ZIP-compressed, written atomically."""
     OpenEXR = openexr()
 
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
-              "primedepth_values": KIND_DESCRIPTIONS[kind]}
+    header = {
+        "compression": OpenEXR.ZIP_COMPRESSION,
+        "type": OpenEXR.scanlineimage,
+        "primedepth_values": KIND_DESCRIPTIONS[kind],
+    }
     with atomic_path(path) as tmp:
         with OpenEXR.File(header, {"Y": np.ascontiguousarray(values, dtype=np.float32)}) as exr:
             exr.write(str(tmp))
@@ -79,10 +93,10 @@ def read_pfm(path: str | Path) -> np.ndarray:
     data = Path(path).read_bytes()
     fields, position = [], 0
     while len(fields) < 4:  # magic, width, height, scale, separated by whitespace
-        while data[position:position + 1].isspace():
+        while data[position : position + 1].isspace():
             position += 1
         end = position
-        while not data[end:end + 1].isspace():
+        while not data[end : end + 1].isspace():
             end += 1
         fields.append(data[position:end].decode("ascii"))
         position = end

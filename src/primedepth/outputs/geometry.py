@@ -53,8 +53,14 @@ def exif_focal_35mm(path: str | Path) -> float | None:
     return float(value) if value else None
 
 
-def intrinsics_for(height: int, width: int, *, focal_px: float | None = None, fov_deg: float | None = None,
-                   image_path: str | Path | None = None) -> Intrinsics:
+def intrinsics_for(
+    height: int,
+    width: int,
+    *,
+    focal_px: float | None = None,
+    fov_deg: float | None = None,
+    image_path: str | Path | None = None,
+) -> Intrinsics:
     """Intrinsics for an H x W image: ``focal_px``, else ``fov_deg`` (across the long side), else the EXIF
     35 mm-equivalent focal length of ``image_path`` (scaled by the diagonal), else ``DEFAULT_FOV_DEG``."""
     cx, cy = width / 2.0, height / 2.0
@@ -110,8 +116,9 @@ def point_cloud(depth: np.ndarray, rgb: np.ndarray, intrinsics: Intrinsics) -> t
     return trimesh.PointCloud(backproject(depth, intrinsics)[keep], colors=_rgba(rgb)[keep])
 
 
-def mesh(depth: np.ndarray, rgb: np.ndarray, intrinsics: Intrinsics,
-         max_edge_ratio: float = MAX_EDGE_RATIO) -> trimesh.Trimesh:
+def mesh(
+    depth: np.ndarray, rgb: np.ndarray, intrinsics: Intrinsics, max_edge_ratio: float = MAX_EDGE_RATIO
+) -> trimesh.Trimesh:
     """A vertex-coloured triangle mesh over the pixel grid: two triangles per 2 x 2 pixel cell, dropped where the
     depth ratio of the corners exceeds ``max_edge_ratio`` (a discontinuity, not a surface) or a corner is invalid.
     Unused vertices are removed, so the mesh has at most H x W vertices."""
@@ -123,8 +130,9 @@ def mesh(depth: np.ndarray, rgb: np.ndarray, intrinsics: Intrinsics,
     corner = z.reshape(-1)[faces]
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(corner).all(1) & (corner.min(1) > 0) & (corner.max(1) <= max_edge_ratio * corner.min(1))
-    result = trimesh.Trimesh(vertices=backproject(depth, intrinsics), faces=faces[ok],
-                             vertex_colors=_rgba(rgb), process=False)
+    result = trimesh.Trimesh(
+        vertices=backproject(depth, intrinsics), faces=faces[ok], vertex_colors=_rgba(rgb), process=False
+    )
     result.remove_unreferenced_vertices()
     return result
 

@@ -41,8 +41,10 @@ class OutputOptions:
         if self.output_kind == "depth" and any(f in FLOAT_FORMATS for f in formats):
             needs.append("--output-kind depth")
         if needs and self.align_to is None and self.depth_range is None:
-            raise ValueError(f"{', '.join(needs)} need(s) depth, but the prediction is affine-invariant inverse "
-                             "depth: give --align-to FILE (sparse metric depths) or state --depth-range NEAR,FAR")
+            raise ValueError(
+                f"{', '.join(needs)} need(s) depth, but the prediction is affine-invariant inverse "
+                "depth: give --align-to FILE (sparse metric depths) or state --depth-range NEAR,FAR"
+            )
         if self.depth_range is not None and not 0 < self.depth_range[0] < self.depth_range[1]:
             raise ValueError(f"depth range needs 0 < NEAR < FAR, got {self.depth_range}")
 
@@ -65,8 +67,9 @@ def _rgb_at(pixels, shape: tuple[int, int]) -> np.ndarray:
     return rgb
 
 
-def product_writers(formats: list[str], inverse_depth: np.ndarray, image, options: OutputOptions,
-                    sparse_path: Path | None = None) -> tuple[dict[str, Callable[[Path], None]], list[str]]:
+def product_writers(
+    formats: list[str], inverse_depth: np.ndarray, image, options: OutputOptions, sparse_path: Path | None = None
+) -> tuple[dict[str, Callable[[Path], None]], list[str]]:
     """Writers (format -> write(path), atomic) for the requested product formats, and notes for the user (the
     alignment's fit, the assumed depth range, the intrinsics' source). ``image`` is the ``LoadedImage``.
 
@@ -102,8 +105,9 @@ def product_writers(formats: list[str], inverse_depth: np.ndarray, image, option
     if depth is not None:
         writers["depth"] = bytes_writer(lambda: npy_bytes(depth))
     if wanted & {"ply", "glb"}:
-        intrinsics = intrinsics_for(*inverse_depth.shape, focal_px=options.focal_px, fov_deg=options.fov_deg,
-                                    image_path=image.source)
+        intrinsics = intrinsics_for(
+            *inverse_depth.shape, focal_px=options.focal_px, fov_deg=options.fov_deg, image_path=image.source
+        )
         notes.append(f"camera: fx = fy = {intrinsics.fx:.1f} px from {intrinsics.source}")
         writers["ply"] = bytes_writer(lambda: ply_bytes(point_cloud(depth, rgb, intrinsics)))
         writers["glb"] = bytes_writer(lambda: glb_bytes(mesh(depth, rgb, intrinsics)))

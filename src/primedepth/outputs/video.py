@@ -99,8 +99,13 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(fps, width, height, rotation, stream.frames or None)
 
 
-def read_frames(path: str | Path, stride: int = 1, start: float | None = None, end: float | None = None,
-                max_frames: int | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+def read_frames(
+    path: str | Path,
+    stride: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """``(frame number, time in s, uint8 H x W x 3 upright RGB)`` for every ``stride``-th frame in
     ``[start, end)`` seconds, at most ``max_frames``. Frame numbers count decoded frames from the first kept time."""
     av = require_av()
@@ -181,13 +186,31 @@ def output_paths(out_dir: Path, name: str, side_by_side_video: bool, frames: str
     return paths
 
 
-def predict_video(pipe, path: str | Path, out_dir: str | Path, *, stride: int = 1, start: float | None = None,
-                  end: float | None = None, max_frames: int | None = None, stabilise: bool = True, window: int = 3,
-                  side_by_side_video: bool = False, frames: str | None = None, npz: bool = True,
-                  cmap: str = DEFAULT_CMAP, seed: int = 0, noise: str = "sampled", caption: str | None = None,
-                  max_size: int | str | None = "auto", low_memory: bool = False, overwrite: bool = False,
-                  model_id: str | None = None, progress: bool = True,
-                  on_frame: Callable[[int], None] | None = None) -> VideoResult:
+def predict_video(
+    pipe,
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    stride: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+    stabilise: bool = True,
+    window: int = 3,
+    side_by_side_video: bool = False,
+    frames: str | None = None,
+    npz: bool = True,
+    cmap: str = DEFAULT_CMAP,
+    seed: int = 0,
+    noise: str = "sampled",
+    caption: str | None = None,
+    max_size: int | str | None = "auto",
+    low_memory: bool = False,
+    overwrite: bool = False,
+    model_id: str | None = None,
+    progress: bool = True,
+    on_frame: Callable[[int], None] | None = None,
+) -> VideoResult:
     """Depth video of ``path`` into ``out_dir`` (``NAME_depth.mp4``; optionally ``NAME_side.mp4`` RGB | depth,
     ``NAME_frames/`` 16-bit PNG or EXR per frame, and ``NAME_depth.npz`` with the float32 stack).
 
@@ -209,13 +232,23 @@ def predict_video(pipe, path: str | Path, out_dir: str | Path, *, stride: int = 
     if not overwrite and all(p.exists() for p in paths.values()):
         return VideoResult(paths, 0, 0, fps, time.perf_counter() - started, skipped=True)
 
-    settings = {"stride": stride, "start": start, "end": end, "max_frames": max_frames, "seed": seed,
-                "noise": noise, "caption": caption, "max_size": max_size, "model": model_id,
-                "source_bytes": path.stat().st_size}
+    settings = {
+        "stride": stride,
+        "start": start,
+        "end": end,
+        "max_frames": max_frames,
+        "seed": seed,
+        "noise": noise,
+        "caption": caption,
+        "max_size": max_size,
+        "model": model_id,
+        "source_bytes": path.stat().st_size,
+    }
     cache = out_dir / f"{name}_frames_raw"
     settings_file = cache / "settings.json"
-    if cache.exists() and (overwrite or not settings_file.is_file()
-                           or json.loads(settings_file.read_text()) != settings):
+    if cache.exists() and (
+        overwrite or not settings_file.is_file() or json.loads(settings_file.read_text()) != settings
+    ):
         shutil.rmtree(cache)  # made with other settings: its frames are not this run's
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write(settings_file, json.dumps(settings).encode())
@@ -233,8 +266,9 @@ def predict_video(pipe, path: str | Path, out_dir: str | Path, *, stride: int = 
         else:
             if text == "auto":
                 text = pipe.captions_for([load_image(rgb)], "auto")[0]
-            raw = pipe(rgb, caption=text, seed=seed, noise=noise, max_size=max_size,
-                       low_memory=low_memory).inverse_depth[0]
+            raw = pipe(
+                rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory
+            ).inverse_depth[0]
             with atomic_path(raw_file) as tmp:
                 np.save(tmp, raw)
             predicted += 1
@@ -261,8 +295,11 @@ def predict_video(pipe, path: str | Path, out_dir: str | Path, *, stride: int = 
     write_video(paths["video"], (colorize(stabilised(k), cmap, lo, hi) for k in range(len(numbers))), fps)
     if side_by_side_video:
         rgb_frames = (rgb for _, _, rgb in read_frames(path, stride, start, end, max_frames))
-        write_video(paths["side_by_side"], (side_by_side(rgb, stabilised(k), cmap, lo=lo, hi=hi)
-                                            for k, rgb in zip(range(len(numbers)), rgb_frames)), fps)
+        write_video(
+            paths["side_by_side"],
+            (side_by_side(rgb, stabilised(k), cmap, lo=lo, hi=hi) for k, rgb in zip(range(len(numbers)), rgb_frames)),
+            fps,
+        )
     if frames is not None:
         folder = paths["frames"]
         folder.mkdir(parents=True, exist_ok=True)
@@ -273,16 +310,25 @@ def predict_video(pipe, path: str | Path, out_dir: str | Path, *, stride: int = 
             else:
                 write_exr(folder / f"{number:07d}.exr", values)
     if npz:
-        stack = np.lib.format.open_memmap(cache / "stack.npy", mode="w+", dtype=np.float32,
-                                          shape=(len(numbers), *np.load(cache / f"{numbers[0]:07d}.npy").shape))
+        stack = np.lib.format.open_memmap(
+            cache / "stack.npy",
+            mode="w+",
+            dtype=np.float32,
+            shape=(len(numbers), *np.load(cache / f"{numbers[0]:07d}.npy").shape),
+        )
         for k in range(len(numbers)):
             stack[k] = stabilised(k)
         stack.flush()
         with atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as f:
-            np.savez(f, inverse_depth=stack, frame_numbers=np.array(numbers), times=np.array(times),
-                     coefficients=np.array(coefficients), fps=np.array(float(fps)),
-                     stabilised=np.array(stabilise))
+            np.savez(
+                f,
+                inverse_depth=stack,
+                frame_numbers=np.array(numbers),
+                times=np.array(times),
+                coefficients=np.array(coefficients),
+                fps=np.array(float(fps)),
+                stabilised=np.array(stabilise),
+            )
         del stack
     shutil.rmtree(cache)
     return VideoResult(paths, len(numbers), predicted, fps, time.perf_counter() - started, coefficients)
-

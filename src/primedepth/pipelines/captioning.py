@@ -20,6 +20,7 @@ from ..utils.hub import cache_only, offline_reason
 
 logger = logging.getLogger(__name__)
 
+
 def default_cache_file() -> Path:
     return cache_root() / "captions.json"
 
@@ -56,8 +57,14 @@ class Blip2Captioner:
     callers use the empty prompt; ``required=True``: it raises :class:`CaptionModelUnavailableError`.
     """
 
-    def __init__(self, model_id: str = DEFAULT_CAPTIONER, device: str | torch.device = "cpu",
-                 cache_dir: str | None = None, local_files_only: bool = False, required: bool = False):
+    def __init__(
+        self,
+        model_id: str = DEFAULT_CAPTIONER,
+        device: str | torch.device = "cpu",
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        required: bool = False,
+    ):
         self.model_id, self.device = model_id, torch.device(device)
         self.cache_dir, self.local_files_only, self.required = cache_dir, local_files_only, required
         self._model = self._processor = None
@@ -73,9 +80,12 @@ class Blip2Captioner:
             self._model = Blip2ForConditionalGeneration.from_pretrained(self.model_id, dtype=dtype, **kwargs)
         except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
             where = f"the Hugging Face cache{' ' + self.cache_dir if self.cache_dir else ''}"
-            why = (f"not in {where}, and {offline_reason()}" if kwargs["local_files_only"] and not self.local_files_only
-                   else f"looked in {where}{'' if kwargs['local_files_only'] else ' and on the hub'}: "
-                        f"{str(err).splitlines()[0]}")
+            why = (
+                f"not in {where}, and {offline_reason()}"
+                if kwargs["local_files_only"] and not self.local_files_only
+                else f"looked in {where}{'' if kwargs['local_files_only'] else ' and on the hub'}: "
+                f"{str(err).splitlines()[0]}"
+            )
             raise CaptionModelUnavailableError(
                 f"caption model {self.model_id!r} is not available ({why})\n"
                 "Download it once with network access, or run without automatic captions: --caption none "
@@ -95,8 +105,10 @@ class Blip2Captioner:
                 if self.required:
                     raise
                 self._unavailable = str(err)
-                logger.warning("note: %s; using the empty prompt instead (automatic captions need BLIP-2)",
-                               self._unavailable.splitlines()[0])
+                logger.warning(
+                    "note: %s; using the empty prompt instead (automatic captions need BLIP-2)",
+                    self._unavailable.splitlines()[0],
+                )
         elif self.required:
             raise CaptionModelUnavailableError(self._unavailable)
         return False

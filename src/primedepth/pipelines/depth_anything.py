@@ -29,16 +29,24 @@ def parse_member(spec: str) -> tuple[str, str]:
     """``depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]`` -> (name, weights source)."""
     name, _, source = spec.partition("=")
     if name not in DEPTH_ANYTHING_V2:
-        raise ValueError(f"unknown ensemble member {name!r}; choose one of {', '.join(sorted(DEPTH_ANYTHING_V2))}, "
-                         "optionally =HUB_ID_OR_FOLDER")
+        raise ValueError(
+            f"unknown ensemble member {name!r}; choose one of {', '.join(sorted(DEPTH_ANYTHING_V2))}, "
+            "optionally =HUB_ID_OR_FOLDER"
+        )
     return name, source or DEPTH_ANYTHING_V2[name]
 
 
 class DepthAnything:
     """A loaded Depth Anything model; ``predict`` maps an RGB image to inverse depth of a given size."""
 
-    def __init__(self, source: str | Path, name: str = "depth-anything-v2", device: str | torch.device = "cpu",
-                 cache_dir: str | None = None, local_files_only: bool = False):
+    def __init__(
+        self,
+        source: str | Path,
+        name: str = "depth-anything-v2",
+        device: str | torch.device = "cpu",
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+    ):
         self.name, self.source, self.device = name, str(source), torch.device(device)
         local = cache_only(local_files_only)
         kwargs = dict(cache_dir=cache_dir, local_files_only=local)
@@ -50,7 +58,8 @@ class DepthAnything:
             raise WeightsNotFoundError(
                 f"{name} weights not found at {source}{where}: {str(err).splitlines()[0]}\nDownload them once "
                 f"with network access (e.g. `hf download {DEPTH_ANYTHING_V2[name]} --local-dir DIR`) and pass "
-                f"{name}=DIR.") from None
+                f"{name}=DIR."
+            ) from None
         self.model.to(self.device).eval()
 
     @classmethod
@@ -63,6 +72,7 @@ class DepthAnything:
         """float32 inverse depth of ``size`` (default: the image's) for an HxWx3 uint8 image."""
         inputs = self.processor(images=rgb, return_tensors="pt").to(self.device)
         out = self.model(**inputs).predicted_depth[:, None].float()
-        out = torch.nn.functional.interpolate(out, size=tuple(size or rgb.shape[:2]), mode="bilinear",
-                                              align_corners=False)
+        out = torch.nn.functional.interpolate(
+            out, size=tuple(size or rgb.shape[:2]), mode="bilinear", align_corners=False
+        )
         return out[0, 0].cpu().numpy().astype(np.float32)

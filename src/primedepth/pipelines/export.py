@@ -76,14 +76,23 @@ def segmentation_bytes(classes: np.ndarray) -> bytes:
     return _png_bytes(image)
 
 
-def write_prediction(stem: Path, formats: list[str], inverse_depth: np.ndarray,
-                     segmentation: np.ndarray | None = None, *, cmap: str = DEFAULT_CMAP,
-                     product_writers: dict | None = None) -> list[Path]:
+def write_prediction(
+    stem: Path,
+    formats: list[str],
+    inverse_depth: np.ndarray,
+    segmentation: np.ndarray | None = None,
+    *,
+    cmap: str = DEFAULT_CMAP,
+    product_writers: dict | None = None,
+) -> list[Path]:
     """Write the requested formats next to ``stem`` (``stem`` + suffix of each format); returns the paths.
 
     ``product_writers``: format -> write(path) for the formats of ``outputs.products`` (3D, float maps, ...)."""
-    writers = {"png16": lambda: png16_bytes(inverse_depth), "color": lambda: color_bytes(inverse_depth, cmap),
-               "seg": lambda: segmentation_bytes(segmentation)}
+    writers = {
+        "png16": lambda: png16_bytes(inverse_depth),
+        "color": lambda: color_bytes(inverse_depth, cmap),
+        "seg": lambda: segmentation_bytes(segmentation),
+    }
     paths = []
     for fmt in formats:
         path = output_path(stem, fmt)

@@ -102,39 +102,59 @@ def find_official_checkpoint(repo_id: str, siblings: dict[str, int | None], file
         return filename
     candidates = sorted(f for f in siblings if f.endswith(CHECKPOINT_SUFFIXES))
     if not candidates:
-        raise WeightsNotFoundError(f"{repo_id}: the repo holds neither a PrimeDepth model folder ({MODEL_INDEX}) "
-                                   f"nor an official checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})")
+        raise WeightsNotFoundError(
+            f"{repo_id}: the repo holds neither a PrimeDepth model folder ({MODEL_INDEX}) "
+            f"nor an official checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"
+        )
     if len(candidates) > 1:
-        raise WeightsNotFoundError(f"{repo_id}: the repo holds {len(candidates)} checkpoints ("
-                                   + ", ".join(candidates) + f"); choose one with {repo_id}/<file>, e.g. "
-                                   f"--model {repo_id}/{candidates[0]}")
+        raise WeightsNotFoundError(
+            f"{repo_id}: the repo holds {len(candidates)} checkpoints ("
+            + ", ".join(candidates)
+            + f"); choose one with {repo_id}/<file>, e.g. "
+            f"--model {repo_id}/{candidates[0]}"
+        )
     return candidates[0]
 
 
-def download_official_checkpoint(repo_id: str, filename: str | None = None, *, revision: str | None = None,
-                                 cache_dir: str | None = None) -> tuple[Path, str, str, dict[str, int | None]]:
+def download_official_checkpoint(
+    repo_id: str, filename: str | None = None, *, revision: str | None = None, cache_dir: str | None = None
+) -> tuple[Path, str, str, dict[str, int | None]]:
     """(local file, commit, file name in the repo, listing) of the repo's official checkpoint, downloaded into the
     Hugging Face cache (resumed when a previous download was interrupted). Needs the hub."""
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
     except HfHubHTTPError as err:
-        raise WeightsNotFoundError(f"{repo_id}: the hub {constants.ENDPOINT} does not serve this repo "
-                                   f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise WeightsNotFoundError(
+            f"{repo_id}: the hub {constants.ENDPOINT} does not serve this repo "
+            f"({type(err).__name__}: {str(err).splitlines()[0]})"
+        ) from None
     siblings = {s.rfilename: s.size for s in info.siblings or []}
     if MODEL_INDEX in siblings and filename is None:
         return Path(), info.sha, MODEL_INDEX, siblings
     name = find_official_checkpoint(repo_id, siblings, filename)
     local = hf_hub_download(repo_id, name, revision=info.sha, cache_dir=cache_dir, dry_run=True)
     if not getattr(local, "is_cached", False):
-        logger.warning("note: downloading %s/%s (%s) into the Hugging Face cache %s", repo_id, name,
-                       human_size(siblings.get(name)), cache_dir or constants.HF_HUB_CACHE)
+        logger.warning(
+            "note: downloading %s/%s (%s) into the Hugging Face cache %s",
+            repo_id,
+            name,
+            human_size(siblings.get(name)),
+            cache_dir or constants.HF_HUB_CACHE,
+        )
     path = hf_hub_download(repo_id, name, revision=info.sha, cache_dir=cache_dir)
     return Path(path), info.sha, name, siblings
 
 
-def resolve_hub_model(name: str, *, revision: str | None = None, cache_dir: str | None = None,
-                      local_files_only: bool = False, trust_pickle: bool = False,
-                      text_encoder: str = DEFAULT_TEXT_ENCODER, tokenizer: str | None = None) -> Path:
+def resolve_hub_model(
+    name: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | None = None,
+    local_files_only: bool = False,
+    trust_pickle: bool = False,
+    text_encoder: str = DEFAULT_TEXT_ENCODER,
+    tokenizer: str | None = None,
+) -> Path:
     """A local model folder for the hub id ``name`` (see the module docstring); converts on first use."""
     repo_id, filename = split_hub_id(name)
     if cache_only(local_files_only):
@@ -148,24 +168,34 @@ def resolve_hub_model(name: str, *, revision: str | None = None, cache_dir: str 
         if snapshot is not None and (snapshot / MODEL_INDEX).is_file():
             return snapshot
         raise WeightsNotFoundError(
-                f"PrimeDepth weights not found: {name!r} is neither a local folder nor in the caches "
-                f"({conversion_cache()}, {cache_dir or constants.HF_HUB_CACHE}), and "
-                f"{'local_files_only is set' if local_files_only else offline_reason()}. Run once "
-                "with network access to download and convert it.")
-    checkpoint, commit, file, _ = download_official_checkpoint(repo_id, filename, revision=revision,
-                                                               cache_dir=cache_dir)
+            f"PrimeDepth weights not found: {name!r} is neither a local folder nor in the caches "
+            f"({conversion_cache()}, {cache_dir or constants.HF_HUB_CACHE}), and "
+            f"{'local_files_only is set' if local_files_only else offline_reason()}. Run once "
+            "with network access to download and convert it."
+        )
+    checkpoint, commit, file, _ = download_official_checkpoint(
+        repo_id, filename, revision=revision, cache_dir=cache_dir
+    )
     if file == MODEL_INDEX:
         return Path(snapshot_download(repo_id, revision=commit, cache_dir=cache_dir))
     target = converted_dir(repo_id, commit, file)
     if not (target / MODEL_INDEX).is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            report = convert_official_checkpoint(checkpoint, target, trust_pickle=trust_pickle,
-                                                 text_encoder=text_encoder, tokenizer=tokenizer, cache_dir=cache_dir,
-                                                 source=f"{repo_id}/{file}")
+            report = convert_official_checkpoint(
+                checkpoint,
+                target,
+                trust_pickle=trust_pickle,
+                text_encoder=text_encoder,
+                tokenizer=tokenizer,
+                cache_dir=cache_dir,
+                source=f"{repo_id}/{file}",
+            )
         except UntrustedCheckpointError as err:
-            raise WeightsNotFoundError(f"{err}\nIf you trust it: `primedepth convert {name} --trust-pickle` converts "
-                                       f"it into the cache, where --model {name} finds it.") from None
+            raise WeightsNotFoundError(
+                f"{err}\nIf you trust it: `primedepth convert {name} --trust-pickle` converts "
+                f"it into the cache, where --model {name} finds it."
+            ) from None
         logger.warning("note: converted %s/%s (commit %s) into %s", repo_id, file, commit[:12], target)
         for note in report.notes:
             logger.warning("note: %s", note)
@@ -198,8 +228,9 @@ def default_model(cache_dir: str | None = None, local_files_only: bool = False) 
     if cached is not None:
         return str(cached), None
     if cache_only(local_files_only):
-        return EMBEDDED_MODEL, EMBEDDED_NOTICE.format(where=f"{full}, no converted {OFFICIAL_REPO} in "
-                                                            f"{conversion_cache()}, and {offline_reason()}")
+        return EMBEDDED_MODEL, EMBEDDED_NOTICE.format(
+            where=f"{full}, no converted {OFFICIAL_REPO} in {conversion_cache()}, and {offline_reason()}"
+        )
     logger.warning("note: no converted PrimeDepth weights in %s; fetching the official %s once", full, OFFICIAL_REPO)
     try:
         return str(resolve_hub_model(OFFICIAL_REPO, cache_dir=cache_dir)), None

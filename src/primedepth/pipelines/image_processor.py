@@ -55,8 +55,10 @@ def check_fits_in_memory(h: int, w: int, source: str) -> None:
     available = available_memory()
     need = BYTES_PER_PIXEL * h * w + FIXED_BYTES
     if available is not None and need > available:
-        raise ImageLoadError(f"{source}: a {w} x {h} image needs about {need / 2**30:.1f} GiB of memory to predict, "
-                             f"only {available / 2**30:.1f} GiB are available; downscale it first")
+        raise ImageLoadError(
+            f"{source}: a {w} x {h} image needs about {need / 2**30:.1f} GiB of memory to predict, "
+            f"only {available / 2**30:.1f} GiB are available; downscale it first"
+        )
 
 
 def _uint8_to_float_chw(arr: np.ndarray) -> torch.Tensor:
@@ -181,8 +183,7 @@ def aligned_processing_size(h: int, w: int, max_size: int | None, multiple: int 
     scale = min(1.0, max_size / max(h, w)) if max_size else 1.0
     scale = max(scale, MIN_PROCESSING_SIDE / min(h, w))
     long_limit = 2 * max(max_size or max(h, w), MIN_PROCESSING_SIDE) // multiple * multiple
-    return tuple(min(long_limit, max(MIN_PROCESSING_SIDE, int(round(s * scale / multiple)) * multiple))
-                 for s in (h, w))
+    return tuple(min(long_limit, max(MIN_PROCESSING_SIDE, int(round(s * scale / multiple)) * multiple)) for s in (h, w))
 
 
 def resize(pixels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -207,8 +208,9 @@ class PrimeDepthImageProcessor:
             return aligned_processing_size(h, w, self.max_size)
         ph, pw = official_processing_size(h, w, self.max_size)
         if ph < 8 or pw < 8:
-            raise ValueError(f"{h}x{w} is too small for the official size policy (needs >= 8 px per side); "
-                             "use match_input_size=True")
+            raise ValueError(
+                f"{h}x{w} is too small for the official size policy (needs >= 8 px per side); use match_input_size=True"
+            )
         return ph, pw
 
     def preprocess(self, image: LoadedImage) -> torch.Tensor:

@@ -55,8 +55,9 @@ class _OutputTree:
         return output_below_search or file.name.endswith(self.suffixes)
 
 
-def collect_inputs(inputs: list[str], output_dir: str | Path | None = None
-                   ) -> tuple[list[tuple[Path, Path]], list[str]]:
+def collect_inputs(
+    inputs: list[str], output_dir: str | Path | None = None
+) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(file, output stem relative to the output folder) pairs, and one error per input that cannot be used.
 
     Folders are searched recursively for image extensions and mirrored under the output folder; files and glob

@@ -18,8 +18,10 @@ from ..constants import cache_root
 MODEL_INDEX = "model_index.json"
 DEFAULT_MODEL_ENV = "PRIMEDEPTH_MODEL"
 EMBEDDED_MODEL = "primedepth-mini"
-EMBEDDED_NOTICE = ("full PrimeDepth weights not found ({where}); using the embedded PrimeDepth-mini, a small model "
-                   "trained by this project on rendered scenes, not photos (see README, 'Weights')")
+EMBEDDED_NOTICE = (
+    "full PrimeDepth weights not found ({where}); using the embedded PrimeDepth-mini, a small model "
+    "trained by this project on rendered scenes, not photos (see README, 'Weights')"
+)
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -56,8 +58,10 @@ def resolve_model_dir(name: str | os.PathLike) -> Path:
     if str(name) == EMBEDDED_MODEL:
         path = embedded_model_dir()
         if not (path / MODEL_INDEX).is_file():
-            raise WeightsNotFoundError(f"{path}: this installation of primedepth has no embedded {EMBEDDED_MODEL} "
-                                       "weights (a source checkout without them, or a stripped wheel).")
+            raise WeightsNotFoundError(
+                f"{path}: this installation of primedepth has no embedded {EMBEDDED_MODEL} "
+                "weights (a source checkout without them, or a stripped wheel)."
+            )
         return path
     path = Path(name).expanduser()
     if path.is_dir():

@@ -68,8 +68,10 @@ def read_model_index(root: Path) -> dict:
         if isinstance(value, bool) or not isinstance(value, types) or not ok(value):
             raise ModelError(f"{path}: setting {key!r} must be {meaning}, found {value!r}")
     if settings["timestep"] >= settings["num_train_timesteps"]:
-        raise ModelError(f"{path}: timestep {settings['timestep']} is outside the schedule of "
-                         f"{settings['num_train_timesteps']} steps")
+        raise ModelError(
+            f"{path}: timestep {settings['timestep']} is outside the schedule of "
+            f"{settings['num_train_timesteps']} steps"
+        )
     if settings["beta_start"] > settings["beta_end"]:
         raise ModelError(f"{path}: beta_start {settings['beta_start']} exceeds beta_end {settings['beta_end']}")
     return settings
@@ -83,8 +85,10 @@ def component_source(root: Path, settings: dict, key: str, allow_external: bool 
     relative = Path(name)
     escapes = relative.is_absolute() or ".." in relative.parts or name.startswith("~")
     if escapes and not allow_external:
-        raise ModelError(f"{where} points outside the model folder; sub-models must be folders inside it or hub "
-                         "ids (pass allow_external_components=True to from_pretrained to allow this)")
+        raise ModelError(
+            f"{where} points outside the model folder; sub-models must be folders inside it or hub "
+            "ids (pass allow_external_components=True to from_pretrained to allow this)"
+        )
     if escapes:
         return Path(name).expanduser()
     if (root / relative).is_dir():
@@ -142,12 +146,14 @@ def check_weights(folder: Path, expected: dict[str, torch.Size], what: str) -> N
             problems.append(f"tensor {key} has shape {stored}, expected {tuple(shape)}")
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        raise ModelError(f"{file}: {what} weights do not match {folder / 'config.json'}: "
-                         + "; ".join(problems[:5]) + more)
+        raise ModelError(
+            f"{file}: {what} weights do not match {folder / 'config.json'}: " + "; ".join(problems[:5]) + more
+        )
 
 
-def load_checked(what: str, folder: Path | str, build_empty: Callable[[], torch.nn.Module],
-                 load: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+def load_checked(
+    what: str, folder: Path | str, build_empty: Callable[[], torch.nn.Module], load: Callable[[], torch.nn.Module]
+) -> torch.nn.Module:
     """``load()`` the sub-model ``what`` after checking a local ``folder``'s weights against the model that
     ``build_empty()`` makes from its config (built on the meta device: no memory, no time). Errors become one
     ModelError naming the folder."""

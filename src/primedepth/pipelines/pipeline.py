@@ -35,8 +35,10 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
     """The trained part, by the class recorded in its config (the BlockPreIm ablation has its own class)."""
     folder = Path(folder)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: no labeller here (config.json missing); expected a folder written by "
-                                "save_pretrained, e.g. <checkpoint>/labeller")
+        raise FileNotFoundError(
+            f"{folder}: no labeller here (config.json missing); expected a folder written by "
+            "save_pretrained, e.g. <checkpoint>/labeller"
+        )
     config = read_json(folder / "config.json")
     name = config.get("_class_name", "PrimeDepthLabeller")
     if name == "BlockPreimageLabeller":
@@ -59,8 +61,10 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise DeviceUnavailableError(f"device {device} requested but {build} (torch {torch.__version__}); "
-                                     "use --device cpu or auto, or install a CUDA build of torch")
+        raise DeviceUnavailableError(
+            f"device {device} requested but {build} (torch {torch.__version__}); "
+            "use --device cpu or auto, or install a CUDA build of torch"
+        )
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise DeviceUnavailableError(f"device {device} requested but MPS is not available on this machine")
     return device
@@ -81,18 +85,28 @@ class PrimeDepthPipeline:
     ``default_caption`` (``"auto"``, ``"none"`` or a text).
     """
 
-    def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, text_encoder: CLIPTextModel,
-                 tokenizer: CLIPTokenizer, labeller: PrimeDepthLabeller, settings: dict,
-                 captioner=None, caption_cache: CaptionCache | None = None):
+    def __init__(
+        self,
+        vae: AutoencoderKL,
+        unet: UNet2DConditionModel,
+        text_encoder: CLIPTextModel,
+        tokenizer: CLIPTokenizer,
+        labeller: PrimeDepthLabeller,
+        settings: dict,
+        captioner=None,
+        caption_cache: CaptionCache | None = None,
+    ):
         self.vae, self.unet, self.labeller = official_vae(vae), official_unet(unet), labeller
         self.text_encoder, self.tokenizer = text_encoder, tokenizer
         self.settings = dict(settings)
         self.captioner = captioner
         self.caption_cache = caption_cache or CaptionCache(None)
         if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
-            raise ModelError(f"the text encoder's width (hidden_size {text_encoder.config.hidden_size}) does not "
-                             f"match the UNet's context size (cross_attention_dim {unet.config.cross_attention_dim}): "
-                             "they are not parts of the same model")
+            raise ModelError(
+                f"the text encoder's width (hidden_size {text_encoder.config.hidden_size}) does not "
+                f"match the UNet's context size (cross_attention_dim {unet.config.cross_attention_dim}): "
+                "they are not parts of the same model"
+            )
         self.frozen = FrozenStableDiffusion(self.vae, self.unet, self.settings)
         self.channels_last = False  # set by optimize()
         self._prompt_cache: dict = {}
@@ -118,9 +132,16 @@ class PrimeDepthPipeline:
     def labeller_dtype(self) -> torch.dtype:
         return next(self.labeller.parameters()).dtype
 
-    def optimize(self, *, frozen_dtype: torch.dtype | None = None, labeller_dtype: torch.dtype | None = None,
-                 channels_last: bool | None = None, compile: bool = False, drop_vae_decoder: bool = False,
-                 num_threads: int | None = None) -> PrimeDepthPipeline:
+    def optimize(
+        self,
+        *,
+        frozen_dtype: torch.dtype | None = None,
+        labeller_dtype: torch.dtype | None = None,
+        channels_last: bool | None = None,
+        compile: bool = False,
+        drop_vae_decoder: bool = False,
+        num_threads: int | None = None,
+    ) -> PrimeDepthPipeline:
         """Speed / memory switches (all optional; the defaults of ``from_pretrained`` are fp32, NCHW, eager).
 
         frozen_dtype: dtype of the frozen VAE, UNet and text tower (e.g. ``torch.bfloat16``); their GroupNorm
@@ -172,10 +193,18 @@ class PrimeDepthPipeline:
         return self
 
     @classmethod
-    def from_pretrained(cls, model: str, *, device=None, torch_dtype: torch.dtype | None = None,
-                        cache_dir: str | None = None, local_files_only: bool = False,
-                        caption_cache_file: str | Path | None = None, captioner_id: str | None = None,
-                        allow_external_components: bool = False) -> PrimeDepthPipeline:
+    def from_pretrained(
+        cls,
+        model: str,
+        *,
+        device=None,
+        torch_dtype: torch.dtype | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        caption_cache_file: str | Path | None = None,
+        captioner_id: str | None = None,
+        allow_external_components: bool = False,
+    ) -> PrimeDepthPipeline:
         """Load ``model``: ``"tiny-random"``, a folder in our layout, or a hub repo id in our layout.
 
         Every file is checked first (``ModelError`` names the file and the problem). Sub-models named in
@@ -189,33 +218,50 @@ class PrimeDepthPipeline:
         else:
             root = resolve_model(model, cache_dir=cache_dir, local_files_only=local_files_only)
             settings = read_model_index(root)
-            text_path, tok_path = (component_source(root, settings, key, allow_external_components)
-                                   for key in ("text_encoder", "tokenizer"))
+            text_path, tok_path = (
+                component_source(root, settings, key, allow_external_components)
+                for key in ("text_encoder", "tokenizer")
+            )
             hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
             try:
                 text_encoder = load_checked(
-                    "text encoder", text_path, lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(text_path)),
-                    lambda: CLIPTextModel.from_pretrained(text_path, **hub))
+                    "text encoder",
+                    text_path,
+                    lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(text_path)),
+                    lambda: CLIPTextModel.from_pretrained(text_path, **hub),
+                )
                 tokenizer = load_clip_tokenizer(tok_path, **hub)
             except OSError as err:
-                raise OSError(f"text encoder / tokenizer of {root} ({text_path}, {tok_path}) could not be loaded: "
-                              f"{err}\nRun `primedepth convert` with --text-encoder/--tokenizer pointing at a "
-                              "local copy to embed it.") from None
+                raise OSError(
+                    f"text encoder / tokenizer of {root} ({text_path}, {tok_path}) could not be loaded: "
+                    f"{err}\nRun `primedepth convert` with --text-encoder/--tokenizer pointing at a "
+                    "local copy to embed it."
+                ) from None
             parts = {}
             for name, part_cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel)):
                 folder = root / name
                 parts[name] = load_checked(
-                    name, folder, lambda c=part_cls, f=folder: c.from_config(c.load_config(f)),
-                    lambda c=part_cls, f=folder: c.from_pretrained(f))
+                    name,
+                    folder,
+                    lambda c=part_cls, f=folder: c.from_config(c.load_config(f)),
+                    lambda c=part_cls, f=folder: c.from_pretrained(f),
+                )
             labeller = load_labeller(root / "labeller")
             try:
-                pipe = cls(vae=parts["vae"], unet=parts["unet"], text_encoder=text_encoder, tokenizer=tokenizer,
-                           labeller=labeller, settings=settings)
+                pipe = cls(
+                    vae=parts["vae"],
+                    unet=parts["unet"],
+                    text_encoder=text_encoder,
+                    tokenizer=tokenizer,
+                    labeller=labeller,
+                    settings=settings,
+                )
             except ModelError as err:
                 raise ModelError(f"{root}: {err} (text encoder from {text_path})") from None
         pipe.caption_cache = CaptionCache(caption_cache_file)
-        pipe.captioner = Blip2Captioner(captioner_id or DEFAULT_CAPTIONER, cache_dir=cache_dir,
-                                        local_files_only=local_files_only)  # loads on first "auto" caption
+        pipe.captioner = Blip2Captioner(
+            captioner_id or DEFAULT_CAPTIONER, cache_dir=cache_dir, local_files_only=local_files_only
+        )  # loads on first "auto" caption
         # fp32 unless asked otherwise, whatever the stored dtype (the embedded model is stored as fp16)
         return pipe.to(device=device, dtype=torch_dtype or torch.float32)
 
@@ -227,8 +273,12 @@ class PrimeDepthPipeline:
         self.labeller.save_pretrained(root / "labeller")
         self.text_encoder.save_pretrained(root / "text_encoder")
         self.tokenizer.save_pretrained(root / "tokenizer")
-        settings = {**self.settings, "_class_name": type(self).__name__, "text_encoder": "text_encoder",
-                    "tokenizer": "tokenizer"}
+        settings = {
+            **self.settings,
+            "_class_name": type(self).__name__,
+            "text_encoder": "text_encoder",
+            "tokenizer": "tokenizer",
+        }
         (root / MODEL_INDEX).write_text(json.dumps(settings, indent=2))
 
     # ------------------------------------------------------------------ steps
@@ -258,9 +308,16 @@ class PrimeDepthPipeline:
         return [self.caption_cache.get(k) or "" for k in keys]
 
     @torch.no_grad()
-    def predict_tensor(self, images: torch.Tensor, context: torch.Tensor, *, generator: list[torch.Generator] | None,
-                       segmentation: bool = False, attention: str = "pooled",
-                       low_memory: bool = False) -> LabellerOutput:
+    def predict_tensor(
+        self,
+        images: torch.Tensor,
+        context: torch.Tensor,
+        *,
+        generator: list[torch.Generator] | None,
+        segmentation: bool = False,
+        attention: str = "pooled",
+        low_memory: bool = False,
+    ) -> LabellerOutput:
         """The model on a batch: ``images`` (B, 3, h, w) in [-1, 1] with h, w >= 8, ``context`` (B, 77, C).
 
         ``generator``: one per image for the posterior and t-noise draws (reproducible and independent of the batch
@@ -271,26 +328,56 @@ class PrimeDepthPipeline:
         noise_posterior = noise_t = None
         if generator is not None:
             noise_posterior, noise_t = draw_noise(self.frozen.latent_shape(images.shape[-2:]), generator)
-        return self.predict_with_noise(images, context, noise_posterior, noise_t, segmentation=segmentation,
-                                       attention=attention, low_memory=low_memory)
+        return self.predict_with_noise(
+            images,
+            context,
+            noise_posterior,
+            noise_t,
+            segmentation=segmentation,
+            attention=attention,
+            low_memory=low_memory,
+        )
 
     @torch.no_grad()
-    def predict_with_noise(self, images: torch.Tensor, context: torch.Tensor, noise_posterior: torch.Tensor | None,
-                           noise_t: torch.Tensor | None, *, segmentation: bool = False, attention: str = "pooled",
-                           low_memory: bool = False) -> LabellerOutput:
+    def predict_with_noise(
+        self,
+        images: torch.Tensor,
+        context: torch.Tensor,
+        noise_posterior: torch.Tensor | None,
+        noise_t: torch.Tensor | None,
+        *,
+        segmentation: bool = False,
+        attention: str = "pooled",
+        low_memory: bool = False,
+    ) -> LabellerOutput:
         """``predict_tensor`` with given noise draws (latent-shaped, or None for none), e.g. the reference's."""
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES}, got {attention!r}")
         images = images.to(device=self.device, dtype=self.dtype)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        preimage = self.frozen.preimage(images, context, noise_posterior, noise_t, low_memory=low_memory,
-                                        naive=attention == "naive", **self.labeller.preimage_request())
+        preimage = self.frozen.preimage(
+            images,
+            context,
+            noise_posterior,
+            noise_t,
+            low_memory=low_memory,
+            naive=attention == "naive",
+            **self.labeller.preimage_request(),
+        )
         return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory)
 
     @torch.no_grad()
-    def preimage(self, images, *, caption: str | list[str] | None = None, seed: int = 0, noise: str = "sampled",
-                 max_size: int | str | None = "auto", attention: str = "pooled") -> list[Preimage]:
+    def preimage(
+        self,
+        images,
+        *,
+        caption: str | list[str] | None = None,
+        seed: int = 0,
+        noise: str = "sampled",
+        max_size: int | str | None = "auto",
+        attention: str = "pooled",
+    ) -> list[Preimage]:
         """The frozen UNet's preimage of each image, for building other heads on it: the input of every decoder
         block (``features``), the pooled self-attention and cross-attention maps of every block (``encoder_maps``,
         ``mid_maps``, ``decoder_maps``; 64 regions and 77 tokens per head, never an N x N map), the timestep
@@ -304,10 +391,14 @@ class PrimeDepthPipeline:
         preimages = []
         for i, (image, text) in enumerate(zip(loaded, self.captions_for(loaded, caption))):
             pixels = processor.preprocess(image)[None].to(device=self.device, dtype=self.dtype)
-            noises = (draw_noise(self.frozen.latent_shape(pixels.shape[-2:]), [torch.Generator().manual_seed(seed + i)])
-                      if noise == "sampled" else (None, None))
-            preimages.append(self.frozen.preimage(pixels, self._encode_prompts([text]), *noises,
-                                                  naive=attention == "naive"))
+            noises = (
+                draw_noise(self.frozen.latent_shape(pixels.shape[-2:]), [torch.Generator().manual_seed(seed + i)])
+                if noise == "sampled"
+                else (None, None)
+            )
+            preimages.append(
+                self.frozen.preimage(pixels, self._encode_prompts([text]), *noises, naive=attention == "naive")
+            )
         return preimages
 
     def _caption_and_processor(self, caption, max_size, match_input_size: bool = True):
@@ -332,10 +423,22 @@ class PrimeDepthPipeline:
 
     # ------------------------------------------------------------------ call
 
-    def __call__(self, images, *, caption: str | list[str] | None = None, seed: int = 0, noise: str = "sampled",
-                 max_size: int | str | None = "auto", match_input_size: bool = True, segmentation: bool = False,
-                 batch_size: int = 1, attention: str = "pooled", progress: bool = False,
-                 low_memory: bool = False, ensemble: str | DepthAnything | None = None) -> PrimeDepthOutput:
+    def __call__(
+        self,
+        images,
+        *,
+        caption: str | list[str] | None = None,
+        seed: int = 0,
+        noise: str = "sampled",
+        max_size: int | str | None = "auto",
+        match_input_size: bool = True,
+        segmentation: bool = False,
+        batch_size: int = 1,
+        attention: str = "pooled",
+        progress: bool = False,
+        low_memory: bool = False,
+        ensemble: str | DepthAnything | None = None,
+    ) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
         images: path, PIL image, HxW[xC] numpy array, CxHxW tensor, or a list of these.
@@ -364,8 +467,10 @@ class PrimeDepthPipeline:
         order = sorted(range(len(loaded)), key=lambda i: processor.processing_size(*loaded[i].size))
         batches, current = [], []
         for i in order:
-            if current and (len(current) == batch_size or processor.processing_size(*loaded[i].size)
-                            != processor.processing_size(*loaded[current[0]].size)):
+            if current and (
+                len(current) == batch_size
+                or processor.processing_size(*loaded[i].size) != processor.processing_size(*loaded[current[0]].size)
+            ):
                 batches.append(current)
                 current = []
             current.append(i)
@@ -375,9 +480,15 @@ class PrimeDepthPipeline:
         for batch in batches:
             pixels = torch.stack([processor.preprocess(loaded[i]) for i in batch])
             context = self._encode_prompts([captions[i] for i in batch])
-            generators = ([torch.Generator().manual_seed(seed + i) for i in batch] if noise == "sampled" else None)
-            out = self.predict_tensor(pixels, context, generator=generators, segmentation=segmentation,
-                                      attention=attention, low_memory=low_memory)
+            generators = [torch.Generator().manual_seed(seed + i) for i in batch] if noise == "sampled" else None
+            out = self.predict_tensor(
+                pixels,
+                context,
+                generator=generators,
+                segmentation=segmentation,
+                attention=attention,
+                low_memory=low_memory,
+            )
             for j, i in enumerate(batch):
                 depth_maps[i] = processor.postprocess_depth(out.depth[j].float().mean(dim=0), loaded[i].size)
                 if segmentation:
@@ -389,10 +500,18 @@ class PrimeDepthPipeline:
             depth_maps, members, ensemble_info = self._ensemble(loaded, depth_maps, ensemble)
         sizes = [processor.processing_size(*img.size) for img in loaded]
         caption_mode = "per-image" if isinstance(caption, (list, tuple)) else caption
-        metadata = {"values": INVERSE_DEPTH_MEANING, "seed": seed, "noise": noise, "caption_mode": caption_mode,
-                    "processing_sizes": sizes, "input_sizes": [img.size for img in loaded],
-                    "match_input_size": match_input_size, "attention": attention, "dtype": str(self.dtype),
-                    "precision": precision_of(self)}
+        metadata = {
+            "values": INVERSE_DEPTH_MEANING,
+            "seed": seed,
+            "noise": noise,
+            "caption_mode": caption_mode,
+            "processing_sizes": sizes,
+            "input_sizes": [img.size for img in loaded],
+            "match_input_size": match_input_size,
+            "attention": attention,
+            "dtype": str(self.dtype),
+            "precision": precision_of(self),
+        }
         if ensemble_info is not None:
             metadata["ensemble"] = ensemble_info
         return PrimeDepthOutput(depth_maps, seg_maps if segmentation else None, captions, metadata, members=members)
@@ -403,9 +522,14 @@ class PrimeDepthPipeline:
             if member not in self._ensemble_members:
                 self._ensemble_members[member] = DepthAnything.from_spec(member, device=self.device)
             member = self._ensemble_members[member]
-        others = [member.predict((img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), d.shape)
-                  for img, d in zip(images, depth_maps)]
+        others = [
+            member.predict((img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), d.shape)
+            for img, d in zip(images, depth_maps)
+        ]
         combined = [average_normalised([d, o]) for d, o in zip(depth_maps, others)]
-        info = {"members": {"primedepth": "this pipeline", member.name: member.source},
-                "normalisation": NORMALISATION, "combination": COMBINATION}
+        info = {
+            "members": {"primedepth": "this pipeline", member.name: member.source},
+            "normalisation": NORMALISATION,
+            "combination": COMBINATION,
+        }
         return combined, {"primedepth": depth_maps, member.name: others}, info

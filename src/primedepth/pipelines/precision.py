@@ -29,13 +29,16 @@ class Precision:
     description: str
 
 
-PRECISIONS = {p.name: p for p in (
-    Precision("fp32", torch.float32, torch.float32, "everything fp32"),
-    Precision("bf16-frozen", torch.bfloat16, torch.float32, "bf16 VAE, UNet and text tower, fp32 labeller"),
-    Precision("bf16", torch.bfloat16, torch.bfloat16, "everything bf16"),
-    Precision("fp16-frozen", torch.float16, torch.float32, "fp16 VAE, UNet and text tower, fp32 labeller"),
-    Precision("fp16", torch.float16, torch.float16, "everything fp16"),
-)}
+PRECISIONS = {
+    p.name: p
+    for p in (
+        Precision("fp32", torch.float32, torch.float32, "everything fp32"),
+        Precision("bf16-frozen", torch.bfloat16, torch.float32, "bf16 VAE, UNet and text tower, fp32 labeller"),
+        Precision("bf16", torch.bfloat16, torch.bfloat16, "everything bf16"),
+        Precision("fp16-frozen", torch.float16, torch.float32, "fp16 VAE, UNet and text tower, fp32 labeller"),
+        Precision("fp16", torch.float16, torch.float16, "everything fp16"),
+    )
+}
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 # The fastest configuration within the accuracy bound on trained weights (docs/performance.md, "Precision").

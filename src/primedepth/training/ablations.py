@@ -16,8 +16,8 @@ class Ablation:
     label: str
     aliases: tuple[str, ...] = ()
     labeller_overrides: dict = field(default_factory=dict)
-    block_preimage: bool = False       # the VPD-like labeller that takes the preimage as one block
-    latent_input: bool = False         # fusion steps read the VAE latent instead of the UNet's preimage
+    block_preimage: bool = False  # the VPD-like labeller that takes the preimage as one block
+    latent_input: bool = False  # fusion steps read the VAE latent instead of the UNet's preimage
     loss_space: str = "inverse_depth"  # or "latent": the depth loss between VAE latents
 
     def labeller_kwargs(self, base_config: dict, overrides: dict, latent_channels: int) -> dict:
@@ -32,18 +32,26 @@ class Ablation:
         return kwargs
 
 
-ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
-    Ablation("full", "Full"),
-    Ablation("latent", "Latent", loss_space="latent"),
-    Ablation("no_segmentation", "NoSegmen", ("nosegmen",), {"segmentation_classes": 0}),
-    Ablation("no_attention", "NoAttent", ("noattent",),
-             {"use_self_attn_maps": False, "use_cross_attn_maps": False}),
-    Ablation("no_features", "NoFeature", ("nofeature",), {"use_feature_maps": False}),
-    Ablation("block_preimage", "BlockPreIm", ("blockpreim",), block_preimage=True),
-    Ablation("no_preimage", "no-preimage baseline (VAE latent only)", ("nopreimage",),
-             {"use_self_attn_maps": False, "use_cross_attn_maps": False, "use_feature_maps": True},
-             latent_input=True),
-)}
+ABLATIONS: dict[str, Ablation] = {
+    a.name: a
+    for a in (
+        Ablation("full", "Full"),
+        Ablation("latent", "Latent", loss_space="latent"),
+        Ablation("no_segmentation", "NoSegmen", ("nosegmen",), {"segmentation_classes": 0}),
+        Ablation(
+            "no_attention", "NoAttent", ("noattent",), {"use_self_attn_maps": False, "use_cross_attn_maps": False}
+        ),
+        Ablation("no_features", "NoFeature", ("nofeature",), {"use_feature_maps": False}),
+        Ablation("block_preimage", "BlockPreIm", ("blockpreim",), block_preimage=True),
+        Ablation(
+            "no_preimage",
+            "no-preimage baseline (VAE latent only)",
+            ("nopreimage",),
+            {"use_self_attn_maps": False, "use_cross_attn_maps": False, "use_feature_maps": True},
+            latent_input=True,
+        ),
+    )
+}
 
 
 def resolve_ablation(name: str) -> Ablation:

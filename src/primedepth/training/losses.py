@@ -56,8 +56,9 @@ def align_least_squares(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
     return scale, shift
 
 
-def ssi_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
-             reduction: str = "mean") -> torch.Tensor:
+def ssi_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean"
+) -> torch.Tensor:
     """Scale-and-shift-invariant loss on inverse depth.
 
     ``pred``: (B, C, H, W) (channels are averaged, as the pipeline averages the 3 depth channels) or (B, H, W);
@@ -74,8 +75,10 @@ def ssi_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None
     elif mask.dim() == 4:
         mask = mask[:, 0]
     if pred.shape != target.shape or mask.shape != target.shape:
-        raise ValueError(f"ssi_loss: prediction {tuple(pred.shape)}, target {tuple(target.shape)} and mask "
-                         f"{tuple(mask.shape)} must have the same spatial size")
+        raise ValueError(
+            f"ssi_loss: prediction {tuple(pred.shape)}, target {tuple(target.shape)} and mask "
+            f"{tuple(mask.shape)} must have the same spatial size"
+        )
     b = pred.shape[0]
     out_dtype = torch.float32
     pred = pred.double().reshape(b, -1)  # float64 inside: exact invariance, negligible cost next to the network
@@ -98,15 +101,15 @@ def _one_hot(labels: torch.Tensor, num_classes: int, ignore_index: int):
     valid = labels != ignore_index
     if (labels[valid] >= num_classes).any() or (labels[valid] < 0).any():
         bad = labels[valid][(labels[valid] >= num_classes) | (labels[valid] < 0)][0].item()
-        raise ValueError(f"segmentation label {bad} outside 0..{num_classes - 1} (and not ignore_index "
-                         f"{ignore_index})")
+        raise ValueError(f"segmentation label {bad} outside 0..{num_classes - 1} (and not ignore_index {ignore_index})")
     safe = torch.where(valid, labels, torch.zeros_like(labels)).long()
     onehot = F.one_hot(safe, num_classes).permute(0, 3, 1, 2).float()
     return onehot * valid.unsqueeze(1), valid
 
 
-def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL,
-              smooth: float = 1.0) -> torch.Tensor:
+def dice_loss(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_LABEL, smooth: float = 1.0
+) -> torch.Tensor:
     """Soft Dice on softmax probabilities against one-hot labels, unlabelled pixels left out.
 
     Per image ``b`` and class ``c``: ``1 - (2 * sum(p * y) + smooth) / (sum(p) + sum(y) + smooth)`` over valid
@@ -121,8 +124,9 @@ def dice_loss(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IG
     return dice.mean()
 
 
-def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0,
-               ignore_index: int = IGNORE_LABEL) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0, ignore_index: int = IGNORE_LABEL
+) -> torch.Tensor:
     """Multi-class focal loss ``-(1 - p_t)^gamma * log p_t`` averaged over labelled pixels (0 if there are none)."""
     logp = logits.float().log_softmax(dim=1)
     valid = labels != ignore_index
@@ -151,8 +155,9 @@ class LossTerms:
         return out
 
 
-def combine_losses(depth: torch.Tensor, dice: torch.Tensor | None = None, focal: torch.Tensor | None = None,
-                   eps: float = 1e-8) -> LossTerms:
+def combine_losses(
+    depth: torch.Tensor, dice: torch.Tensor | None = None, focal: torch.Tensor | None = None, eps: float = 1e-8
+) -> LossTerms:
     """Total = Dice + Focal + lambda * depth with lambda = stop_gradient((Dice + Focal) / depth).
 
     Without a segmentation loss (``NoSegmen``) the total is the depth loss alone.

@@ -70,8 +70,10 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
 
     count = 0
     for module in model.modules():
-        if isinstance(module, (RefinerBlock, ResnetBlock, SingleHeadSpatialAttention)) and \
-                "forward" not in module.__dict__:
+        if (
+            isinstance(module, (RefinerBlock, ResnetBlock, SingleHeadSpatialAttention))
+            and "forward" not in module.__dict__
+        ):
             original = module.forward
 
             def forward(*args, _f=original, _m=module, **kwargs):
@@ -91,8 +93,14 @@ def cast_preimage(p: Preimage, dtype: torch.dtype) -> Preimage:
     def m(b):
         return BlockMaps(c(b.self_maps), c(b.cross_maps)) if b is not None else None
 
-    return Preimage([c(f) for f in p.features], [m(b) for b in p.encoder_maps], m(p.mid_maps),
-                    [m(b) for b in p.decoder_maps], c(p.emb), c(p.context))
+    return Preimage(
+        [c(f) for f in p.features],
+        [m(b) for b in p.encoder_maps],
+        m(p.mid_maps),
+        [m(b) for b in p.decoder_maps],
+        c(p.emb),
+        c(p.context),
+    )
 
 
 def lr_lambda(kind: str, warmup: int, total: int, min_ratio: float):
@@ -105,21 +113,32 @@ def lr_lambda(kind: str, warmup: int, total: int, min_ratio: float):
         if kind == "linear":
             return min_ratio + (1 - min_ratio) * (1 - progress)
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
     return f
 
 
 def numpy_rng_state() -> dict:
     """numpy's global RNG state as a tensor and plain numbers (what ``torch.load(weights_only=True)`` reads)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return {
+        "kind": kind,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached),
+    }
 
 
 def set_numpy_rng_state(state) -> None:
     """Restore ``numpy_rng_state()`` (or the tuple of ``np.random.get_state()`` of older checkpoints)."""
     if isinstance(state, dict):
-        state = (state["kind"], state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
-                 state["cached_gaussian"])
+        state = (
+            state["kind"],
+            state["keys"].numpy().astype(np.uint32),
+            state["pos"],
+            state["has_gauss"],
+            state["cached_gaussian"],
+        )
     np.random.set_state(state)
 
 
@@ -145,11 +164,14 @@ class MetricsLog:
         if tensorboard in (True, "auto", "true"):
             try:
                 from torch.utils.tensorboard import SummaryWriter
+
                 self.writer = SummaryWriter(str(directory / "tensorboard"))
             except ImportError:
                 if tensorboard is True or tensorboard == "true":
-                    raise ImportError("logging.tensorboard is true but tensorboard is not installed "
-                                      "(pip install tensorboard), or set it to \"auto\"") from None
+                    raise ImportError(
+                        "logging.tensorboard is true but tensorboard is not installed "
+                        '(pip install tensorboard), or set it to "auto"'
+                    ) from None
 
     def drop_after(self, step: int) -> None:
         """Forget every row logged after ``step`` (a resumed run replays those steps and logs them again)."""
@@ -221,8 +243,9 @@ class Trainer:
             getattr(pipe, name).eval().requires_grad_(False)
 
         # trained part
-        kwargs = self.variant.labeller_kwargs(pipe.labeller.config, c_model["labeller"],
-                                              latent_channels=pipe.vae.config.latent_channels)
+        kwargs = self.variant.labeller_kwargs(
+            pipe.labeller.config, c_model["labeller"], latent_channels=pipe.vae.config.latent_channels
+        )
         if c_model["labeller_init"] == "random":
             model = build_labeller(kwargs, self.variant, self.seed)
         else:
@@ -235,11 +258,17 @@ class Trainer:
         model.train()
 
         o = config["optim"]
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=o["lr"],
-                                      betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"])
+        optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=o["lr"],
+            betas=tuple(o["betas"]),
+            eps=o["eps"],
+            weight_decay=o["weight_decay"],
+        )
         sch = config["schedule"]
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lr_lambda(sch["kind"], sch["warmup_steps"], c_train["max_steps"], sch["min_lr_ratio"]))
+            optimizer, lr_lambda(sch["kind"], sch["warmup_steps"], c_train["max_steps"], sch["min_lr_ratio"])
+        )
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.ema = EMA(self.unwrapped, c_train["ema_decay"]) if c_train["ema_decay"] else None
         self.step = 0
@@ -249,8 +278,9 @@ class Trainer:
             self.train_set = StreamingShards.from_specs(d["train"], d["resolution"], self.seed, d["hflip"])
         else:
             self.train_set = build_mixture(d["train"], d["resolution"], self.seed, train=True, hflip=d["hflip"])
-        self.val_set = (build_mixture(d["val"], d["resolution"], self.seed, train=False, hflip=False)
-                        if d["val"] else None)
+        self.val_set = (
+            build_mixture(d["val"], d["resolution"], self.seed, train=False, hflip=False) if d["val"] else None
+        )
         self.log = MetricsLog(self.out / "logs", config["logging"]["tensorboard"], self.acc.is_main_process)
 
     # ----------------------------------------------------------------------------------------------- pieces
@@ -273,8 +303,12 @@ class Trainer:
             (tmp / "model_index.json").write_text(json.dumps(self._model_index(), indent=2))
 
     def _model_index(self) -> dict:
-        return {**self.settings, "_class_name": "PrimeDepthPipeline", "text_encoder": "text_encoder",
-                "tokenizer": "tokenizer"}
+        return {
+            **self.settings,
+            "_class_name": "PrimeDepthPipeline",
+            "text_encoder": "text_encoder",
+            "tokenizer": "tokenizer",
+        }
 
     def _frozen_dir(self) -> Path:
         src = Path(self.frozen_source).expanduser()
@@ -292,8 +326,9 @@ class Trainer:
         """The posterior and t-noise of each sample, a function of (seed, sample number) only."""
         if self.config["train"]["noise"] == "none":
             return None, None
-        return draw_noise(shape, [torch.Generator().manual_seed((self.seed * SCENE_SEED_STRIDE + int(i)) % (2 ** 63))
-                                  for i in indices])
+        return draw_noise(
+            shape, [torch.Generator().manual_seed((self.seed * SCENE_SEED_STRIDE + int(i)) % (2**63)) for i in indices]
+        )
 
     def vae_encode(self, x: torch.Tensor) -> torch.Tensor:
         """Scaled posterior mean of ``x``: the latent space of the ``Latent`` ablation's loss."""
@@ -317,8 +352,10 @@ class Trainer:
         pred = out.depth.float()
         target, valid = batch["target"].to(dev), batch["valid"].to(dev)
         if pred.shape[-2:] != target.shape[-2:]:
-            raise ValueError(f"prediction {tuple(pred.shape[-2:])} and target {tuple(target.shape[-2:])} differ: "
-                             "use a resolution that is a multiple of 8")
+            raise ValueError(
+                f"prediction {tuple(pred.shape[-2:])} and target {tuple(target.shape[-2:])} differ: "
+                "use a resolution that is a multiple of 8"
+            )
         if self.variant.loss_space == "latent":
             depth_loss = latent_depth_loss(self.vae_encode, pred, target, valid)
         else:
@@ -339,14 +376,21 @@ class Trainer:
         total = max_steps or c["train"]["max_steps"]
         end = total if stop_after is None else min(total, self.step + stop_after)
         A = c["train"]["grad_accum"]
-        sampler = StepSampler(c["train"]["batch_size"], A, self.acc.num_processes, self.acc.process_index,
-                              self.step, end)
+        sampler = StepSampler(
+            c["train"]["batch_size"], A, self.acc.num_processes, self.acc.process_index, self.step, end
+        )
         if isinstance(self.train_set, StreamingShards):
-            loader = self.train_set.loader(sampler.per, self.acc.process_index, self.acc.num_processes,
-                                           self.step * A, c["data"]["num_workers"])
+            loader = self.train_set.loader(
+                sampler.per, self.acc.process_index, self.acc.num_processes, self.step * A, c["data"]["num_workers"]
+            )
         else:
-            loader = DataLoader(self.train_set, batch_size=sampler.per, sampler=sampler, collate_fn=collate,
-                                num_workers=c["data"]["num_workers"])
+            loader = DataLoader(
+                self.train_set,
+                batch_size=sampler.per,
+                sampler=sampler,
+                collate_fn=collate,
+                num_workers=c["data"]["num_workers"],
+            )
         batches = iter(loader)
         per = sampler.per
         history = []
@@ -380,8 +424,9 @@ class Trainer:
             self.step = step + 1
             history.append(sums["loss"])
             if self.step % c["logging"]["every"] == 0 or self.step == end:
-                reduced = {k: float(self.acc.reduce(torch.tensor(v, device=self.acc.device), "mean"))
-                           for k, v in sums.items()}
+                reduced = {
+                    k: float(self.acc.reduce(torch.tensor(v, device=self.acc.device), "mean")) for k, v in sums.items()
+                }
                 reduced["lr"] = self.scheduler.get_last_lr()[0]
                 reduced["sec_per_step"] = (time.perf_counter() - t0) / max(1, len(history))
                 self.log.scalars(self.step, reduced, "train")
@@ -431,8 +476,9 @@ class Trainer:
                         tv = item["valid"].numpy()
                         tgt = _normalise01(item["target"].numpy(), tv) * tv
                         prd = _normalise01(pred[i], tv)
-                        panels.append(np.concatenate([rgb, np.repeat(tgt[..., None], 3, 2),
-                                                      np.repeat(prd[..., None], 3, 2)], 1))
+                        panels.append(
+                            np.concatenate([rgb, np.repeat(tgt[..., None], 3, 2), np.repeat(prd[..., None], 3, 2)], 1)
+                        )
             results = {k: val / max(n, 1) for k, val in sums.items()}
             results.update({k: float(np.mean(val)) for k, val in metrics.items()})
             self.log.scalars(self.step, results, "val")
@@ -471,21 +517,36 @@ class Trainer:
         raw = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
         if self.ema is not None:
             save_file(raw, str(tmp / "training" / "labeller.safetensors"))
-            save_file({k: v.contiguous() for k, v in self.ema.shadow.items()},
-                      str(tmp / "training" / "ema.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in self.ema.shadow.items()}, str(tmp / "training" / "ema.safetensors")
+            )
             self.ema.copy_to(model)
             model.save_pretrained(tmp / "labeller")
             model.load_state_dict(raw)
         else:
             model.save_pretrained(tmp / "labeller")
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                    "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
-                    "ema": {"decay": self.ema.decay, "updates": self.ema.updates} if self.ema else None,
-                    "rng": {"torch": torch.get_rng_state(), "numpy": numpy_rng_state()}},
-                   tmp / "training" / "optimizer.pt")
-        (tmp / "training" / "state.json").write_text(json.dumps(
-            {"step": self.step, "ablation": self.ablation, "param_counts": self.param_counts,
-             "stream": self.stream_position(), "config": self.config}, indent=2))
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.acc.scaler.state_dict() if self.acc.scaler is not None else None,
+                "ema": {"decay": self.ema.decay, "updates": self.ema.updates} if self.ema else None,
+                "rng": {"torch": torch.get_rng_state(), "numpy": numpy_rng_state()},
+            },
+            tmp / "training" / "optimizer.pt",
+        )
+        (tmp / "training" / "state.json").write_text(
+            json.dumps(
+                {
+                    "step": self.step,
+                    "ablation": self.ablation,
+                    "param_counts": self.param_counts,
+                    "stream": self.stream_position(),
+                    "config": self.config,
+                },
+                indent=2,
+            )
+        )
         self._link_frozen(tmp)
         (tmp / "model_index.json").write_text(json.dumps(self._model_index(), indent=2))
 
@@ -495,8 +556,7 @@ class Trainer:
             if self.config["checkpoint"]["frozen"] == "copy":
                 shutil.copytree(frozen / part, ckpt / part)
             else:
-                os.symlink(os.path.relpath(frozen / part, ckpt.parent / "x"), ckpt / part,
-                           target_is_directory=True)
+                os.symlink(os.path.relpath(frozen / part, ckpt.parent / "x"), ckpt / part, target_is_directory=True)
 
     def _prune(self) -> None:
         keep = self.config["checkpoint"]["keep_last"]
@@ -546,8 +606,10 @@ class Trainer:
         set_numpy_rng_state(extra["rng"]["numpy"])
         self.step = int(state["step"])
         if state.get("stream") != self.stream_position():
-            raise ValueError(f"{ckpt}: the data stream was at {state.get('stream')}, this run would continue at "
-                             f"{self.stream_position()}: resume with the same processes and data.num_workers")
+            raise ValueError(
+                f"{ckpt}: the data stream was at {state.get('stream')}, this run would continue at "
+                f"{self.stream_position()}: resume with the same processes and data.num_workers"
+            )
         if self.acc.is_main_process:
             self.log.drop_after(self.step)
         return True
@@ -557,12 +619,21 @@ class Trainer:
         holds for (None for index-addressed datasets, whose position is the step)."""
         if not isinstance(self.train_set, StreamingShards):
             return None
-        return {"microbatches_per_process": self.step * self.config["train"]["grad_accum"],
-                "processes": self.acc.num_processes, "num_workers": self.config["data"]["num_workers"]}
+        return {
+            "microbatches_per_process": self.step * self.config["train"]["grad_accum"],
+            "processes": self.acc.num_processes,
+            "num_workers": self.config["data"]["num_workers"],
+        }
 
 
-def run_training(config_path: str | None, overrides=(), resume: str | None = "auto", extra: dict | None = None,
-                 stop_after: int | None = None, trust_pickle: bool = False) -> Trainer:
+def run_training(
+    config_path: str | None,
+    overrides=(),
+    resume: str | None = "auto",
+    extra: dict | None = None,
+    stop_after: int | None = None,
+    trust_pickle: bool = False,
+) -> Trainer:
     config = load_config(config_path, overrides, extra)
     trainer = Trainer(config)
     if resume:

@@ -16,8 +16,9 @@ class ETH3DDataset(DepthDataset):
         entries = []
         for rgb in sorted(self.root.glob("rgb/*/images/dslr_images/*.JPG")):
             scene = rgb.parts[-4]
-            depth = (self.root / "depth" / f"{scene}_dslr_depth" / scene / "ground_truth_depth" / "dslr_images"
-                     / rgb.name)
+            depth = (
+                self.root / "depth" / f"{scene}_dslr_depth" / scene / "ground_truth_depth" / "dslr_images" / rgb.name
+            )
             entries.append((str(rgb.relative_to(self.root).as_posix()), str(depth.relative_to(self.root).as_posix())))
         return entries
 

@@ -83,9 +83,11 @@ class NuScenesCDataset(DepthDataset):
         scenes = {row["name"]: row for row in self._table("scene").values()}
         self.missing_scenes = sorted(set(self.scene_categories) - set(scenes))
         if self.missing_scenes and not self.allow_partial:
-            raise DatasetError(f"{self.root / self.version}/scene.json lacks scenes of the list "
-                               f"{self.scene_list.source}: "
-                               f"{_first(self.missing_scenes)} (--allow-partial skips them)")
+            raise DatasetError(
+                f"{self.root / self.version}/scene.json lacks scenes of the list "
+                f"{self.scene_list.source}: "
+                f"{_first(self.missing_scenes)} (--allow-partial skips them)"
+            )
         samples, sample_data = self._table("sample"), self._table("sample_data")
         self.calibrated, self.poses = self._table("calibrated_sensor"), self._table("ego_pose")
         channel = {token: row["channel"] for token, row in self._table("sensor").items()}
@@ -101,8 +103,9 @@ class NuScenesCDataset(DepthDataset):
             while token:
                 cam, lidar = keyframes.get((token, CAMERA)), keyframes.get((token, LIDAR))
                 if cam is None or lidar is None:
-                    raise DatasetError(f"{self.root / self.version}: sample {token} of {name} "
-                                       f"lacks {CAMERA} or {LIDAR}")
+                    raise DatasetError(
+                        f"{self.root / self.version}: sample {token} of {name} lacks {CAMERA} or {LIDAR}"
+                    )
                 self.records[cam["filename"]] = (cam, lidar, name)
                 entries.append((cam["filename"], lidar["filename"]))
                 token = samples[token]["next"]
@@ -182,5 +185,7 @@ def check_category_counts(frame_categories: list[str], scene_list: SceneList, wh
     found = {c: frame_categories.count(c) for c in scene_list.expected_images}
     wrong = [f"{c} {found[c]} (expected {n})" for c, n in scene_list.expected_images.items() if found[c] != n]
     if wrong:
-        raise DatasetError(f"{where}: CAM_FRONT key frames per category differ from the scene list "
-                           f"{scene_list.source}: {'; '.join(wrong)} (--allow-partial evaluates them anyway)")
+        raise DatasetError(
+            f"{where}: CAM_FRONT key frames per category differ from the scene list "
+            f"{scene_list.source}: {'; '.join(wrong)} (--allow-partial evaluates them anyway)"
+        )
