@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import options as opt
+from .model_loading import load_command_pipeline, prepare_for_inference
 from .shard_runner import shard_options
 
 MAP_FORMATS = ("npy", "png16", "color")  # formats written for each ensemble member with --save-members
@@ -121,16 +122,13 @@ def command(
     from ..outputs.alignment import SparseDepthError
     from ..outputs.colour import colour_lut
     from ..outputs.products import OutputOptions, product_writers
-    from ..pipelines.captioning import default_cache_file
     from ..pipelines.depth_anything import DepthAnything
     from ..pipelines.export import FORMATS, output_path, write_prediction
-    from ..pipelines.hub_weights import default_model
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.inputs import collect_inputs
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
-    from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
-    from ..pipelines.precision import precision_of
+    from ..pipelines.pipeline import DeviceUnavailableError
     from ..utils.atomic import ensure_writable_folder, remove_stale_temps
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
@@ -198,20 +196,10 @@ def command(
     ]
     skipped = len(items) - len(todo)
 
-    notice = member = None
+    member = None
     try:
-        if model is None:
-            model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
-        pipe = (
-            PrimeDepthPipeline.from_pretrained(
-                model,
-                device=opt.device_argument(device),
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                caption_cache_file=default_cache_file(),
-            )
-            if todo
-            else None
+        model, pipe, notice = load_command_pipeline(
+            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=bool(todo)
         )
         if pipe is not None and ensemble:
             member = DepthAnything.from_spec(
@@ -222,12 +210,7 @@ def command(
         sys.exit(EXIT_USAGE_OR_MODEL)
     if pipe is not None:
         pipe.captioner.required = caption == "auto"  # asked for explicitly: no silent empty-prompt fallback
-        pipe.optimize(channels_last=True, drop_vae_decoder=True)  # NHWC convs: ~10 % faster, same outputs
-        pipe.set_precision(dtype)
-        if notice:
-            click.echo(f"note: {notice}", err=True)
-        note = " (random weights: smoke test only, the depth is meaningless)" if model == "tiny-random" else ""
-        click.echo(f"model: {model} on {pipe.device} ({precision_of(pipe)}, --dtype {dtype}){note}", err=True)
+        prepare_for_inference(pipe, model, dtype, notice)
 
     written, write_error = 0, None
     options["ensemble"] = member

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import options as opt
+from .model_loading import load_command_pipeline, prepare_for_inference
 
 
 @click.command("video")
@@ -77,12 +78,9 @@ def command(
     """Depth videos for INPUTS (any video ffmpeg reads). Interrupted runs resume where they stopped."""
     from ..outputs.colour import colour_lut
     from ..outputs.video import VideoReadError, predict_video, require_av
-    from ..pipelines.captioning import default_cache_file
-    from ..pipelines.hub_weights import default_model
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
-    from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
-    from ..pipelines.precision import precision_of
+    from ..pipelines.pipeline import DeviceUnavailableError
 
     try:
         colour_lut(cmap)
@@ -95,30 +93,15 @@ def command(
     failures = [f"{p}: no such file" for p in missing]
     todo = [p for p in inputs if p.is_file()]
 
-    notice = None
     try:
-        if model is None:
-            model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
-        pipe = (
-            PrimeDepthPipeline.from_pretrained(
-                model,
-                device=opt.device_argument(device),
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-                caption_cache_file=default_cache_file(),
-            )
-            if todo
-            else None
+        model, pipe, notice = load_command_pipeline(
+            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=bool(todo)
         )
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     if pipe is not None:
-        pipe.optimize(channels_last=True, drop_vae_decoder=True)
-        pipe.set_precision(dtype)
-        if notice:
-            click.echo(f"note: {notice}", err=True)
-        click.echo(f"model: {model} on {pipe.device} ({precision_of(pipe)}, --dtype {dtype})", err=True)
+        prepare_for_inference(pipe, model, dtype, notice)
 
     written = 0
     for path in todo:
