@@ -83,31 +83,6 @@ def rgb_image():
 @pytest.fixture(scope="session")
 def tiny_depth_anything(tmp_path_factory):
     """A random-weight Depth Anything (DINOv2 backbone + DPT head) saved like a hub checkpoint."""
-    import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+    from evaluation.tiny_peers import save_tiny_depth_anything
 
-    backbone = Dinov2Config(
-        image_size=28,
-        patch_size=14,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        out_features=["stage1", "stage2"],
-        reshape_hidden_states=False,
-    )
-    config = DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=16,
-        patch_size=14,
-        neck_hidden_sizes=[8, 16],
-        fusion_hidden_size=8,
-        head_hidden_size=4,
-        reassemble_factors=[2, 1],
-    )
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("depth-anything-v2")
-    DepthAnythingForDepthEstimation(config).save_pretrained(path)
-    processor = DPTImageProcessor(size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14)
-    processor.save_pretrained(path)
-    return path
+    return save_tiny_depth_anything(tmp_path_factory.mktemp("depth-anything-v2"))
