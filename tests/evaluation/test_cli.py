@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -146,20 +145,7 @@ def test_accelerate_launch_shards_over_two_processes(tmp_path):
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "CALL_LOG": str(tmp_path / "calls.txt"),
     }
-    cmd = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(Path(sys.executable).parent / "primedepth"),
-        "eval",
+    cmd = fixtures.accelerate_eval_command(
         "--dataset",
         "scannet",
         "--data-root",
@@ -171,7 +157,7 @@ def test_accelerate_launch_shards_over_two_processes(tmp_path):
         "--allow-partial",
         "--device",
         "cpu",
-    ]
+    )
     result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "out/scannet/logged"

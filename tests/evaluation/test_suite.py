@@ -1,6 +1,5 @@
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -351,20 +350,7 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
     # the folder that `fakes.__name__` imports from (the repository or tests/, depending on the rootdir)
     importable = Path(fakes.__file__).resolve().parents[fakes.__name__.count(".")]
     env = {**os.environ, "PYTHONPATH": f"{importable}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(Path(sys.executable).parent / "primedepth"),
-        "eval",
+    cmd = fixtures.accelerate_eval_command(
         "--suite",
         "paper-table2",
         "--data-root",
@@ -378,7 +364,7 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
         f"primedepth=python={fakes.__name__}:noisy",
         "--run",
         f"depth-anything=python={fakes.__name__}:perfect_affine",
-    ]
+    )
     result = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "warning: kitti not run" in result.stderr
