@@ -43,7 +43,7 @@ def tiny_official_with_text(reference_dir, tmp_path_factory):
     import torch
     from test_conversion import open_clip_text_tower
 
-    from primedepth.models.text_encoder import byte_level_tokenizer
+    from primedepth.models.frozen.text_encoder import byte_level_tokenizer
 
     root = tmp_path_factory.mktemp("official")
     ckpt = torch.load(reference_dir / "official_tiny.ckpt", weights_only=True)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from primedepth.models.attention_maps import (
+from primedepth.models.frozen.attention_maps import (
     _stretch_pool_resize,
     naive_self_attention,
     pooled_self_attention,

@@ -1,7 +1,7 @@
 """The caption-vocabulary tokenizer of mini-SD: BPE merges learned on captions make every caption word one token,
 the byte alphabet still covers unseen words, and it round-trips through save/load like any CLIP tokenizer."""
 
-from primedepth.models.text_encoder import (
+from primedepth.models.frozen.text_encoder import (
     CONTEXT_LENGTH,
     byte_level_tokenizer,
     caption_vocabulary_tokenizer,

@@ -5,7 +5,8 @@ import torch
 from diffusers.models.resnet import ResnetBlock2D
 
 from primedepth.models.banded import diffusers_resnet_banded
-from primedepth.models.layers import ResnetBlock, Upsample2x, set_official_group_norms
+from primedepth.models.group_norms import set_official_group_norms
+from primedepth.models.trained.layers import ResnetBlock, Upsample2x
 
 
 def _randomise(module):

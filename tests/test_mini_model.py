@@ -51,7 +51,7 @@ def test_embedded_weights_are_small_safetensors_and_load_offline(mini, monkeypat
 
 
 def test_embedded_tokenizer_gives_each_caption_word_one_token(mini, scenes):
-    from primedepth.models.text_encoder import tokenize
+    from primedepth.models.frozen.text_encoder import tokenize
 
     for scene in scenes:
         ids = tokenize(mini.tokenizer, [scene.caption])[0]

@@ -146,7 +146,7 @@ def test_missing_weights_give_one_clear_error(tmp_path):
 
 
 def test_block_preimage_checkpoints_load_into_the_pipeline(tiny_pipe, rgb_image, tmp_path):
-    from primedepth.models.block_preimage import BlockPreimageLabeller
+    from primedepth.models.trained.block_preimage import BlockPreimageLabeller
 
     pipe = PrimeDepthPipeline.from_pretrained("tiny-random", device="cpu")
     pipe.labeller = BlockPreimageLabeller(

@@ -2,7 +2,7 @@
 
 import torch
 
-from primedepth.models.single_step import draw_noise
+from primedepth.models.frozen.single_step import draw_noise
 from primedepth.pipelines.image_processor import PrimeDepthImageProcessor, load_image
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 _PUBLIC = {
     "PrimeDepthPipeline": "primedepth.pipelines.pipeline",
     "PrimeDepthOutput": "primedepth.pipelines.output",
-    "PrimeDepthLabeller": "primedepth.models.labeller",
+    "PrimeDepthLabeller": "primedepth.models.trained.labeller",
     "PrimeDepthImageProcessor": "primedepth.pipelines.image_processor",
     "ImageLoadError": "primedepth.pipelines.image_processor",
 }
@@ -20,7 +20,7 @@ _PUBLIC = {
 __all__ = ["PrimeDepthPipeline", "PrimeDepthOutput", "PrimeDepthLabeller", "PrimeDepthImageProcessor", "ImageLoadError"]
 
 if TYPE_CHECKING:
-    from .models.labeller import PrimeDepthLabeller
+    from .models.trained.labeller import PrimeDepthLabeller
     from .pipelines.image_processor import ImageLoadError, PrimeDepthImageProcessor
     from .pipelines.output import PrimeDepthOutput
     from .pipelines.pipeline import PrimeDepthPipeline

@@ -101,7 +101,7 @@ def save_tiny_marigold(
     from diffusers import AutoencoderKL, DDIMScheduler, LCMScheduler, MarigoldDepthPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from primedepth.models.text_encoder import byte_level_tokenizer
+    from primedepth.models.frozen.text_encoder import byte_level_tokenizer
 
     tokenizer = byte_level_tokenizer()
     tokenizer.model_max_length = 77  # saved with the tokenizer, as in CLIP's

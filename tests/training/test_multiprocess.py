@@ -99,7 +99,7 @@ def test_mixed_precision_and_gradient_checkpointing_switches(tmp_path):
     from accelerate.state import AcceleratorState
 
     from primedepth.data.mixing import collate
-    from primedepth.models.labeller import RefinerBlock
+    from primedepth.models.trained.labeller import RefinerBlock
 
     def build(name, **train):
         AcceleratorState._reset_state(reset_partial_state=True)  # one process, several precisions in turn

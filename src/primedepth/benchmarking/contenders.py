@@ -87,7 +87,7 @@ def stub_text_encoder(context_dim: int):
     """A one-layer text tower of the right width (the benchmarks reuse one precomputed prompt embedding)."""
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from ..models.text_encoder import CONTEXT_LENGTH, byte_level_tokenizer
+    from ..models.frozen.text_encoder import CONTEXT_LENGTH, byte_level_tokenizer
 
     tokenizer = byte_level_tokenizer()
     tokenizer.model_max_length = CONTEXT_LENGTH
@@ -106,7 +106,7 @@ def stub_text_encoder(context_dim: int):
 
 
 def _sd_parts(scale: str, unet_in_channels: int = 4):
-    from ..models.frozen_sd import build_unet, build_vae
+    from ..models.frozen.stable_diffusion import build_unet, build_vae
 
     config = _official_config(scale)
     unet = build_unet({**config["unet"], "in_channels": unet_in_channels}).eval().requires_grad_(False)
@@ -117,7 +117,7 @@ def _sd_parts(scale: str, unet_in_channels: int = 4):
 def _random_pipeline(scale: str, device: torch.device):
     """A ``PrimeDepthPipeline`` with random weights of the real (or tiny) architecture and a stub text tower."""
     from ..conversion.official_config import labeller_kwargs_from_official, noise_kwargs_from_official
-    from ..models.labeller import PrimeDepthLabeller
+    from ..models.trained.labeller import PrimeDepthLabeller
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     config, unet, vae = _sd_parts(scale)

@@ -39,7 +39,7 @@ def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokeni
     cache, keyed by repo and commit, which `predict --model OWNER/NAME` uses]."""
     from ..conversion.convert import convert_official_checkpoint
     from ..conversion.official_checkpoint import UntrustedCheckpointError
-    from ..models.text_encoder import DEFAULT_TEXT_ENCODER
+    from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER
     from ..pipelines.hub_weights import download_official_checkpoint, resolve_hub_model, split_hub_id
     from ..pipelines.loading import MODEL_INDEX, WeightsNotFoundError, default_model_dir
     from ..utils.hub import cache_only, offline_reason

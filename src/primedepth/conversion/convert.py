@@ -10,9 +10,9 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
 from ..constants import SD_LATENT_SCALE
-from ..models.frozen_sd import build_unet, build_vae, unet_config_from_official, vae_config_from_official
-from ..models.labeller import PrimeDepthLabeller
-from ..models.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
+from ..models.frozen.stable_diffusion import build_unet, build_vae, unet_config_from_official, vae_config_from_official
+from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
+from ..models.trained.labeller import PrimeDepthLabeller
 from ..pipelines.loading import MODEL_INDEX
 from ..utils.atomic import atomic_dir
 from ..utils.hub import cache_only

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from ..constants import SD_LATENT_SCALE
-from ..models.frozen_sd import build_unet, build_vae, unet_config_from_official, vae_config_from_official
-from ..models.labeller import PrimeDepthLabeller
-from ..models.single_step import FrozenStableDiffusion
+from ..models.frozen.single_step import FrozenStableDiffusion
+from ..models.frozen.stable_diffusion import build_unet, build_vae, unet_config_from_official, vae_config_from_official
+from ..models.trained.labeller import PrimeDepthLabeller
 from .official_checkpoint import load_official_checkpoint, split_official_state_dict
 from .official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
 

@@ -11,7 +11,7 @@ machines this project is built on, so this module trains one from scratch, in tw
    1000-step schedule (beta 0.00085 .. 0.012), captions dropped to the empty prompt 10 % of the time.
 
 The tokenizer (``tokenizer = "captions"``) is a CLIP BPE tokenizer whose merges are learned on the training captions
-until each caption word is one token (``primedepth.models.text_encoder.caption_vocabulary_tokenizer``); a caption
+until each caption word is one token (``primedepth.models.frozen.text_encoder.caption_vocabulary_tokenizer``); a caption
 is ~35 tokens. ``"bytes"`` keeps the byte alphabet only, which truncates a caption after 75 bytes (the first mini-SD).
 
 The result is a pipeline folder in our layout (``model_index.json``, ``vae/``, ``unet/``, ``text_encoder/``,
@@ -113,7 +113,7 @@ def official_config(config: dict) -> dict:
 
 
 def build_tokenizer(config: dict, captions: list[str]):
-    from ..models.text_encoder import byte_level_tokenizer, caption_vocabulary_tokenizer
+    from ..models.frozen.text_encoder import byte_level_tokenizer, caption_vocabulary_tokenizer
 
     kind = config["tokenizer"]
     if kind == "bytes":
@@ -190,7 +190,7 @@ def unet_loss(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Epsilon-prediction MSE at uniformly drawn timesteps; the text encoder gets gradients through the context."""
-    from ..models.text_encoder import tokenize
+    from ..models.frozen.text_encoder import tokenize
 
     b = latents.shape[0]
     t = torch.randint(0, alpha_bar.numel(), (b,), generator=generator)
@@ -221,7 +221,7 @@ def sample_images(
     prompt): images (B, 3, H, W) in [-1, 1]. A diagnostic that the backbone learned to generate scenes."""
     from diffusers import DDIMScheduler
 
-    from ..models.text_encoder import tokenize
+    from ..models.frozen.text_encoder import tokenize
 
     s = pipe.settings
     sched = DDIMScheduler(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .layers import largest_divisor_at_most
+from .group_norms import largest_divisor_at_most
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from ..constants import cache_root
 from ..conversion.convert import convert_official_checkpoint
 from ..conversion.official_checkpoint import UntrustedCheckpointError
-from ..models.text_encoder import DEFAULT_TEXT_ENCODER
+from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER
 from ..utils.atomic import atomic_write
 from ..utils.hub import cache_only, offline_reason
 from .loading import (

@@ -11,11 +11,11 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..constants import DEFAULT_CAPTIONER
-from ..models.frozen_sd import official_unet, official_vae
-from ..models.labeller import LabellerOutput, PrimeDepthLabeller
+from ..models.frozen.single_step import FrozenStableDiffusion, draw_noise
+from ..models.frozen.stable_diffusion import official_unet, official_vae
+from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer
 from ..models.preimage import Preimage
-from ..models.single_step import FrozenStableDiffusion, draw_noise
-from ..models.text_encoder import encode_prompts, load_clip_tokenizer
+from ..models.trained.labeller import LabellerOutput, PrimeDepthLabeller
 from ..utils.hub import cache_only
 from .captioning import Blip2Captioner, CaptionCache
 from .depth_anything import DepthAnything
@@ -42,7 +42,7 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
     config = read_json(folder / "config.json")
     name = config.get("_class_name", "PrimeDepthLabeller")
     if name == "BlockPreimageLabeller":
-        from ..models.block_preimage import BlockPreimageLabeller as cls
+        from ..models.trained.block_preimage import BlockPreimageLabeller as cls
     elif name == "PrimeDepthLabeller":
         cls = PrimeDepthLabeller
     else:

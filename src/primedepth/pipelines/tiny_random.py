@@ -16,9 +16,9 @@ from ..conversion.official_config import (
     labeller_kwargs_from_official,
     noise_kwargs_from_official,
 )
-from ..models.frozen_sd import build_unet, build_vae
-from ..models.labeller import PrimeDepthLabeller
-from ..models.text_encoder import CONTEXT_LENGTH, byte_level_tokenizer
+from ..models.frozen.stable_diffusion import build_unet, build_vae
+from ..models.frozen.text_encoder import CONTEXT_LENGTH, byte_level_tokenizer
+from ..models.trained.labeller import PrimeDepthLabeller
 
 # The official layout at toy width: every structural choice of the full model, with a 32-wide UNet and text context,
 # a 16-wide VAE and a 32-wide depth-head input.

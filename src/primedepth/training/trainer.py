@@ -34,9 +34,9 @@ from torch.utils.data import DataLoader
 from ..constants import SCENE_SEED_STRIDE
 from ..data.mixing import StepSampler, build_mixture, collate
 from ..data.streaming import StreamingShards, is_streaming
-from ..models.latent_noising import posterior_moments
+from ..models.frozen.latent_noising import posterior_moments
+from ..models.frozen.single_step import draw_noise
 from ..models.preimage import BlockMaps, Preimage
-from ..models.single_step import draw_noise
 from ..utils.atomic import atomic_dir, atomic_path, atomic_write_text
 from ..utils.torch_files import load_torch_file
 from .ablations import Ablation, resolve_ablation
@@ -50,8 +50,8 @@ FROZEN_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
 
 # ------------------------------------------------------------------------------------------------------ helpers
 def build_labeller(kwargs: dict, ablation: Ablation, seed: int):
-    from ..models.block_preimage import BlockPreimageLabeller
-    from ..models.labeller import PrimeDepthLabeller
+    from ..models.trained.block_preimage import BlockPreimageLabeller
+    from ..models.trained.labeller import PrimeDepthLabeller
 
     cls = BlockPreimageLabeller if ablation.block_preimage else PrimeDepthLabeller
     if cls is PrimeDepthLabeller:
@@ -65,8 +65,8 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> int:
     """Recompute refiner blocks and head ResNet/attention blocks in the backward pass. Returns how many."""
     from torch.utils.checkpoint import checkpoint
 
-    from ..models.labeller import RefinerBlock
-    from ..models.layers import ResnetBlock, SingleHeadSpatialAttention
+    from ..models.trained.labeller import RefinerBlock
+    from ..models.trained.layers import ResnetBlock, SingleHeadSpatialAttention
 
     count = 0
     for module in model.modules():
@@ -318,7 +318,7 @@ class Trainer:
 
     @torch.no_grad()
     def encode_captions(self, captions: list[str]) -> torch.Tensor:
-        from ..models.text_encoder import encode_prompts
+        from ..models.frozen.text_encoder import encode_prompts
 
         return encode_prompts(self.pipe.text_encoder, self.pipe.tokenizer, list(captions))
 

@@ -17,11 +17,12 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from .banded import release_freed_memory
+from ..banded import release_freed_memory
+from ..group_norms import group_norm
+from ..layout import FusionStep, fusion_layout, unet_layout
+from ..preimage import Preimage
 from .heads import VAEDecoderHead
-from .layers import SpatialTransformer, TimestepResBlock, Upsample2x, group_norm
-from .layout import FusionStep, fusion_layout, unet_layout
-from .preimage import Preimage
+from .layers import SpatialTransformer, TimestepResBlock, Upsample2x
 
 
 class RefinerBlock(nn.Module):

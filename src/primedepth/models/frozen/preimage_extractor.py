@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
+from ..preimage import BlockMaps, Preimage
 from .attention_maps import MapRecorder, PreimageAttnProcessor
-from .preimage import BlockMaps, Preimage
 
 
 class PreimageExtractor:

@@ -10,8 +10,8 @@ import math
 
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from ..constants import SD_LATENT_SCALE
-from .layers import largest_divisor_at_most, set_official_group_norms
+from ...constants import SD_LATENT_SCALE
+from ..group_norms import largest_divisor_at_most, set_official_group_norms
 
 VAE_GROUPNORM_EPS = 1e-5
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from .banded import encoder_low_memory
+from ..banded import encoder_low_memory
 
 
 def schedule_coefficients(beta_start: float, beta_end: float, num_train_timesteps: int, timestep: int):

@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .banded import norm_act_conv_banded
-from .layers import ResnetBlock, SingleHeadSpatialAttention, Upsample2x, group_norm
+from ..banded import norm_act_conv_banded
+from ..group_norms import group_norm
+from .layers import ResnetBlock, SingleHeadSpatialAttention, Upsample2x
 
 
 class VAEDecoderHead(nn.Module):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 
-from .banded import release_freed_memory
+from ..banded import release_freed_memory
+from ..preimage import Preimage
 from .latent_noising import NoisyLatent, noise_latent, posterior_moments, schedule_coefficients
-from .preimage import Preimage
 from .preimage_extractor import PreimageExtractor
 
 

@@ -17,11 +17,11 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from ..group_norms import group_norm
+from ..layout import fusion_layout, unet_layout
+from ..preimage import Preimage
 from .heads import VAEDecoderHead
 from .labeller import LabellerOutput, PrimeDepthLabeller, RefinerBlock
-from .layers import group_norm
-from .layout import fusion_layout, unet_layout
-from .preimage import Preimage
 
 
 class BlockPreimageLabeller(ModelMixin, ConfigMixin):
