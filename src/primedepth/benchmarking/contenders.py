@@ -14,41 +14,26 @@ RESOLUTIONS = (256, 384, 512, 768, 1024)
 CPU_DEFAULT_RESOLUTIONS = (256, 512)
 MARIGOLD_PROTOCOL = (50, 10)  # v1-0: DDIM steps, ensemble size
 
-# Depth Anything V2 S/B/L (the released ``depth-anything/Depth-Anything-V2-*-hf`` configs, written out here).
+
+def _depth_anything(hidden: int, layers: int, heads: int, stages: tuple, neck: tuple, fusion: int) -> dict:
+    """The ``DepthAnythingConfig`` values that tell the sizes apart."""
+    return dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        stages=stages,
+        neck_hidden_sizes=neck,
+        fusion_hidden_size=fusion,
+    )
+
+
+# Depth Anything V2 S/B/L, as in the released ``depth-anything/Depth-Anything-V2-*-hf`` configs.
 DEPTH_ANYTHING_V2 = {
-    "S": dict(
-        hidden_size=384,
-        num_hidden_layers=12,
-        num_attention_heads=6,
-        stages=(3, 6, 9, 12),
-        neck_hidden_sizes=(48, 96, 192, 384),
-        fusion_hidden_size=64,
-    ),
-    "B": dict(
-        hidden_size=768,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        stages=(3, 6, 9, 12),
-        neck_hidden_sizes=(96, 192, 384, 768),
-        fusion_hidden_size=128,
-    ),
-    "L": dict(
-        hidden_size=1024,
-        num_hidden_layers=24,
-        num_attention_heads=16,
-        stages=(5, 12, 18, 24),
-        neck_hidden_sizes=(256, 512, 1024, 1024),
-        fusion_hidden_size=256,
-    ),
+    "S": _depth_anything(384, 12, 6, (3, 6, 9, 12), (48, 96, 192, 384), 64),
+    "B": _depth_anything(768, 12, 12, (3, 6, 9, 12), (96, 192, 384, 768), 128),
+    "L": _depth_anything(1024, 24, 16, (5, 12, 18, 24), (256, 512, 1024, 1024), 256),
 }
-TINY_DEPTH_ANYTHING = dict(
-    hidden_size=32,
-    num_hidden_layers=4,
-    num_attention_heads=2,
-    stages=(1, 2, 3, 4),
-    neck_hidden_sizes=(8, 16, 32, 32),
-    fusion_hidden_size=16,
-)
+TINY_DEPTH_ANYTHING = _depth_anything(32, 4, 2, (1, 2, 3, 4), (8, 16, 32, 32), 16)
 
 
 @dataclass

@@ -10,6 +10,11 @@ from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_
 from .options import device_argument, device_option, ensemble_option, local_files_only_option
 
 
+def _limit(default: int, help: str) -> dict:
+    """Settings of a positive whole-number limit option."""
+    return dict(default=default, show_default=True, type=click.IntRange(min=1), help=help)
+
+
 @click.command("app")
 @click.option(
     "--model",
@@ -24,30 +29,12 @@ from .options import device_argument, device_option, ensemble_option, local_file
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--share", is_flag=True, help="Also create a temporary public link through Gradio's share servers.")
 @device_option()
-@click.option(
-    "--max-upload-mb",
-    default=DEFAULT_MAX_UPLOAD_MB,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Largest file a visitor may upload.",
-)
-@click.option(
-    "--max-pixels",
-    default=DEFAULT_MAX_PIXELS,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Largest image (width x height) the app processes.",
-)
-@click.option(
-    "--max-video-frames",
-    default=DEFAULT_MAX_VIDEO_FRAMES,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Most frames one video request may ask for.",
-)
+@click.option("--max-upload-mb", **_limit(DEFAULT_MAX_UPLOAD_MB, "Largest file a visitor may upload."))
+@click.option("--max-pixels", **_limit(DEFAULT_MAX_PIXELS, "Largest image (width x height) the app processes."))
+@click.option("--max-video-frames", **_limit(DEFAULT_MAX_VIDEO_FRAMES, "Most frames one video request may ask for."))
 @local_files_only_option()
 @ensemble_option(help="Offer the ensemble with Depth Anything V2 (its weights are loaded at start).")
-def command(models, host, port, share, device, max_upload_mb, max_pixels, max_video_frames, local_files_only, ensemble):
+def command(models, device, **settings):
     """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth."""
     try:
         import gradio  # noqa: F401
@@ -57,18 +44,7 @@ def command(models, host, port, share, device, max_upload_mb, max_pixels, max_vi
     from ..app import launch
 
     try:
-        launch(
-            models,
-            host=host,
-            port=port,
-            share=share,
-            device=device_argument(device),
-            max_upload_mb=max_upload_mb,
-            max_pixels=max_pixels,
-            max_video_frames=max_video_frames,
-            local_files_only=local_files_only,
-            ensemble=ensemble,
-        )
+        launch(models, device=device_argument(device), **settings)
     except (ValueError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

@@ -1,5 +1,5 @@
 """Options shared by the sub-commands: one definition each, so the same name has the same type, choices and default
-in ``predict``, ``video``, ``demo``, ``app``, ``eval``, ``bench`` and ``export``."""
+in ``predict``, ``video``, ``demo``, ``app``, ``eval``, ``bench``, ``export`` and the training commands."""
 
 from __future__ import annotations
 
@@ -111,6 +111,18 @@ def ensemble_option(
 ):
     return click.option(
         "--ensemble", default=None, metavar="depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]", help=help
+    )
+
+
+def config_argument():
+    """``CONFIG``: the run's configuration file."""
+    return click.argument("config", type=click.Path(exists=True, dir_okay=False))
+
+
+def overrides_option(example: str):
+    """``--set KEY=VALUE`` (repeatable): config values overridden from the command line."""
+    return click.option(
+        "--set", "overrides", multiple=True, metavar="KEY=VALUE", help=f"Override a config value, e.g. {example}."
     )
 
 

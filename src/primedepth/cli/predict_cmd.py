@@ -161,22 +161,17 @@ def command(
     if all(is_shard_spec(item) for item in inputs):
         from .shard_runner import predict_shards
 
+        pipeline_kwargs = dict(
+            model=model,
+            device=opt.device_argument(device),
+            precision=dtype,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+        )
+        worker_args = (fmt_list, options, batch_size)
         sys.exit(
             predict_shards(
-                list(inputs),
-                output_dir,
-                model,
-                fmt_list,
-                options,
-                device,
-                dtype,
-                batch_size,
-                engine,
-                workers,
-                ray_address,
-                overwrite,
-                cache_dir,
-                local_files_only,
+                list(inputs), output_dir, pipeline_kwargs, worker_args, engine, workers, ray_address, overwrite
             )
         )
     items, failures = collect_inputs(list(inputs), output_dir)

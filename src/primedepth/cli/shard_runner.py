@@ -106,36 +106,19 @@ def run_shard_command(
 
 
 def predict_shards(
-    inputs,
-    output_dir,
-    model,
-    formats,
-    options,
-    device,
-    dtype,
-    batch_size,
-    engine,
-    workers,
-    ray_address,
-    overwrite,
-    cache_dir,
-    local_files_only,
+    inputs: list[str], output_dir, pipeline_kwargs: dict, worker_args: tuple, engine, workers, ray_address, overwrite
 ) -> int:
+    """``predict`` over shards: ``pipeline_kwargs`` load the model in each worker (``model`` None: the default one),
+    ``worker_args`` are the worker's (formats, call options, batch size)."""
     from ..distributed.shard_workers import PredictShardWorker
     from ..pipelines.hub_weights import default_model
 
-    if model is None:
+    if pipeline_kwargs.get("model") is None:
         model, notice = default_model()
+        pipeline_kwargs = {**pipeline_kwargs, "model": model}
         if notice:
             click.echo(f"note: {notice}", err=True)
     output_dir = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", str(output_dir))  # click's Path folds "//"
-    pipeline_kwargs = dict(
-        model=model,
-        device=None if device == "auto" else device,
-        precision=dtype,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-    )
-    make_worker = functools.partial(PredictShardWorker, pipeline_kwargs, formats, options, batch_size)
-    click.echo(f"model: {model} ({dtype}), engine: {engine}", err=True)
+    make_worker = functools.partial(PredictShardWorker, pipeline_kwargs, *worker_args)
+    click.echo(f"model: {pipeline_kwargs['model']} ({pipeline_kwargs['precision']}), engine: {engine}", err=True)
     return run_shard_command(inputs, output_dir, make_worker, engine, workers, ray_address, overwrite)

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import click
 
+from .options import config_argument, overrides_option
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set train.max_steps=100 (value parsed as JSON).",
-)
+@config_argument()
+@overrides_option("--set train.max_steps=100 (value parsed as JSON)")
 @click.option(
     "--resume",
     default="auto",

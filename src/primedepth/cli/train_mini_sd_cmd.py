@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import click
 
+from .options import config_argument, overrides_option
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Override a config value, e.g. --set output_dir=runs/sd --set unet.steps=100 (value parsed as "
-    "JSON, else kept as text).",
-)
+@config_argument()
+@overrides_option("--set output_dir=runs/sd --set unet.steps=100 (value parsed as JSON, else kept as text)")
 def command(config, overrides):
     """Train the mini Stable Diffusion (VAE, text tower, UNet at toy width) on rendered scenes from a TOML CONFIG
     (configs/mini-sd.toml) and save it as a frozen model folder."""

@@ -252,6 +252,22 @@ def _log(path: Path, record: dict) -> None:
     print(json.dumps(record), flush=True)
 
 
+def _log_progress(log: Path | None, stage: str, step: int, c: dict, loss: float, extra: dict, schedule, t0) -> None:
+    """A training record every ``log_every`` steps and at the last one: loss, ``extra`` terms, rate, time so far."""
+    if log is None or (step % c["log_every"] != 0 and step != c["steps"] - 1):
+        return
+    elapsed = round(time.time() - t0, 1)
+    _log(
+        log,
+        {"stage": stage, "step": step, "loss": loss, **extra, "lr": schedule.get_last_lr()[0], "elapsed_s": elapsed},
+    )
+
+
+def _random_hflip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
+    """``x`` with the samples where ``flip`` is set mirrored left to right."""
+    return torch.where(torch.from_numpy(flip).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
 def train_vae(vae, images: torch.Tensor, c: dict, seed: int, hflip: bool, log: Path | None = None) -> list[float]:
     vae.requires_grad_(True)
     params = list(vae.parameters())
@@ -265,21 +281,10 @@ def train_vae(vae, images: torch.Tensor, c: dict, seed: int, hflip: bool, log: P
         idx, flip = batch_indices(step, c["batch_size"], len(images), seed, 1)
         x = images[torch.from_numpy(idx)]
         if hflip:
-            x = torch.where(torch.from_numpy(flip).view(-1, 1, 1, 1), x.flip(-1), x)
+            x = _random_hflip(x, flip)
         loss, terms = vae_loss(vae, x, c, gen)
         losses.append(_optimizer_step(loss, opt, sch, params))
-        if log is not None and (step % c["log_every"] == 0 or step == c["steps"] - 1):
-            _log(
-                log,
-                {
-                    "stage": "vae",
-                    "step": step,
-                    "loss": loss.item(),
-                    **terms,
-                    "lr": sch.get_last_lr()[0],
-                    "elapsed_s": round(time.time() - t0, 1),
-                },
-            )
+        _log_progress(log, "vae", step, c, loss.item(), terms, sch, t0)
     vae.eval()
     return losses
 
@@ -327,23 +332,14 @@ def train_unet(
         idx, flip = batch_indices(step, c["batch_size"], len(latents), seed, 2)
         z = latents[torch.from_numpy(idx)]
         if hflip:  # a flipped image encodes to (approximately) the flipped latent
-            z = torch.where(torch.from_numpy(flip).view(-1, 1, 1, 1), z.flip(-1), z)
+            z = _random_hflip(z, flip)
         rng = np.random.default_rng([seed, 3, step])
         caps = ["" if rng.random() < c["caption_dropout"] else captions[i] for i in idx]
         loss = unet_loss(unet, text_encoder, tokenizer, z, caps, alpha_bar, gen)
         losses.append(_optimizer_step(loss, opt, sch, params))
-        if log is not None and (step % c["log_every"] == 0 or step == c["steps"] - 1):
-            _log(
-                log,
-                {
-                    "stage": "unet",
-                    "step": step,
-                    "loss": loss.item(),
-                    "loss_avg": float(np.mean(losses[-c["log_every"] :])),
-                    "lr": sch.get_last_lr()[0],
-                    "elapsed_s": round(time.time() - t0, 1),
-                },
-            )
+        _log_progress(
+            log, "unet", step, c, loss.item(), {"loss_avg": float(np.mean(losses[-c["log_every"] :]))}, sch, t0
+        )
     unet.eval()
     text_encoder.eval()
     return losses
