@@ -74,7 +74,8 @@ def test_diffusion_objective_trains_unet_and_text_encoder(scenes):
     opt = torch.optim.Adam(list(unet.parameters()) + list(text.parameters()), lr=1e-3)
 
     def loss_now():  # same timesteps and noise every call
-        return mini_sd.unet_loss(unet, text, pipe.tokenizer, latents, captions, ab, torch.Generator().manual_seed(0))
+        context = mini_sd.caption_context(text, pipe.tokenizer, captions)
+        return mini_sd.unet_loss(unet, context, latents, ab, torch.Generator().manual_seed(0))
 
     before, after = _optimise(loss_now, opt)
     assert after < 0.8 * before, (before, after)

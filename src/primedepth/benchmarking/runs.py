@@ -96,27 +96,22 @@ def run_benchmark(
     contender_names,
     resolutions,
     *,
-    device: str = "cpu",
-    scale: str = "full",
-    warmup: int = 1,
-    repeats: int = 3,
-    batch_size: int = 1,
-    threads: int | None = None,
     subprocesses: bool = True,
     timeout: float | None = None,
     log: Callable[[str], None] = print,
+    **settings,
 ) -> list[dict]:
+    """Every contender at every resolution, each in its own process unless ``subprocesses`` is off; ``settings`` are
+    ``measure``'s (device, scale, warmup, repeats, batch_size, threads). A contender that fails gives an error
+    record, not an exception."""
     results = []
     for res in resolutions:
         for name in contender_names:
-            kwargs = dict(
-                device=device, scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size, threads=threads
-            )
             if subprocesses:
-                record = measure_in_subprocess(name, res, timeout=timeout, **kwargs)
+                record = measure_in_subprocess(name, res, timeout=timeout, **settings)
             else:
                 try:
-                    record = measure(name, res, **kwargs)
+                    record = measure(name, res, **settings)
                 except Exception as err:  # a contender that does not fit must not end the run
                     record = dict(contender=name, resolution=res, error=f"{type(err).__name__}: {err}")
             results.append(record)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import click
 
+from .options import output_dir_option
+
 
 @click.command(name="bench")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
@@ -32,29 +34,9 @@ import click
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--timeout", default=None, type=float, help="Seconds allowed per contender and resolution.")
 @click.option("--in-process", is_flag=True, help="Run contenders in this process (peak memory is then shared).")
-@click.option(
-    "--output-dir",
-    default="bench-results",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where results.json, results.md and bench.png go.",
-)
+@output_dir_option(default="bench-results", help="Where results.json, results.md and bench.png go.")
 @click.option("--plot/--no-plot", default=True, show_default=True)
-def command(
-    device,
-    resolutions,
-    contenders,
-    list_only,
-    scale,
-    warmup,
-    repeats,
-    batch_size,
-    threads,
-    timeout,
-    in_process,
-    output_dir,
-    plot,
-):
+def command(device, resolutions, contenders, list_only, timeout, in_process, output_dir, plot, **settings):
     """Benchmark PrimeDepth against its authors' arithmetic, Marigold, single-step SD and Depth Anything V2."""
     from ..benchmarking import report, runs
     from ..benchmarking.contenders import contenders as registry
@@ -69,21 +51,13 @@ def command(
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--contenders") from None
     meta = report.machine_description(device)
-    meta.update(scale=scale, warmup=warmup, repeats=repeats, batch_size=batch_size, contenders=names, resolutions=sides)
+    meta.update({key: settings[key] for key in ("scale", "warmup", "repeats", "batch_size")})
+    meta.update(contenders=names, resolutions=sides)
+    log = lambda message: click.echo(message, err=True)
     results = runs.run_benchmark(
-        names,
-        sides,
-        device=device,
-        scale=scale,
-        warmup=warmup,
-        repeats=repeats,
-        batch_size=batch_size,
-        threads=threads,
-        subprocesses=not in_process,
-        timeout=timeout,
-        log=lambda m: click.echo(m, err=True),
+        names, sides, device=device, subprocesses=not in_process, timeout=timeout, log=log, **settings
     )
-    title = f"{meta.get('gpu') or meta.get('cpu', device)} ({scale})" if plot else None
+    title = f"{meta.get('gpu') or meta.get('cpu', device)} ({settings['scale']})" if plot else None
     table, paths = report.write_report(results, output_dir, meta, plot_title=title)
     click.echo(table)
     click.echo("saved " + ", ".join(str(p) for p in paths))

@@ -34,6 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler
+
+from ..data.mixing import build_mixture
+from ..models.frozen.text_encoder import byte_level_tokenizer, caption_vocabulary_tokenizer, tokenize
+from ..pipelines.tiny_random import TINY_OFFICIAL_CONFIG, build_tiny_random_pipeline
 
 DEFAULTS = {
     "output_dir": "runs/mini-sd",
@@ -102,8 +107,6 @@ def load_config(path: str | Path | None, overrides=()) -> dict:
 
 
 def official_config(config: dict) -> dict:
-    from ..pipelines.tiny_random import TINY_OFFICIAL_CONFIG
-
     arch = config["architecture"]
     if arch == "tiny":
         return copy.deepcopy(TINY_OFFICIAL_CONFIG)
@@ -113,8 +116,6 @@ def official_config(config: dict) -> dict:
 
 
 def build_tokenizer(config: dict, captions: list[str]):
-    from ..models.frozen.text_encoder import byte_level_tokenizer, caption_vocabulary_tokenizer
-
     kind = config["tokenizer"]
     if kind == "bytes":
         return byte_level_tokenizer()
@@ -127,8 +128,6 @@ def build_tokenizer(config: dict, captions: list[str]):
 def render_dataset(seed: int, count: int, resolution) -> tuple[torch.Tensor, list[str]]:
     """``count`` scenes of the training mixture's scene source (data seed ``seed``, items 0..count-1), centre
     crops at ``resolution``: images (N, 3, H, W) in [-1, 1] and captions."""
-    from ..data.mixing import build_mixture
-
     ds = build_mixture(
         [{"kind": "scenes", "seed": int(seed), "length": int(count)}], resolution, 0, train=False, hflip=False
     )
@@ -180,24 +179,24 @@ def make_noise_schedule(settings: dict) -> torch.Tensor:
     return torch.cumprod(1 - betas, 0).float()
 
 
+def caption_context(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
+    """The text tower's last hidden states for ``captions``: the UNet's cross-attention context."""
+    return text_encoder(input_ids=tokenize(tokenizer, captions)).last_hidden_state
+
+
 def unet_loss(
     unet,
-    text_encoder,
-    tokenizer,
+    context: torch.Tensor,
     latents: torch.Tensor,
-    captions: list[str],
     alpha_bar: torch.Tensor,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Epsilon-prediction MSE at uniformly drawn timesteps; the text encoder gets gradients through the context."""
-    from ..models.frozen.text_encoder import tokenize
-
+    """Epsilon-prediction MSE at uniformly drawn timesteps; the text encoder gets gradients through ``context``."""
     b = latents.shape[0]
     t = torch.randint(0, alpha_bar.numel(), (b,), generator=generator)
     noise = torch.randn(latents.shape, generator=generator)
     ab = alpha_bar[t].view(b, 1, 1, 1)
     x_t = ab.sqrt() * latents + (1 - ab).sqrt() * noise
-    context = text_encoder(input_ids=tokenize(tokenizer, captions)).last_hidden_state
     pred = unet(x_t, t, encoder_hidden_states=context).sample
     return F.mse_loss(pred, noise)
 
@@ -219,10 +218,6 @@ def sample_images(
 ) -> torch.Tensor:
     """DDIM samples of the trained mini-SD for ``captions`` (classifier-free guidance against the empty
     prompt): images (B, 3, H, W) in [-1, 1]. A diagnostic that the backbone learned to generate scenes."""
-    from diffusers import DDIMScheduler
-
-    from ..models.frozen.text_encoder import tokenize
-
     s = pipe.settings
     sched = DDIMScheduler(
         num_train_timesteps=s["num_train_timesteps"],
@@ -235,7 +230,7 @@ def sample_images(
     )
     sched.set_timesteps(steps)
     b = len(captions)
-    ctx = pipe.text_encoder(input_ids=tokenize(pipe.tokenizer, list(captions) + [""] * b)).last_hidden_state
+    ctx = caption_context(pipe.text_encoder, pipe.tokenizer, list(captions) + [""] * b)
     size = (resolution[0] // 8, resolution[1] // 8)
     x = torch.randn((b, pipe.unet.config.in_channels, *size), generator=torch.Generator().manual_seed(seed))
     for t in sched.timesteps:
@@ -335,7 +330,7 @@ def train_unet(
             z = _random_hflip(z, flip)
         rng = np.random.default_rng([seed, 3, step])
         caps = ["" if rng.random() < c["caption_dropout"] else captions[i] for i in idx]
-        loss = unet_loss(unet, text_encoder, tokenizer, z, caps, alpha_bar, gen)
+        loss = unet_loss(unet, caption_context(text_encoder, tokenizer, caps), z, alpha_bar, gen)
         losses.append(_optimizer_step(loss, opt, sch, params))
         _log_progress(
             log, "unet", step, c, loss.item(), {"loss_avg": float(np.mean(losses[-c["log_every"] :]))}, sch, t0
@@ -347,8 +342,6 @@ def train_unet(
 
 def train_mini_sd(config: dict) -> Path:
     """Run both stages of ``config`` and write the frozen pipeline folder ``OUTPUT/model``; returns its path."""
-    from ..pipelines.tiny_random import build_tiny_random_pipeline
-
     if config["threads"]:
         torch.set_num_threads(int(config["threads"]))
     out = Path(config["output_dir"])

@@ -29,21 +29,15 @@ CLASS_NAMES = {
 }
 UNLABELLED = 255
 
+# Linear-RGB albedos. The order is part of the seed -> scene mapping (colours are drawn by index).
+# fmt: off
 COLOURS = {
-    "red": (0.80, 0.15, 0.12),
-    "orange": (0.90, 0.50, 0.10),
-    "yellow": (0.90, 0.80, 0.15),
-    "green": (0.20, 0.65, 0.25),
-    "teal": (0.10, 0.55, 0.55),
-    "blue": (0.15, 0.30, 0.80),
-    "purple": (0.50, 0.20, 0.65),
-    "pink": (0.90, 0.50, 0.65),
-    "white": (0.90, 0.90, 0.88),
-    "grey": (0.50, 0.50, 0.52),
-    "black": (0.10, 0.10, 0.11),
-    "brown": (0.45, 0.28, 0.15),
+    "red": (0.80, 0.15, 0.12), "orange": (0.90, 0.50, 0.10), "yellow": (0.90, 0.80, 0.15), "green": (0.20, 0.65, 0.25),
+    "teal": (0.10, 0.55, 0.55), "blue": (0.15, 0.30, 0.80), "purple": (0.50, 0.20, 0.65), "pink": (0.90, 0.50, 0.65),
+    "white": (0.90, 0.90, 0.88), "grey": (0.50, 0.50, 0.52), "black": (0.10, 0.10, 0.11), "brown": (0.45, 0.28, 0.15),
     "beige": (0.85, 0.78, 0.62),
 }
+# fmt: on
 TEXTURES = ("plain", "checkered", "striped", "speckled")
 
 
@@ -109,18 +103,20 @@ def _texture(
 
 
 # ---------------------------------------------------------------------------------------------------- ray casting
+# Every intersection takes one ray origin ``o`` of shape (3,) (camera rays) or one per ray, (N, 3) (shadow rays),
+# with directions ``d`` (N, 3), and returns the ray parameter of the nearest hit in front of the origin (inf: none).
 def _hit_plane(o, d, axis: int, value: float):
     denom = d[:, axis]
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = (value - o[axis]) / denom
+        t = (value - o[..., axis]) / denom
     return np.where((np.abs(denom) > 1e-12) & (t > 1e-6), t, np.inf)
 
 
 def _hit_sphere(o, d, c, r):
     oc = o - c
     a = (d * d).sum(1)
-    b = 2 * (d @ oc)
-    cc = oc @ oc - r * r
+    b = 2 * (d * oc).sum(1)
+    cc = (oc * oc).sum(-1) - r * r
     disc = b * b - 4 * a * cc
     sq = np.sqrt(np.maximum(disc, 0))
     t0, t1 = (-b - sq) / (2 * a), (-b + sq) / (2 * a)
@@ -136,12 +132,12 @@ def _box_frame(angle):
 def _hit_box(o, d, center, half, angle):
     rot = _box_frame(angle)
     mid = center + np.array([0, half[1], 0])
-    lo_ = rot @ (o - mid)
+    lo_ = (o - mid) @ rot.T
     ld = d @ rot.T
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = 1.0 / np.where(np.abs(ld) < 1e-12, 1e-12, ld)
-        t1 = (-half[None, :] - lo_[None, :]) * inv
-        t2 = (half[None, :] - lo_[None, :]) * inv
+        t1 = (-half - lo_) * inv
+        t2 = (half - lo_) * inv
     tmin = np.minimum(t1, t2).max(1)
     tmax = np.maximum(t1, t2).min(1)
     t = np.where(tmin > 1e-6, tmin, tmax)
@@ -149,7 +145,7 @@ def _hit_box(o, d, center, half, angle):
 
 
 def _hit_cylinder(o, d, base, r, h):
-    ox, oz = o[0] - base[0], o[2] - base[2]
+    ox, oz = o[..., 0] - base[0], o[..., 2] - base[2]
     a = d[:, 0] ** 2 + d[:, 2] ** 2
     b = 2 * (ox * d[:, 0] + oz * d[:, 2])
     c = ox * ox + oz * oz - r * r
@@ -158,11 +154,11 @@ def _hit_cylinder(o, d, base, r, h):
     a_safe = np.where(a < 1e-12, 1e-12, a)
     best = np.full(len(d), np.inf)
     for t in ((-b - sq) / (2 * a_safe), (-b + sq) / (2 * a_safe)):
-        y = o[1] + t * d[:, 1]
+        y = o[..., 1] + t * d[:, 1]
         ok = (disc >= 0) & (a > 1e-12) & (t > 1e-6) & (y >= base[1]) & (y <= base[1] + h)
         best = np.where(ok & (t < best), t, best)
     tcap = _hit_plane(o, d, 1, base[1] + h)
-    px, pz = o[0] + tcap * d[:, 0] - base[0], o[2] + tcap * d[:, 2] - base[2]
+    px, pz = o[..., 0] + tcap * d[:, 0] - base[0], o[..., 2] + tcap * d[:, 2] - base[2]
     with np.errstate(invalid="ignore"):
         cap_ok = np.isfinite(tcap) & (px * px + pz * pz <= r * r)
     return np.where(cap_ok & (tcap < best), tcap, best)
@@ -351,7 +347,7 @@ def render_scene(
         shadow_o = p + n * 1e-4
         lit = np.ones(len(p), dtype=bool)
         for obj in objects if shadows else ():  # hard shadows from the objects (room surfaces enclose the light)
-            ts_obj = _hit_object_from(obj, shadow_o, ldir)
+            ts_obj = _hit_object(obj, shadow_o, ldir)
             lit &= ~(ts_obj < dist[:, 0])
         falloff = light_power * 9.0 / (dist[:, 0] ** 2 + 9.0)
         shade = ambient + (1 - ambient) * lambert * lit * falloff
@@ -400,52 +396,3 @@ def render_trajectory(
         )
         for k in range(frames)
     ]
-
-
-def _hit_object_from(obj: SceneObject, origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
-    """Like ``_hit_object`` with one origin per ray (shadow rays): shift each ray into a per-ray frame."""
-    out = np.empty(len(dirs))
-    # per-ray origins: the closed forms below take vector origins by broadcasting
-    if obj.kind == "sphere":
-        oc = origins - obj.center
-        b = 2 * (dirs * oc).sum(1)
-        c = (oc * oc).sum(1) - obj.size[0] ** 2
-        a = (dirs * dirs).sum(1)
-        disc = b * b - 4 * a * c
-        sq = np.sqrt(np.maximum(disc, 0))
-        t0, t1 = (-b - sq) / (2 * a), (-b + sq) / (2 * a)
-        t = np.where(t0 > 1e-6, t0, np.where(t1 > 1e-6, t1, np.inf))
-        return np.where(disc >= 0, t, np.inf)
-    if obj.kind == "box":
-        rot = _box_frame(obj.angle)
-        mid = obj.center + np.array([0, obj.size[1], 0])
-        lo_ = (origins - mid) @ rot.T
-        ld = dirs @ rot.T
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv = 1.0 / np.where(np.abs(ld) < 1e-12, 1e-12, ld)
-            t1 = (-obj.size[None, :] - lo_) * inv
-            t2 = (obj.size[None, :] - lo_) * inv
-        tmin, tmax = np.minimum(t1, t2).max(1), np.maximum(t1, t2).min(1)
-        t = np.where(tmin > 1e-6, tmin, tmax)
-        return np.where((tmax >= tmin) & (t > 1e-6), t, np.inf)
-    r, h = obj.size
-    ox, oz = origins[:, 0] - obj.center[0], origins[:, 2] - obj.center[2]
-    a = dirs[:, 0] ** 2 + dirs[:, 2] ** 2
-    b = 2 * (ox * dirs[:, 0] + oz * dirs[:, 2])
-    c = ox * ox + oz * oz - r * r
-    disc = b * b - 4 * a * c
-    sq = np.sqrt(np.maximum(disc, 0))
-    a_safe = np.where(a < 1e-12, 1e-12, a)
-    out[:] = np.inf
-    for t in ((-b - sq) / (2 * a_safe), (-b + sq) / (2 * a_safe)):
-        y = origins[:, 1] + t * dirs[:, 1]
-        ok = (disc >= 0) & (a > 1e-12) & (t > 1e-6) & (y >= obj.center[1]) & (y <= obj.center[1] + h)
-        out = np.where(ok & (t < out), t, out)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tcap = (obj.center[1] + h - origins[:, 1]) / dirs[:, 1]
-    tcap = np.where((np.abs(dirs[:, 1]) > 1e-12) & (tcap > 1e-6), tcap, np.inf)
-    px = origins[:, 0] + tcap * dirs[:, 0] - obj.center[0]
-    pz = origins[:, 2] + tcap * dirs[:, 2] - obj.center[2]
-    with np.errstate(invalid="ignore"):
-        cap_ok = np.isfinite(tcap) & (px * px + pz * pz <= r * r)
-    return np.where(cap_ok & (tcap < out), tcap, out)
