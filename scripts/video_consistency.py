@@ -137,7 +137,6 @@ def main():
 
     from primedepth import PrimeDepthPipeline
     from primedepth.conversion.official_config import FULL_OFFICIAL_CONFIG
-    from primedepth.pipelines.tiny_random import build_tiny_random_pipeline
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -162,7 +161,7 @@ def main():
     record["seconds_per_frame_mini_64"] = time_per_frame(mini, 64, args.timing_frames, args.out)
     if args.full_size:
         with torch.random.fork_rng(devices=[]):
-            full = build_tiny_random_pipeline(config=FULL_OFFICIAL_CONFIG).to(args.device)
+            full = PrimeDepthPipeline.tiny_random(config=FULL_OFFICIAL_CONFIG).to(args.device)
         full.optimize(channels_last=True, drop_vae_decoder=True)
         record[f"seconds_per_frame_full_random_{args.full_size}"] = time_per_frame(
             full, args.full_size, args.timing_frames, args.out

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from primedepth.pipelines.tiny_random import TINY_OFFICIAL_CONFIG, build_tiny_random_pipeline
+from primedepth.pipelines.pipeline import PrimeDepthPipeline
+from primedepth.pipelines.tiny_random import TINY_OFFICIAL_CONFIG
 
 
 def variant(unet=None, labeller=None, vae=None):
@@ -35,7 +36,7 @@ VARIANTS = {
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_runs_and_pooled_equals_naive(name, rgb_image):
-    pipe = build_tiny_random_pipeline(config=VARIANTS[name])
+    pipe = PrimeDepthPipeline.tiny_random(config=VARIANTS[name])
     g = torch.Generator().manual_seed(0)
     x_t = torch.randn(1, 4, 9, 11, generator=g)
     context = torch.randn(1, 77, pipe.unet.config.cross_attention_dim, generator=g)
@@ -65,7 +66,7 @@ def test_variant_runs_and_pooled_equals_naive(name, rgb_image):
 
 
 def test_coarse_map_settings_change_channel_counts():
-    pipe = build_tiny_random_pipeline(config=VARIANTS["conv-projections-coarse-maps-no-features"])
+    pipe = PrimeDepthPipeline.tiny_random(config=VARIANTS["conv-projections-coarse-maps-no-features"])
     steps = pipe.labeller.steps
     assert steps[0].attention_in == 3 * (16 + 7)  # middle block: 3 heads x (16 regions + 7 token groups)
     assert all(s.feature_out == 0 and s.feature_in == 0 for s in steps)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from primedepth.miniature import mini_sd
-from primedepth.pipelines.tiny_random import build_tiny_random_pipeline
+from primedepth.pipelines.pipeline import PrimeDepthPipeline
 from primedepth.training.config import load_config
 from primedepth.training.trainer import Trainer
 
@@ -50,7 +50,7 @@ def _optimise(loss_now, opt, steps: int = 15):
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_vae_objective_is_optimised(scenes):
     images, _ = scenes
-    pipe = build_tiny_random_pipeline(0)
+    pipe = PrimeDepthPipeline.tiny_random(0)
     vae = pipe.vae.requires_grad_(True).train()
     c = dict(mini_sd.DEFAULTS["vae"])
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
@@ -65,7 +65,7 @@ def test_vae_objective_is_optimised(scenes):
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_diffusion_objective_trains_unet_and_text_encoder(scenes):
     images, captions = scenes
-    pipe = build_tiny_random_pipeline(0)
+    pipe = PrimeDepthPipeline.tiny_random(0)
     latents, _ = mini_sd.encode_latents(pipe.vae, images)
     latents = latents / latents.std()
     ab = mini_sd.make_noise_schedule(pipe.settings)
@@ -110,7 +110,7 @@ def test_saved_mini_sd_is_a_frozen_model_for_the_trainer(tmp_path):
     assert settings["scale_factor"] == pytest.approx(summary["scale_factor"])
     assert settings["scale_factor"] != pytest.approx(0.18215)  # measured from the trained VAE's latents
 
-    reference = build_tiny_random_pipeline(0)
+    reference = PrimeDepthPipeline.tiny_random(0)
     trainer = Trainer(
         load_config(
             None,

@@ -38,7 +38,8 @@ from diffusers import DDIMScheduler
 
 from ..data.mixing import build_mixture
 from ..models.frozen.text_encoder import byte_level_tokenizer, caption_vocabulary_tokenizer, tokenize
-from ..pipelines.tiny_random import TINY_OFFICIAL_CONFIG, build_tiny_random_pipeline
+from ..pipelines.pipeline import PrimeDepthPipeline
+from ..pipelines.tiny_random import TINY_OFFICIAL_CONFIG
 
 DEFAULTS = {
     "output_dir": "runs/mini-sd",
@@ -357,7 +358,9 @@ def train_mini_sd(config: dict) -> Path:
     images, captions = render_dataset(d["seed"], d["count"], d["resolution"])
     times["render_s"] = time.time() - t0
     _log(log, {"stage": "data", "count": len(images), "seconds": round(times["render_s"], 1)})
-    pipe = build_tiny_random_pipeline(seed, config=official_config(config), tokenizer=build_tokenizer(config, captions))
+    pipe = PrimeDepthPipeline.tiny_random(
+        seed, config=official_config(config), tokenizer=build_tokenizer(config, captions)
+    )
 
     t0 = time.time()
     vae_losses = train_vae(pipe.vae, images, config["vae"], seed, d["hflip"], log)

@@ -26,6 +26,7 @@ from .loading import MODEL_INDEX
 from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 from .precision import precision_of, resolve_precision
+from .tiny_random import tiny_random_components
 
 NOISE_MODES = ("sampled", "none")
 ATTENTION_MODES = ("pooled", "naive")
@@ -193,6 +194,11 @@ class PrimeDepthPipeline:
         return self
 
     @classmethod
+    def tiny_random(cls, seed: int = 0, config: dict | None = None, tokenizer=None) -> PrimeDepthPipeline:
+        """A pipeline with random weights at toy width (``tiny_random_components``): for tests and smoke runs."""
+        return cls(**tiny_random_components(seed, config, tokenizer))
+
+    @classmethod
     def from_pretrained(
         cls,
         model: str,
@@ -212,9 +218,7 @@ class PrimeDepthPipeline:
         """
         device = resolve_device(device)
         if str(model) == "tiny-random":
-            from .tiny_random import build_tiny_random_pipeline
-
-            pipe = build_tiny_random_pipeline()
+            pipe = cls.tiny_random()
         else:
             root = resolve_model(model, cache_dir=cache_dir, local_files_only=local_files_only)
             settings = read_model_index(root)

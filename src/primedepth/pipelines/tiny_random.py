@@ -28,11 +28,10 @@ TINY_OFFICIAL_CONFIG["vae_ddconfig"]["ch"] = 16
 TINY_OFFICIAL_CONFIG["labeller"]["channels2predictor"] = 32
 
 
-def build_tiny_random_pipeline(seed: int = 0, config: dict | None = None, tokenizer=None):
-    """Random weights for ``config`` (official vocabulary; default ``TINY_OFFICIAL_CONFIG``) with a 2-layer text
-    tower of the UNet's context width over ``tokenizer`` (default: the byte-level one)."""
-    from .pipeline import PrimeDepthPipeline
-
+def tiny_random_components(seed: int = 0, config: dict | None = None, tokenizer=None) -> dict:
+    """``PrimeDepthPipeline``'s constructor arguments with random weights for ``config`` (official vocabulary;
+    default ``TINY_OFFICIAL_CONFIG``) and a 2-layer text tower of the UNet's context width over ``tokenizer``
+    (default: the byte-level one). Deterministic in ``seed``."""
     config = config or TINY_OFFICIAL_CONFIG
     tokenizer = tokenizer or byte_level_tokenizer()
     text_config = CLIPTextConfig(
@@ -54,4 +53,6 @@ def build_tiny_random_pipeline(seed: int = 0, config: dict | None = None, tokeni
         text_encoder = CLIPTextModel(text_config)
         labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
     settings = {**noise_kwargs_from_official(config), "default_caption": "none"}
-    return PrimeDepthPipeline(vae, unet, text_encoder, tokenizer, labeller, settings)
+    return dict(
+        vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, labeller=labeller, settings=settings
+    )
