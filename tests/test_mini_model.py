@@ -12,7 +12,7 @@ from PIL import Image
 
 from primedepth.cli import main
 from primedepth.evaluation.protocol import score_in_own_range
-from primedepth.miniature.demo import held_out_scenes
+from primedepth.miniature.scene import held_out_scenes
 from primedepth.pipelines.loading import EMBEDDED_MODEL, embedded_model_dir
 from primedepth.pipelines.pipeline import PrimeDepthPipeline
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..miniature.scene import held_out_scenes
 from ..utils.atomic import atomic_path
 
 DEFAULT_MAX_PIXELS = 25_000_000
@@ -23,8 +24,6 @@ DEFAULT_MAX_VIDEO_FRAMES = 300
 
 def write_examples(folder: Path, count: int = 3, resolution: int = 192) -> list[Path]:
     """Held-out rendered scenes (those ``primedepth demo`` scores: never in the training stream) as PNG files."""
-    from ..miniature.demo import held_out_scenes
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, scene in enumerate(held_out_scenes(count, resolution)):

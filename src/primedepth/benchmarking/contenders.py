@@ -4,11 +4,28 @@ ones), as a ``Runner`` that predicts one batch; the default selections per devic
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from diffusers import DDIMScheduler, MarigoldDepthPipeline
+from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
+    DepthAnythingConfig,
+    DepthAnythingForDepthEstimation,
+    Dinov2Config,
+)
+
+from ..conversion.official_config import FULL_OFFICIAL_CONFIG, labeller_kwargs_from_official, noise_kwargs_from_official
+from ..export.onnx import export_onnx, onnx_session, run_onnx
+from ..models.frozen.stable_diffusion import build_unet, build_vae
+from ..models.frozen.text_encoder import CONTEXT_LENGTH, byte_level_tokenizer
+from ..models.trained.labeller import PrimeDepthLabeller
+from ..pipelines.pipeline import PrimeDepthPipeline
+from ..pipelines.tiny_random import TINY_OFFICIAL_CONFIG
 
 RESOLUTIONS = (256, 384, 512, 768, 1024)
 CPU_DEFAULT_RESOLUTIONS = (256, 512)
@@ -58,22 +75,14 @@ class Contender:
 
 def _official_config(scale: str) -> dict:
     if scale == "full":
-        from ..conversion.official_config import FULL_OFFICIAL_CONFIG
-
         return FULL_OFFICIAL_CONFIG
     if scale == "tiny":
-        from ..pipelines.tiny_random import TINY_OFFICIAL_CONFIG
-
         return TINY_OFFICIAL_CONFIG
     raise ValueError(f"scale must be 'full' or 'tiny', got {scale!r}")
 
 
 def stub_text_encoder(context_dim: int):
     """A one-layer text tower of the right width (the benchmarks reuse one precomputed prompt embedding)."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from ..models.frozen.text_encoder import CONTEXT_LENGTH, byte_level_tokenizer
-
     tokenizer = byte_level_tokenizer()
     tokenizer.model_max_length = CONTEXT_LENGTH
     config = CLIPTextConfig(
@@ -91,8 +100,6 @@ def stub_text_encoder(context_dim: int):
 
 
 def _sd_parts(scale: str, unet_in_channels: int = 4):
-    from ..models.frozen.stable_diffusion import build_unet, build_vae
-
     config = _official_config(scale)
     unet = build_unet({**config["unet"], "in_channels": unet_in_channels}).eval().requires_grad_(False)
     vae = build_vae(config["vae_ddconfig"], config["scale_factor"]).eval().requires_grad_(False)
@@ -101,10 +108,6 @@ def _sd_parts(scale: str, unet_in_channels: int = 4):
 
 def _random_pipeline(scale: str, device: torch.device):
     """A ``PrimeDepthPipeline`` with random weights of the real (or tiny) architecture and a stub text tower."""
-    from ..conversion.official_config import labeller_kwargs_from_official, noise_kwargs_from_official
-    from ..models.trained.labeller import PrimeDepthLabeller
-    from ..pipelines.pipeline import PrimeDepthPipeline
-
     config, unet, vae = _sd_parts(scale)
     labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
     text_encoder, tokenizer = stub_text_encoder(config["unet"]["context_dim"])
@@ -159,10 +162,6 @@ def build_primedepth(
 def build_primedepth_onnx(scale: str, device: torch.device, *, threads: int | None = None) -> Runner:
     """PrimeDepth's single step exported to ONNX (fp32, ``primedepth export onnx``) and run by onnxruntime on the
     CPU; the export (into a temporary folder) is part of the build, not of the timed runs."""
-    import tempfile
-
-    from ..export.onnx import export_onnx, onnx_session, run_onnx
-
     if device.type != "cpu":
         raise ValueError("the primedepth-onnx contender runs onnxruntime's CPU provider only")
     folder = tempfile.TemporaryDirectory(prefix="primedepth-onnx-")
@@ -212,8 +211,6 @@ def build_marigold(
 ) -> Runner:
     """diffusers' ``MarigoldDepthPipeline`` around random SD 2 components (UNet with 8 input channels); UNet and VAE
     in channels_last by default (as fast as we make ours)."""
-    from diffusers import DDIMScheduler, MarigoldDepthPipeline
-
     config, unet, vae = _sd_parts(scale, unet_in_channels=8)
     text_encoder, tokenizer = stub_text_encoder(config["unet"]["context_dim"])
     scheduler = DDIMScheduler(
@@ -259,8 +256,6 @@ def build_marigold(
 
 
 def depth_anything_config(variant: str | dict):
-    from transformers import DepthAnythingConfig, Dinov2Config
-
     spec = DEPTH_ANYTHING_V2[variant] if isinstance(variant, str) else variant
     backbone = Dinov2Config(
         hidden_size=spec["hidden_size"],
@@ -288,8 +283,6 @@ def depth_anything_config(variant: str | dict):
 
 def build_depth_anything(scale: str, device: torch.device, *, variant: str = "S") -> Runner:
     """transformers' ``DepthAnythingForDepthEstimation``; inputs are resized to the next multiple of 14."""
-    from transformers import DepthAnythingForDepthEstimation
-
     model = DepthAnythingForDepthEstimation(depth_anything_config(variant if scale == "full" else TINY_DEPTH_ANYTHING))
     model.eval().requires_grad_(False).to(device)
 

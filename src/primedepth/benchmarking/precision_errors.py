@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
+from ..conversion.verification import INPUT_NAMES, _case_names, build_official_model, relative_error
+from ..pipelines.pipeline import PrimeDepthPipeline
 from .contenders import stub_text_encoder
 
 PRECISION_SPLITS = {
@@ -25,11 +28,6 @@ PRECISION_SPLITS = {
 def reference_errors(reference_dir: str | Path, splits: dict | None = None) -> dict[str, dict[str, float]]:
     """Relative error (max|diff| / max|ref|) of the pipeline's path against the official reference vectors, per
     precision split: worst over depth maps, segmentation logits, refiner outputs and fused features."""
-    from safetensors.torch import load_file
-
-    from ..conversion.verification import INPUT_NAMES, _case_names, build_official_model, relative_error
-    from ..pipelines.pipeline import PrimeDepthPipeline
-
     reference_dir = Path(reference_dir)
     vectors = load_file(str(reference_dir / "official_tiny_io.safetensors"))
     report = {}

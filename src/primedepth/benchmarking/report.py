@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from pathlib import Path
 
 import torch
@@ -85,8 +86,6 @@ def plot(results: list[dict], path: str | Path, title: str = "") -> None:
 
 
 def machine_description(device: str) -> dict:
-    import platform
-
     meta = dict(
         device=device,
         torch=torch.__version__,

@@ -6,8 +6,11 @@ Peak memory: on the CPU the process's resident-set high-water mark (reset after 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import re
+import resource
 import statistics
 import sys
 import time
@@ -35,16 +38,12 @@ def _peak_rss() -> int:
     hwm = _proc_status("VmHWM")
     if hwm:
         return hwm
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 def _malloc_trim() -> None:
     """Hand freed heap memory back to the OS so that the baseline is the weights, not build-time garbage."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
@@ -100,8 +99,6 @@ def measure(
         torch.cuda.reset_peak_memory_stats(dev)
         base = torch.cuda.memory_allocated(dev)
     else:
-        import gc
-
         gc.collect()
         _malloc_trim()
         reset = _reset_peak_rss()

@@ -12,7 +12,11 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..constants import SCENE_SEED_STRIDE
+from ..miniature.scene import render_scene
 from .common import RawSample, prepare_sample
+from .hypersim import HypersimDataset
+from .pseudo import PseudoLabelledFolder
+from .vkitti import VKITTI2Dataset
 
 
 class SceneSource:
@@ -28,8 +32,6 @@ class SceneSource:
         return self.length
 
     def __getitem__(self, index: int) -> RawSample:
-        from ..miniature.scene import render_scene
-
         h, w = self.resolution
         s = render_scene(self.seed * SCENE_SEED_STRIDE + index, h, w, indoor=self.indoor, max_objects=self.max_objects)
         return RawSample(s.image, s.depth, s.valid, s.labels, s.caption, "depth", f"scene {index}")
@@ -41,16 +43,10 @@ def build_source(spec: dict, resolution):
     if kind == "scenes":
         return SceneSource(resolution, **args)
     if kind == "hypersim":
-        from .hypersim import HypersimDataset
-
         return HypersimDataset(**args)
     if kind == "vkitti2":
-        from .vkitti import VKITTI2Dataset
-
         return VKITTI2Dataset(**args)
     if kind == "pseudo":
-        from .pseudo import PseudoLabelledFolder
-
         return PseudoLabelledFolder(**args)
     raise ValueError(f"unknown dataset kind {kind!r} (scenes, hypersim, vkitti2, pseudo)")
 

@@ -21,7 +21,10 @@ from webdataset.writer import numpy_dumps
 
 from ..data.common import DataError
 from ..data.shards import decode_image, decode_text, image_field
+from ..pipelines.captioning import default_cache_file
 from ..pipelines.export import color_bytes, npy_bytes, png16_bytes, segmentation_bytes
+from ..pipelines.image_processor import load_image
+from ..pipelines.pipeline import PrimeDepthPipeline
 
 PREDICTION_MEMBERS = {"npy": "depth.npy", "png16": "depth.png", "color": "color.png", "seg": "seg.png"}
 
@@ -34,9 +37,6 @@ class PredictShardWorker:
     """Runs a PrimeDepth pipeline over batches of shard samples."""
 
     def __init__(self, pipeline_kwargs: dict, formats: list[str], call_options: dict, batch_size: int = 1):
-        from ..pipelines.captioning import default_cache_file
-        from ..pipelines.pipeline import PrimeDepthPipeline
-
         kwargs = dict(pipeline_kwargs)
         model = kwargs.pop("model")
         precision = kwargs.pop("precision", "fp32")
@@ -63,8 +63,6 @@ class PredictShardWorker:
         return out
 
     def __call__(self, samples: list[dict]) -> tuple[list[dict], list[str]]:
-        from ..pipelines.image_processor import load_image
-
         loaded, failures = [], []
         for sample in samples:
             try:

@@ -16,6 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import HELD_OUT_SEED
+from ..evaluation.protocol import score_in_own_range
+from ..outputs.colour import show_depth
+from ..utils.atomic import atomic_path
+from .scene import held_out_scenes
 
 
 @dataclass
@@ -28,20 +32,10 @@ class DemoResult:
     predict_seconds: float  # time spent in the pipeline alone (no rendering, scoring or gallery)
 
 
-def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED) -> list:
-    from ..constants import SCENE_SEED_STRIDE
-    from .scene import render_scene
-
-    return [render_scene(seed * SCENE_SEED_STRIDE + i, resolution, resolution) for i in range(count)]
-
-
 def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], scores: list[dict]) -> None:
     """Rows of RGB | ground truth | aligned prediction | AbsRel error map (near = warm, colour bars), written
     atomically."""
     from matplotlib.figure import Figure
-
-    from ..outputs.colour import show_depth
-    from ..utils.atomic import atomic_path
 
     fig = Figure(figsize=(8.0, 2.1 * len(scenes)), layout="constrained")
     axes = fig.subplots(len(scenes), 4, squeeze=False)
@@ -83,8 +77,6 @@ def run_demo(
 ) -> DemoResult:
     """Predict ``scenes`` held-out scenes (of data seed ``seed``) with ``pipe``, score them, and write a gallery of
     the first rows."""
-    from ..evaluation.protocol import score_in_own_range
-
     start = time.perf_counter()
     rendered = held_out_scenes(scenes, resolution, seed)
     per_scene, aligned_maps, predictions, predict_seconds = [], [], [], 0.0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..pipelines.pipeline import PrimeDepthPipeline
 from ..pipelines.precision import ABS_REL_BOUND, DELTA1_BOUND, PRECISIONS
 from .demo import run_demo
 
@@ -32,8 +33,6 @@ def precision_rows(
 ) -> list[dict]:
     """One row per (held-out seed, configuration): δ1, AbsRel, their change from fp32, the max relative output
     difference to fp32, seconds per image (pipeline only) and whether the bound holds. fp32 always runs first."""
-    from ..pipelines.pipeline import PrimeDepthPipeline
-
     names = ["fp32", *[p for p in precisions if p != "fp32"]]
     rows = []
     for seed in seeds:

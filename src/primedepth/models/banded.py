@@ -6,6 +6,8 @@ and the banded forward of the diffusers VAE encoder. Same results as the plain f
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,8 +19,6 @@ def release_freed_memory(device: torch.device) -> None:
     if device.type != "cpu":
         return
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass

@@ -14,7 +14,7 @@ import functools
 
 import matplotlib
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 DEFAULT_CMAP = "Spectral_r"
 TILE_ROWS = 256
@@ -129,8 +129,6 @@ def colour_bar_strip(
     draw = ImageDraw.Draw(strip)
     font_size = max(8, height - bar_height - 2)
     try:
-        from PIL import ImageFont
-
         font = ImageFont.load_default(size=font_size)
     except TypeError:  # Pillow < 10.1 has one fixed-size default font
         font = None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..pipelines.export import _png_bytes
 from ..pipelines.image_processor import load_image
@@ -219,8 +220,6 @@ def predict_video(
     ``caption="auto"`` captions the first frame and conditions every frame on that text. ``on_frame`` is called
     with each newly predicted frame number (progress reporting). Raises ``VideoReadError`` for unreadable input.
     """
-    from tqdm.auto import tqdm
-
     path, out_dir = Path(path), Path(out_dir)
     if frames is not None and frames not in FRAME_FORMATS:
         raise ValueError(f"frame format must be one of {FRAME_FORMATS}, got {frames!r}")

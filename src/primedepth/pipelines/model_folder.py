@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from .loading import MODEL_INDEX
 
@@ -100,8 +101,6 @@ def component_source(root: Path, settings: dict, key: str, allow_external: bool 
 
 def _file_shapes(folder: Path) -> tuple[Path, dict[str, tuple[int, ...]]] | None:
     """(weight file, tensor name -> shape) read from safetensors headers only; None if there is no such file."""
-    from safetensors import SafetensorError, safe_open
-
     files = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
     for index in (folder / f"{name}.index.json" for name in WEIGHT_FILES):
         if index.is_file():
