@@ -8,16 +8,18 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 from PIL import Image
+from transformers import CLIPTextModel
 
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
-from primedepth.conversion.convert import text_config_from_weights
 from primedepth.conversion.official_checkpoint import (
     UntrustedCheckpointError,
     fit_key_prefix,
     load_official_checkpoint,
     text_tower_to_transformers,
 )
+from primedepth.conversion.official_config import load_official_config
+from primedepth.conversion.official_parts import build_official_parts, text_config_from_weights
 
 
 def open_clip_text_tower(width=128, layers=2, vocab=514, context=77, seed=0):
@@ -85,8 +87,6 @@ def open_clip_forward(state, ids, heads):
 
 
 def test_open_clip_text_tower_converts_to_the_same_function():
-    from transformers import CLIPTextModel
-
     state = open_clip_text_tower(width=128)
     converted = text_tower_to_transformers(state)
     model = CLIPTextModel(text_config_from_weights(converted)).eval()
@@ -108,6 +108,24 @@ def test_pickles_are_loaded_weights_only_unless_trusted(tmp_path):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises((ValueError, UntrustedCheckpointError), match="junk.ckpt"):
         load_official_checkpoint(tmp_path / "junk.ckpt")
+
+
+def test_official_parts_list_every_misfit_tensor_and_load_the_rest(reference_dir):
+    state = load_official_checkpoint(reference_dir / "official_tiny.ckpt")
+    state["labeller.convs_merge.5.weight"] = torch.zeros(3, 3)
+    del state["labeller.convs_merge.5.bias"]
+    state["labeller.nonsense.weight"] = torch.zeros(1)
+    parts = build_official_parts(load_official_config(reference_dir / "official_tiny_config.json"), state)
+    assert parts.problems == [
+        "labeller.nonsense.weight",
+        "labeller: tensor merge_convs.5.weight has shape (3, 3), expected (291, 291, 1, 1)",
+        "labeller: no tensor for merge_convs.5.bias",
+    ]
+    torch.testing.assert_close(parts.labeller.state_dict()["merge_convs.4.bias"], state["labeller.convs_merge.4.bias"])
+    torch.testing.assert_close(
+        parts.vae.state_dict()["quant_conv.weight"], state["first_stage_model.quant_conv.weight"]
+    )
+    assert parts.text_encoder is None and parts.noise["scale_factor"] == 0.18215
 
 
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)

@@ -1,5 +1,7 @@
 """Our model against the official computation: the stored reference vectors and the full checkpoint manifest."""
 
+import json
+
 import pytest
 from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
@@ -29,8 +31,6 @@ def test_full_manifest_maps_one_to_one(reference_dir):
 
 
 def test_manifest_check_detects_a_missing_and_a_misshapen_tensor(reference_dir, tmp_path):
-    import json
-
     manifest = json.loads((reference_dir / "official_full_manifest.json").read_text())
     tensors = manifest["tensors"]
     tensors.pop("labeller.convs_merge.3.bias")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import cache_dir_option, local_files_only_option
+
 
 @click.command("convert")
 @click.argument("checkpoint")
@@ -31,12 +33,13 @@ import click
     "(CLIPTextModel), used when the checkpoint has none [default: laion/CLIP-ViT-H-14-laion2B-s32B-b79K].",
 )
 @click.option("--tokenizer", default=None, help="Hub id or folder of the CLIP tokenizer [default: --text-encoder].")
-@click.option("--cache-dir", default=None, help="Hugging Face cache folder.")
-@click.option("--local-files-only", is_flag=True, help="Never touch the network.")
+@cache_dir_option()
+@local_files_only_option()
 def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokenizer, cache_dir, local_files_only):
     """Convert an official PrimeDepth CHECKPOINT (a .ckpt file, or a hub id OWNER/NAME[/FILE.ckpt] such as
     CVL-Heidelberg/PrimeDepth) into OUT_DIR [default: ~/.cache/primedepth/PrimeDepth; for a hub id the conversion
     cache, keyed by repo and commit, which `predict --model OWNER/NAME` uses]."""
+    # Imported when the command runs: they load torch (seconds), and `convert --help` answers in a fraction of one.
     from ..conversion.convert import convert_official_checkpoint
     from ..conversion.official_checkpoint import UntrustedCheckpointError
     from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER

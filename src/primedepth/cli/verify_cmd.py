@@ -21,6 +21,7 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 def command(checkpoint, config_path, vectors, manifest, trust_pickle):
     """Exit 0 only if every stored tensor is reproduced to max|ours - ref| / max|ref| <= 1e-4 (or, with
     --manifest, every official tensor maps onto one of our parameters of the same shape)."""
+    # Imported when the command runs: it loads torch (seconds), and `--help` answers in a fraction of one.
     from ..conversion.verification import TOLERANCE, verify_manifest, verify_vectors
 
     if manifest is None and not (checkpoint and config_path and vectors):

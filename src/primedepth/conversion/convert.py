@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from ..constants import SD_LATENT_SCALE
-from ..models.frozen.stable_diffusion import build_unet, build_vae, unet_config_from_official, vae_config_from_official
 from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
-from ..models.trained.labeller import PrimeDepthLabeller
 from ..pipelines.loading import MODEL_INDEX
 from ..utils.atomic import atomic_dir
 from ..utils.hub import cache_only
 from .config_inference import infer_official_config
-from .official_checkpoint import fit_key_prefix, load_official_checkpoint, split_official_state_dict
-from .official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
-
-VAE_DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
+from .official_checkpoint import load_official_checkpoint
+from .official_config import load_official_config
+from .official_parts import build_official_parts, check_text_width
 
 
 @dataclass
@@ -30,50 +26,19 @@ class ConversionReport:
     notes: list[str] = field(default_factory=list)
 
 
-def text_config_from_weights(state: dict[str, torch.Tensor]) -> CLIPTextConfig:
-    """CLIPTextConfig of a converted OpenCLIP text tower, read off its tensor shapes (64-wide heads, like
-    OpenCLIP's ``head_width``)."""
-    vocab, width = state["embeddings.token_embedding.weight"].shape
-    layers = len({k.split(".")[2] for k in state if k.startswith("encoder.layers.")})
-    return CLIPTextConfig(
-        vocab_size=vocab,
-        hidden_size=width,
-        num_hidden_layers=layers,
-        num_attention_heads=max(1, width // 64),
-        intermediate_size=state["encoder.layers.0.mlp.fc1.weight"].shape[0],
-        max_position_embeddings=state["embeddings.position_embedding.weight"].shape[0],
-        hidden_act="gelu",
-        layer_norm_eps=1e-5,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=0,
-    )
-
-
-def check_text_width(what: str, width: int, context_width: int) -> None:
-    """The UNet cross-attends to the text tower's token states, so their widths must agree."""
-    if width != context_width:
-        raise ValueError(
-            f"{what} is {width} wide, but the UNet's cross-attention expects {context_width}-wide text "
-            "states (context_dim); pass a text tower of that width (--text-encoder)"
+def _save_or_defer(
+    report: ConversionReport, what: str, source: str, save: Callable[[Path], object], folder: Path
+) -> str:
+    """What model_index.json names for a hub part: ``folder``'s name once ``save`` has fetched ``source`` into
+    it, else ``source`` itself, which ``from_pretrained`` fetches when the model is first used."""
+    try:
+        save(folder)
+        return folder.name
+    except OSError:
+        report.notes.append(
+            f"{what} {source!r} not available now; it will be loaded from there when the model is first used"
         )
-
-
-def _load_strict(name: str, module: torch.nn.Module, weights: dict, optional_prefixes=()) -> list[str]:
-    """Load ``weights`` into ``module``; returns every wrong-shaped, unexpected or missing tensor (nothing is loaded
-    when a shape is wrong)."""
-    expected = module.state_dict()
-    wrong = [
-        f"{name}: tensor {k} has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
-        for k, v in weights.items()
-        if k in expected and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    if wrong:
-        return wrong
-    result = module.load_state_dict(weights, strict=False)
-    problems = [f"{name}: unexpected tensor {k}" for k in result.unexpected_keys]
-    problems += [f"{name}: no tensor for {k}" for k in result.missing_keys if not k.startswith(optional_prefixes)]
-    return problems
+        return source
 
 
 def convert_official_checkpoint(
@@ -105,23 +70,12 @@ def convert_official_checkpoint(
         if config_path is not None
         else infer_official_config({k: v.shape for k, v in state.items() if hasattr(v, "shape")})
     )
-    context_width = config["unet"]["context_dim"]
-    scale = config.get("scale_factor", SD_LATENT_SCALE)
-    converted = split_official_state_dict(
-        state,
-        unet_config_from_official(config["unet"]),
-        vae_config_from_official(config["vae_ddconfig"], scale),
-        len(config["vae_ddconfig"]["ch_mult"]),
-    )
-    unet, vae = build_unet(config["unet"]), build_vae(config["vae_ddconfig"], scale)
-    labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
-    problems = list(converted.unplaced)
-    problems += _load_strict("unet", unet, converted.unet)
-    problems += _load_strict("vae", vae, converted.vae, VAE_DECODER_PREFIXES)
-    problems += _load_strict("labeller", labeller, converted.labeller)
-    if problems:
+    parts = build_official_parts(config, state, text_encoder=True, origin=str(checkpoint))
+    converted = parts.converted
+    if parts.problems:
         raise ValueError(
-            f"{checkpoint}: does not match the config ({len(problems)} problems):\n  " + "\n  ".join(problems[:20])
+            f"{checkpoint}: does not match the config ({len(parts.problems)} problems):\n  "
+            + "\n  ".join(parts.problems[:20])
         )
     report = ConversionReport(
         out_dir, {"unet": len(converted.unet), "vae": len(converted.vae), "labeller": len(converted.labeller)}
@@ -136,53 +90,40 @@ def convert_official_checkpoint(
             "the checkpoint has no VAE decoder (PrimeDepth never uses it); it is left at its initialisation"
         )
 
+    if parts.text_encoder is not None:
+        report.counts["text_encoder"] = len(converted.text_encoder)
+    context_width = config["unet"]["context_dim"]
+    hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
+
+    def save_hub_text_encoder(folder: Path) -> None:
+        text_config = CLIPTextConfig.from_pretrained(text_encoder, **hub)
+        check_text_width(f"text encoder {text_encoder!r}", text_config.hidden_size, context_width)
+        CLIPTextModel.from_pretrained(text_encoder, **hub).save_pretrained(folder)
+
     with atomic_dir(out_dir) as tmp:  # a normal folder (umask respected), renamed into place when complete
-        unet.save_pretrained(tmp / "unet")
-        vae.save_pretrained(tmp / "vae")
-        labeller.save_pretrained(tmp / "labeller")
+        parts.unet.save_pretrained(tmp / "unet")
+        parts.vae.save_pretrained(tmp / "vae")
+        parts.labeller.save_pretrained(tmp / "labeller")
         settings = {
             "_class_name": "PrimeDepthPipeline",
-            **noise_kwargs_from_official(config),
+            **parts.noise,
             "default_caption": "auto",
             "source_checkpoint": source or Path(checkpoint).name,
         }
-        hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
-        if converted.text_encoder is not None:
-            text_config = text_config_from_weights(converted.text_encoder)
-            check_text_width(f"the text tower in {checkpoint}", text_config.hidden_size, context_width)
-            text_model = CLIPTextModel(text_config)
-            problems = _load_strict(
-                "text_encoder",
-                text_model,
-                fit_key_prefix(converted.text_encoder, text_model),
-                ("text_model.embeddings.position_ids", "embeddings.position_ids"),
-            )
-            if problems:
-                raise ValueError(f"{checkpoint}: text tower does not convert: {problems[:5]}")
-            text_model.save_pretrained(tmp / "text_encoder")
+        if parts.text_encoder is not None:
+            parts.text_encoder.save_pretrained(tmp / "text_encoder")
             settings["text_encoder"] = "text_encoder"
-            report.counts["text_encoder"] = len(converted.text_encoder)
         else:
-            try:
-                text_config = CLIPTextConfig.from_pretrained(text_encoder, **hub)
-                check_text_width(f"text encoder {text_encoder!r}", text_config.hidden_size, context_width)
-                CLIPTextModel.from_pretrained(text_encoder, **hub).save_pretrained(tmp / "text_encoder")
-                settings["text_encoder"] = "text_encoder"
-            except OSError:
-                settings["text_encoder"] = text_encoder
-                report.notes.append(
-                    f"text encoder {text_encoder!r} not available now; it will be loaded from "
-                    "there when the model is first used"
-                )
-        tokenizer_source = tokenizer or text_encoder
-        try:
-            load_clip_tokenizer(tokenizer_source, **hub).save_pretrained(tmp / "tokenizer")
-            settings["tokenizer"] = "tokenizer"
-        except OSError:
-            settings["tokenizer"] = tokenizer_source
-            report.notes.append(
-                f"tokenizer {tokenizer_source!r} not available now; it will be loaded from there "
-                "when the model is first used"
+            settings["text_encoder"] = _save_or_defer(
+                report, "text encoder", text_encoder, save_hub_text_encoder, tmp / "text_encoder"
             )
+        tokenizer_source = tokenizer or text_encoder
+        settings["tokenizer"] = _save_or_defer(
+            report,
+            "tokenizer",
+            tokenizer_source,
+            lambda folder: load_clip_tokenizer(tokenizer_source, **hub).save_pretrained(folder),
+            tmp / "tokenizer",
+        )
         (tmp / MODEL_INDEX).write_text(json.dumps(settings, indent=2))
     return report

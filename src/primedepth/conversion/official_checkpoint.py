@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from ..utils.torch_files import UntrustedCheckpointError, load_torch_file  # noqa: F401 (raised by the loader)
 
@@ -46,9 +48,6 @@ def load_official_checkpoint(path: str | Path, trust_pickle: bool = False) -> di
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except SafetensorError as err:
@@ -94,38 +93,58 @@ def _sub(table: dict[str, str], name: str) -> str:
     return name
 
 
+_FUSION_CONVS = {"features": "feature_convs", "attentions": "attention_convs", "merge": "merge_convs"}
+_REFINER_OUT = {"0": "refiner_norm_out", "2": "refiner_conv_out"}
+_HEADS = {"depth": "depth_head", "label": "segmentation_head"}
+_HEAD = r"(depth|label)_predictor\."
+
+# (official key pattern, our name from its match and the heads' level count); the first pattern that matches wins.
+# The heads number their up levels the other way round.
+_LABELLER_KEYS = (
+    (r"convs_(features|attentions|merge)\.(\d+)\.(weight|bias)", lambda m, _: f"{_FUSION_CONVS[m[1]]}.{m[2]}.{m[3]}"),
+    (r"refiner\.output_blocks\.(\d+)\.0\.(.+)", lambda m, _: f"refiner.{m[1]}.resnet.{_sub(_RESBLOCK, m[2])}"),
+    (r"refiner\.output_blocks\.(\d+)\.\d+\.conv\.(weight|bias)", lambda m, _: f"refiner.{m[1]}.upsample.conv.{m[2]}"),
+    (
+        r"refiner\.output_blocks\.(\d+)\.1\.transformer_blocks\.0\.(.+)",
+        lambda m, _: f"refiner.{m[1]}.attention.block.{_sub(_TRANSFORMER, m[2])}",
+    ),
+    (
+        r"refiner\.output_blocks\.(\d+)\.1\.((norm|proj_in|proj_out)\.(weight|bias))",
+        lambda m, _: f"refiner.{m[1]}.attention.{m[2]}",
+    ),
+    (r"refiner\.out\.(0|2)\.(weight|bias)", lambda m, _: f"{_REFINER_OUT[m[1]]}.{m[2]}"),
+    (_HEAD + r"mid\.block_(1|2)\.(.+)", lambda m, _: f"{_HEADS[m[1]]}.mid_block_{m[2]}.{_sub(_HEAD_RESNET, m[3])}"),
+    (_HEAD + r"mid\.attn_1\.(.+)", lambda m, _: f"{_HEADS[m[1]]}.mid_attn.{m[2]}"),
+    (
+        _HEAD + r"up\.(\d+)\.block\.(\d+)\.(.+)",
+        lambda m, levels: f"{_HEADS[m[1]]}.up.{levels - 1 - int(m[2])}.blocks.{m[3]}.{_sub(_HEAD_RESNET, m[4])}",
+    ),
+    (
+        _HEAD + r"up\.(\d+)\.upsample\.conv\.(weight|bias)",
+        lambda m, levels: f"{_HEADS[m[1]]}.up.{levels - 1 - int(m[2])}.upsample.conv.{m[3]}",
+    ),
+    (_HEAD + r"((conv_in|norm_out|conv_out)\.(weight|bias))", lambda m, _: f"{_HEADS[m[1]]}.{m[2]}"),
+)
+
+
 def labeller_key(key: str, head_levels: int) -> str | None:
     """Our ``PrimeDepthLabeller`` name for an official ``labeller.*`` key (without the prefix), or None."""
-    if m := re.fullmatch(r"convs_(features|attentions|merge)\.(\d+)\.(weight|bias)", key):
-        kind = {"features": "feature_convs", "attentions": "attention_convs", "merge": "merge_convs"}[m[1]]
-        return f"{kind}.{m[2]}.{m[3]}"
-    if m := re.fullmatch(r"refiner\.output_blocks\.(\d+)\.0\.(.+)", key):
-        return f"refiner.{m[1]}.resnet.{_sub(_RESBLOCK, m[2])}"
-    if m := re.fullmatch(r"refiner\.output_blocks\.(\d+)\.\d+\.conv\.(weight|bias)", key):
-        return f"refiner.{m[1]}.upsample.conv.{m[2]}"
-    if m := re.fullmatch(r"refiner\.output_blocks\.(\d+)\.1\.transformer_blocks\.0\.(.+)", key):
-        return f"refiner.{m[1]}.attention.block.{_sub(_TRANSFORMER, m[2])}"
-    if m := re.fullmatch(r"refiner\.output_blocks\.(\d+)\.1\.(norm|proj_in|proj_out)\.(weight|bias)", key):
-        return f"refiner.{m[1]}.attention.{m[2]}.{m[3]}"
-    if m := re.fullmatch(r"refiner\.out\.(0|2)\.(weight|bias)", key):
-        return f"refiner_{'norm_out' if m[1] == '0' else 'conv_out'}.{m[2]}"
-    if m := re.fullmatch(r"(depth|label)_predictor\.(.+)", key):
-        head = "depth_head" if m[1] == "depth" else "segmentation_head"
-        rest = m[2]
-        if mm := re.fullmatch(r"mid\.block_(1|2)\.(.+)", rest):
-            return f"{head}.mid_block_{mm[1]}.{_sub(_HEAD_RESNET, mm[2])}"
-        if mm := re.fullmatch(r"mid\.attn_1\.(.+)", rest):
-            return f"{head}.mid_attn.{mm[1]}"
-        if mm := re.fullmatch(r"up\.(\d+)\.block\.(\d+)\.(.+)", rest):
-            return f"{head}.up.{head_levels - 1 - int(mm[1])}.blocks.{mm[2]}.{_sub(_HEAD_RESNET, mm[3])}"
-        if mm := re.fullmatch(r"up\.(\d+)\.upsample\.conv\.(weight|bias)", rest):
-            return f"{head}.up.{head_levels - 1 - int(mm[1])}.upsample.conv.{mm[2]}"
-        if re.fullmatch(r"(conv_in|norm_out|conv_out)\.(weight|bias)", rest):
-            return f"{head}.{rest}"
+    for pattern, name in _LABELLER_KEYS:
+        if m := re.fullmatch(pattern, key):
+            return name(m, head_levels)
     return None
 
 
 # ---------------------------------------------------------------- text tower
+
+
+_TEXT_LAYER = {
+    "attn.out_proj": "self_attn.out_proj",
+    "ln_1": "layer_norm1",
+    "ln_2": "layer_norm2",
+    "mlp.c_fc": "mlp.fc1",
+    "mlp.c_proj": "mlp.fc2",
+}
 
 
 def text_tower_to_transformers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -148,14 +167,7 @@ def text_tower_to_transformers(state: dict[str, torch.Tensor]) -> dict[str, torc
                 for name, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
                     out[f"{layer}self_attn.{name}.{kind}"] = chunk
             else:
-                table = {
-                    "attn.out_proj": "self_attn.out_proj",
-                    "ln_1": "layer_norm1",
-                    "ln_2": "layer_norm2",
-                    "mlp.c_fc": "mlp.fc1",
-                    "mlp.c_proj": "mlp.fc2",
-                }
-                out[layer + _sub(table, rest)] = value
+                out[layer + _sub(_TEXT_LAYER, rest)] = value
         else:
             raise KeyError(f"unexpected OpenCLIP text tower key {key!r}")
     return out

@@ -98,13 +98,19 @@ def labeller_kwargs_from_official(config: dict) -> dict:
     )
 
 
+def latent_scale_from_official(config: dict) -> float:
+    """The factor between VAE posterior samples and UNet latents: the config's ``scale_factor``, else Stable
+    Diffusion's. The VAE config, the converted folder's settings and the noising step all take it from here."""
+    return config.get("scale_factor", SD_LATENT_SCALE)
+
+
 def noise_kwargs_from_official(config: dict) -> dict:
     """Schedule and timestep of the single denoising step."""
     schedule = config.get("noise_schedule", FULL_OFFICIAL_CONFIG["noise_schedule"])
     if schedule.get("kind", "scaled_linear") != "scaled_linear":
         raise ValueError(f"unsupported noise schedule {schedule.get('kind')!r}")
     return dict(
-        scale_factor=config.get("scale_factor", SD_LATENT_SCALE),
+        scale_factor=latent_scale_from_official(config),
         beta_start=schedule["linear_start"],
         beta_end=schedule["linear_end"],
         num_train_timesteps=schedule["timesteps"],

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
-from ..constants import SD_LATENT_SCALE
 from ..models.frozen.single_step import FrozenStableDiffusion
-from ..models.frozen.stable_diffusion import build_unet, build_vae, unet_config_from_official, vae_config_from_official
-from ..models.trained.labeller import PrimeDepthLabeller
-from .official_checkpoint import load_official_checkpoint, split_official_state_dict
-from .official_config import labeller_kwargs_from_official, load_official_config, noise_kwargs_from_official
+from .official_checkpoint import load_official_checkpoint
+from .official_config import load_official_config
+from .official_parts import OfficialParts, build_official_parts
 
 INPUT_NAMES = ("image", "context", "noise_posterior", "noise_t")
 TOLERANCE = 1e-4
@@ -44,38 +43,14 @@ def relative_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return float((ours.double() - ref.double()).abs().max() / scale)
 
 
-@dataclass
-class OfficialModel:
-    """The frozen parts and the labeller rebuilt from an official config + state dict."""
-
-    vae: torch.nn.Module
-    unet: torch.nn.Module
-    labeller: PrimeDepthLabeller
-    noise: dict
-    unplaced: list[str]
-
-
-def build_official_model(config_path, checkpoint_path, trust_pickle: bool = False) -> OfficialModel:
+def build_official_model(config_path, checkpoint_path, trust_pickle: bool = False) -> OfficialParts:
+    """The official parts of a config file with a checkpoint's weights, for inference (eval mode, no gradients);
+    ``problems`` lists what did not map or fit."""
     config = load_official_config(config_path)
-    state = load_official_checkpoint(checkpoint_path, trust_pickle=trust_pickle)
-    unet_cfg = unet_config_from_official(config["unet"])
-    vae_cfg = vae_config_from_official(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
-    converted = split_official_state_dict(state, unet_cfg, vae_cfg, len(config["vae_ddconfig"]["ch_mult"]))
-    unet = build_unet(config["unet"])
-    vae = build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
-    labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
-    problems = list(converted.unplaced)
-    for name, module, weights, optional in (
-        ("unet", unet, converted.unet, ()),
-        ("vae", vae, converted.vae, ("decoder.", "post_quant_conv.")),
-        ("labeller", labeller, converted.labeller, ()),
-    ):
-        result = module.load_state_dict(weights, strict=False)
-        problems += [f"{name}: missing {k}" for k in result.missing_keys if not k.startswith(optional)]
-        problems += [f"{name}: unexpected {k}" for k in result.unexpected_keys]
-    for module in (unet, vae, labeller):
+    parts = build_official_parts(config, load_official_checkpoint(checkpoint_path, trust_pickle=trust_pickle))
+    for module in (parts.unet, parts.vae, parts.labeller):
         module.eval().requires_grad_(False)
-    return OfficialModel(vae, unet, labeller, noise_kwargs_from_official(config), problems)
+    return parts
 
 
 def _case_names(vectors: dict[str, torch.Tensor]) -> list[str]:
@@ -83,7 +58,7 @@ def _case_names(vectors: dict[str, torch.Tensor]) -> list[str]:
 
 
 @torch.no_grad()
-def compute_case(model: OfficialModel, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def compute_case(model: OfficialParts, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Every intermediate the reference stores, named like the reference (without the case prefix)."""
     frozen = FrozenStableDiffusion(model.vae, model.unet, model.noise)
     latent = frozen.encode(inputs["image"], inputs["noise_posterior"], inputs["noise_t"])
@@ -112,12 +87,10 @@ def compute_case(model: OfficialModel, inputs: dict[str, torch.Tensor]) -> dict[
 
 
 def verify_vectors(config_path, checkpoint_path, vectors_path, trust_pickle: bool = False):
-    """Returns (comparisons, problems); problems are structural (unmapped keys, missing outputs)."""
-    from safetensors.torch import load_file
-
+    """Returns (comparisons, problems); problems are structural (unmapped or misfit tensors, missing outputs)."""
     model = build_official_model(config_path, checkpoint_path, trust_pickle)
     vectors = load_file(str(vectors_path))
-    comparisons, problems = [], list(model.unplaced)
+    comparisons, problems = [], list(model.problems)
     for case in _case_names(vectors):
         inputs = {name: vectors[f"{case}.{name}"] for name in INPUT_NAMES}
         ours = compute_case(model, inputs)
@@ -132,32 +105,13 @@ def verify_vectors(config_path, checkpoint_path, vectors_path, trust_pickle: boo
 
 
 def verify_manifest(manifest_path, config_path=None) -> list[str]:
-    """Problems found when mapping every tensor of an official manifest onto our full-size components."""
-    from accelerate import init_empty_weights
-
-    manifest = json.loads(Path(manifest_path).read_text())
-    tensors = manifest["tensors"]
-    config = load_official_config(config_path)
-    unet_cfg = unet_config_from_official(config["unet"])
-    vae_cfg = vae_config_from_official(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE))
+    """Problems found when mapping every tensor of an official manifest (names and shapes) onto our full-size
+    components: the checks ``convert`` makes, on the meta device."""
+    tensors = json.loads(Path(manifest_path).read_text())["tensors"]
     state = {k: torch.empty(shape, device="meta") for k, shape in tensors.items()}
-    converted = split_official_state_dict(state, unet_cfg, vae_cfg, len(config["vae_ddconfig"]["ch_mult"]))
-    with init_empty_weights():
-        modules = {
-            "unet": build_unet(config["unet"]),
-            "vae": build_vae(config["vae_ddconfig"], config.get("scale_factor", SD_LATENT_SCALE)),
-            "labeller": PrimeDepthLabeller(**labeller_kwargs_from_official(config)),
-        }
-    problems = list(converted.unplaced)
-    for name, weights in (("unet", converted.unet), ("vae", converted.vae), ("labeller", converted.labeller)):
-        expected = {k: tuple(v.shape) for k, v in modules[name].state_dict().items()}
-        for key, value in weights.items():
-            if key not in expected:
-                problems.append(f"{name}: {key} has no parameter")
-            elif tuple(value.shape) != expected[key]:
-                problems.append(f"{name}: {key} is {tuple(value.shape)}, parameter is {expected[key]}")
-        problems += [f"{name}: parameter {k} gets no tensor" for k in expected if k not in weights]
-    mapped = len(converted.unet) + len(converted.vae) + len(converted.labeller)
+    parts = build_official_parts(load_official_config(config_path), state, empty=True)
+    problems = list(parts.problems)
+    mapped = len(parts.converted.unet) + len(parts.converted.vae) + len(parts.converted.labeller)
     if not problems and mapped < len(tensors):
         problems.append(f"only {mapped} of {len(tensors)} tensors were mapped")
     return problems
