@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import cache_dir_option, local_files_only_option
+from .options import cache_dir_option, local_files_only_option, trust_pickle_option
 
 
 @click.command("convert")
@@ -20,12 +20,7 @@ from .options import cache_dir_option, local_files_only_option
     help="Official-style JSON config (format of official_tiny_config.json) [default: inferred from the "
     "checkpoint's tensor shapes].",
 )
-@click.option(
-    "--trust-pickle",
-    is_flag=True,
-    help="Allow full unpickling (runs code from the file!). Only for "
-    "checkpoints you trust; by default only tensors are loaded (weights_only).",
-)
+@trust_pickle_option()
 @click.option(
     "--text-encoder",
     default=None,

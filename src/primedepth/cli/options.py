@@ -126,6 +126,16 @@ def overrides_option(example: str):
     )
 
 
+def trust_pickle_option(what: str = "the checkpoint"):
+    """``--trust-pickle``: the one way to allow full unpickling; without it only tensors are read (weights_only)."""
+    return click.option(
+        "--trust-pickle",
+        is_flag=True,
+        help=f"Allow full unpickling of {what} (runs code from the file!). Only for files you trust; by default "
+        "only tensors are loaded (weights_only).",
+    )
+
+
 def device_argument(device: str) -> str | None:
     """``--device auto`` as the library spells it (None: let the pipeline choose)."""
     return None if device == "auto" else device

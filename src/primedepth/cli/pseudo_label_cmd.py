@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from ..constants import DEFAULT_CAPTIONER
+from .options import local_files_only_option
 from .shard_runner import shard_options
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -115,12 +116,9 @@ class Labellers:
 @click.option("--caption-model", default=DEFAULT_CAPTIONER, show_default=True)
 @click.option("--no-segmentation", is_flag=True, help="Depth and captions only.")
 @click.option(
-    "--captions-only",
-    is_flag=True,
-    help="Only captions, written to OUT/captions.json (key: path relative to IMAGES); for Hypersim/vKITTI "
-    "use the dataset keys via --keys-from.",
+    "--captions-only", is_flag=True, help="Only captions: OUT/captions.json, keyed by path relative to IMAGES."
 )
-@click.option("--local-files-only", is_flag=True, help="Never download models.")
+@local_files_only_option()
 @click.option("--limit", type=int, default=None, help="Label at most this many images (testing).")
 @shard_options
 def command(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import config_argument, overrides_option
+from .options import config_argument, overrides_option, trust_pickle_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,15 +16,9 @@ from .options import config_argument, overrides_option
     show_default=True,
     help="'auto' (newest checkpoint in output_dir, if any), a checkpoint folder, or 'none'.",
 )
-@click.option("--output-dir", default=None, help="Shortcut for --set output_dir=...")
+@click.option("-o", "--output-dir", default=None, help="Shortcut for --set output_dir=...")
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
-@click.option(
-    "--trust-pickle",
-    is_flag=True,
-    help="Allow full unpickling of the resumed checkpoint's optimizer.pt "
-    "(runs code from the file!). Only needed for checkpoints of older versions, and only if you trust "
-    "them; by default only tensors are loaded (weights_only).",
-)
+@trust_pickle_option("the resumed checkpoint's optimizer.pt, needed only for checkpoints of older versions")
 def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
     `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. The mini Stable Diffusion of

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import trust_pickle_option
+
 FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 
 
@@ -17,7 +19,7 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
 @click.option(
     "--manifest", type=FILE, help="JSON manifest of a full official checkpoint: check the key mapping without weights."
 )
-@click.option("--trust-pickle", is_flag=True, help="Allow full unpickling of the checkpoint (only if trusted).")
+@trust_pickle_option()
 def command(checkpoint, config_path, vectors, manifest, trust_pickle):
     """Exit 0 only if every stored tensor is reproduced to max|ours - ref| / max|ref| <= 1e-4 (or, with
     --manifest, every official tensor maps onto one of our parameters of the same shape)."""
