@@ -7,9 +7,9 @@ and ``FrozenStableDiffusion`` picks this extractor by that name.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
+from torch import Tensor
 
 from ..preimage import Preimage
 from .preimage_extractor import timestep_embedding
@@ -21,15 +21,7 @@ class LatentPreimageExtractor:
     def __init__(self, unet: UNet2DConditionModel):
         self.unet = unet  # only its time embedding and block structure are used
 
-    def __call__(
-        self,
-        x_t: torch.Tensor,
-        timestep: torch.Tensor,
-        context: torch.Tensor,
-        *,
-        naive: bool = False,
-        complete: bool = False,
-    ) -> Preimage:
+    def __call__(self, x_t: Tensor, timestep: Tensor, context: Tensor, *, naive=False, complete=False) -> Preimage:
         """``naive``/``complete`` are the UNet pass's switches, accepted so that every source takes the frozen step's
         settings; without a UNet pass they change nothing. Sizes follow the UNet's stride-2 convs (ceil halving)."""
         emb = timestep_embedding(self.unet, timestep, x_t)
