@@ -3,7 +3,7 @@
 Each entry says how the labeller differs from the full model (constructor overrides, or the single-block class) and
 in which space the depth loss is computed, and builds that labeller (``build_labeller``, of ``labeller_class``).
 Names are the config values (``model.ablation``); labels are the paper's row names (Table 3). The labeller classes
-are imported when first asked for, so that reading configs needs no torch.
+are imported when first asked for (``models.trained.classes``), so that reading configs needs no torch.
 """
 
 from __future__ import annotations
@@ -11,13 +11,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-
-def labeller_classes() -> dict[str, type]:
-    """The labeller classes by name (their ``config.json``'s ``_class_name``)."""
-    from ..models.trained.block_preimage import BlockPreimageLabeller
-    from ..models.trained.labeller import PrimeDepthLabeller
-
-    return {cls.__name__: cls for cls in (PrimeDepthLabeller, BlockPreimageLabeller)}
+from ..models.trained.classes import labeller_classes
 
 
 def _argument_names(cls: type) -> set[str]:
