@@ -41,9 +41,10 @@ def test_variant_runs_and_pooled_equals_naive(name, rgb_image):
     x_t = torch.randn(1, 4, 9, 11, generator=g)
     context = torch.randn(1, 77, pipe.unet.config.cross_attention_dim, generator=g)
     request = pipe.labeller.preimage_request()
+    extractor = pipe.frozen.extractors[request.pop("source")]
     with torch.no_grad():
-        fast = pipe.frozen.extractor(x_t, torch.tensor([1]), context, **request)
-        naive = pipe.frozen.extractor(x_t, torch.tensor([1]), context, naive=True, **request)
+        fast = extractor(x_t, torch.tensor([1]), context, **request)
+        naive = extractor(x_t, torch.tensor([1]), context, naive=True, **request)
     pairs = [
         (fast.mid_maps, naive.mid_maps),
         *zip(fast.encoder_maps, naive.encoder_maps),

@@ -153,7 +153,8 @@ def test_no_preimage_baseline_never_runs_the_unet(ablation_models):
     try:
         x_t = torch.randn(2, 4, 9, 7)
         request = trainer.unwrapped.preimage_request()
-        pre = trainer.pipe.frozen.extractor(x_t, torch.tensor([1]), torch.zeros(2, 77, 32), **request)
+        assert request == {"source": "latent"}
+        pre = trainer.pipe.frozen.extract(x_t, torch.zeros(2, 77, 32), **request)
     finally:
         for h in hooks:
             h.remove()

@@ -2,20 +2,30 @@
 
 The last decoder block and the output conv of the frozen UNet feed nothing PrimeDepth uses, so the fast path stops
 after the input of decoder block 11 has been formed; ``complete=True`` also runs that block (its maps are part of
-the reference vectors). ``latent_only=True`` skips the UNet altogether for the no-preimage baseline.
+the reference vectors). The no-preimage baseline's input, which needs no UNet pass, is
+``latent_preimage.LatentPreimageExtractor``'s.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 
 from ..preimage import BlockMaps, Preimage
 from .attention_maps import MapRecorder, PreimageAttnProcessor
 
 
+def timestep_embedding(unet: UNet2DConditionModel, timestep: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    """The UNet's time embedding of ``timestep`` for each image of ``x_t``, in ``x_t``'s dtype (the refiner's
+    ``emb``)."""
+    return unet.time_embedding(unet.time_proj(timestep.expand(x_t.shape[0])).to(x_t.dtype))
+
+
 class PreimageExtractor:
+    """The ``"unet"`` preimage source: decoder-block inputs and attention maps of one UNet pass."""
+
+    source = "unet"
+
     def __init__(self, unet: UNet2DConditionModel):
         self.unet = unet
         self.recorder = MapRecorder()
@@ -45,15 +55,12 @@ class PreimageExtractor:
         complete: bool = False,
         regions_per_side: int = 8,
         token_groups: int | None = None,
-        latent_only: bool = False,
     ) -> Preimage:
         """``regions_per_side``: sqrt(n_sa_maps); ``token_groups``: n_ca_maps (None keeps every token)."""
         unet = self.unet
         self.recorder.naive = naive
         self.recorder.regions_per_side, self.recorder.token_groups = regions_per_side, token_groups
-        emb = unet.time_embedding(unet.time_proj(timestep.expand(x_t.shape[0])).to(x_t.dtype))
-        if latent_only:
-            return self._latent_preimage(x_t, emb, context)
+        emb = timestep_embedding(unet, timestep, x_t)
 
         def attend(module, h):
             return self._transformer(module, h, context, self_maps, cross_maps)
@@ -96,17 +103,3 @@ class PreimageExtractor:
                 if j == len(block.resnets) - 1 and block.upsamplers is not None:
                     h = block.upsamplers[0](h, output_size=skips[-1].shape[-2:])
         return Preimage(features, encoder_maps, mid_maps, decoder_maps, emb, context)
-
-    def _latent_preimage(self, x_t: torch.Tensor, emb: torch.Tensor, context: torch.Tensor) -> Preimage:
-        """The no-preimage baseline's input: the noisy latent, area-resized to each decoder block's size, stands in
-        for that block's features; no attention maps. Sizes follow the UNet's stride-2 convs (ceil halving)."""
-        sizes = [tuple(x_t.shape[-2:])]
-        for _ in self.unet.down_blocks[:-1]:
-            sizes.append(tuple((s + 1) // 2 for s in sizes[-1]))
-        features = [
-            F.adaptive_avg_pool2d(x_t, size)
-            for size, block in zip(reversed(sizes), self.unet.up_blocks)
-            for _ in block.resnets
-        ]
-        n = len(features)
-        return Preimage(features, [None] * n, None, [None] * n, emb, context)

@@ -2,7 +2,9 @@
 
 ``FrozenStableDiffusion`` holds the frozen VAE encoder and UNet with the step's settings and is the one place that
 draws the noises, encodes and extracts the preimage; the pipeline, the trainer, the verification and the benchmarks
-all go through it, then hand the preimage to a labeller.
+all go through it, then hand the preimage to a labeller. The labeller's ``preimage_request()`` names the preimage
+``source`` it reads, and that picks the extractor: ``"unet"`` (``PreimageExtractor``, one UNet pass) or
+``"latent"`` (``LatentPreimageExtractor``, the no-preimage baseline's noisy latent).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from ..banded import release_freed_memory
 from ..preimage import Preimage
 from .latent_noising import NoisyLatent, noise_latent, posterior_moments, schedule_coefficients
+from .latent_preimage import LatentPreimageExtractor
 from .preimage_extractor import PreimageExtractor
+
+EXTRACTORS = (PreimageExtractor, LatentPreimageExtractor)  # the preimage sources, by their ``source`` names
 
 
 def draw_noise(latent_shape: tuple[int, ...], generators: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,7 +33,8 @@ class FrozenStableDiffusion:
 
     def __init__(self, vae: AutoencoderKL, unet: UNet2DConditionModel, settings: dict):
         self.vae, self.unet, self.settings = vae, unet, settings
-        self.extractor = PreimageExtractor(unet)
+        self.extractors = {cls.source: cls(unet) for cls in EXTRACTORS}
+        self.extractor = self.extractors[PreimageExtractor.source]  # the production one (UNet pass)
 
     @property
     def coefficients(self) -> tuple[float, float]:
@@ -66,11 +72,14 @@ class FrozenStableDiffusion:
             noise_t=None if noise_t is None else noise_t.to(device),
         )
 
-    def extract(self, x_t: torch.Tensor, context: torch.Tensor, **request) -> Preimage:
-        """One UNet pass at the step's timestep, collecting the preimage (``request``: what the labeller reads,
-        ``naive``/``complete`` switches of ``PreimageExtractor``)."""
+    def extract(self, x_t: torch.Tensor, context: torch.Tensor, *, source: str = "unet", **request) -> Preimage:
+        """The preimage of ``x_t`` at the step's timestep from the extractor of ``source`` (``request``: the rest of
+        the labeller's ``preimage_request()``, and the ``naive``/``complete`` switches of the UNet pass)."""
+        if source not in self.extractors:
+            raise ValueError(f"unknown preimage source {source!r}; one of {', '.join(self.extractors)}")
         timestep = torch.tensor([self.settings["timestep"]], device=x_t.device)
-        return self.extractor(x_t, timestep, context.to(device=x_t.device, dtype=x_t.dtype), **request)
+        context = context.to(device=x_t.device, dtype=x_t.dtype)
+        return self.extractors[source](x_t, timestep, context, **request)
 
     def preimage(
         self,

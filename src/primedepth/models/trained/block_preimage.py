@@ -13,76 +13,34 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
-from diffusers.configuration_utils import ConfigMixin, register_to_config
-from diffusers.models.modeling_utils import ModelMixin
+from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from ..group_norms import group_norm
-from ..layout import fusion_layout, unet_layout
 from ..preimage import Preimage
-from .heads import VAEDecoderHead
-from .labeller import LabellerOutput, PrimeDepthLabeller, RefinerBlock
+from .base import Labeller, LabellerArguments, shared_arguments
 
 
-class BlockPreimageLabeller(ModelMixin, ConfigMixin):
-    config_name = "config.json"
+class BlockPreimageLabeller(Labeller):
+    """``LabellerArguments`` plus ``block_stage``: the UNet stage whose resolution the single block has."""
 
     @register_to_config
-    def __init__(
-        self,
-        model_channels: int = 320,
-        channel_mult: tuple[int, ...] = (1, 2, 4, 4),
-        num_res_blocks: int = 2,
-        attention_resolutions: tuple[int, ...] = (4, 2, 1),
-        num_head_channels: int = 64,
-        context_dim: int = 1024,
-        use_linear_in_transformer: bool = True,
-        refiner_model_ratio: float = 0.5,
-        use_self_attn_maps: bool = True,
-        use_cross_attn_maps: bool = True,
-        use_feature_maps: bool = True,
-        n_sa_maps: int = 64,
-        n_ca_maps: int = 77,
-        scale_input_features_with_model: bool = True,
-        channels2predictor: int = 512,
-        depth_channels: int = 3,
-        segmentation_classes: int = 150,
-        head_ch: int = 128,
-        head_ch_mult: tuple[int, ...] = (1, 2, 4, 4),
-        head_num_res_blocks: int = 2,
-        latent_channels: int = 0,
-        block_stage: int = 1,
-    ):
-        super().__init__()
-        if latent_channels:
+    @shared_arguments
+    def __init__(self, arguments: LabellerArguments, *, block_stage: int = 1):
+        a = arguments
+        if a.latent_channels:
             raise ValueError("BlockPreIm fuses the preimage; latent_channels (the no-preimage baseline) must be 0")
-        unet = unet_layout(
-            model_channels, list(channel_mult), num_res_blocks, list(attention_resolutions), num_head_channels
-        )
-        full = fusion_layout(
-            unet,
-            model_channels=model_channels,
-            channel_mult=list(channel_mult),
-            num_res_blocks=num_res_blocks,
-            attention_resolutions=list(attention_resolutions),
-            num_head_channels=num_head_channels,
-            refiner_model_ratio=refiner_model_ratio,
-            use_self_attn_maps=use_self_attn_maps,
-            use_cross_attn_maps=use_cross_attn_maps,
-            use_feature_maps=use_feature_maps,
-            n_sa_maps=n_sa_maps,
-            n_ca_maps=n_ca_maps,
-            scale_input_features_with_model=scale_input_features_with_model,
-        )
-        if not 0 <= block_stage < len(channel_mult):
-            raise ValueError(f"block_stage must be in 0..{len(channel_mult) - 1}, got {block_stage}")
-        if not (use_feature_maps or use_self_attn_maps or use_cross_attn_maps):
+        super().__init__()
+        unet = a.unet_layout()
+        full = a.fusion_layout(unet)
+        if not 0 <= block_stage < len(a.channel_mult):
+            raise ValueError(f"block_stage must be in 0..{len(a.channel_mult) - 1}, got {block_stage}")
+        if not (a.use_feature_maps or a.use_self_attn_maps or a.use_cross_attn_maps):
             raise ValueError("BlockPreIm needs features or attention maps")
-        self.first = block_stage * (num_res_blocks + 1)
-        maps_per_head = n_ca_maps * use_cross_attn_maps + n_sa_maps * use_self_attn_maps
+        self.first = block_stage * (a.num_res_blocks + 1)
+        maps_per_head = a.n_ca_maps * a.use_cross_attn_maps + a.n_sa_maps * a.use_self_attn_maps
         n_decoder_maps = len(unet.decoder) - 1  # the last decoder block's maps are never computed
         heads = [b.heads for b in unet.encoder] + [unet.mid_heads] + [b.heads for b in unet.decoder[:n_decoder_maps]]
-        self.feature_channels = sum(b.in_channels for b in unet.decoder) if use_feature_maps else 0
+        self.feature_channels = sum(b.in_channels for b in unet.decoder) if a.use_feature_maps else 0
         self.attention_channels = sum(h for h in heads if h) * maps_per_head
         merged = full[self.first].refiner_in
         attn_out = full[self.first].attention_out if self.attention_channels else 0
@@ -96,19 +54,7 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
         for step in full[self.first :]:
             steps.append(step if prev is None else dataclasses.replace(step, refiner_in=prev))
             prev = step.refiner_out
-        self.steps = steps
-        emb_channels = 4 * model_channels
-        self.refiner = nn.ModuleList(
-            RefinerBlock(s, emb_channels, context_dim, use_linear_in_transformer) for s in steps
-        )
-        last = steps[-1].refiner_out
-        self.refiner_norm_out = group_norm(last)
-        self.refiner_conv_out = nn.Conv2d(last, channels2predictor, 3, padding=1)
-        head_kwargs = dict(ch=head_ch, ch_mult=tuple(head_ch_mult), num_res_blocks=head_num_res_blocks)
-        self.depth_head = VAEDecoderHead(channels2predictor, depth_channels, **head_kwargs)
-        self.segmentation_head = (
-            VAEDecoderHead(channels2predictor, segmentation_classes, **head_kwargs) if segmentation_classes else None
-        )
+        self.build_refiner(a, steps)
 
     def block(self, preimage: Preimage) -> torch.Tensor:
         """The single fused block at the resolution of decoder block ``first``'s input."""
@@ -136,32 +82,16 @@ class BlockPreimageLabeller(ModelMixin, ConfigMixin):
             parts.append(self.attention_conv(maps))
         return self.merge_conv(torch.cat(parts, dim=1))
 
-    preimage_request = PrimeDepthLabeller.preimage_request
-
-    def forward(
-        self,
-        preimage: Preimage,
-        segmentation: bool = False,
-        depth: bool = True,
-        return_intermediates: bool = False,
-        low_memory: bool = False,
-    ) -> LabellerOutput:
-        out = LabellerOutput()
+    def refine(self, preimage: Preimage, merged: list | None, consume_preimage: bool) -> torch.Tensor:
+        emb, context, sizes = self.conditioning(preimage)
         h = self.block(preimage)
-        if return_intermediates:
-            out.merged.append(h)
-        n = len(preimage.features)
-        for j, block in enumerate(self.refiner):
-            i = self.first + j
-            output_size = tuple(preimage.features[i + 1].shape[-2:]) if i + 1 < n else None
-            h = block(h, preimage.emb, preimage.context, output_size)
-        h = self.refiner_conv_out(F.silu(self.refiner_norm_out(h)))
-        if return_intermediates:
-            out.refiner_out = h
-        if depth:
-            out.depth = self.depth_head(h, low_memory=low_memory)
-        if segmentation:
-            if self.segmentation_head is None:
-                raise ValueError("this model has no segmentation head (segmentation_classes=0)")
-            out.segmentation = self.segmentation_head(h, low_memory=low_memory)
-        return out
+        if consume_preimage:  # the block has read every feature and map
+            preimage.features[:] = [None] * len(preimage.features)
+            preimage.encoder_maps[:] = [None] * len(preimage.encoder_maps)
+            preimage.decoder_maps[:] = [None] * len(preimage.decoder_maps)
+            preimage.mid_maps = None
+        if merged is not None:
+            merged.append(h)
+        for j in range(len(self.refiner)):
+            h = self.run_refiner_block(j, h, emb, context, sizes)
+        return h
