@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -17,9 +18,14 @@ from PIL import Image
 from ..miniature.scene import held_out_scenes
 from ..utils.atomic import atomic_path
 
-DEFAULT_MAX_PIXELS = 25_000_000
-DEFAULT_MAX_UPLOAD_MB = 100
-DEFAULT_MAX_VIDEO_FRAMES = 300
+
+@dataclass(frozen=True)
+class AppLimits:
+    """What one visitor may ask of the app: the largest upload, image (width x height) and video request."""
+
+    upload_mb: int = 100
+    pixels: int = 25_000_000
+    video_frames: int = 300
 
 
 def write_examples(folder: Path, count: int = 3, resolution: int = 192) -> list[Path]:
@@ -48,9 +54,7 @@ def launch(
     port: int = 7860,
     share: bool = False,
     device: str | None = None,
-    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES,
+    limits: AppLimits = AppLimits(),
     local_files_only: bool = False,
     examples: int = 3,
     ensemble: str | None = None,
@@ -83,15 +87,15 @@ def launch(
     app = build_app(
         registry,
         workdir=workdir,
-        max_pixels=max_pixels,
-        max_video_frames=max_video_frames,
+        max_pixels=limits.pixels,
+        max_video_frames=limits.video_frames,
         examples=write_examples(workdir / "examples", examples) if examples else [],
     )
     app.launch(
         server_name=host,
         server_port=port,
         share=share,
-        max_file_size=f"{max_upload_mb}mb",
+        max_file_size=f"{limits.upload_mb}mb",
         ssr_mode=False,
         show_error=False,
         prevent_thread_lock=True,

@@ -57,18 +57,9 @@ def predict_clip(
             on_progress(len(done), total)
 
     def work(pipe):
-        return predict_video(
-            pipe,
-            path,
-            out_dir,
-            stride=stride,
-            max_frames=max_frames,
-            stabilise=stabilise,
-            side_by_side_video=side_by_side,
-            model_id=model,
-            progress=False,
-            on_frame=frame_done,
-        ), pipe.device
+        sampling = dict(stride=stride, max_frames=max_frames, stabilise=stabilise, side_by_side_video=side_by_side)
+        result = predict_video(pipe, path, out_dir, model_id=model, progress=False, on_frame=frame_done, **sampling)
+        return result, pipe.device
 
     result, device = registry.run(model, work)
     label = (

@@ -32,16 +32,12 @@ CPU_DEFAULT_RESOLUTIONS = (256, 512)
 MARIGOLD_PROTOCOL = (50, 10)  # v1-0: DDIM steps, ensemble size
 
 
-def _depth_anything(hidden: int, layers: int, heads: int, stages: tuple, neck: tuple, fusion: int) -> dict:
-    """The ``DepthAnythingConfig`` values that tell the sizes apart."""
-    return dict(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        stages=stages,
-        neck_hidden_sizes=neck,
-        fusion_hidden_size=fusion,
-    )
+_SIZES = "hidden_size num_hidden_layers num_attention_heads stages neck_hidden_sizes fusion_hidden_size".split()
+
+
+def _depth_anything(*sizes) -> dict:
+    """The ``DepthAnythingConfig`` values that tell the sizes apart, in the order of ``_SIZES``."""
+    return dict(zip(_SIZES, sizes, strict=True))
 
 
 # Depth Anything V2 S/B/L, as in the released ``depth-anything/Depth-Anything-V2-*-hf`` configs.

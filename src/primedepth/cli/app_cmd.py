@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from ..app.server import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_MAX_VIDEO_FRAMES
+from ..app.server import AppLimits
 from .options import device_argument, device_option, ensemble_option, local_files_only_option
 
 
@@ -29,12 +29,12 @@ def _limit(default: int, help: str) -> dict:
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--share", is_flag=True, help="Also create a temporary public link through Gradio's share servers.")
 @device_option()
-@click.option("--max-upload-mb", **_limit(DEFAULT_MAX_UPLOAD_MB, "Largest file a visitor may upload."))
-@click.option("--max-pixels", **_limit(DEFAULT_MAX_PIXELS, "Largest image (width x height) the app processes."))
-@click.option("--max-video-frames", **_limit(DEFAULT_MAX_VIDEO_FRAMES, "Most frames one video request may ask for."))
+@click.option("--max-upload-mb", **_limit(AppLimits.upload_mb, "Largest file a visitor may upload."))
+@click.option("--max-pixels", **_limit(AppLimits.pixels, "Largest image (width x height) the app processes."))
+@click.option("--max-video-frames", **_limit(AppLimits.video_frames, "Most frames one video request may ask for."))
 @local_files_only_option()
 @ensemble_option(help="Offer the ensemble with Depth Anything V2 (its weights are loaded at start).")
-def command(models, device, **settings):
+def command(models, device, max_upload_mb, max_pixels, max_video_frames, **settings):
     """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth."""
     try:
         import gradio  # noqa: F401
@@ -44,7 +44,8 @@ def command(models, device, **settings):
     from ..app import launch
 
     try:
-        launch(models, device=device_argument(device), **settings)
+        limits = AppLimits(max_upload_mb, max_pixels, max_video_frames)
+        launch(models, device=device_argument(device), limits=limits, **settings)
     except (ValueError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

@@ -64,16 +64,10 @@ def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokeni
             if name == MODEL_INDEX:
                 raise ValueError(f"{checkpoint}: already a PrimeDepth model repo; use it directly (--model)")
             checkpoint, source = path, f"{hub_id[0]}/{name}@{commit[:12]}"
+        parts = dict(trust_pickle=trust_pickle, text_encoder=text_encoder, tokenizer=tokenizer)
+        hub = dict(cache_dir=cache_dir, local_files_only=local_files_only)
         report = convert_official_checkpoint(
-            checkpoint,
-            out_dir or default_model_dir(),
-            config_path,
-            trust_pickle=trust_pickle,
-            text_encoder=text_encoder,
-            tokenizer=tokenizer,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            source=source,
+            checkpoint, out_dir or default_model_dir(), config_path, **parts, **hub, source=source
         )
     except (
         FileNotFoundError,

@@ -15,6 +15,7 @@ from ..models.frozen.single_step import FrozenStableDiffusion, draw_noise
 from ..models.frozen.stable_diffusion import official_unet, official_vae
 from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer
 from ..models.preimage import Preimage
+from ..models.trained.classes import labeller_classes
 from ..models.trained.labeller import LabellerOutput, PrimeDepthLabeller
 from ..utils.hub import cache_only
 from .captioning import Blip2Captioner, CaptionCache
@@ -42,11 +43,8 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
         )
     config = read_json(folder / "config.json")
     name = config.get("_class_name", "PrimeDepthLabeller")
-    if name == "BlockPreimageLabeller":
-        from ..models.trained.block_preimage import BlockPreimageLabeller as cls
-    elif name == "PrimeDepthLabeller":
-        cls = PrimeDepthLabeller
-    else:
+    cls = labeller_classes().get(name)
+    if cls is None:
         raise ModelError(f"{folder / 'config.json'}: unknown labeller class {name!r}")
     return load_checked("labeller", folder, lambda: cls.from_config(config), lambda: cls.from_pretrained(folder))
 
@@ -369,7 +367,7 @@ class PrimeDepthPipeline:
             naive=attention == "naive",
             **self.labeller.preimage_request(),
         )
-        return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory)
+        return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory, consume_preimage=low_memory)
 
     @torch.no_grad()
     def preimage(
