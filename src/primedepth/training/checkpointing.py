@@ -181,8 +181,9 @@ class Checkpointer:
         """Restore ``state`` and the global RNGs from ``checkpoint``; returns its ``state.json``.
 
         Every file is read without running code from it (safetensors, JSON, ``torch.load(weights_only=True)``);
-        ``trust_pickle`` allows full unpickling of ``optimizer.pt``, for checkpoints that stored numpy objects
-        there. Raises ``ValueError`` when the checkpoint was trained as another ablation or lacks the EMA."""
+        ``trust_pickle`` allows full unpickling of ``optimizer.pt`` (needed when it holds numpy objects, such as a
+        pickled numpy RNG state). Raises ``ValueError`` when the checkpoint was trained as another ablation or
+        lacks the EMA the config asks for."""
         state_file = checkpoint / "training" / "state.json"
         if not state_file.is_file():
             raise FileNotFoundError(f"{checkpoint}: not a training checkpoint ({state_file} missing)")
