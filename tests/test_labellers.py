@@ -100,7 +100,7 @@ def test_the_registry_builds_each_ablation_and_its_labeller_names_the_preimage_s
         kwargs = ablation.labeller_kwargs(tiny_pipe.labeller.config, {"block_stage": 1}, latent_channels)
         model = ablation.build_labeller(kwargs, seed=0)
         assert type(model) is ablation.labeller_class
-        assert ablation.block_preimage == (ablation.labeller_class is BlockPreimageLabeller)
+        assert (ablation.labeller_class is BlockPreimageLabeller) == (name == "block_preimage")
         source = model.preimage_request()["source"]
         assert source == ("latent" if name == "no_preimage" else "unet"), name
         extractor = tiny_pipe.frozen.extractors[source]

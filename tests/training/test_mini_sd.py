@@ -125,7 +125,7 @@ def test_saved_mini_sd_is_a_frozen_model_for_the_trainer(tmp_path):
         )
     )
     # the trainer runs on the *trained* frozen parts, not on a fresh random model
-    trained = trainer.pipe.unet.state_dict()
+    trained = trainer.frozen.unet.state_dict()
     assert any(not torch.equal(v, trained[k]) for k, v in reference.unet.state_dict().items())
     assert trainer.settings["scale_factor"] == pytest.approx(summary["scale_factor"])
     result = trainer.train()

@@ -147,14 +147,14 @@ def test_ablations_change_exactly_the_named_part(ablation_models):
 def test_no_preimage_baseline_never_runs_the_unet(ablation_models):
     """Its input is the noisy latent, area-resized to each decoder block's size; the frozen UNet stays unused."""
     trainer = ablation_models["no_preimage"]
-    unet = trainer.pipe.unet
+    unet = trainer.frozen.unet
     calls = []
     hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in (unet.conv_in, unet.mid_block)]
     try:
         x_t = torch.randn(2, 4, 9, 7)
         request = trainer.unwrapped.preimage_request()
         assert request == {"source": "latent"}
-        pre = trainer.pipe.frozen.extract(x_t, torch.zeros(2, 77, 32), **request)
+        pre = trainer.frozen.extract(x_t, torch.zeros(2, 77, 32), **request)
     finally:
         for h in hooks:
             h.remove()

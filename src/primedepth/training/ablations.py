@@ -32,11 +32,6 @@ class Ablation:
     def labeller_class(self) -> type:
         return labeller_classes()[self.labeller]
 
-    @property
-    def block_preimage(self) -> bool:
-        """The VPD-like labeller that takes the preimage as one block (read ``labeller_class`` instead)."""
-        return self.labeller == "BlockPreimageLabeller"
-
     def labeller_kwargs(self, base_config: dict, overrides: dict, latent_channels: int) -> dict:
         """The labeller's constructor arguments: the frozen model's labeller config, this ablation, then
         ``overrides``."""
