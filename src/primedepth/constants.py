@@ -25,7 +25,8 @@ IMAGE_EXTENSIONS = frozenset(
 # Segmentation label that marks pixels without a class (ignored by the losses and metrics).
 IGNORE_LABEL = 255
 
-# Rendered scenes: item i of data seed s is rendered with seed s * SCENE_SEED_STRIDE + i.
-SCENE_SEED_STRIDE = 1_000_003
+# Two seeds combine into one as outer * SEED_STRIDE + inner: item i of rendered-scene data seed s is rendered with
+# seed s * SEED_STRIDE + i, and the shard stream shuffles each (seed, epoch, slot) with its own combined seed.
+SEED_STRIDE = 1_000_003
 # The data seed of the held-out rendered scenes (never used for training).
 HELD_OUT_SEED = 7

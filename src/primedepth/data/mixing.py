@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from ..constants import SCENE_SEED_STRIDE
+from ..constants import SEED_STRIDE
 from ..miniature.scene import render_scene
 from .common import RawSample, prepare_sample
 from .hypersim import HypersimDataset
@@ -33,7 +33,7 @@ class SceneSource:
 
     def __getitem__(self, index: int) -> RawSample:
         h, w = self.resolution
-        s = render_scene(self.seed * SCENE_SEED_STRIDE + index, h, w, indoor=self.indoor, max_objects=self.max_objects)
+        s = render_scene(self.seed * SEED_STRIDE + index, h, w, indoor=self.indoor, max_objects=self.max_objects)
         return RawSample(s.image, s.depth, s.valid, s.labels, s.caption, "depth", f"scene {index}")
 
 

@@ -25,6 +25,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from webdataset.filters import shuffle
 
+from ..constants import SEED_STRIDE
 from .common import DataError, RawSample, prepare_sample
 from .mixing import collate
 from .shards import decode_image, decode_text, expand_shards, load_npy, read_shard
@@ -91,7 +92,7 @@ class StreamingShards(IterableDataset):
             order = np.random.default_rng([self.seed, epoch]).permutation(len(self.urls))
             urls = [self.urls[i] for i in order[slot::slots]]
             raw = (sample for url in urls for sample in read_shard(url))
-            rng = random.Random((self.seed * 1_000_003 + epoch) * 1_000_003 + slot)
+            rng = random.Random((self.seed * SEED_STRIDE + epoch) * SEED_STRIDE + slot)
             for n, sample in enumerate(shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=rng)(raw)):
                 yield epoch, n, sample
 

@@ -1,7 +1,7 @@
 """``primedepth demo``: a model on held-out rendered scenes, scored like the evaluation harness, with a gallery.
 
 The scenes are those of the trainer's held-out validation (data seed 7, never in the training stream): scene ``i``
-is ``render_scene(7 * SCENE_SEED_STRIDE + i)``, as in the trainer's ``SceneSource``. Each prediction goes through
+is ``render_scene(7 * SEED_STRIDE + i)``, as in the trainer's ``SceneSource``. Each prediction goes through
 the public pipeline (its caption is the scene's own), is aligned to the ground truth by least squares in disparity
 space and scored with ``primedepth.evaluation`` (sky, i.e. infinite depth, excluded); metrics are averaged over
 scenes.

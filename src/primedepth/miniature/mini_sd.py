@@ -154,7 +154,9 @@ def warmup_cosine(step: int, warmup: int, total: int, min_ratio: float = 0.1) ->
 
 
 # ------------------------------------------------------------------------------------------------ objectives
-def vae_loss(vae, x: torch.Tensor, c: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
+def vae_loss(
+    vae, x: torch.Tensor, settings: dict, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, dict]:
     """Reconstruction (L1 + L2) of a posterior sample plus ``kl_weight`` x KL(posterior || N(0, I)) per element."""
     posterior = vae.encode(x).latent_dist
     z = posterior.sample(generator=generator)
@@ -162,7 +164,7 @@ def vae_loss(vae, x: torch.Tensor, c: dict, generator: torch.Generator | None = 
     l1 = (rec - x).abs().mean()
     l2 = ((rec - x) ** 2).mean()
     kl = posterior.kl().mean() / z[0].numel()
-    loss = c["l1_weight"] * l1 + c["l2_weight"] * l2 + c["kl_weight"] * kl
+    loss = settings["l1_weight"] * l1 + settings["l2_weight"] * l2 + settings["kl_weight"] * kl
     return loss, {"l1": l1.item(), "l2": l2.item(), "kl": kl.item()}
 
 
@@ -207,9 +209,9 @@ def encode_latents(vae, images: torch.Tensor, batch: int = 64) -> tuple[torch.Te
     """Posterior means and standard deviations (unscaled) of ``images``."""
     means, stds = [], []
     for i in range(0, len(images), batch):
-        d = vae.encode(images[i : i + batch]).latent_dist
-        means.append(d.mean)
-        stds.append(d.std)
+        posterior = vae.encode(images[i : i + batch]).latent_dist
+        means.append(posterior.mean)
+        stds.append(posterior.std)
     return torch.cat(means), torch.cat(stds)
 
 
@@ -248,9 +250,9 @@ def _log(path: Path, record: dict) -> None:
     print(json.dumps(record), flush=True)
 
 
-def _log_progress(log: Path | None, stage: str, step: int, c: dict, loss: float, extra: dict, schedule, t0) -> None:
+def _log_progress(log: Path | None, stage: str, step: int, settings: dict, loss: float, extra: dict, schedule, t0):
     """A training record every ``log_every`` steps and at the last one: loss, ``extra`` terms, rate, time so far."""
-    if log is None or (step % c["log_every"] != 0 and step != c["steps"] - 1):
+    if log is None or (step % settings["log_every"] != 0 and step != settings["steps"] - 1):
         return
     elapsed = round(time.time() - t0, 1)
     _log(
@@ -264,34 +266,38 @@ def _random_hflip(x: torch.Tensor, flip: np.ndarray) -> torch.Tensor:
     return torch.where(torch.from_numpy(flip).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def train_vae(vae, images: torch.Tensor, c: dict, seed: int, hflip: bool, log: Path | None = None) -> list[float]:
+def train_vae(
+    vae, images: torch.Tensor, settings: dict, seed: int, hflip: bool, log: Path | None = None
+) -> list[float]:
     vae.requires_grad_(True)
     params = list(vae.parameters())
-    opt = torch.optim.AdamW(params, lr=c["lr"], weight_decay=0.0)
-    sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, c["warmup_steps"], c["steps"]))
+    optimizer = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, settings["warmup_steps"], settings["steps"])
+    )
     gen = torch.Generator().manual_seed(seed * 7919 + 1)
     vae.train()
     losses = []
     t0 = time.time()
-    for step in range(c["steps"]):
-        idx, flip = batch_indices(step, c["batch_size"], len(images), seed, 1)
+    for step in range(settings["steps"]):
+        idx, flip = batch_indices(step, settings["batch_size"], len(images), seed, 1)
         x = images[torch.from_numpy(idx)]
         if hflip:
             x = _random_hflip(x, flip)
-        loss, terms = vae_loss(vae, x, c, gen)
-        losses.append(_optimizer_step(loss, opt, sch, params))
-        _log_progress(log, "vae", step, c, loss.item(), terms, sch, t0)
+        loss, terms = vae_loss(vae, x, settings, gen)
+        losses.append(_optimizer_step(loss, optimizer, schedule, params))
+        _log_progress(log, "vae", step, settings, loss.item(), terms, schedule, t0)
     vae.eval()
     return losses
 
 
-def _optimizer_step(loss: torch.Tensor, opt, sch, params) -> float:
+def _optimizer_step(loss: torch.Tensor, optimizer, schedule, params) -> float:
     """Backward, clip to norm 1, step optimizer and schedule; returns the loss value."""
-    opt.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
-    sch.step()
+    optimizer.step()
+    schedule.step()
     return loss.item()
 
 
@@ -302,7 +308,7 @@ def train_unet(
     latents: torch.Tensor,
     captions: list[str],
     alpha_bar: torch.Tensor,
-    c: dict,
+    settings: dict,
     seed: int,
     hflip: bool,
     log: Path | None = None,
@@ -310,31 +316,40 @@ def train_unet(
     """``latents``: scaled posterior means, (N, C, h, w); a fresh posterior sample is not drawn (means only)."""
     unet.requires_grad_(True)
     text_encoder.requires_grad_(True)
-    opt = torch.optim.AdamW(
+    optimizer = torch.optim.AdamW(
         [
-            {"params": list(unet.parameters()), "lr": c["lr"]},
-            {"params": list(text_encoder.parameters()), "lr": c["text_lr"]},
+            {"params": list(unet.parameters()), "lr": settings["lr"]},
+            {"params": list(text_encoder.parameters()), "lr": settings["text_lr"]},
         ],
         weight_decay=0.01,
     )
-    sch = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, c["warmup_steps"], c["steps"]))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, settings["warmup_steps"], settings["steps"])
+    )
     gen = torch.Generator().manual_seed(seed * 7919 + 2)
     unet.train()
     text_encoder.train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     losses = []
     t0 = time.time()
-    for step in range(c["steps"]):
-        idx, flip = batch_indices(step, c["batch_size"], len(latents), seed, 2)
+    for step in range(settings["steps"]):
+        idx, flip = batch_indices(step, settings["batch_size"], len(latents), seed, 2)
         z = latents[torch.from_numpy(idx)]
         if hflip:  # a flipped image encodes to (approximately) the flipped latent
             z = _random_hflip(z, flip)
         rng = np.random.default_rng([seed, 3, step])
-        caps = ["" if rng.random() < c["caption_dropout"] else captions[i] for i in idx]
+        caps = ["" if rng.random() < settings["caption_dropout"] else captions[i] for i in idx]
         loss = unet_loss(unet, caption_context(text_encoder, tokenizer, caps), z, alpha_bar, gen)
-        losses.append(_optimizer_step(loss, opt, sch, params))
+        losses.append(_optimizer_step(loss, optimizer, schedule, params))
         _log_progress(
-            log, "unet", step, c, loss.item(), {"loss_avg": float(np.mean(losses[-c["log_every"] :]))}, sch, t0
+            log,
+            "unet",
+            step,
+            settings,
+            loss.item(),
+            {"loss_avg": float(np.mean(losses[-settings["log_every"] :]))},
+            schedule,
+            t0,
         )
     unet.eval()
     text_encoder.eval()
@@ -351,11 +366,11 @@ def train_mini_sd(config: dict) -> Path:
     log = out / "log.jsonl"
     seed = int(config["seed"])
     torch.manual_seed(seed)
-    d = config["data"]
+    data = config["data"]
     times = {}
 
     t0 = time.time()
-    images, captions = render_dataset(d["seed"], d["count"], d["resolution"])
+    images, captions = render_dataset(data["seed"], data["count"], data["resolution"])
     times["render_s"] = time.time() - t0
     _log(log, {"stage": "data", "count": len(images), "seconds": round(times["render_s"], 1)})
     pipe = PrimeDepthPipeline.tiny_random(
@@ -363,7 +378,7 @@ def train_mini_sd(config: dict) -> Path:
     )
 
     t0 = time.time()
-    vae_losses = train_vae(pipe.vae, images, config["vae"], seed, d["hflip"], log)
+    vae_losses = train_vae(pipe.vae, images, config["vae"], seed, data["hflip"], log)
     times["vae_s"] = time.time() - t0
 
     means, stds = encode_latents(pipe.vae, images)
@@ -394,7 +409,7 @@ def train_mini_sd(config: dict) -> Path:
         alpha_bar,
         config["unet"],
         seed,
-        d["hflip"],
+        data["hflip"],
         log,
     )
     times["unet_s"] = time.time() - t0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..constants import HELD_OUT_SEED, SCENE_SEED_STRIDE
+from ..constants import HELD_OUT_SEED, SEED_STRIDE
 
 # ADE20K-150 class indices (0-based, as in the 150-class benchmark) used by the generator
 ADE_WALL, ADE_SKY, ADE_FLOOR, ADE_CEILING = 0, 2, 3, 5
@@ -402,4 +402,4 @@ def render_trajectory(
 
 def held_out_scenes(count: int, resolution: int = 64, seed: int = HELD_OUT_SEED) -> list[Scene]:
     """The first ``count`` scenes of data seed ``seed`` (default: the held-out one, never in the training stream)."""
-    return [render_scene(seed * SCENE_SEED_STRIDE + i, resolution, resolution) for i in range(count)]
+    return [render_scene(seed * SEED_STRIDE + i, resolution, resolution) for i in range(count)]

@@ -24,7 +24,7 @@ import torch.utils.checkpoint
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from ..constants import SCENE_SEED_STRIDE
+from ..constants import SEED_STRIDE
 from ..data.mixing import StepSampler, build_mixture, collate
 from ..data.streaming import StreamingShards, is_streaming
 from ..models.frozen.latent_noising import posterior_moments
@@ -209,7 +209,7 @@ class Trainer:
         if self.config["train"]["noise"] == "none":
             return None, None
         return draw_noise(
-            shape, [torch.Generator().manual_seed((self.seed * SCENE_SEED_STRIDE + int(i)) % (2**63)) for i in indices]
+            shape, [torch.Generator().manual_seed((self.seed * SEED_STRIDE + int(i)) % (2**63)) for i in indices]
         )
 
     def vae_encode(self, x: torch.Tensor) -> torch.Tensor:
