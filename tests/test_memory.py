@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageFile
 
 import primedepth.pipelines.image_processor as image_processor
-from primedepth.pipelines.export import normalise, png16_bytes, write_prediction
+from primedepth.pipelines.export import min_max_normalise, png16_bytes, write_prediction
 from primedepth.pipelines.image_processor import (
     ImageLoadError,
     PrimeDepthImageProcessor,
@@ -37,10 +37,10 @@ def test_writers_stay_within_two_and_a_half_maps(tmp_path):
 
 def test_normalise_and_png16_are_float32_and_exact():
     values = np.array([[2.0, 4.0], [3.0, 6.0]], dtype=np.float64)
-    out = normalise(values)
+    out = min_max_normalise(values)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, np.array([[0, 0.5], [0.25, 1]], dtype=np.float32))
-    assert normalise(np.full((2, 2), 7.0, np.float32)).tolist() == [[0, 0], [0, 0]]
+    assert min_max_normalise(np.full((2, 2), 7.0, np.float32)).tolist() == [[0, 0], [0, 0]]
     import io
 
     png = np.asarray(Image.open(io.BytesIO(png16_bytes(values))))

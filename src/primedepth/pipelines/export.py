@@ -19,7 +19,7 @@ from ..utils.atomic import atomic_path, atomic_write
 FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png", **PRODUCT_FORMATS}
 
 
-def normalise(values: np.ndarray) -> np.ndarray:
+def min_max_normalise(values: np.ndarray) -> np.ndarray:
     """Min-max to [0, 1] as float32 (a constant map becomes zeros); one full-size allocation."""
     lo, hi = float(values.min()), float(values.max())
     out = np.subtract(values, lo, dtype=np.float32)
@@ -51,7 +51,7 @@ def write_npy(path: Path, inverse_depth: np.ndarray) -> None:
 
 def png16_bytes(inverse_depth: np.ndarray) -> bytes:
     """Min-max normalised inverse depth as uint16 (0 = farthest, 65535 = nearest), scaled in place."""
-    scaled = normalise(inverse_depth)
+    scaled = min_max_normalise(inverse_depth)
     scaled *= 65535
     np.rint(scaled, out=scaled)
     return _png_bytes(Image.fromarray(scaled.astype(np.uint16)))

@@ -61,7 +61,7 @@ def evaluate(forward: Callable, dataset, settings: dict) -> tuple[dict, list[np.
     return results, panels
 
 
-def _normalise01(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def _percentile_stretch(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Stretch the 2nd..98th percentile of the valid pixels to [0, 1]."""
     values = x[valid] if valid.any() else x.reshape(-1)
     lo, hi = np.percentile(values, 2), np.percentile(values, 98)
@@ -72,8 +72,8 @@ def sample_panel(item: dict, prediction: np.ndarray) -> np.ndarray:
     """One row of the sample image, (H, 3 W, 3) in [0, 1]: RGB | target (black where invalid) | prediction."""
     rgb = (item["image"].permute(1, 2, 0).numpy() + 1) / 2
     valid = item["valid"].numpy()
-    target = _normalise01(item["target"].numpy(), valid) * valid
-    predicted = _normalise01(prediction, valid)
+    target = _percentile_stretch(item["target"].numpy(), valid) * valid
+    predicted = _percentile_stretch(prediction, valid)
     return np.concatenate([rgb, np.repeat(target[..., None], 3, 2), np.repeat(predicted[..., None], 3, 2)], 1)
 
 
