@@ -203,7 +203,6 @@ class Labeller(ModelMixin, ConfigMixin):
         self,
         preimage: Preimage,
         segmentation: bool = False,
-        depth: bool = True,
         return_intermediates: bool = False,
         low_memory: bool = False,
         *,
@@ -219,8 +218,7 @@ class Labeller(ModelMixin, ConfigMixin):
             out.refiner_out = h
         if low_memory or consume_preimage:
             release_freed_memory(h.device)
-        if depth:
-            out.depth = self.depth_head(h, low_memory=low_memory)
+        out.depth = self.depth_head(h, low_memory=low_memory)
         if segmentation:
             if self.segmentation_head is None:
                 raise ValueError("this model has no segmentation head (segmentation_classes=0)")
