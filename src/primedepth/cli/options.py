@@ -114,9 +114,27 @@ def ensemble_option(
     )
 
 
+def shipped_configs() -> Path:
+    """The configs that ship with the package (``configs/`` in a clone links to them)."""
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def _existing_config(ctx, param, value: str) -> str:
+    """A config file: a path, or the name of a shipped config (``pretrain``, ``ablations/tiny_full.json``, ...)."""
+    if Path(value).is_file():
+        return value
+    shipped = shipped_configs()
+    for candidate in (value, f"{value}.json", f"{value}.toml"):
+        if (shipped / candidate).is_file():
+            return str(shipped / candidate)
+    files = [*shipped.rglob("*.json"), *shipped.rglob("*.toml")]
+    names = sorted(p.relative_to(shipped).with_suffix("").as_posix() for p in files)
+    raise click.BadParameter(f"{value}: no such file, nor a shipped config ({', '.join(names)})")
+
+
 def config_argument():
-    """``CONFIG``: the run's configuration file."""
-    return click.argument("config", type=click.Path(exists=True, dir_okay=False))
+    """``CONFIG``: the run's configuration file, or the name of one that ships with the package."""
+    return click.argument("config", callback=_existing_config)
 
 
 def overrides_option(example: str):
