@@ -23,9 +23,11 @@ def test_absent_weights_give_one_clear_error(make, tmp_path):
 
 
 def test_marigold_settings_are_the_protocols():
-    from primedepth.evaluation.predictors import MARIGOLD_SETTINGS
+    from primedepth.evaluation.peers import MARIGOLD_FORMATS
 
-    assert MARIGOLD_SETTINGS["v1-0"] == {"num_inference_steps": 50, "ensemble_size": 10}
-    assert MARIGOLD_SETTINGS["1-step"] == {"num_inference_steps": 1, "ensemble_size": 1}
-    with pytest.raises(ValueError, match="setting"):
-        MarigoldPredictor("unused", setting="2-step")
+    v1_0, one_step = MARIGOLD_FORMATS["marigold-v1-0"], MARIGOLD_FORMATS["marigold-1-step"]
+    assert (v1_0.steps, v1_0.ensemble_size, v1_0.processing_resolution) == (50, 10, 768)
+    assert (one_step.steps, one_step.ensemble_size, one_step.processing_resolution) == (1, 1, 768)
+    assert v1_0.hub_id == one_step.hub_id == "prs-eth/marigold-depth-v1-0" and not v1_0.zero_noise
+    with pytest.raises(ValueError, match="kind must be one of"):
+        MarigoldPredictor("unused", "marigold-2-step")

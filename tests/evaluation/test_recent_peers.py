@@ -11,7 +11,7 @@ from primedepth.evaluation.peers import (
     PEERS,
     DepthAnythingV1Predictor,
     DepthProPredictor,
-    MarigoldFormatPredictor,
+    MarigoldPredictor,
 )
 
 from . import fixtures, tiny_peers
@@ -39,7 +39,7 @@ def count_unet_calls(pipe):
 def test_each_adapter_states_its_output_kind_and_alignment_space():
     assert (DepthAnythingV1Predictor.output_kind, DepthAnythingV1Predictor.space) == ("inverse depth", "disparity")
     assert (DepthProPredictor.output_kind, DepthProPredictor.space) == ("inverse depth", "disparity")
-    assert (MarigoldFormatPredictor.output_kind, MarigoldFormatPredictor.space) == ("depth", "depth")
+    assert (MarigoldPredictor.output_kind, MarigoldPredictor.space) == ("depth", "depth")
     assert set(PEERS) == {"depth-anything", "depth-pro", "marigold-v1-1", "marigold-lcm", "marigold-e2e-ft"}
     assert MARIGOLD_FORMATS["marigold-e2e-ft"].hub_id == "GonzaloMG/marigold-e2e-ft-depth"
 

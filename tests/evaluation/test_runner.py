@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from primedepth.evaluation import DATASETS, EnsemblePredictor, SavedPredictor, evaluate, write_oracle_run
-from primedepth.evaluation.runner import FIELDS
+from primedepth.evaluation.runner import FIELDS, Processes
 
 from . import fixtures
 from .fakes import AffineOfGT, Constant
@@ -109,8 +109,8 @@ def test_shards_cover_every_sample_once_and_merge_like_one_process(tmp_path):
     ds = build("diode", tmp_path / "data", tmp_path)
     single = evaluate(ds, AffineOfGT(ds, name="m", a=2.0), tmp_path / "one")
     models = [AffineOfGT(ds, name="m", a=2.0) for _ in range(2)]
-    assert evaluate(ds, models[1], tmp_path / "two", rank=1, world_size=2) is None  # only rank 0 merges
-    merged = evaluate(ds, models[0], tmp_path / "two", rank=0, world_size=2)
+    assert evaluate(ds, models[1], tmp_path / "two", processes=Processes(1, 2)) is None  # only rank 0 merges
+    merged = evaluate(ds, models[0], tmp_path / "two", processes=Processes(0, 2))
     assert models[0].calls == [ds.entries[0][0], ds.entries[2][0]] and models[1].calls == [ds.entries[1][0]]
     assert merged["metrics"] == single["metrics"]
     assert [r["sample_id"] for r in rows_of(tmp_path / "two/diode/m/per_sample.csv")] == [e[0] for e in ds.entries]

@@ -17,6 +17,14 @@ import click
 
 from . import options as opt
 
+# primedepth.evaluation (torch, the datasets, the adapters) is imported inside the commands, so that
+# ``primedepth --help`` and the other commands do not import torch.
+
+EXISTING_DIR = click.Path(exists=True, file_okay=False)
+EXISTING_FILE = click.Path(exists=True, dir_okay=False)
+SPACES = click.Choice(["disparity", "depth"])
+SPACE_HELP = "Space in which the saved predictions are affine-invariant (with --predictions)."
+
 MODEL_HELP = (
     "PrimeDepth id or folder (default 'tiny-random'), or KIND=ARG: depth-anything-v2=DIR, marigold=DIR, "
     "depth-anything=DIR (V1), depth-pro=DIR, marigold-v1-1=DIR, marigold-lcm=DIR, marigold-e2e-ft=DIR "
@@ -43,7 +51,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
     if kind == "depth-anything-v2":
         return DepthAnythingV2Predictor(arg, device=device)
     if kind == "marigold":
-        return MarigoldPredictor(arg, marigold_setting, device=device, seed=seed)
+        return MarigoldPredictor(arg, f"marigold-{marigold_setting}", device=device, seed=seed)
     if kind in PEERS:
         return PEERS[kind](arg, device=device, seed=seed)
     if kind == "python":
@@ -96,26 +104,16 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 @click.option("--output", "output_root", default="eval_results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_spec", default="tiny-random", show_default=True, help=MODEL_HELP)
 @click.option(
-    "--predictions",
-    type=click.Path(exists=True, file_okay=False),
-    help="Score saved <sample id, '/'->'__'>.npy files instead of running a model.",
+    "--predictions", type=EXISTING_DIR, help="Score saved <sample id, '/'->'__'>.npy files instead of running a model."
 )
-@click.option(
-    "--prediction-space",
-    type=click.Choice(["disparity", "depth"]),
-    default="disparity",
-    show_default=True,
-    help="Space in which the saved predictions are affine-invariant (with --predictions).",
-)
+@click.option("--prediction-space", type=SPACES, default="disparity", show_default=True, help=SPACE_HELP)
 @click.option("--name", help="Run name (default: the model's).")
 @click.option(
-    "--split-file",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Split list in Marigold's format instead of discovering samples.",
+    "--split-file", type=EXISTING_FILE, help="Split list in Marigold's format instead of discovering samples."
 )
 @click.option(
     "--scene-list",
-    type=click.Path(exists=True, dir_okay=False),
+    type=EXISTING_FILE,
     help="nuScenes-C scene list JSON replacing the shipped one (the paper's Table 5).",
 )
 @click.option("--allow-partial", is_flag=True, help="Evaluate even if the sample count differs from the protocol's.")
@@ -190,16 +188,10 @@ def command(
                     dataset_name=dataset_name,
                 )
             predictor.name = name or predictor.name
-            rank, world_size, barrier = distributed_context()
+            processes = distributed_context()
+            save = not no_save_predictions
             summary = evaluate(
-                dataset,
-                predictor,
-                output_root,
-                rank=rank,
-                world_size=world_size,
-                barrier=barrier,
-                save_predictions=not no_save_predictions,
-                progress=True,
+                dataset, predictor, output_root, processes=processes, save_predictions=save, progress=True
             )
     except (DatasetError, WeightsNotFoundError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -249,20 +241,18 @@ def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, all
 
         return build
 
-    rank, world_size, barrier = distributed_context()
+    processes = distributed_context()
     result = run_suite(
         suite,
         folders,
         {n: factory(n, s) for n, s in specs.items()},
         output_root,
         allow_partial=allow_partial,
-        rank=rank,
-        world_size=world_size,
-        barrier=barrier,
+        processes=processes,
         progress=True,
         dataset_options=dataset_options,
     )
-    if rank != 0:
+    if processes.rank != 0:
         return
     for dataset, status in result.status.items():
         if status.startswith("missing"):

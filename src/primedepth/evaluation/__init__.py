@@ -4,9 +4,9 @@ PrimeDepth and peer adapters, resumable/sharded runs, ensembling and the report.
 from .datasets import DATASETS, DatasetError
 from .ensemble import EnsemblePredictor, write_oracle_run
 from .metrics import compute_metrics
+from .peers import MarigoldPredictor
 from .predictors import (
     DepthAnythingV2Predictor,
-    MarigoldPredictor,
     Predictor,
     PrimeDepthPredictor,
     SavedPredictor,

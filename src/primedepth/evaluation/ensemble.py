@@ -5,7 +5,9 @@ affine-invariant normalisation *without ground truth* (``pipelines.ensemble``, t
 ensemble): shift by its median, divide by its mean absolute deviation from the median (the MiDaS scale-shift
 normalisation). The pixel-wise average of the two normalised maps is again an
 affine-invariant inverse depth and goes through the usual protocol (fit to 1/GT, invert, clip). Using no GT here
-keeps the ensemble a real predictor; the only GT use remains the protocol's own per-image alignment."""
+keeps the ensemble a real predictor; the only GT use remains the protocol's own per-image alignment.
+
+report.py (matplotlib, seconds to import) is imported when an oracle run is written, not with the package."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ import json
 from pathlib import Path
 
 from ..pipelines.ensemble import average_normalised
+from .files import write_text
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from .predictors import Predictor
 from .protocol import resize_to
+from .runner import run_directory, summarise, write_per_sample
 
 
 class EnsemblePredictor(Predictor):
@@ -72,9 +76,7 @@ def write_oracle_run(
 ) -> dict:
     """Score the per-image oracle of two finished runs as a run of its own (``name``, default ``oracle(A,B)``), with
     pick counts; ``reports=False`` leaves the cross-run reports to the caller."""
-    from .files import write_text
     from .report import summary_markdown, write_reports
-    from .runner import run_directory, summarise, write_per_sample
 
     a, b = (run_directory(output_root, dataset.config.name, n) / "per_sample.csv" for n in (name_a, name_b))
     spaces = {json.loads((p.parent / "summary.json").read_text())["alignment"] for p in (a, b)}

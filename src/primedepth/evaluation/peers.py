@@ -4,23 +4,23 @@ and Depth Pro (transformers), Marigold v1-1, Marigold-LCM and Marigold-format on
 
 Every adapter says what its output is (``output_kind``: depth or inverse depth, both affine-invariant) and so in which
 space the protocol aligns it (``space``). Like the other peers they load local folders only; ``PEERS`` maps the
-``--model KIND=DIR`` kind to the adapter."""
+``--model KIND=DIR`` kind to the adapter. Marigold v1-0 (``--model marigold=DIR``) runs through the same Marigold
+adapter as the Marigold-format peers.
+
+diffusers and transformers are imported when an adapter is built: each takes seconds to import, and a run uses at
+most one of them."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .predictors import Predictor, _generator, _require_dir
-
-
-def _device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+from .predictors import Predictor, _device, _generator, _require_dir
 
 
 def _upsample(pred: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
@@ -91,61 +91,71 @@ class DepthProPredictor(Predictor):
 
 @dataclass(frozen=True)
 class MarigoldFormat:
-    """How one Marigold-format checkpoint is run: pipeline call settings beyond the checkpoint's own defaults
-    (``default_denoising_steps``, ``default_processing_resolution``, its scheduler) and whether the initial latent
-    is zero instead of noise (end-to-end fine-tuned one-step models are trained that way)."""
+    """How one Marigold-format checkpoint is run through ``MarigoldDepthPipeline``: denoising steps, ensemble size
+    and processing resolution (None: the checkpoint's ``default_denoising_steps`` / ``default_processing_resolution``,
+    with its own scheduler), and whether the initial latent is zero instead of noise (end-to-end fine-tuned one-step
+    models are trained that way)."""
 
     title: str
     hub_id: str
-    call: dict = field(default_factory=dict)
+    steps: int | None = None
+    ensemble_size: int = 1
+    processing_resolution: int | None = None
     zero_noise: bool = False
 
 
+# Marigold v1-0 as in the paper's protocol (``--model marigold=DIR --marigold-setting v1-0 / 1-step``), then the
+# recent Marigold-format peers (``--model KIND=DIR``).
+MARIGOLD_V1_0 = ("Marigold", "prs-eth/marigold-depth-v1-0")
 MARIGOLD_FORMATS = {
+    "marigold-v1-0": MarigoldFormat(*MARIGOLD_V1_0, steps=50, ensemble_size=10, processing_resolution=768),
+    "marigold-1-step": MarigoldFormat(*MARIGOLD_V1_0, steps=1, ensemble_size=1, processing_resolution=768),
     "marigold-v1-1": MarigoldFormat("Marigold v1-1", "prs-eth/marigold-depth-v1-1"),
     "marigold-lcm": MarigoldFormat("Marigold-LCM", "prs-eth/marigold-depth-lcm-v1-0"),
     "marigold-e2e-ft": MarigoldFormat(
-        "E2E-FT (Marigold format, one step)",
-        "GonzaloMG/marigold-e2e-ft-depth",
-        call=dict(num_inference_steps=1),
-        zero_noise=True,
+        "E2E-FT (Marigold format, one step)", "GonzaloMG/marigold-e2e-ft-depth", steps=1, zero_noise=True
     ),
 }
+MARIGOLD_PEERS = ("marigold-v1-1", "marigold-lcm", "marigold-e2e-ft")
 
 
-class MarigoldFormatPredictor(Predictor):
-    """A Marigold-format depth checkpoint through diffusers ``MarigoldDepthPipeline``, run with the checkpoint's
-    scheduler, default steps and processing resolution (``MARIGOLD_FORMATS``), ``ensemble_size`` members (1 by
-    default, the pipeline's default). Output: affine-invariant depth, aligned in depth space."""
+class MarigoldPredictor(Predictor):
+    """A Marigold-format depth checkpoint through diffusers ``MarigoldDepthPipeline`` as ``MARIGOLD_FORMATS[kind]``
+    says; ``ensemble_size`` / ``processing_resolution`` override the format's. The run is named ``kind``. Output:
+    affine-invariant depth, aligned in depth space."""
 
     space, output_kind = "depth", "depth"
 
     def __init__(
         self,
         path: str | Path,
-        kind: str = "marigold-v1-1",
+        kind: str = "marigold-v1-0",
         device: str | None = None,
         seed: int = 0,
-        ensemble_size: int = 1,
+        ensemble_size: int | None = None,
+        processing_resolution: int | None = None,
     ):
         from diffusers import MarigoldDepthPipeline
 
         if kind not in MARIGOLD_FORMATS:
             raise ValueError(f"Marigold-format kind must be one of {sorted(MARIGOLD_FORMATS)}, got {kind!r}")
-        self.format = MARIGOLD_FORMATS[kind]
+        overrides = dict(ensemble_size=ensemble_size, processing_resolution=processing_resolution)
+        self.format = replace(MARIGOLD_FORMATS[kind], **{k: v for k, v in overrides.items() if v is not None})
         path = _require_dir(path, self.format.title, self.format.hub_id)
-        self.name, self.seed, self.ensemble_size, self.device = kind, seed, ensemble_size, _device(device)
+        self.name, self.seed, self.device = kind, seed, _device(device)
         self.pipe = MarigoldDepthPipeline.from_pretrained(path, local_files_only=True).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
     def zero_latents(self, shape: tuple[int, int]) -> torch.Tensor:
         """Zero initial latents of the shape the pipeline expects for an image of ``shape`` (its own size rule)."""
         h, w = shape
-        resolution = self.format.call.get("processing_resolution", self.pipe.default_processing_resolution)
+        resolution = self.format.processing_resolution
+        if resolution is None:
+            resolution = self.pipe.default_processing_resolution
         if resolution:
             h, w = h * resolution // max(h, w), w * resolution // max(h, w)
         factor = self.pipe.vae_scale_factor
-        latent = (self.ensemble_size, self.pipe.vae.config.latent_channels, -(-h // factor), -(-w // factor))
+        latent = (self.format.ensemble_size, self.pipe.vae.config.latent_channels, -(-h // factor), -(-w // factor))
         return torch.zeros(latent, device=self.device, dtype=self.pipe.dtype)
 
     def predict(self, sample_id, rgb):
@@ -154,25 +164,27 @@ class MarigoldFormatPredictor(Predictor):
             if self.format.zero_noise
             else dict(generator=_generator(self.seed, sample_id, self.device))
         )
-        # A PIL image: the pipeline's latent-shape check reads numpy arrays as channels-first.
+        # A PIL image: the pipeline's latent-shape check reads numpy arrays as channels-first. Its image processor
+        # turns a PIL image back into the same uint8 array first, so the pixels are those of ``rgb`` either way.
         out = self.pipe(
             Image.fromarray(rgb),
-            ensemble_size=self.ensemble_size,
+            num_inference_steps=self.format.steps,
+            ensemble_size=self.format.ensemble_size,
+            processing_resolution=self.format.processing_resolution,
             match_input_resolution=True,
             output_type="np",
-            **self.format.call,
             **noise,
         )
         return np.asarray(out.prediction, dtype=np.float32).reshape(rgb.shape[:2])
 
 
 def _marigold_format(kind):
-    return lambda path, device=None, seed=0: MarigoldFormatPredictor(path, kind, device=device, seed=seed)
+    return lambda path, device=None, seed=0: MarigoldPredictor(path, kind, device=device, seed=seed)
 
 
 # ``--model KIND=DIR`` kinds of the adapters above: factory(path, device=, seed=) -> Predictor.
 PEERS = {
     "depth-anything": lambda path, device=None, seed=0: DepthAnythingV1Predictor(path, device=device),
     "depth-pro": lambda path, device=None, seed=0: DepthProPredictor(path, device=device),
-    **{kind: _marigold_format(kind) for kind in MARIGOLD_FORMATS},
+    **{kind: _marigold_format(kind) for kind in MARIGOLD_PEERS},
 }

@@ -1,6 +1,9 @@
 """Model adapters: everything the harness runs is a ``Predictor`` that turns one sample's RGB into an
 affine-invariant map and says in which space (``depth`` or ``disparity``) that map is affine, which is the space the
-protocol aligns it in. Peers load only local weights: nothing is downloaded, and absent weights give one clear error."""
+protocol aligns it in. Peers load only local weights: nothing is downloaded, and absent weights give one clear error.
+
+The model libraries (the PrimeDepth pipeline's diffusers, transformers) are imported when a predictor is built: they
+take seconds to import, and scoring saved predictions or listing ``--help`` needs neither."""
 
 from __future__ import annotations
 
@@ -21,6 +24,10 @@ def _require_dir(path: str | Path, what: str, hub_id: str) -> Path:
             f"internet run `huggingface-cli download {hub_id} --local-dir {path}` and pass that folder."
         )
     return path
+
+
+def _device(device: str | None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _generator(seed: int, sample_id: str, device) -> torch.Generator:
@@ -48,8 +55,7 @@ class PrimeDepthPredictor(Predictor):
         from primedepth import PrimeDepthPipeline
 
         self.name, self.seed = "primedepth" if model != "tiny-random" else "primedepth-tiny-random", seed
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=device).set_precision(dtype)
+        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=_device(device)).set_precision(dtype)
 
     def predict(self, sample_id, rgb):
         out = self.pipe(rgb, caption="none", seed=self.seed)
@@ -66,55 +72,10 @@ class DepthAnythingV2Predictor(Predictor):
         from primedepth.pipelines.depth_anything import DepthAnything
 
         path = _require_dir(path, "Depth Anything V2", "depth-anything/Depth-Anything-V2-Large-hf")
-        self.model = DepthAnything(
-            path, device=device or ("cuda" if torch.cuda.is_available() else "cpu"), local_files_only=True
-        )
+        self.model = DepthAnything(path, device=_device(device), local_files_only=True)
 
     def predict(self, sample_id, rgb):
         return self.model.predict(rgb)
-
-
-MARIGOLD_SETTINGS = {
-    "v1-0": dict(num_inference_steps=50, ensemble_size=10),
-    "1-step": dict(num_inference_steps=1, ensemble_size=1),
-}
-
-
-class MarigoldPredictor(Predictor):
-    """Marigold through diffusers' ``MarigoldDepthPipeline`` (``prs-eth/marigold-depth-v1-0`` saved locally), in the
-    v1-0 protocol (50 steps, ensemble of 10) or 1-step; its output is affine-invariant depth."""
-
-    space = "depth"
-
-    def __init__(
-        self,
-        path: str | Path,
-        setting: str = "v1-0",
-        device: str | None = None,
-        seed: int = 0,
-        processing_resolution: int = 768,
-    ):
-        from diffusers import MarigoldDepthPipeline
-
-        if setting not in MARIGOLD_SETTINGS:
-            raise ValueError(f"Marigold setting must be one of {sorted(MARIGOLD_SETTINGS)}, got {setting!r}")
-        path = _require_dir(path, "Marigold", "prs-eth/marigold-depth-v1-0")
-        self.name, self.setting, self.seed = f"marigold-{setting}", MARIGOLD_SETTINGS[setting], seed
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.processing_resolution = processing_resolution
-        self.pipe = MarigoldDepthPipeline.from_pretrained(path, local_files_only=True).to(self.device)
-        self.pipe.set_progress_bar_config(disable=True)
-
-    def predict(self, sample_id, rgb):
-        out = self.pipe(
-            rgb,
-            **self.setting,
-            processing_resolution=self.processing_resolution,
-            match_input_resolution=True,
-            generator=_generator(self.seed, sample_id, self.device),
-            output_type="np",
-        )
-        return np.asarray(out.prediction, dtype=np.float32).reshape(rgb.shape[:2])
 
 
 def prediction_filename(sample_id: str) -> str:

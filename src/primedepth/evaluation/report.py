@@ -17,6 +17,8 @@ from ..outputs.colour import show_depth
 from .datasets import DATASETS
 from .files import atomic_path, write_text
 from .metrics import HIGHER_IS_BETTER
+from .predictors import SavedPredictor
+from .protocol import score_prediction
 
 HEADLINE = (("delta1", "δ1 % ↑", 100.0), ("abs_rel", "AbsRel ×100 ↓", 100.0))
 
@@ -123,9 +125,6 @@ def category_box_plot(
 def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, count: int = 3) -> None:
     """RGB, GT and every model's aligned depth for the ``count`` worst and best samples by AbsRel of the reference
     model (PrimeDepth when present, else the first run); models without a saved prediction are left out."""
-    from .predictors import SavedPredictor
-    from .protocol import score_prediction
-
     runs = [
         d for d in sorted(dataset_dir.iterdir()) if (d / "per_sample.csv").is_file() and (d / "predictions").is_dir()
     ]

@@ -4,7 +4,10 @@ Each process takes every ``world_size``-th sample (``index % world_size == rank`
 to its own ``parts/rank<r>.csv`` (flushed and fsynced, after the raw prediction is saved), so a run killed at any
 point loses at most the sample in flight. On restart, every sample with a row in any part file is skipped. Once all
 processes are done, rank 0 merges the parts into ``per_sample.csv`` and writes ``summary.json`` / ``summary.md``
-and the cross-run report. Under ``accelerate launch`` rank and world size come from accelerate."""
+and the cross-run report. Under ``accelerate launch`` rank and world size come from accelerate.
+
+report.py (matplotlib, seconds to import) is imported when a run is merged: ``primedepth.evaluation`` is also
+imported by commands that only align or score, which draw nothing."""
 
 from __future__ import annotations
 
@@ -13,9 +16,13 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from ..utils.atomic import remove_stale_temps
 from .datasets.base import DepthDataset
@@ -31,10 +38,27 @@ def run_directory(output_root: str | Path, dataset_name: str, model_name: str) -
     return Path(output_root) / dataset_name / model_name
 
 
-def distributed_context():
-    """``(rank, world_size, barrier)``: from accelerate when launched with several processes, else a single one."""
+def _no_barrier() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Processes:
+    """The processes sharing a run: this one's ``rank``, their number and ``barrier``, which returns once every
+    process has called it."""
+
+    rank: int = 0
+    world_size: int = 1
+    barrier: Callable[[], None] = _no_barrier
+
+
+SINGLE_PROCESS = Processes()
+
+
+def distributed_context() -> Processes:
+    """The processes from accelerate when launched with several, else a single one. accelerate is imported only
+    then: single-process runs do not need it."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
         from accelerate import PartialState
 
         state = PartialState(cpu=not torch.cuda.is_available())
@@ -42,8 +66,8 @@ def distributed_context():
             raise RuntimeError(
                 f"accelerate set up {state.num_processes} process(es), WORLD_SIZE is {os.environ['WORLD_SIZE']}"
             )
-        return state.process_index, state.num_processes, state.wait_for_everyone
-    return 0, 1, lambda: None
+        return Processes(state.process_index, state.num_processes, state.wait_for_everyone)
+    return SINGLE_PROCESS
 
 
 def read_part(path: Path, repair: bool = False) -> list[dict]:
@@ -78,16 +102,16 @@ def evaluate(
     predictor: Predictor,
     output_root: str | Path,
     *,
-    rank: int = 0,
-    world_size: int = 1,
-    barrier=lambda: None,
+    processes: Processes = SINGLE_PROCESS,
     save_predictions: bool = True,
     merge: bool = True,
     progress: bool = False,
     reports: bool = True,
 ) -> dict | None:
-    """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process.
-    ``reports=False`` leaves the cross-run reports to the caller (a suite draws them once per dataset)."""
+    """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process
+    (rank 0 of ``processes``). ``reports=False`` leaves the cross-run reports to the caller (a suite draws them once
+    per dataset)."""
+    rank = processes.rank
     run_dir = run_directory(output_root, dataset.config.name, predictor.name)
     remove_stale_temps(run_dir)  # temporaries of killed runs
     part = run_dir / "parts" / f"rank{rank}.csv"
@@ -95,17 +119,15 @@ def evaluate(
         write_text(part, ",".join(FIELDS) + "\n")
     read_part(part, repair=True)
     done = completed(run_dir)
-    todo = [i for i in range(rank, len(dataset), world_size) if dataset.entries[i][0] not in done]
+    todo = [i for i in range(rank, len(dataset), processes.world_size) if dataset.entries[i][0] not in done]
     if progress:
-        from tqdm import tqdm
-
         todo = tqdm(todo, desc=f"{dataset.config.name}/{predictor.name} rank {rank}", unit="img")
     with open(part, "a", newline="") as f:
         for index in todo:
             f.write(_score_one(dataset, predictor, index, run_dir, save_predictions))
             f.flush()
             os.fsync(f.fileno())
-    barrier()
+    processes.barrier()
     if merge and rank == 0:
         return merge_run(dataset, predictor, run_dir, output_root, reports)
     return None

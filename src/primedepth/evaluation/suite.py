@@ -27,7 +27,7 @@ from .ensemble import EnsemblePredictor, write_oracle_run
 from .files import write_text
 from .predictors import Predictor, SavedPredictor
 from .report import category_box_plot, read_per_sample, write_reports
-from .runner import evaluate, run_directory
+from .runner import SINGLE_PROCESS, Processes, evaluate, run_directory
 
 MEASURES = (("delta1", "δ1 ↑", True), ("abs_rel", "AbsRel ↓", False))  # (metric, header, higher is better)
 ENSEMBLE_RUN = "pixel-wise-average"
@@ -92,9 +92,7 @@ def run_suite(
     output_root: str | Path,
     *,
     allow_partial: bool = False,
-    rank: int = 0,
-    world_size: int = 1,
-    barrier=lambda: None,
+    processes: Processes = SINGLE_PROCESS,
     progress: bool = False,
     dataset_options: dict[str, dict] | None = None,
 ) -> SuiteResult:
@@ -128,31 +126,22 @@ def run_suite(
                 continue
             predictor.name = run_name
             try:
-                evaluate(
-                    dataset,
-                    predictor,
-                    output_root,
-                    rank=rank,
-                    world_size=world_size,
-                    barrier=barrier,
-                    progress=progress,
-                    reports=False,
-                )
+                evaluate(dataset, predictor, output_root, processes=processes, progress=progress, reports=False)
                 changed = True
             except (DatasetError, FileNotFoundError, ValueError, RuntimeError) as exc:
                 result.errors.append(f"{dataset.config.title} / {run_name}: {exc}")
-        barrier()  # every run's summary is written (by rank 0) before any process looks at the pair
+        processes.barrier()  # every run's summary is written (by rank 0) before any process looks at the pair
         if suite.pair and all(_finished(output_root, dataset, r) for r in suite.pair):
             try:
-                changed |= _combine(suite.pair, dataset, output_root, rank, world_size, barrier)
+                changed |= _combine(suite.pair, dataset, output_root, processes)
             except (FileNotFoundError, ValueError) as exc:
                 result.errors.append(
                     f"{dataset.config.title} / Pixel-wise-Average and Image-Oracle of {suite.pair}: {exc}"
                 )
-        if changed and rank == 0:
+        if changed and processes.rank == 0:
             write_reports(output_root, dataset)
         result.status[name] = "done"
-    if rank == 0:
+    if processes.rank == 0:
         result.table_path = write_suite_report(suite, output_root, list(runs), result.status)
     return result
 
@@ -163,7 +152,7 @@ def _finished(output_root: Path, dataset: DepthDataset, run_name: str) -> bool:
     return summary is not None and summary["samples"] == len(dataset)
 
 
-def _combine(pair, dataset, output_root, rank, world_size, barrier) -> bool:
+def _combine(pair, dataset, output_root, processes: Processes) -> bool:
     """The Pixel-wise-Average (ensemble.py's GT-free normalised mean of the saved predictions) and the per-image
     oracle of the pair, picked once by δ1 and once by AbsRel as the paper's pick percentages are per measure.
     Returns whether anything was computed."""
@@ -174,20 +163,12 @@ def _combine(pair, dataset, output_root, rank, world_size, barrier) -> bool:
             run = run_directory(output_root, dataset.config.name, name)
             space = json.loads((run / "summary.json").read_text())["alignment"]
             members.append(SavedPredictor(run / "predictions", space, name))
-        evaluate(
-            dataset,
-            EnsemblePredictor(members, ENSEMBLE_RUN),
-            output_root,
-            rank=rank,
-            world_size=world_size,
-            barrier=barrier,
-            reports=False,
-        )
-    if rank == 0:
+        evaluate(dataset, EnsemblePredictor(members, ENSEMBLE_RUN), output_root, processes=processes, reports=False)
+    if processes.rank == 0:
         for criterion, name in ORACLE_RUNS.items():
             if name in todo:
                 write_oracle_run(output_root, dataset, *pair, criterion=criterion, name=name, reports=False)
-    barrier()
+    processes.barrier()
     return bool(todo)
 
 
