@@ -98,9 +98,15 @@ def test_every_input_type_gives_the_same_prediction(tiny_pipe, rgb_image, tmp_pa
         np.testing.assert_allclose(tiny_pipe(v).inverse_depth[0], ref, rtol=1e-5, atol=1e-5)
 
 
-def test_save_and_load_round_trip(tiny_pipe, rgb_image, tmp_path):
+def test_save_and_load_round_trip(tiny_pipe, rgb_image, tmp_path, capfd):
+    from transformers.utils import logging as transformers_logging
+
+    bars_on = transformers_logging.is_progress_bar_enabled()
     tiny_pipe.save_pretrained(tmp_path / "model")
     again = PrimeDepthPipeline.from_pretrained(tmp_path / "model", device="cpu")
+    printed = capfd.readouterr().err
+    assert "Writing model shards" not in printed and "Loading weights" not in printed, printed
+    assert transformers_logging.is_progress_bar_enabled() == bars_on  # switched back on after the block
     x, y = again(rgb_image).inverse_depth[0], tiny_pipe(rgb_image).inverse_depth[0]
     assert np.abs(x - y).max() <= 1e-4 * np.abs(y).max()
     assert again.tokenizer("a cat")["input_ids"] == tiny_pipe.tokenizer("a cat")["input_ids"]

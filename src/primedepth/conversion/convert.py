@@ -13,6 +13,7 @@ from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokeniz
 from ..pipelines.loading import MODEL_INDEX
 from ..utils.atomic import atomic_dir
 from ..utils.hub import cache_only
+from ..utils.quiet import no_library_progress_bars
 from .config_inference import infer_official_config
 from .official_checkpoint import load_official_checkpoint
 from .official_config import load_official_config
@@ -101,9 +102,10 @@ def convert_official_checkpoint(
         CLIPTextModel.from_pretrained(text_encoder, **hub).save_pretrained(folder)
 
     with atomic_dir(out_dir) as tmp:  # a normal folder (umask respected), renamed into place when complete
-        parts.unet.save_pretrained(tmp / "unet")
-        parts.vae.save_pretrained(tmp / "vae")
-        parts.labeller.save_pretrained(tmp / "labeller")
+        with no_library_progress_bars():
+            parts.unet.save_pretrained(tmp / "unet")
+            parts.vae.save_pretrained(tmp / "vae")
+            parts.labeller.save_pretrained(tmp / "labeller")
         settings = {
             "_class_name": "PrimeDepthPipeline",
             **parts.noise,
@@ -111,7 +113,8 @@ def convert_official_checkpoint(
             "source_checkpoint": source or Path(checkpoint).name,
         }
         if parts.text_encoder is not None:
-            parts.text_encoder.save_pretrained(tmp / "text_encoder")
+            with no_library_progress_bars():
+                parts.text_encoder.save_pretrained(tmp / "text_encoder")
             settings["text_encoder"] = "text_encoder"
         else:
             settings["text_encoder"] = _save_or_defer(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ..models.preimage import Preimage
 from ..models.trained.classes import labeller_classes
 from ..models.trained.labeller import LabellerOutput, PrimeDepthLabeller
 from ..utils.hub import cache_only
+from ..utils.quiet import no_library_progress_bars
 from .captioning import Blip2Captioner, CaptionCache
 from .depth_anything import DepthAnything
 from .ensemble import COMBINATION, NORMALISATION, average_normalised
@@ -225,30 +227,33 @@ class PrimeDepthPipeline:
                 for key in ("text_encoder", "tokenizer")
             )
             hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
-            try:
-                text_encoder = load_checked(
-                    "text encoder",
-                    text_path,
-                    lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(text_path)),
-                    lambda: CLIPTextModel.from_pretrained(text_path, **hub),
-                )
-                tokenizer = load_clip_tokenizer(tok_path, **hub)
-            except OSError as err:
-                raise OSError(
-                    f"text encoder / tokenizer of {root} ({text_path}, {tok_path}) could not be loaded: "
-                    f"{err}\nRun `primedepth convert` with --text-encoder/--tokenizer pointing at a "
-                    "local copy to embed it."
-                ) from None
-            parts = {}
-            for name, part_cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel)):
-                folder = root / name
-                parts[name] = load_checked(
-                    name,
-                    folder,
-                    lambda c=part_cls, f=folder: c.from_config(c.load_config(f)),
-                    lambda c=part_cls, f=folder: c.from_pretrained(f),
-                )
-            labeller = load_labeller(root / "labeller")
+            # a text tower named by hub id may download: its bars stay on
+            local_text = Path(text_path).is_dir()
+            with no_library_progress_bars() if local_text else contextlib.nullcontext():
+                try:
+                    text_encoder = load_checked(
+                        "text encoder",
+                        text_path,
+                        lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(text_path)),
+                        lambda: CLIPTextModel.from_pretrained(text_path, **hub),
+                    )
+                    tokenizer = load_clip_tokenizer(tok_path, **hub)
+                except OSError as err:
+                    raise OSError(
+                        f"text encoder / tokenizer of {root} ({text_path}, {tok_path}) could not be loaded: "
+                        f"{err}\nRun `primedepth convert` with --text-encoder/--tokenizer pointing at a "
+                        "local copy to embed it."
+                    ) from None
+                parts = {}
+                for name, part_cls in (("vae", AutoencoderKL), ("unet", UNet2DConditionModel)):
+                    folder = root / name
+                    parts[name] = load_checked(
+                        name,
+                        folder,
+                        lambda c=part_cls, f=folder: c.from_config(c.load_config(f)),
+                        lambda c=part_cls, f=folder: c.from_pretrained(f),
+                    )
+                labeller = load_labeller(root / "labeller")
             try:
                 pipe = cls(
                     vae=parts["vae"],
@@ -270,11 +275,9 @@ class PrimeDepthPipeline:
     def save_pretrained(self, directory: str | Path) -> None:
         root = Path(directory)
         root.mkdir(parents=True, exist_ok=True)
-        self.vae.save_pretrained(root / "vae")
-        self.unet.save_pretrained(root / "unet")
-        self.labeller.save_pretrained(root / "labeller")
-        self.text_encoder.save_pretrained(root / "text_encoder")
-        self.tokenizer.save_pretrained(root / "tokenizer")
+        with no_library_progress_bars():
+            for name in ("vae", "unet", "labeller", "text_encoder", "tokenizer"):
+                getattr(self, name).save_pretrained(root / name)
         settings = {
             **self.settings,
             "_class_name": type(self).__name__,

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..utils.atomic import atomic_dir, atomic_write_text
+from ..utils.quiet import no_library_progress_bars
 from ..utils.torch_files import load_torch_file
 from .ema import EMA
 
@@ -105,7 +106,7 @@ class Checkpointer:
         """Write ``frozen/`` unless the frozen parts already lie in a folder (the source, or an earlier run's)."""
         if self._source_folder() is not None or (self.frozen_copy / "model_index.json").is_file():
             return
-        with atomic_dir(self.frozen_copy) as tmp:
+        with atomic_dir(self.frozen_copy) as tmp, no_library_progress_bars():
             vae.save_pretrained(tmp / "vae")
             unet.save_pretrained(tmp / "unet")
             text_encoder.save_pretrained(tmp / "text_encoder")
