@@ -31,3 +31,17 @@ def test_marigold_settings_are_the_protocols():
     assert v1_0.hub_id == one_step.hub_id == "prs-eth/marigold-depth-v1-0" and not v1_0.zero_noise
     with pytest.raises(ValueError, match="kind must be one of"):
         MarigoldPredictor("unused", "marigold-2-step")
+
+
+@pytest.mark.slow  # 150 denoising steps of the tiny UNet: over 10 s on the 2-core machine under load
+def test_marigold_v1_0_ensembles_its_members(tmp_path):
+    """The v1-0 protocol averages an ensemble (diffusers aligns the members with scipy, a dependency for that)."""
+    from . import tiny_peers
+
+    path = tiny_peers.save_tiny_marigold(tmp_path / "mg")
+    rgb = (np.mgrid[0:24, 0:40, 0:3].sum(0) * 9 % 256).astype(np.uint8)
+    pair = MarigoldPredictor(path, "marigold-v1-0", device="cpu", ensemble_size=2, processing_resolution=32)
+    single = MarigoldPredictor(path, "marigold-v1-0", device="cpu", ensemble_size=1, processing_resolution=32)
+    ensembled, alone = pair.predict("a", rgb), single.predict("a", rgb)
+    assert ensembled.shape == alone.shape == (24, 40) and np.isfinite(ensembled).all()
+    assert not np.allclose(ensembled, alone)  # a second member, drawn from the same seed's stream, moved the result
