@@ -300,3 +300,18 @@ def test_metrics_log_holds_each_step_once_after_a_resume(tmp_path):
     train_steps = [r["step"] for r in rows if r["split"] == "train"]
     assert train_steps == [1, 2, 3, 4]
     assert [r["step"] for r in rows if r["split"] == "model"] == [0]
+
+
+def test_train_takes_shipped_config_names(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from primedepth.cli import main
+    from primedepth.cli.options import shipped_configs
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: the names resolve to the package's own files
+    unknown = CliRunner().invoke(main, ["train", "no-such-config"])
+    assert unknown.exit_code == 2 and "no-such-config: no such file, nor a shipped config" in unknown.output
+    assert "tiny_cpu" in unknown.output and "ablations/tiny_full" in unknown.output
+    assert (shipped_configs() / "tiny_cpu.json").is_file() and (shipped_configs() / "mini-sd.toml").is_file()
+    shipped = load_config(shipped_configs() / "ablations" / "tiny_full.json")  # its extends chain resolves too
+    assert shipped["model"]["ablation"] == "full"
