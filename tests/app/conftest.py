@@ -3,13 +3,13 @@ app tests, and the system Chromium that drives it."""
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
+from launchers import free_port
 from PIL import Image
 
 CHROMIUM_FLAGS = [
@@ -23,15 +23,9 @@ CHROMIUM_FLAGS = [
 STARTUP_TIMEOUT = 240  # seconds; the machine these tests run on may be shared
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -262,25 +261,3 @@ def write_packaged_style_scene_list(path: Path, groups: list[tuple[str, list[str
         )
     )
     return path
-
-
-def accelerate_eval_command(*eval_args: str) -> list[str]:
-    """``accelerate launch`` of ``primedepth eval EVAL_ARGS`` over two CPU processes on one machine, with the console
-    scripts found beside the running interpreter (CI runs without an activated venv)."""
-    scripts = Path(sys.executable).parent
-    return [
-        str(scripts / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(scripts / "primedepth"),
-        "eval",
-        *eval_args,
-    ]

@@ -7,6 +7,7 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
+from launchers import accelerate_launch
 
 from primedepth.cli import main
 
@@ -145,7 +146,8 @@ def test_accelerate_launch_shards_over_two_processes(tmp_path):
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "CALL_LOG": str(tmp_path / "calls.txt"),
     }
-    cmd = fixtures.accelerate_eval_command(
+    cmd = accelerate_launch(
+        "eval",
         "--dataset",
         "scannet",
         "--data-root",

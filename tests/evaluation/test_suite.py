@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from launchers import accelerate_launch
 
 from primedepth.evaluation.suite import average_ranks, load_suite, run_suite
 
@@ -350,7 +351,8 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
     # the folder that `fakes.__name__` imports from (the repository or tests/, depending on the rootdir)
     importable = Path(fakes.__file__).resolve().parents[fakes.__name__.count(".")]
     env = {**os.environ, "PYTHONPATH": f"{importable}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    cmd = fixtures.accelerate_eval_command(
+    cmd = accelerate_launch(
+        "eval",
         "--suite",
         "paper-table2",
         "--data-root",

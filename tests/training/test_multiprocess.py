@@ -4,13 +4,12 @@ gradient-checkpointing switches, at tiny size."""
 import json
 import math
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from launchers import accelerate_launch, free_port
 from safetensors.torch import load_file
 
 from primedepth.training.config import load_config
@@ -33,35 +32,9 @@ def _weights(run: Path, step: int) -> dict:
     return load_file(str(run / "checkpoints" / f"step-{step:06d}" / "labeller" / "diffusion_pytorch_model.safetensors"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _launch(config: Path, max_steps: int, cwd: Path) -> None:
     """``accelerate launch --num_processes 2`` of ``primedepth train`` on the CPU (gloo)."""
-    bindir = Path(sys.executable).parent
-    cmd = [
-        str(bindir / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        str(bindir / "primedepth"),
-        "train",
-        str(config),
-        "--max-steps",
-        str(max_steps),
-    ]
+    cmd = accelerate_launch("train", str(config), "--max-steps", str(max_steps), main_process_port=free_port())
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-4000:]
