@@ -97,12 +97,12 @@ def test_a_kill_mid_run_recomputes_nothing_on_rerun(tmp_path, clip):
 
 def test_stabilisation_undoes_per_frame_scale_and_shift(tmp_path, clip):
     pipe = AffinePipe()
-    stable = predict_video(pipe, clip, tmp_path / "on", progress=False)
+    stable = predict_video(pipe, clip, tmp_path / "on", temporal="affine", progress=False)
     stack = np.load(stable.outputs["npz"])["inverse_depth"]
     first = stack[0]
     for frame in stack[1:]:
         np.testing.assert_allclose(frame, first, rtol=1e-4, atol=1e-4)
-    raw = np.load(predict_video(AffinePipe(), clip, tmp_path / "off", stabilise=False, progress=False).outputs["npz"])[
+    raw = np.load(predict_video(AffinePipe(), clip, tmp_path / "off", temporal="off", progress=False).outputs["npz"])[
         "inverse_depth"
     ]
     assert np.abs(raw[-1] - raw[0]).mean() > 1.0

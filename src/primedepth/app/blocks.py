@@ -80,7 +80,7 @@ def build_app(
             [str(p) for p in result.downloads],
         )
 
-    def run_video(path, model, stride, max_frames, stabilise, side, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
+    def run_video(path, model, stride, max_frames, temporal, side, progress=gr.Progress()):  # noqa: B008 (Gradio's way)
         if not path:
             raise gr.Error("upload a video first", print_exception=False)
         progress(0, desc="reading the clip")
@@ -91,7 +91,7 @@ def build_app(
                 model=model,
                 stride=int(stride),
                 max_frames=int(max_frames),
-                stabilise=stabilise,
+                temporal=temporal,
                 side_by_side=side,
                 workdir=workdir,
                 max_pixels=max_pixels,
@@ -214,10 +214,12 @@ def build_app(
                         label=f"frames (at most {max_video_frames})",
                         elem_id="max-frames",
                     )
-                stabilise = gr.Checkbox(
-                    True,
-                    label="stabilise (fit each frame's scale/shift to the previous frames, so colours do not flicker)",
-                    elem_id="stabilise",
+                temporal = gr.Radio(
+                    ["flow", "affine", "off"],
+                    value="flow",
+                    label="temporal fusion (flow: average along optical-flow tracks; affine: fit each frame's "
+                    "scale/shift to the previous frames; off: frames as predicted, they flicker)",
+                    elem_id="temporal",
                 )
                 side = gr.Checkbox(True, label="also an RGB | depth video", elem_id="side")
                 run_clip = gr.Button("Predict depth video", variant="primary", elem_id="predict-video")
@@ -246,7 +248,7 @@ def build_app(
         )
         run_clip.click(
             run_video,
-            inputs=[clip, video_model, stride, max_frames, stabilise, side],
+            inputs=[clip, video_model, stride, max_frames, temporal, side],
             outputs=[depth_video, side_video, video_label, video_downloads],
             api_name="predict_video",
             concurrency_id=DEVICE_QUEUE,

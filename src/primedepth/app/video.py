@@ -1,5 +1,5 @@
 """One clip through ``outputs.video.predict_video`` (the code behind ``primedepth video``), for the app's video tab:
-the same decoding, stabilisation and encoding, written into a fresh folder under the app's temporary folder, with
+the same decoding, temporal fusion and encoding, written into a fresh folder under the app's temporary folder, with
 progress reported per predicted frame and the honest account of what ran."""
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ from pathlib import Path
 from ..outputs.video import predict_video, probe
 from .models import ModelRegistry
 from .predict import InputRejected
+
+TEMPORAL_LABELS = {
+    "flow": "flow (stabilised along optical-flow tracks; occlusions keep the current frame)",
+    "affine": "affine (stabilised: scale/shift fitted to the previous frames)",
+    "off": "off (each frame as predicted, not stabilised)",
+}
 
 
 @dataclass
@@ -29,7 +35,7 @@ def predict_clip(
     model: str,
     stride: int = 1,
     max_frames: int = 60,
-    stabilise: bool = True,
+    temporal: str = "flow",
     side_by_side: bool = True,
     workdir: Path,
     max_pixels: int,
@@ -57,7 +63,7 @@ def predict_clip(
             on_progress(len(done), total)
 
     def work(pipe):
-        sampling = dict(stride=stride, max_frames=max_frames, stabilise=stabilise, side_by_side_video=side_by_side)
+        sampling = dict(stride=stride, max_frames=max_frames, temporal=temporal, side_by_side_video=side_by_side)
         result = predict_video(pipe, path, out_dir, model_id=model, progress=False, on_frame=frame_done, **sampling)
         return result, pipe.device
 
@@ -67,7 +73,7 @@ def predict_clip(
         f"at {float(result.fps):.3g} fps, {info.width} x {info.height} px, "
         f"processed at long side {choice.default_max_size} px · "
         f"{result.seconds:.1f} s ({result.seconds / max(result.frames, 1):.2f} s per frame) · "
-        f"{'stabilised (scale/shift fitted to the previous frames)' if stabilise else 'not stabilised'} · "
+        f"temporal {TEMPORAL_LABELS.get(temporal, temporal)} · "
         "colours span the clip's 1st-99th percentile of inverse depth (near = warm)"
     )
     if choice.caveat:

@@ -26,18 +26,27 @@ from .model_loading import load_command_pipeline, prepare_for_inference
 @click.option("--end", default=None, type=float, help="Stop before this second.")
 @click.option("--max-frames", default=None, type=click.IntRange(min=1), help="At most this many frames.")
 @click.option(
-    "--no-stabilise",
-    is_flag=True,
-    help="Keep each frame's own affine map (no scale/shift fit to the previous frames): colours may flicker.",
+    "--temporal",
+    default="flow",
+    type=click.Choice(["flow", "affine", "off"]),
+    show_default=True,
+    help="flow: average each pixel along its optical-flow track (occlusions keep the current frame); "
+    "affine: fit only each frame's scale/shift to the previous frames; off: each frame as predicted (flickers).",
+)
+@click.option(
+    "--fps",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Frame rate of a folder of frames [default: 24].",
 )
 @click.option("--side-by-side", is_flag=True, help="Also write NAME_side.mp4 (RGB | depth with a colour bar).")
 @click.option(
     "--frames",
     "frame_format",
     default="none",
-    type=click.Choice(["none", "png16", "exr"]),
+    type=click.Choice(["none", "png16", "exr", "tiff"]),
     show_default=True,
-    help="Also write a frame sequence in NAME_frames/ (one value range per clip).",
+    help="Also write a frame sequence in NAME_frames/: 16-bit PNG (one value range per clip), float EXR or TIFF.",
 )
 @click.option("--no-npz", is_flag=True, help="Do not write NAME_depth.npz (float32 stack, frame numbers, times).")
 @opt.cmap_option()
@@ -59,7 +68,8 @@ def command(
     start,
     end,
     max_frames,
-    no_stabilise,
+    temporal,
+    fps,
     side_by_side,
     frame_format,
     no_npz,
@@ -75,8 +85,10 @@ def command(
     cache_dir,
     local_files_only,
 ):
-    """Depth videos for INPUTS (any video ffmpeg reads). Interrupted runs resume where they stopped."""
+    """Depth videos for INPUTS (any video ffmpeg reads, or a folder of PNG/JPEG/TIFF/EXR frames in natural order).
+    Interrupted runs resume where they stopped."""
     from ..outputs.colour import colour_lut
+    from ..outputs.temporal import require_cv2
     from ..outputs.video import VideoReadError, predict_video, require_av
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
@@ -85,13 +97,15 @@ def command(
     try:
         colour_lut(cmap)
         require_av()
+        if temporal == "flow":
+            require_cv2()
     except (ValueError, ImportError) as err:
         raise click.UsageError(str(err)) from None
     if start is not None and end is not None and end <= start:
         raise click.BadParameter(f"--end {end} is not after --start {start}", param_hint="--end")
-    missing = [p for p in inputs if not p.is_file()]
+    missing = [p for p in inputs if not (p.is_file() or p.is_dir())]
     failures = [f"{p}: no such file" for p in missing]
-    todo = [p for p in inputs if p.is_file()]
+    todo = [p for p in inputs if p.is_file() or p.is_dir()]
 
     try:
         model, pipe, notice = load_command_pipeline(
@@ -114,7 +128,8 @@ def command(
                 start=start,
                 end=end,
                 max_frames=max_frames,
-                stabilise=not no_stabilise,
+                temporal=temporal,
+                fps=fps,
                 side_by_side_video=side_by_side,
                 frames=None if frame_format == "none" else frame_format,
                 npz=not no_npz,

@@ -1,13 +1,17 @@
-"""Depth for videos: decoded and encoded by PyAV (its wheels bundle ffmpeg), resumable, temporally stabilised.
+"""Depth for videos and image sequences: decoded and encoded by PyAV (its wheels bundle ffmpeg), resumable,
+temporally fused, in memory that does not grow with the video's length.
 
 Every frame is predicted alone with the same noise draw (the pipeline seeds image 0 of a call with ``seed``). The
-prediction is affine-invariant per frame, so each frame's scale and shift would wander; stabilisation fits them
-(robust least squares, ``outputs.alignment``) to the running result over the previous ``window`` frames. The colour
-video then uses one value range for the whole clip.
+prediction is affine-invariant per frame and noisy per pixel, so it would flicker; ``outputs.temporal`` fuses the
+frames in one streaming pass (optical-flow tracks by default, or only a scale/shift fit). The colour video then uses
+one value range for the whole clip.
+
+Input: a video file, or a folder of frames (``outputs.sequence``: PNG / JPEG / TIFF / EXR, natural order).
 
 Resuming: each frame's raw prediction is stored in ``NAME_frames_raw/`` as soon as it is computed (atomically); a
-rerun with the same settings loads those instead of recomputing. The final files are written atomically at the end
-and the raw folder is removed once they all exist.
+rerun with the same settings loads those instead of recomputing. The fused maps are appended to one file in that
+folder as they are made and read back from disk to write the outputs, so only a few frames are ever in memory. The
+final files are written atomically at the end and the raw folder is removed once they all exist.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -27,13 +32,14 @@ from tqdm.auto import tqdm
 from ..pipelines.export import _png_bytes
 from ..pipelines.image_processor import load_image
 from ..utils.atomic import atomic_path, atomic_write
-from .alignment import robust_fit_scale_shift
 from .colour import DEFAULT_CMAP, colorize, side_by_side
-from .formats import write_exr
+from .formats import tiff_bytes, write_exr
+from .sequence import DEFAULT_FPS, list_frames, read_frame
+from .temporal import TemporalFusion
 
-FRAME_FORMATS = ("png16", "exr")
-FIT_PIXELS = 4096  # pixels per reference frame used by the stabilising fit
+FRAME_FORMATS = ("png16", "exr", "tiff")
 RANGE_PERCENTILES = (1.0, 99.0)
+RANGE_SAMPLES = 2_000_000  # values drawn (evenly over frames and pixels) for the clip's colour range
 
 
 class VideoReadError(ValueError):
@@ -62,7 +68,7 @@ class VideoInfo:
 @dataclass
 class VideoResult:
     """Paths written, frames in the output, how many were predicted in this run (the rest came from the resume
-    cache), the output frame rate, and the stabilising fit per frame (scale, shift; identity when off)."""
+    cache), the output frame rate, and the scale and shift applied to each raw frame (identity when off)."""
 
     outputs: dict[str, Path]
     frames: int
@@ -77,8 +83,22 @@ def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=round(rotation / 90) % 4)) if rotation % 360 else rgb
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Frame rate, size and rotation of the first video stream of ``path``."""
+def _probe_sequence(folder: Path, fps: Fraction) -> VideoInfo:
+    files = list_frames(folder)
+    if not files:
+        raise VideoReadError(f"{folder}: no PNG, JPEG, TIFF or EXR frames in the folder")
+    try:
+        height, width = read_frame(files[0]).shape[:2]
+    except ValueError as err:
+        raise VideoReadError(str(err)) from None
+    return VideoInfo(fps, width, height, 0, len(files))
+
+
+def probe(path: str | Path, fps: float | Fraction | None = None) -> VideoInfo:
+    """Frame rate, size and rotation of the first video stream of ``path``, or of the image sequence in the
+    folder ``path`` (at ``fps``, default 24)."""
+    if Path(path).is_dir():
+        return _probe_sequence(Path(path), Fraction(fps or DEFAULT_FPS).limit_denominator(1001))
     av = require_av()
     try:
         with av.open(str(path)) as container:
@@ -106,12 +126,17 @@ def read_frames(
     start: float | None = None,
     end: float | None = None,
     max_frames: int | None = None,
+    fps: float | Fraction | None = None,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """``(frame number, time in s, uint8 H x W x 3 upright RGB)`` for every ``stride``-th frame in
-    ``[start, end)`` seconds, at most ``max_frames``. Frame numbers count decoded frames from the first kept time."""
-    av = require_av()
+    ``[start, end)`` seconds, at most ``max_frames``. Frame numbers count decoded frames from the first kept time.
+    A folder is read as an image sequence at ``fps`` (default 24)."""
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
+    if Path(path).is_dir():
+        yield from _read_sequence(Path(path), stride, start, end, max_frames, fps)
+        return
+    av = require_av()
     kept = number = 0
     try:
         with av.open(str(path)) as container:
@@ -131,6 +156,31 @@ def read_frames(
                 number += 1
     except av.FFmpegError as err:
         raise VideoReadError(f"{path}: decoding failed ({err})") from None
+
+
+def _read_sequence(folder, stride, start, end, max_frames, fps) -> Iterator[tuple[int, float, np.ndarray]]:
+    rate = float(fps or DEFAULT_FPS)
+    kept = number = 0
+    shape = None
+    for index, file in enumerate(list_frames(folder)):
+        t = index / rate
+        if start is not None and t < start - 1e-9:
+            continue
+        if end is not None and t >= end - 1e-9:
+            break
+        if number % stride == 0:
+            try:
+                rgb = read_frame(file)
+            except ValueError as err:
+                raise VideoReadError(str(err)) from None
+            if shape is not None and rgb.shape != shape:
+                raise VideoReadError(f"{file}: {rgb.shape[1]} x {rgb.shape[0]} differs from the first frame's size")
+            shape = rgb.shape
+            yield number, t, rgb
+            kept += 1
+            if max_frames is not None and kept >= max_frames:
+                break
+        number += 1
 
 
 def write_video(path: str | Path, frames: Iterator[np.ndarray], fps: Fraction, crf: int = 18) -> int:
@@ -158,22 +208,39 @@ def write_video(path: str | Path, frames: Iterator[np.ndarray], fps: Fraction, c
     return count
 
 
-def stabilising_fit(raw: np.ndarray, references: list[np.ndarray], seed: int = 0) -> tuple[float, float]:
-    """``(scale, shift)`` with ``scale * raw + shift`` closest (robustly) to each of the previous stabilised maps,
-    on a fixed pixel subsample; moving objects and newly visible surfaces are rejected as outliers."""
-    flat = raw.reshape(-1)
-    pick = np.random.default_rng(seed).choice(flat.size, size=min(flat.size, FIT_PIXELS), replace=False)
-    pred = np.concatenate([flat[pick]] * len(references))
-    target = np.concatenate([ref.reshape(-1)[pick] for ref in references])
-    fit = robust_fit_scale_shift(pred, target, seed=seed)
-    return fit.scale, fit.shift
-
-
 def png16_in_range(values: np.ndarray, lo: float, hi: float) -> bytes:
     """16-bit PNG of ``values`` mapped from the clip's range [lo, hi] (0 = farthest, 65535 = nearest), so every
     frame of a clip shares one scale."""
     t = (np.clip(values, lo, hi) - np.float32(lo)) / np.float32(hi - lo if hi > lo else 1.0)
     return _png_bytes(Image.fromarray(np.rint(t * 65535).astype(np.uint16)))
+
+
+class FusedFrames:
+    """The fused maps appended to ``path`` (float32, ``count`` x ``shape``), read back one frame at a time."""
+
+    def __init__(self, path: Path, count: int, shape: tuple[int, int]):
+        self.path, self.count, self.shape = path, count, shape
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        size = self.shape[0] * self.shape[1]
+        return np.fromfile(self.path, np.float32, count=size, offset=4 * size * k).reshape(self.shape)
+
+
+def write_npz(path: Path, frames: FusedFrames, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez``'s layout (uncompressed zip of .npy members): ``inverse_depth`` streamed frame by frame from
+    ``frames``, then the small ``arrays``."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with archive.open("inverse_depth.npy", "w", force_zip64=True) as member:
+            header = {"descr": "<f4", "fortran_order": False, "shape": (len(frames), *frames.shape)}
+            np.lib.format.write_array_header_2_0(member, header)
+            for k in range(len(frames)):
+                member.write(frames[k].astype("<f4").tobytes())
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, value, allow_pickle=False)
 
 
 def output_paths(out_dir: Path, name: str, side_by_side_video: bool, frames: str | None, npz: bool) -> dict:
@@ -196,8 +263,10 @@ def predict_video(
     start: float | None = None,
     end: float | None = None,
     max_frames: int | None = None,
-    stabilise: bool = True,
+    temporal: str = "flow",
     window: int = 3,
+    memory: int = 8,
+    fps: float | None = None,
     side_by_side_video: bool = False,
     frames: str | None = None,
     npz: bool = True,
@@ -212,25 +281,30 @@ def predict_video(
     progress: bool = True,
     on_frame: Callable[[int], None] | None = None,
 ) -> VideoResult:
-    """Depth video of ``path`` into ``out_dir`` (``NAME_depth.mp4``; optionally ``NAME_side.mp4`` RGB | depth,
-    ``NAME_frames/`` 16-bit PNG or EXR per frame, and ``NAME_depth.npz`` with the float32 stack).
+    """Depth video of ``path`` (a video file or a folder of frames) into ``out_dir`` (``NAME_depth.mp4``;
+    optionally ``NAME_side.mp4`` RGB | depth, ``NAME_frames/`` 16-bit PNG, EXR or TIFF per frame, and
+    ``NAME_depth.npz`` with the float32 stack).
 
     ``stride`` / ``start`` / ``end`` (seconds) / ``max_frames`` choose frames; the output runs at the input's fps
-    divided by ``stride`` so it keeps the input's duration. ``stabilise=False`` keeps each frame's own affine map.
-    ``caption="auto"`` captions the first frame and conditions every frame on that text. ``on_frame`` is called
-    with each newly predicted frame number (progress reporting). Raises ``VideoReadError`` for unreadable input.
+    (``fps`` for a folder, default 24) divided by ``stride`` so it keeps the input's duration. ``temporal`` is one of
+    ``outputs.temporal.TEMPORAL_MODES`` (``window``: frames the affine mode fits to; ``memory``: the longest track
+    the flow mode averages). ``caption="auto"`` captions the first frame and conditions every frame on that text.
+    ``on_frame`` is called with each newly predicted frame number (progress reporting). Raises ``VideoReadError``
+    for unreadable input.
     """
     path, out_dir = Path(path), Path(out_dir)
     if frames is not None and frames not in FRAME_FORMATS:
         raise ValueError(f"frame format must be one of {FRAME_FORMATS}, got {frames!r}")
-    name = path.stem
+    fusion = TemporalFusion(temporal, window=window, memory=memory, seed=seed)
+    name = path.name if path.is_dir() else path.stem
     started = time.perf_counter()
-    info = probe(path)
-    fps = info.fps / stride
+    info = probe(path, fps)
+    out_fps = info.fps / stride
     paths = output_paths(out_dir, name, side_by_side_video, frames, npz)
     if not overwrite and all(p.exists() for p in paths.values()):
-        return VideoResult(paths, 0, 0, fps, time.perf_counter() - started, skipped=True)
+        return VideoResult(paths, 0, 0, out_fps, time.perf_counter() - started, skipped=True)
 
+    source = list_frames(path) if path.is_dir() else [path]
     settings = {
         "stride": stride,
         "start": start,
@@ -241,7 +315,8 @@ def predict_video(
         "caption": caption,
         "max_size": max_size,
         "model": model_id,
-        "source_bytes": path.stat().st_size,
+        "source_bytes": sum(p.stat().st_size for p in source),
+        "source_frames": len(source),
     }
     cache = out_dir / f"{name}_frames_raw"
     settings_file = cache / "settings.json"
@@ -256,78 +331,70 @@ def predict_video(
     if max_frames is not None:
         expected = max_frames if expected is None else min(expected, max_frames)
     bar = tqdm(total=expected, desc=name, unit="frame", disable=not progress)
-    numbers, times, coefficients, recent = [], [], [], []
-    predicted, text = 0, caption
-    for number, t, rgb in read_frames(path, stride, start, end, max_frames):
-        raw_file = cache / f"{number:07d}.npy"
-        if raw_file.is_file():
-            raw = np.load(raw_file)
-        else:
-            if text == "auto":
-                text = pipe.captions_for([load_image(rgb)], "auto")[0]
-            raw = pipe(
-                rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory
-            ).inverse_depth[0]
-            with atomic_path(raw_file) as tmp:
-                np.save(tmp, raw)
-            predicted += 1
-            if on_frame is not None:
-                on_frame(number)
-        scale, shift = stabilising_fit(raw, recent, seed) if stabilise and recent else (1.0, 0.0)
-        recent = (recent + [np.float32(scale) * raw + np.float32(shift)])[-window:]
-        numbers.append(number)
-        times.append(t)
-        coefficients.append((scale, shift))
-        bar.update(1)
+    numbers, times, coefficients = [], [], []
+    predicted, text, shape = 0, caption, None
+    fused_file = cache / "fused.f32"  # the fused maps, appended frame by frame; rewritten by every run
+    with open(fused_file, "wb") as fused_out:
+        for number, t, rgb in read_frames(path, stride, start, end, max_frames, fps):
+            raw_file = cache / f"{number:07d}.npy"
+            if raw_file.is_file():
+                raw = np.load(raw_file)
+            else:
+                if text == "auto":
+                    text = pipe.captions_for([load_image(rgb)], "auto")[0]
+                raw = pipe(
+                    rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory
+                ).inverse_depth[0]
+                with atomic_path(raw_file) as tmp:
+                    np.save(tmp, raw)
+                predicted += 1
+                if on_frame is not None:
+                    on_frame(number)
+            step = fusion.update(rgb, raw)
+            shape = step.fused.shape
+            fused_out.write(np.ascontiguousarray(step.fused, dtype=np.float32).tobytes())
+            numbers.append(number)
+            times.append(t)
+            coefficients.append((step.scale, step.shift))
+            bar.update(1)
     bar.close()
     if not numbers:
         raise VideoReadError(f"{path}: no frames in the chosen range")
-
-    def stabilised(k: int) -> np.ndarray:
-        scale, shift = coefficients[k]
-        return np.float32(scale) * np.load(cache / f"{numbers[k]:07d}.npy") + np.float32(shift)
-
-    step = max(1, recent[-1].size // 20000)
-    sample = np.concatenate([stabilised(k).reshape(-1)[::step] for k in range(len(numbers))])
+    stack = FusedFrames(fused_file, len(numbers), shape)
+    pixels = shape[0] * shape[1]
+    frame_step, pixel_step = max(1, -(-len(numbers) * pixels // RANGE_SAMPLES)), max(1, pixels // RANGE_SAMPLES)
+    sample = np.concatenate([stack[k].reshape(-1)[::pixel_step] for k in range(0, len(numbers), frame_step)])
     lo, hi = (float(v) for v in np.percentile(sample, RANGE_PERCENTILES))
+    del sample
 
-    write_video(paths["video"], (colorize(stabilised(k), cmap, lo, hi) for k in range(len(numbers))), fps)
+    write_video(paths["video"], (colorize(stack[k], cmap, lo, hi) for k in range(len(numbers))), out_fps)
     if side_by_side_video:
-        rgb_frames = (rgb for _, _, rgb in read_frames(path, stride, start, end, max_frames))
+        rgb_frames = (rgb for _, _, rgb in read_frames(path, stride, start, end, max_frames, fps))
         write_video(
             paths["side_by_side"],
-            (side_by_side(rgb, stabilised(k), cmap, lo=lo, hi=hi) for k, rgb in zip(range(len(numbers)), rgb_frames)),
-            fps,
+            (side_by_side(rgb, stack[k], cmap, lo=lo, hi=hi) for k, rgb in zip(range(len(numbers)), rgb_frames)),
+            out_fps,
         )
     if frames is not None:
         folder = paths["frames"]
         folder.mkdir(parents=True, exist_ok=True)
         for k, number in enumerate(numbers):
-            values = stabilised(k)
+            values = stack[k]
             if frames == "png16":
                 atomic_write(folder / f"{number:07d}_16bit.png", png16_in_range(values, lo, hi))
+            elif frames == "tiff":
+                atomic_write(folder / f"{number:07d}.tiff", tiff_bytes(values))
             else:
                 write_exr(folder / f"{number:07d}.exr", values)
     if npz:
-        stack = np.lib.format.open_memmap(
-            cache / "stack.npy",
-            mode="w+",
-            dtype=np.float32,
-            shape=(len(numbers), *np.load(cache / f"{numbers[0]:07d}.npy").shape),
-        )
-        for k in range(len(numbers)):
-            stack[k] = stabilised(k)
-        stack.flush()
-        with atomic_path(paths["npz"]) as tmp, open(tmp, "wb") as f:
-            np.savez(
-                f,
-                inverse_depth=stack,
-                frame_numbers=np.array(numbers),
-                times=np.array(times),
-                coefficients=np.array(coefficients),
-                fps=np.array(float(fps)),
-                stabilised=np.array(stabilise),
-            )
-        del stack
+        small = {
+            "frame_numbers": np.array(numbers),
+            "times": np.array(times),
+            "coefficients": np.array(coefficients),
+            "fps": np.array(float(out_fps)),
+            "temporal": np.array(temporal),
+        }
+        with atomic_path(paths["npz"]) as tmp:
+            write_npz(tmp, stack, small)
     shutil.rmtree(cache)
-    return VideoResult(paths, len(numbers), predicted, fps, time.perf_counter() - started, coefficients)
+    return VideoResult(paths, len(numbers), predicted, out_fps, time.perf_counter() - started, coefficients)

@@ -1,0 +1,166 @@
+"""Temporal fusion of per-frame depth maps: one streaming, causal pass over a video.
+
+A single-image model predicts every frame alone, so its maps flicker: each has its own scale and shift
+(affine-invariant output) and its own per-pixel noise. Three modes:
+
+* ``off`` -- each frame as predicted.
+* ``affine`` -- each frame's scale and shift fitted (robust least squares) to the previous ``window`` fused maps on
+  fixed pixels. Removes the affine drift, not the per-pixel noise.
+* ``flow`` -- the previous fused map follows the scene: dense optical flow (OpenCV's DIS, a classical method
+  without learned weights) from the current frame to the previous one warps the previous fused map onto the current
+  frame. The current frame's scale and shift are fitted to the warped map over the pixels whose forward and backward
+  flows agree, and the two are averaged where they agree (a running mean along each pixel's track, at most
+  ``memory`` frames long). Occluded and newly visible pixels, where the flows disagree or the warped value is an
+  outlier of the fit, take the current frame's value and start a new track.
+
+The state is one frame (grey image, fused map, track lengths), so memory does not grow with the video's length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .alignment import robust_fit_scale_shift
+
+TEMPORAL_MODES = ("flow", "affine", "off")
+FIT_PIXELS = 4096  # pixels per reference frame used by the scale/shift fits
+MIN_TRACKED = 0.05  # below this fraction of pixels with agreeing flow, the flow fit falls back to the affine one
+AGREEMENT_SIGMAS = 3.0  # |aligned - warped| beyond this many robust sigmas of the fit: not the same surface
+
+
+def require_cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise ImportError("--temporal flow needs OpenCV: pip install 'primedepth[outputs]'") from None
+    return cv2
+
+
+def stabilising_fit(raw: np.ndarray, references: list[np.ndarray], seed: int = 0) -> tuple[float, float]:
+    """``(scale, shift)`` with ``scale * raw + shift`` closest (robustly) to each of the previous stabilised maps,
+    on a fixed pixel subsample; moving objects and newly visible surfaces are rejected as outliers."""
+    flat = raw.reshape(-1)
+    pick = np.random.default_rng(seed).choice(flat.size, size=min(flat.size, FIT_PIXELS), replace=False)
+    pred = np.concatenate([flat[pick]] * len(references))
+    target = np.concatenate([ref.reshape(-1)[pick] for ref in references])
+    fit = robust_fit_scale_shift(pred, target, seed=seed)
+    return fit.scale, fit.shift
+
+
+def grey(rgb: np.ndarray) -> np.ndarray:
+    """uint8 luma of an RGB frame (what the flow is computed on)."""
+    cv2 = require_cv2()
+    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+class FlowWarp:
+    """Dense flow between two grey frames and the warp it implies, with a forward-backward consistency mask."""
+
+    def __init__(self):
+        cv2 = require_cv2()
+        self.cv2 = cv2
+        self.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self.dis.setFinestScale(0)  # full resolution: frames are often small (depth at the model's size)
+
+    def flow(self, source: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """H x W x 2 (dx, dy) with ``source(p) ~ target(p + flow(p))``."""
+        return self.dis.calc(source, target, None)
+
+    def _sample(self, values: np.ndarray, coords: np.ndarray, nearest: bool = False) -> np.ndarray:
+        interpolation = self.cv2.INTER_NEAREST if nearest else self.cv2.INTER_LINEAR
+        return self.cv2.remap(
+            values, coords[..., 0], coords[..., 1], interpolation, borderMode=self.cv2.BORDER_REPLICATE
+        )
+
+    def backward(self, previous: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(coords, agree)``: where each pixel of ``current`` lies in ``previous`` (H x W x 2 float32, x then y)
+        and whether the forward and backward flows agree there and it lies inside ``previous``."""
+        back = self.flow(current, previous)
+        forward = self.flow(previous, current)
+        h, w = current.shape
+        y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+        coords = np.stack([x + back[..., 0], y + back[..., 1]], axis=-1)
+        returned = self._sample(forward, coords)
+        # Sundaram et al.'s test: the round trip p -> p + b -> p + b + f(p + b) ends near p
+        loop = np.sum((back + returned) ** 2, axis=-1)
+        agree = loop <= 0.01 * (np.sum(back**2, axis=-1) + np.sum(returned**2, axis=-1)) + 0.5
+        inside = (coords[..., 0] >= 0) & (coords[..., 0] <= w - 1) & (coords[..., 1] >= 0) & (coords[..., 1] <= h - 1)
+        return coords, agree & inside
+
+    def warp(self, values: np.ndarray, coords: np.ndarray, nearest: bool = False) -> np.ndarray:
+        """``values`` of the previous frame seen at ``coords`` (bilinear, or nearest for labels and counts)."""
+        return self._sample(np.ascontiguousarray(values, dtype=np.float32), coords, nearest)
+
+
+@dataclass
+class FusionStep:
+    """One frame's result: the fused map, the scale and shift applied to the raw prediction, and (flow mode) the
+    pixels that continued a track from the previous frame."""
+
+    fused: np.ndarray
+    scale: float
+    shift: float
+    tracked: np.ndarray | None = None
+
+
+class TemporalFusion:
+    """Streaming fusion of raw per-frame maps in one of ``TEMPORAL_MODES``; call ``update`` frame by frame.
+
+    ``window``: previous fused maps the affine mode fits to. ``memory``: the longest track the flow mode averages
+    over (the weight of the current frame never drops below ``1 / memory``). ``seed``: the fits' pixel draws.
+    """
+
+    def __init__(self, mode: str = "flow", *, window: int = 3, memory: int = 8, seed: int = 0):
+        if mode not in TEMPORAL_MODES:
+            raise ValueError(f"temporal mode must be one of {TEMPORAL_MODES}, got {mode!r}")
+        if memory < 1 or window < 1:
+            raise ValueError(f"memory and window must be >= 1, got {memory} and {window}")
+        self.mode, self.window, self.memory, self.seed = mode, window, memory, seed
+        self.flow = FlowWarp() if mode == "flow" else None
+        self.recent: list[np.ndarray] = []
+        self.previous_grey: np.ndarray | None = None
+        self.track: np.ndarray | None = None
+
+    def update(self, rgb: np.ndarray, raw: np.ndarray) -> FusionStep:
+        """Fuse the raw map ``raw`` (H x W) of the frame ``rgb`` (H x W x 3 uint8, same size) with the past."""
+        raw = np.asarray(raw, np.float32)
+        if self.mode == "off":
+            return FusionStep(raw, 1.0, 0.0)
+        if self.mode == "affine":
+            scale, shift = stabilising_fit(raw, self.recent, self.seed) if self.recent else (1.0, 0.0)
+            fused = np.float32(scale) * raw + np.float32(shift)
+            self.recent = (self.recent + [fused])[-self.window :]
+            return FusionStep(fused, scale, shift)
+        current = grey(rgb)
+        if current.shape != raw.shape:
+            current = self.flow.cv2.resize(current, raw.shape[::-1], interpolation=self.flow.cv2.INTER_AREA)
+        step = self._flow_step(current, raw)
+        self.previous_grey, self.recent = current, [step.fused]
+        return step
+
+    def _flow_step(self, current: np.ndarray, raw: np.ndarray) -> FusionStep:
+        if self.previous_grey is None:
+            self.track = np.ones(raw.shape, np.float32)
+            return FusionStep(raw, 1.0, 0.0, np.zeros(raw.shape, bool))
+        previous = self.recent[-1]
+        coords, agree = self.flow.backward(self.previous_grey, current)
+        warped = self.flow.warp(previous, coords)
+        track = self.flow.warp(self.track, coords, nearest=True)
+        if agree.mean() < MIN_TRACKED:  # a cut or a blur: nothing to follow, keep only the affine continuity
+            scale, shift = stabilising_fit(raw, [previous], self.seed)
+            self.track = np.ones(raw.shape, np.float32)
+            return FusionStep(np.float32(scale) * raw + np.float32(shift), scale, shift, np.zeros(raw.shape, bool))
+        ys, xs = np.nonzero(agree)
+        pick = np.random.default_rng(self.seed).choice(ys.size, size=min(ys.size, FIT_PIXELS), replace=False)
+        fit = robust_fit_scale_shift(raw[ys[pick], xs[pick]], warped[ys[pick], xs[pick]], seed=self.seed)
+        scale, shift = fit.scale, fit.shift
+        aligned = np.float32(scale) * raw + np.float32(shift)
+        sigma = 1.4826 * fit.residual_median
+        floor = 1e-5 * float(np.median(np.abs(warped[agree])) + 1e-12)
+        tracked = agree & (np.abs(aligned - warped) <= max(AGREEMENT_SIGMAS * sigma, floor))
+        history = np.where(tracked, np.minimum(track, self.memory - 1), 0.0).astype(np.float32)
+        fused = np.where(tracked, (history * warped + aligned) / (history + 1), aligned).astype(np.float32)
+        self.track = history + 1
+        return FusionStep(fused, scale, shift, tracked)
