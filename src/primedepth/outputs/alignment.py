@@ -70,14 +70,15 @@ def robust_fit_scale_shift(
     usable = np.abs(dx) > 1e-12 * max(1.0, float(np.abs(pred).max()))
     best, best_score = fit_scale_shift(pred, target, np.ones(n, bool)), np.inf
     sample = rng.choice(n, size=min(n, 4096), replace=False)  # score on a subsample: cost independent of n
-    for (i, j), ok in zip(pairs, usable):
-        if not ok:
-            continue
-        scale = (target[j] - target[i]) / (pred[j] - pred[i])
-        shift = target[i] - scale * pred[i]
-        score = np.median(np.abs(scale * pred[sample] + shift - target[sample]))
-        if score < best_score:
-            best, best_score = (scale, shift), score
+    i, j = pairs[usable, 0], pairs[usable, 1]
+    scales = (target[j] - target[i]) / (pred[j] - pred[i])
+    shifts = target[i] - scales * pred[i]
+    for chunk in range(0, scales.size, 64):  # all candidates of a chunk scored at once; the first best wins
+        s, t = scales[chunk : chunk + 64, None], shifts[chunk : chunk + 64, None]
+        scores = np.median(np.abs(s * pred[sample] + t - target[sample]), axis=1)
+        k = int(np.argmin(scores))
+        if scores[k] < best_score:
+            best, best_score = (float(s[k, 0]), float(t[k, 0])), scores[k]
     scale, shift = best
     floor = 1e-5 * float(np.median(np.abs(target)))  # float32 inputs: residuals below this are rounding
     inliers = np.ones(n, bool)

@@ -28,6 +28,8 @@ TEMPORAL_MODES = ("flow", "affine", "off")
 FIT_PIXELS = 4096  # pixels per reference frame used by the scale/shift fits
 MIN_TRACKED = 0.05  # below this fraction of pixels with agreeing flow, the flow fit falls back to the affine one
 AGREEMENT_SIGMAS = 3.0  # |aligned - warped| beyond this many robust sigmas of the fit: not the same surface
+AGREEMENT_FLOOR = 0.02  # ... and never stricter than this fraction of the map's range (a near-perfect fit's sigma)
+FIT_TRIALS = 64  # two-point trials of the robust fit: consecutive frames agree on most pixels, so few are needed
 
 
 def require_cv2():
@@ -45,7 +47,7 @@ def stabilising_fit(raw: np.ndarray, references: list[np.ndarray], seed: int = 0
     pick = np.random.default_rng(seed).choice(flat.size, size=min(flat.size, FIT_PIXELS), replace=False)
     pred = np.concatenate([flat[pick]] * len(references))
     target = np.concatenate([ref.reshape(-1)[pick] for ref in references])
-    fit = robust_fit_scale_shift(pred, target, seed=seed)
+    fit = robust_fit_scale_shift(pred, target, iterations=FIT_TRIALS, seed=seed)
     return fit.scale, fit.shift
 
 
@@ -154,11 +156,14 @@ class TemporalFusion:
             return FusionStep(np.float32(scale) * raw + np.float32(shift), scale, shift, np.zeros(raw.shape, bool))
         ys, xs = np.nonzero(agree)
         pick = np.random.default_rng(self.seed).choice(ys.size, size=min(ys.size, FIT_PIXELS), replace=False)
-        fit = robust_fit_scale_shift(raw[ys[pick], xs[pick]], warped[ys[pick], xs[pick]], seed=self.seed)
+        fit = robust_fit_scale_shift(
+            raw[ys[pick], xs[pick]], warped[ys[pick], xs[pick]], iterations=FIT_TRIALS, seed=self.seed
+        )
         scale, shift = fit.scale, fit.shift
         aligned = np.float32(scale) * raw + np.float32(shift)
         sigma = 1.4826 * fit.residual_median
-        floor = 1e-5 * float(np.median(np.abs(warped[agree])) + 1e-12)
+        low, high = np.percentile(warped[agree], (2, 98))
+        floor = AGREEMENT_FLOOR * float(high - low)
         tracked = agree & (np.abs(aligned - warped) <= max(AGREEMENT_SIGMAS * sigma, floor))
         history = np.where(tracked, np.minimum(track, self.memory - 1), 0.0).astype(np.float32)
         fused = np.where(tracked, (history * warped + aligned) / (history + 1), aligned).astype(np.float32)
