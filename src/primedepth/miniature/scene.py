@@ -69,6 +69,9 @@ class Scene:
     intrinsics: np.ndarray  # (3, 3)
     objects: list[SceneObject] = field(default_factory=list)
     indoor: bool = True
+    # (4, 4) camera to world (world y up; camera x right, y up, z forward; pixel (i, j) looks along
+    # ((j + 0.5 - cx) / f, -(i + 0.5 - cy) / f, 1)): with ``depth`` it gives exact correspondences between frames
+    pose: np.ndarray | None = None
 
     @property
     def valid(self) -> np.ndarray:
@@ -378,7 +381,9 @@ def render_scene(
         )
     )
     caption = f"{place}, with {_join(names)}, lit by a {'ceiling lamp' if indoor else 'light'} casting shadows"
-    return Scene(image, depth, labels.reshape(height, width), caption, K, objects, indoor)
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = cam_to_world, origin
+    return Scene(image, depth, labels.reshape(height, width), caption, K, objects, indoor, pose)
 
 
 def render_trajectory(

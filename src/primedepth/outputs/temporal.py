@@ -27,8 +27,9 @@ from .alignment import robust_fit_scale_shift
 TEMPORAL_MODES = ("flow", "affine", "off")
 FIT_PIXELS = 4096  # pixels per reference frame used by the scale/shift fits
 MIN_TRACKED = 0.05  # below this fraction of pixels with agreeing flow, the flow fit falls back to the affine one
-AGREEMENT_SIGMAS = 3.0  # |aligned - warped| beyond this many robust sigmas of the fit: not the same surface
+AGREEMENT_SIGMAS = 12.0  # |current - carried| beyond this many robust sigmas of the fit: not the same surface
 AGREEMENT_FLOOR = 0.02  # ... and never stricter than this fraction of the map's range (a near-perfect fit's sigma)
+FOLLOW = 0.7  # share of the frame-to-frame scale/shift the flow mode applies; the rest decays to the frame's own
 FIT_TRIALS = 64  # two-point trials of the robust fit: consecutive frames agree on most pixels, so few are needed
 
 
@@ -49,6 +50,19 @@ def stabilising_fit(raw: np.ndarray, references: list[np.ndarray], seed: int = 0
     target = np.concatenate([ref.reshape(-1)[pick] for ref in references])
     fit = robust_fit_scale_shift(pred, target, iterations=FIT_TRIALS, seed=seed)
     return fit.scale, fit.shift
+
+
+def symmetric_scale_shift(pred: np.ndarray, target: np.ndarray, scale: float, shift: float) -> tuple[float, float]:
+    """Scale and shift matching the spread and mean of ``pred`` to those of ``target`` (reduced major axis), with
+    the sign of the least-squares ``scale``. Least squares of a noisy ``target`` on a noisy ``pred`` shrinks the
+    scale by the share of noise in ``pred``; chained from frame to frame that shrinkage compounds and the maps
+    collapse towards their mean. The symmetric fit has no such bias when both carry noise of similar size."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    spread = pred.std()
+    if pred.size < 2 or spread <= 0 or target.std() <= 0:
+        return scale, shift
+    scale = float(np.copysign(target.std() / spread, scale))
+    return scale, float(target.mean() - scale * pred.mean())
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -114,7 +128,7 @@ class TemporalFusion:
     over (the weight of the current frame never drops below ``1 / memory``). ``seed``: the fits' pixel draws.
     """
 
-    def __init__(self, mode: str = "flow", *, window: int = 3, memory: int = 8, seed: int = 0):
+    def __init__(self, mode: str = "flow", *, window: int = 3, memory: int = 4, seed: int = 0):
         if mode not in TEMPORAL_MODES:
             raise ValueError(f"temporal mode must be one of {TEMPORAL_MODES}, got {mode!r}")
         if memory < 1 or window < 1:
@@ -131,41 +145,53 @@ class TemporalFusion:
         if self.mode == "off":
             return FusionStep(raw, 1.0, 0.0)
         if self.mode == "affine":
-            scale, shift = stabilising_fit(raw, self.recent, self.seed) if self.recent else (1.0, 0.0)
-            fused = np.float32(scale) * raw + np.float32(shift)
-            self.recent = (self.recent + [fused])[-self.window :]
-            return FusionStep(fused, scale, shift)
+            return self._stabilised(raw)
         current = grey(rgb)
         if current.shape != raw.shape:
             current = self.flow.cv2.resize(current, raw.shape[::-1], interpolation=self.flow.cv2.INTER_AREA)
         step = self._flow_step(current, raw)
-        self.previous_grey, self.recent = current, [step.fused]
+        self.previous_grey = current
         return step
 
     def _flow_step(self, current: np.ndarray, raw: np.ndarray) -> FusionStep:
+        untracked = np.zeros(raw.shape, bool)
         if self.previous_grey is None:
             self.track = np.ones(raw.shape, np.float32)
-            return FusionStep(raw, 1.0, 0.0, np.zeros(raw.shape, bool))
+            return self._stabilised(raw, untracked)
         previous = self.recent[-1]
         coords, agree = self.flow.backward(self.previous_grey, current)
+        if agree.mean() < MIN_TRACKED:  # a cut or a blur: nothing to follow, keep only the affine continuity
+            self.track = np.ones(raw.shape, np.float32)
+            return self._stabilised(raw, untracked)
         warped = self.flow.warp(previous, coords)
         track = self.flow.warp(self.track, coords, nearest=True)
-        if agree.mean() < MIN_TRACKED:  # a cut or a blur: nothing to follow, keep only the affine continuity
-            scale, shift = stabilising_fit(raw, [previous], self.seed)
-            self.track = np.ones(raw.shape, np.float32)
-            return FusionStep(np.float32(scale) * raw + np.float32(shift), scale, shift, np.zeros(raw.shape, bool))
         ys, xs = np.nonzero(agree)
         pick = np.random.default_rng(self.seed).choice(ys.size, size=min(ys.size, FIT_PIXELS), replace=False)
-        fit = robust_fit_scale_shift(
-            raw[ys[pick], xs[pick]], warped[ys[pick], xs[pick]], iterations=FIT_TRIALS, seed=self.seed
-        )
-        scale, shift = fit.scale, fit.shift
-        aligned = np.float32(scale) * raw + np.float32(shift)
+        pred, target = raw[ys[pick], xs[pick]], warped[ys[pick], xs[pick]]
+        fit = robust_fit_scale_shift(pred, target, iterations=FIT_TRIALS, seed=self.seed)
+        scale, shift = symmetric_scale_shift(pred[fit.inliers], target[fit.inliers], fit.scale, fit.shift)
+        if abs(scale) < 1e-12:
+            self.track = np.ones(raw.shape, np.float32)
+            return self._stabilised(raw, untracked)
+        # the previous result in this frame's units: the fit only matches the two, it is not chained
+        carried = (warped - np.float32(shift)) / np.float32(scale)
         sigma = 1.4826 * fit.residual_median
         low, high = np.percentile(warped[agree], (2, 98))
-        floor = AGREEMENT_FLOOR * float(high - low)
-        tracked = agree & (np.abs(aligned - warped) <= max(AGREEMENT_SIGMAS * sigma, floor))
+        tolerance = max(AGREEMENT_SIGMAS * sigma, AGREEMENT_FLOOR * float(high - low)) / abs(scale)
+        tracked = agree & (np.abs(raw - carried) <= tolerance)
         history = np.where(tracked, np.minimum(track, self.memory - 1), 0.0).astype(np.float32)
-        fused = np.where(tracked, (history * warped + aligned) / (history + 1), aligned).astype(np.float32)
+        smoothed = np.where(tracked, (history * carried + raw) / (history + 1), raw).astype(np.float32)
         self.track = history + 1
+        # back to the previous result's units, leaking towards the frame's own (chained fits would drift)
+        scale, shift = 1.0 + FOLLOW * (scale - 1.0), FOLLOW * shift
+        fused = np.float32(scale) * smoothed + np.float32(shift)
+        self.recent = [fused]
+        return FusionStep(fused, scale, shift, tracked)
+
+    def _stabilised(self, values: np.ndarray, tracked: np.ndarray | None = None) -> FusionStep:
+        """``values`` with the scale and shift that match them to the previous ``window`` results (identity for
+        the first frame)."""
+        scale, shift = stabilising_fit(values, self.recent, self.seed) if self.recent else (1.0, 0.0)
+        fused = np.float32(scale) * values + np.float32(shift)
+        self.recent = (self.recent + [fused])[-self.window :]
         return FusionStep(fused, scale, shift, tracked)

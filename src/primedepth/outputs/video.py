@@ -265,7 +265,7 @@ def predict_video(
     max_frames: int | None = None,
     temporal: str = "flow",
     window: int = 3,
-    memory: int = 8,
+    memory: int = 4,
     fps: float | None = None,
     side_by_side_video: bool = False,
     frames: str | None = None,
