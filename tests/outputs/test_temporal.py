@@ -1,12 +1,20 @@
 """Temporal fusion (``outputs.temporal``) and image sequences through ``predict_video``: a still scene stays still,
 a translation is tracked, occlusions fall back to the current frame, EXR / TIFF frames equal the npz stack."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
+import primedepth
+from primedepth.cli import main
 from primedepth.outputs.formats import read_exr, read_tiff
 from primedepth.outputs.sequence import list_frames, natural_key
 from primedepth.outputs.temporal import FlowWarp, TemporalFusion, grey
@@ -153,3 +161,38 @@ def test_an_unreadable_frame_is_named(tmp_path):
     empty.mkdir()
     with pytest.raises(VideoReadError, match="no PNG, JPEG, TIFF or EXR frames"):
         predict_video(pipe, empty, tmp_path / "out", progress=False)
+
+
+@pytest.mark.slow  # about a minute on the 2-core machine: 2,100 frames through decoding, flow and encoding
+def test_a_long_video_runs_in_flat_memory():
+    """Peak RSS of a fresh process for 100 and 2,000 frames at 32 x 32: keeping every fused frame would add 8 MB
+    (plus the raw maps), so the difference must stay well under that."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "video_memory.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--frames", "100", "2000", "--size", "32", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(primedepth.__file__).parents[1])},
+    )
+    short, long = (json.loads(line) for line in out.stdout.strip().splitlines())
+    assert short["frames"] == 100 and long["frames"] == 2000
+    assert long["peak_rss_mb"] - short["peak_rss_mb"] < 4.0, (short, long)
+
+
+def test_cli_refuses_an_unknown_temporal_mode(tmp_path):
+    folder = _sequence(tmp_path / "shot", 3)
+    result = CliRunner().invoke(main, ["video", str(folder), "-o", str(tmp_path / "o"), "--temporal", "median"])
+    assert result.exit_code == 2 and "'median' is not one of 'flow', 'affine', 'off'" in result.output
+
+
+@pytest.mark.slow  # about 20 s on the 2-core machine (loading tiny-random)
+def test_cli_reads_a_folder_of_frames(tmp_path):
+    folder = _sequence(tmp_path / "shot", 3)
+    result = CliRunner().invoke(
+        main,
+        ["video", str(folder), "-o", str(tmp_path / "o"), "--model", "tiny-random", "--frames", "tiff", "--fps", "8"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 frames at 8 fps" in result.output
+    assert len(list((tmp_path / "o" / "shot_frames").glob("*.tiff"))) == 3

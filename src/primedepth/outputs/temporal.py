@@ -6,12 +6,16 @@ A single-image model predicts every frame alone, so its maps flicker: each has i
 * ``off`` -- each frame as predicted.
 * ``affine`` -- each frame's scale and shift fitted (robust least squares) to the previous ``window`` fused maps on
   fixed pixels. Removes the affine drift, not the per-pixel noise.
-* ``flow`` -- the previous fused map follows the scene: dense optical flow (OpenCV's DIS, a classical method
-  without learned weights) from the current frame to the previous one warps the previous fused map onto the current
-  frame. The current frame's scale and shift are fitted to the warped map over the pixels whose forward and backward
-  flows agree, and the two are averaged where they agree (a running mean along each pixel's track, at most
-  ``memory`` frames long). Occluded and newly visible pixels, where the flows disagree or the warped value is an
-  outlier of the fit, take the current frame's value and start a new track.
+* ``flow`` -- the previous result follows the scene: dense optical flow (OpenCV's DIS, a classical method without
+  learned weights) from the current frame to the previous one warps the previous result onto the current frame.
+  The current frame's scale and shift are fitted to the warped map over the pixels whose forward and backward flows
+  agree (robust fit, then a symmetric one); through that fit the warped map is expressed in the current frame's
+  units and averaged with it where they agree (a running mean along each pixel's track, at most ``memory`` frames
+  long). Occluded and newly visible pixels, where the flows disagree or the warped value is far off the fit, keep
+  the current frame's value and start a new track. The average is then put into the previous result's units, but
+  only ``FOLLOW`` of the way: fits chained from frame to frame drift (a camera moving forward makes every tracked
+  point nearer, which each fit partly mistakes for a change of scale), so the remainder decays to the frame's own
+  scale and shift.
 
 The state is one frame (grey image, fused map, track lengths), so memory does not grow with the video's length.
 """
@@ -112,8 +116,8 @@ class FlowWarp:
 
 @dataclass
 class FusionStep:
-    """One frame's result: the fused map, the scale and shift applied to the raw prediction, and (flow mode) the
-    pixels that continued a track from the previous frame."""
+    """One frame's result: the fused map, the scale and shift applied (affine: to the raw prediction; flow: to the
+    track average, in the raw prediction's units), and (flow mode) the pixels that continued a track."""
 
     fused: np.ndarray
     scale: float
