@@ -3,6 +3,7 @@ each temporal mode (off / affine / flow); per-frame δ1 / AbsRel, a temporal err
 the fusion's cost per frame, and a strip of frames.
 
     python scripts/video_consistency.py --out docs/video [--sequences 8 --frames 32 --size 64 --seeds 0 1]
+    python scripts/video_consistency.py --out docs/video --timing-only --full-size 512 --timing-frames 3
 
 Every frame is predicted once per noise seed (a cache keyed by the frame's pixels) and the three modes fuse the same
 raw maps, so the modes differ only by the fusion.
@@ -244,6 +245,38 @@ def curves(results: dict, path: Path) -> None:
         fig.savefig(tmp, dpi=110, format="png")
 
 
+def time_per_frame(pipe, size: int, frames: int, out: Path) -> float:
+    """Seconds per frame of ``predict_video`` at ``size`` x ``size`` (after one warm-up frame, not counted)."""
+    scenes = render_trajectory(SEQUENCE_SEEDS[0], frames + 1, size, size, step=STEP, yaw_step_deg=YAW_STEP_DEG)
+    clip = out / "clips" / f"timing{size}.mp4"
+    write_video(clip, (s.image for s in scenes), Fraction(10))
+    pipe(scenes[0].image, max_size=size)  # warm-up
+    start = time.perf_counter()
+    predict_video(
+        pipe, clip, out / f"timing{size}", max_frames=frames + 1, max_size=size, overwrite=True, progress=False
+    )
+    return (time.perf_counter() - start) / (frames + 1)
+
+
+def timing(mini, args) -> None:
+    from primedepth import PrimeDepthPipeline
+    from primedepth.conversion.official_config import FULL_OFFICIAL_CONFIG
+
+    record = {"threads": 1, "device": args.device}
+    record["seconds_per_frame_mini_64"] = time_per_frame(mini, 64, args.timing_frames, args.out)
+    if args.full_size:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):
+            full = PrimeDepthPipeline.tiny_random(config=FULL_OFFICIAL_CONFIG).to(args.device)
+        full.optimize(channels_last=True, drop_vae_decoder=True)
+        record[f"seconds_per_frame_full_random_{args.full_size}"] = time_per_frame(
+            full, args.full_size, args.timing_frames, args.out
+        )
+    print(record)
+    atomic_write(args.out / "timing.json", json.dumps(record, indent=1).encode())
+
+
 def main():
     import torch
 
@@ -257,9 +290,15 @@ def main():
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="noise seeds of the prediction")
     parser.add_argument("--cost-size", type=int, default=256, help="also time the fusion at this size")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--timing-only", action="store_true", help="only the wall time per frame of predict_video")
+    parser.add_argument("--full-size", type=int, default=0, help="also time full-size random weights at this size")
+    parser.add_argument("--timing-frames", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
     mini = PrimeDepthPipeline.from_pretrained("primedepth-mini", device=args.device)
+    if args.timing_only:
+        timing(mini, args)
+        return
     results, example = measure(mini, args.out, args.sequences, args.frames, args.size, args.seeds)
     table = summary(results)
     first_clip = args.out / "clips" / f"seq{SEQUENCE_SEEDS[0]}.mp4"
