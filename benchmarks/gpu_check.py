@@ -356,6 +356,10 @@ def report(data: dict) -> str:
                 + " | ".join(f"{a / t:.1f}×" if t and a else "" for t, a in zip(paper, authors))
                 + " |"
             )
+        peak = by.get(("primedepth-auto", 1024), {}).get("peak_bytes")
+        if peak:
+            theirs = f"the authors state {PAPER_PEAK_GB_1024} GB for their code"
+            lines += ["", f"Peak at 1024²: ours (auto) {peak / 1e9:.1f} GB; {theirs}."]
     user = steps.get("user", {})
     if "fp32" in user or "auto" in user:
         lines += ["", f"## User path: pipeline __call__ on a {user['image'][0]} × {user['image'][1]} image", ""]

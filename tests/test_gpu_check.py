@@ -22,6 +22,14 @@ def _bench_row(contender, resolution, seconds, peak_gib):
     return dict(contender=contender, resolution=resolution, seconds=seconds, peak_bytes=int(peak_gib * 2**30))
 
 
+def test_the_paper_figures_are_table_4s(gpu_check, reference_dir):
+    """The seconds per image and the peak memory the report compares with are the paper's (tests/reference)."""
+    text = (reference_dir / "paper_tables.md").read_text()
+    for side, seconds in gpu_check.PAPER_SECONDS.items():
+        assert f"| {side}² | {seconds:.2f} |" in text
+    assert f"{gpu_check.PAPER_PEAK_GB_1024} GB at 1024²" in text
+
+
 def test_report_gives_ratios_to_the_paper_and_the_authors_and_checks_the_targets(gpu_check):
     data = dict(
         scale="full",
@@ -63,6 +71,7 @@ def test_report_gives_ratios_to_the_paper_and_the_authors_and_checks_the_targets
     # 0.83 s / 0.12 s and 1.72 s / 0.43 s (the paper's Table 4 at 768² and 1024²); 0.6 s / 0.12 s
     assert "| primedepth-auto: × faster than the paper's Table 4 (A100 fp32) | 6.9× | 4.0× |" in table
     assert "| primedepth-auto: × faster than the authors' arithmetic here | 5.0× |  |" in table
+    assert "Peak at 1024²: ours (auto) 7.0 GB; the authors state 37 GB for their code." in table
     assert "step user: timed out after 120 s" in table
     verdicts = dict(gpu_check.targets(data))
     assert verdicts == {
