@@ -1,4 +1,4 @@
-"""Package a trained PrimeDepth-mini checkpoint as the embedded model (issue 5).
+"""Package a trained PrimeDepth-mini checkpoint as the embedded model.
 
     python scripts/package_mini.py runs/mini-primedepth/checkpoints/latest
 

@@ -8,6 +8,9 @@ import pytest
 # "auto" precision means fp32 in the tests (subprocesses included), so results compare across machines whatever
 # their bf16 speed; tests of the auto choice itself remove this.
 os.environ["PRIMEDEPTH_AUTO_PRECISION"] = "fp32"
+# Ray on loopback only: a local, single-machine Ray (node address 127.0.0.1, every server bound to it) in the tests
+# and the processes they start; read when ray is imported, so set before any test module imports it.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 REFERENCE = Path(os.environ.get("PRIMEDEPTH_REFERENCE", Path(__file__).resolve().parent / "reference"))
 
@@ -41,7 +44,7 @@ def reference_dir() -> Path:
 def tiny_official_with_text(reference_dir, tmp_path_factory):
     """The reference tiny checkpoint plus an OpenCLIP text tower of its context width, and a tokenizer folder."""
     import torch
-    from test_conversion import open_clip_text_tower
+    from helpers.open_clip import open_clip_text_tower
 
     from primedepth.models.frozen.text_encoder import byte_level_tokenizer
 

@@ -93,3 +93,36 @@ def test_pipeline_call_with_low_memory_matches_default(tiny_pipe, rgb_image):
     a = tiny_pipe(rgb_image, caption="none", noise="none").inverse_depth[0]
     b = tiny_pipe(rgb_image, caption="none", noise="none", low_memory=True).inverse_depth[0]
     assert abs(a - b).max() <= 1e-4 * abs(a).max()
+
+
+def test_build_once_builds_each_contender_once_and_times_every_size(monkeypatch):
+    """``run_benchmark(build_once=True)``: one build per contender, one record per size with its own input size; a
+    size that fails gives an error record and the next size still runs."""
+    from primedepth.benchmarking import runs, worker
+
+    registry = contenders()
+    builds = []
+
+    def counting(scale, device, **options):
+        builds.append(options)
+        runner = build_primedepth(scale, device, **options)
+        run = runner.run
+
+        def fails_at_48(images):
+            if images.shape[-1] == 48:
+                raise RuntimeError("CUDA out of memory")
+            return run(images)
+
+        runner.run = fails_at_48
+        return runner
+
+    registry["primedepth"].build = counting
+    monkeypatch.setattr(worker, "contenders", lambda: registry)
+    records = runs.run_benchmark(
+        ["primedepth"], [32, 48, 64], build_once=True, subprocesses=False, log=lambda m: None, scale="tiny", warmup=0
+    )
+    assert len(builds) == 1
+    assert [r["resolution"] for r in records] == [32, 48, 64]
+    assert "out of memory" in records[1]["error"]
+    assert [records[0]["input_size"], records[2]["input_size"]] == [32, 64]
+    assert all(r["seconds"] > 0 and len(r["seconds_all"]) == 3 for r in (records[0], records[2]))

@@ -132,3 +132,80 @@ def test_auto_choice_stays_within_the_bound_of_fp32_on_both_held_out_sets():
         assert 1e-3 < r["max_relative_difference"] < 0.3, r  # bf16 really ran; the output moved, the metrics did not
     fp32 = [r for r in rows if r["precision"] == "fp32"]
     assert all(r["delta1"] > 0.85 and r["abs_rel"] < 0.12 for r in fp32)  # the trained model, not noise
+
+
+def _tf32_flags() -> tuple:
+    return (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
+
+
+@pytest.fixture
+def caller_allows_tf32():
+    """The caller's process allows TF32 everywhere (PyTorch's cuDNN default, plus TF32 matmuls); restored after."""
+    before = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
+    yield (True, True, "high")
+    torch.set_float32_matmul_precision(before[0])
+    torch.backends.cudnn.allow_tf32 = before[1]
+
+
+@pytest.mark.parametrize("name,during", [("fp32", (False, False, "highest")), ("tf32", (True, True, "high"))])
+def test_forward_runs_under_the_configurations_tf32_policy_and_restores_the_callers(caller_allows_tf32, name, during):
+    """fp32 means IEEE fp32: TF32 is off while the UNet, the labeller and the text tower run, whatever the caller set;
+    ``tf32`` allows it. The caller's settings are back after the call, and after a call that raised."""
+    pipe = PrimeDepthPipeline.tiny_random().set_precision(name)
+    seen = {}
+
+    def record(part):
+        def hook(module, args):
+            seen.setdefault(part, _tf32_flags())
+
+        return hook
+
+    parts = {"unet": pipe.unet.conv_in, "labeller": pipe.labeller, "text_encoder": pipe.text_encoder}
+    for part, module in parts.items():
+        module.register_forward_pre_hook(record(part))
+    out = pipe(np.zeros((24, 32, 3), np.uint8), noise="none", caption="a room")
+    assert seen == {"unet": during, "labeller": during, "text_encoder": during}
+    assert out.metadata["precision"] == name
+    assert _tf32_flags() == caller_allows_tf32
+
+    seen.clear()
+    pipe.preimage(np.zeros((24, 32, 3), np.uint8), caption="another room")
+    assert seen == {"unet": during, "text_encoder": during}
+    assert _tf32_flags() == caller_allows_tf32
+
+    def fail(module, args):
+        assert _tf32_flags() == during
+        raise RuntimeError("out of memory")
+
+    pipe.unet.conv_in.register_forward_pre_hook(fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        pipe(np.zeros((24, 32, 3), np.uint8), noise="none")
+    assert _tf32_flags() == caller_allows_tf32
+
+
+def test_fp32_arithmetic_restores_the_per_backend_settings_exactly():
+    """Also a caller's per-backend ``fp32_precision`` settings (PyTorch >= 2.9) come back unchanged, and fp32 pins the
+    matmul and convolution leaves to IEEE even under a global ``"tf32"``."""
+    backends = torch.backends
+    if not hasattr(backends.cudnn.conv, "fp32_precision"):
+        pytest.skip("this PyTorch has no per-backend fp32_precision settings")
+    leaves = (backends.cuda.matmul, backends.cudnn.conv, backends.cudnn.rnn, backends.mkldnn.matmul)
+    nodes = (backends, backends.cudnn, backends.mkldnn, *leaves)
+    before = [n.fp32_precision for n in nodes]
+    try:
+        backends.fp32_precision = "tf32"
+        backends.mkldnn.matmul.fp32_precision = "bf16"
+        state = [n.fp32_precision for n in nodes]
+        for allow_tf32, expected in ((False, "ieee"), (True, "tf32")):
+            with precision.fp32_arithmetic(allow_tf32):
+                assert [n.fp32_precision for n in leaves[:3]] == [expected] * 3
+            assert [n.fp32_precision for n in nodes] == state
+    finally:
+        for node, value in zip(nodes, before):
+            node.fp32_precision = value

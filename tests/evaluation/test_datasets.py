@@ -1,6 +1,5 @@
 import json
 from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,6 @@ PROTOCOL_COUNTS = {
     "nuscenes_c": 3489,
     "rabbitai": 60,
 }
-PAPER_SCENE_LIST = Path(__file__).resolve().parents[3] / "shared" / "paper" / "nuscenes_c_scenes.json"
 
 
 @pytest.mark.parametrize("name", sorted(PROTOCOL_COUNTS))
@@ -147,12 +145,11 @@ def test_nuscenes_projection_categories_and_counts(tmp_path):
     assert s.valid.sum() == 4  # 3 known points + 1 more; the hidden, behind-camera and too-close ones dropped
 
 
-def test_packaged_scene_list_is_the_papers_table_5():
+def test_packaged_scene_list_is_the_papers_table_5(reference_dir):
+    """The packaged scene list is the paper's supplementary Table 5 (tests/reference, checksummed)."""
     packaged_file = resources.files("primedepth.evaluation").joinpath("configs", "nuscenes_c_scenes.json")
     packaged = json.loads(packaged_file.read_text())
-    if not PAPER_SCENE_LIST.is_file():
-        pytest.skip(f"the paper's scene list is not at {PAPER_SCENE_LIST}")
-    assert packaged == json.loads(PAPER_SCENE_LIST.read_text())
+    assert packaged == json.loads((reference_dir / "paper_nuscenes_c_scenes.json").read_text())
     assert "supplementary Table 5" in packaged["source"]
 
 

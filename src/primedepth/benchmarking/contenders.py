@@ -102,7 +102,7 @@ def _sd_parts(scale: str, unet_in_channels: int = 4):
     return config, unet, vae
 
 
-def _random_pipeline(scale: str, device: torch.device):
+def random_pipeline(scale: str, device: torch.device):
     """A ``PrimeDepthPipeline`` with random weights of the real (or tiny) architecture and a stub text tower."""
     config, unet, vae = _sd_parts(scale)
     labeller = PrimeDepthLabeller(**labeller_kwargs_from_official(config))
@@ -129,7 +129,7 @@ def build_primedepth(
 ) -> Runner:
     """PrimeDepth at the given precision split / attention mode (``attention="naive"`` + segmentation + fp32 is the
     authors' arithmetic). ``precision``: a named configuration (``"auto"`` included) instead of the two dtypes."""
-    pipe = _random_pipeline(scale, device)
+    pipe = random_pipeline(scale, device)
     config = _official_config(scale)
     pipe.optimize(
         frozen_dtype=frozen_dtype,
@@ -162,7 +162,7 @@ def build_primedepth_onnx(scale: str, device: torch.device, *, threads: int | No
         raise ValueError("the primedepth-onnx contender runs onnxruntime's CPU provider only")
     folder = tempfile.TemporaryDirectory(prefix="primedepth-onnx-")
     path = Path(folder.name) / "primedepth.onnx"
-    export_onnx(_random_pipeline(scale, device), path)
+    export_onnx(random_pipeline(scale, device), path)
     session = onnx_session(path, threads=threads or torch.get_num_threads())
     weights = sum(f.stat().st_size for f in Path(folder.name).iterdir())
 
@@ -305,6 +305,13 @@ def contenders() -> dict[str, Contender]:
             build_primedepth,
             "the configuration `--dtype auto` picks on this device, channels_last",
             dict(precision="auto", channels_last=True),
+        ),
+        Contender(
+            "primedepth-tf32",
+            "PrimeDepth (ours, --dtype tf32)",
+            build_primedepth,
+            "fp32 weights, TF32 matmuls and convolutions on CUDA (fp32 elsewhere), channels_last",
+            dict(precision="tf32", channels_last=True),
         ),
         Contender(
             "primedepth-onnx",

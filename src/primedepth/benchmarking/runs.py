@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from .contenders import CPU_DEFAULT_RESOLUTIONS, MARIGOLD_PROTOCOL, RESOLUTIONS, contenders, default_contenders
-from .worker import measure
+from .worker import measure_sizes
 
 
 def parse_sides(text: str) -> list[int]:
@@ -41,12 +41,15 @@ def plan(device: str, names: str | None = None, resolutions: str | None = None) 
     return selected, sides
 
 
-def measure_in_subprocess(name: str, resolution: int, timeout: float | None = None, **kwargs) -> dict:
-    """``measure`` in a fresh interpreter, so that the peak memory belongs to this contender alone."""
-    args = json.dumps(dict(name=name, resolution=resolution, **kwargs))
+def measure_sizes_in_subprocess(
+    name: str, resolutions: list[int], timeout: float | None = None, **kwargs
+) -> list[dict]:
+    """``measure_sizes`` in a fresh interpreter: the contender built once and run at every resolution; one record per
+    resolution (an error record for each one a crash or the ``timeout`` left unmeasured)."""
+    args = json.dumps(dict(name=name, resolutions=list(resolutions), **kwargs))
+    # A fixed mmap threshold: large tensors go back to the OS when freed, so RSS tracks live memory.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "4194304")}
     try:
-        # A fixed mmap threshold: large tensors go back to the OS when freed, so RSS tracks live memory.
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", "4194304")}
         proc = subprocess.run(
             [sys.executable, "-m", "primedepth.benchmarking.worker", "--worker", args],
             capture_output=True,
@@ -54,13 +57,20 @@ def measure_in_subprocess(name: str, resolution: int, timeout: float | None = No
             timeout=timeout,
             env=env,
         )
-    except subprocess.TimeoutExpired:
-        return dict(contender=name, resolution=resolution, error=f"timed out after {timeout} s")
-    for line in reversed(proc.stdout.splitlines()):
+        stdout, failure = proc.stdout, None
+    except subprocess.TimeoutExpired as err:
+        stdout, failure, proc = err.stdout or "", f"timed out after {timeout} s", None
+    if isinstance(stdout, bytes):
+        stdout = stdout.decode(errors="replace")
+    done = {}
+    for line in stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return dict(contender=name, resolution=resolution, error=f"exit {proc.returncode}: {' | '.join(tail)}")
+            record = json.loads(line[len("RESULT ") :])
+            done[record["resolution"]] = record
+    if failure is None and len(done) < len(resolutions):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        failure = f"exit {proc.returncode}: {' | '.join(tail)}"
+    return [done.get(res) or dict(contender=name, resolution=res, error=failure) for res in resolutions]
 
 
 def add_marigold_protocol(results: list[dict]) -> list[dict]:
@@ -97,23 +107,30 @@ def run_benchmark(
     resolutions,
     *,
     subprocesses: bool = True,
+    build_once: bool = False,
     timeout: float | None = None,
     log: Callable[[str], None] = print,
     **settings,
 ) -> list[dict]:
     """Every contender at every resolution, each in its own process unless ``subprocesses`` is off; ``settings`` are
-    ``measure``'s (device, scale, warmup, repeats, batch_size, threads). A contender that fails gives an error
-    record, not an exception."""
+    ``measure``'s (device, scale, warmup, repeats, batch_size, threads). ``build_once``: each contender built once
+    and run at every resolution (one process per contender; ``timeout`` then covers all its resolutions), instead
+    of built anew per (contender, resolution). A contender that fails gives an error record, not an exception."""
+    if build_once:
+        jobs = [(name, list(resolutions)) for name in contender_names]
+    else:
+        jobs = [(name, [res]) for res in resolutions for name in contender_names]
     results = []
-    for res in resolutions:
-        for name in contender_names:
-            if subprocesses:
-                record = measure_in_subprocess(name, res, timeout=timeout, **settings)
-            else:
-                try:
-                    record = measure(name, res, **settings)
-                except Exception as err:  # a contender that does not fit must not end the run
-                    record = dict(contender=name, resolution=res, error=f"{type(err).__name__}: {err}")
+    for name, sides in jobs:
+        if subprocesses:
+            records = measure_sizes_in_subprocess(name, sides, timeout=timeout, **settings)
+        else:
+            try:
+                records = measure_sizes(name, sides, **settings)
+            except Exception as err:  # a contender that does not build must not end the run
+                records = [dict(contender=name, resolution=res, error=f"{type(err).__name__}: {err}") for res in sides]
+        for record in records:
+            res = record["resolution"]
             results.append(record)
             if "error" in record:
                 log(f"{name} @ {res}: {record['error']}")

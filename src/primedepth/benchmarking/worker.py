@@ -14,6 +14,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -64,9 +65,14 @@ def tensor_bytes(modules) -> int:
     return total
 
 
-def measure(
+def measure(name: str, resolution: int, **settings) -> dict:
+    """Build contender ``name`` and time it at ``resolution`` (in this process). Returns one result record."""
+    return measure_sizes(name, [resolution], **settings)[0]
+
+
+def measure_sizes(
     name: str,
-    resolution: int,
+    resolutions: list[int],
     *,
     device: str = "cpu",
     scale: str = "full",
@@ -74,8 +80,11 @@ def measure(
     repeats: int = 3,
     batch_size: int = 1,
     threads: int | None = None,
-) -> dict:
-    """Build contender ``name`` and time it at ``resolution`` (in this process). Returns one result record."""
+    on_record: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Build contender ``name`` once and time it at each of ``resolutions`` in turn (in this process): one record
+    per resolution, each with its own warm-up and its own peak memory, handed to ``on_record`` as it is done. A
+    resolution that fails (e.g. out of memory) gives an error record and the next one still runs."""
     dev = torch.device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -89,6 +98,40 @@ def measure(
     t0 = time.perf_counter()
     runner = contender.build(scale, dev, **options)
     build_s = time.perf_counter() - t0
+    weights = tensor_bytes(runner.modules) if runner.weights_bytes is None else runner.weights_bytes
+    records = []
+    for resolution in resolutions:
+        try:
+            timing = _time_runner(runner, resolution, dev, warmup, repeats, batch_size)
+        except Exception as err:  # one size that does not fit must not end the others
+            records.append(dict(contender=name, resolution=resolution, error=f"{type(err).__name__}: {err}"))
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+        else:
+            records.append(
+                dict(
+                    contender=name,
+                    label=contender.label,
+                    notes=contender.notes,
+                    resolution=resolution,
+                    batch_size=batch_size,
+                    device=str(dev),
+                    scale=scale,
+                    threads=torch.get_num_threads(),
+                    **timing,
+                    warmup=warmup,
+                    build_seconds=build_s,
+                    weights_bytes=weights,
+                    memory_kind="cuda max allocated" if dev.type == "cuda" else "process RSS high-water mark",
+                )
+            )
+        if on_record is not None:
+            on_record(records[-1])
+    return records
+
+
+def _time_runner(runner, resolution: int, dev: torch.device, warmup: int, repeats: int, batch_size: int) -> dict:
+    """Median seconds per image of ``runner`` at ``resolution`` after ``warmup`` untimed runs, and the peak memory."""
     size = runner.input_size(resolution)
     lo, hi = runner.value_range
     images = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)) * (hi - lo) + lo
@@ -115,32 +158,22 @@ def measure(
                 cpu_times.append((time.process_time() - c) / batch_size)
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else _peak_rss()
     return dict(
-        contender=name,
-        label=contender.label,
-        notes=contender.notes,
-        resolution=resolution,
         input_size=size,
-        batch_size=batch_size,
-        device=str(dev),
-        scale=scale,
-        threads=torch.get_num_threads(),
         seconds=statistics.median(times),
         seconds_all=times,
         cpu_seconds=statistics.median(cpu_times),
         cpu_seconds_all=cpu_times,
-        warmup=warmup,
-        build_seconds=build_s,
         peak_bytes=int(peak),
         base_bytes=int(base),
         activation_bytes=int(max(0, peak - base)),
-        weights_bytes=tensor_bytes(runner.modules) if runner.weights_bytes is None else runner.weights_bytes,
-        memory_kind="cuda max allocated" if dev.type == "cuda" else "process RSS high-water mark",
     )
 
 
 def _worker_main(argv: list[str]) -> None:
+    """One ``RESULT <json>`` line per resolution, printed as each finishes (a later one may time out)."""
     args = json.loads(argv[argv.index("--worker") + 1])
-    print("RESULT " + json.dumps(measure(args.pop("name"), args.pop("resolution"), **args)), flush=True)
+    name, resolutions = args.pop("name"), args.pop("resolutions")
+    measure_sizes(name, resolutions, on_record=lambda r: print("RESULT " + json.dumps(r), flush=True), **args)
 
 
 if __name__ == "__main__":

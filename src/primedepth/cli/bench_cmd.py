@@ -34,9 +34,15 @@ from .options import output_dir_option
 @click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
 @click.option("--timeout", default=None, type=float, help="Seconds allowed per contender and resolution.")
 @click.option("--in-process", is_flag=True, help="Run contenders in this process (peak memory is then shared).")
+@click.option(
+    "--build-once",
+    is_flag=True,
+    help="Build each contender once and run it at every resolution (one process per contender; --timeout then "
+    "covers all its resolutions). Default: built anew per contender and resolution.",
+)
 @output_dir_option(default="bench-results", help="Where results.json, results.md and bench.png go.")
 @click.option("--plot/--no-plot", default=True, show_default=True)
-def command(device, resolutions, contenders, list_only, timeout, in_process, output_dir, plot, **settings):
+def command(device, resolutions, contenders, list_only, timeout, in_process, build_once, output_dir, plot, **settings):
     """Benchmark PrimeDepth against its authors' arithmetic, Marigold, single-step SD and Depth Anything V2."""
     from ..benchmarking import report, runs
     from ..benchmarking.contenders import contenders as registry
@@ -55,7 +61,14 @@ def command(device, resolutions, contenders, list_only, timeout, in_process, out
     meta.update(contenders=names, resolutions=sides)
     log = lambda message: click.echo(message, err=True)
     results = runs.run_benchmark(
-        names, sides, device=device, subprocesses=not in_process, timeout=timeout, log=log, **settings
+        names,
+        sides,
+        device=device,
+        subprocesses=not in_process,
+        build_once=build_once,
+        timeout=timeout,
+        log=log,
+        **settings,
     )
     title = f"{meta.get('gpu') or meta.get('cpu', device)} ({settings['scale']})" if plot else None
     table, paths = report.write_report(results, output_dir, meta, plot_title=title)

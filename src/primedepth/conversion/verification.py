@@ -86,14 +86,17 @@ def compute_case(model: OfficialParts, inputs: dict[str, torch.Tensor]) -> dict[
     return out
 
 
-def verify_vectors(config_path, checkpoint_path, vectors_path, trust_pickle: bool = False):
-    """Returns (comparisons, problems); problems are structural (unmapped or misfit tensors, missing outputs)."""
+def verify_vectors(config_path, checkpoint_path, vectors_path, trust_pickle: bool = False, device="cpu"):
+    """Returns (comparisons, problems); problems are structural (unmapped or misfit tensors, missing outputs).
+    ``device``: where the model computes (the comparison is on the CPU, in float64)."""
     model = build_official_model(config_path, checkpoint_path, trust_pickle)
+    for module in (model.unet, model.vae, model.labeller):
+        module.to(device)
     vectors = load_file(str(vectors_path))
     comparisons, problems = [], list(model.problems)
     for case in _case_names(vectors):
-        inputs = {name: vectors[f"{case}.{name}"] for name in INPUT_NAMES}
-        ours = compute_case(model, inputs)
+        inputs = {name: vectors[f"{case}.{name}"].to(device) for name in INPUT_NAMES}
+        ours = {name: value.cpu() for name, value in compute_case(model, inputs).items()}
         for key in sorted(k for k in vectors if k.startswith(case + ".")):
             name = key[len(case) + 1 :]
             if name in INPUT_NAMES:

@@ -28,7 +28,7 @@ from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX
 from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
-from .precision import precision_of, resolve_precision
+from .precision import fp32_arithmetic, precision_of, resolve_precision
 from .tiny_random import tiny_random_components
 
 NOISE_MODES = ("sampled", "none")
@@ -110,6 +110,7 @@ class PrimeDepthPipeline:
             )
         self.frozen = FrozenStableDiffusion(self.vae, self.unet, self.settings)
         self.channels_last = False  # set by optimize()
+        self.allow_tf32 = False  # fp32 parts compute in IEEE fp32 (set_precision("tf32") allows TF32 on CUDA)
         self._prompt_cache: dict = {}
         self._ensemble_members: dict[str, DepthAnything] = {}
         for module in self.modules.values():
@@ -183,9 +184,11 @@ class PrimeDepthPipeline:
 
     def set_precision(self, precision: str = "auto") -> PrimeDepthPipeline:
         """Switch to a named precision configuration (``primedepth.pipelines.precision.PRECISIONS``: ``"fp32"``,
-        ``"bf16-frozen"``, ``"bf16"``, ``"fp16-frozen"``, ``"fp16"``); ``"auto"`` picks the configuration that is
-        safe and faster on this pipeline's device (fp32 where bf16 is not native). Call it on an fp32 pipeline."""
+        ``"tf32"``, ``"bf16-frozen"``, ``"bf16"``, ``"fp16-frozen"``, ``"fp16"``); ``"auto"`` picks the configuration
+        that is safe and faster on this pipeline's device (fp32 where bf16 is not native). Call it on an fp32
+        pipeline."""
         chosen = resolve_precision(precision, self.device)
+        self.allow_tf32 = chosen.tf32
         return self.optimize(frozen_dtype=chosen.frozen_dtype, labeller_dtype=chosen.labeller_dtype)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> PrimeDepthPipeline:
@@ -361,16 +364,19 @@ class PrimeDepthPipeline:
         images = images.to(device=self.device, dtype=self.dtype)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        preimage = self.frozen.preimage(
-            images,
-            context,
-            noise_posterior,
-            noise_t,
-            low_memory=low_memory,
-            naive=attention == "naive",
-            **self.labeller.preimage_request(),
-        )
-        return self.labeller(preimage, segmentation=segmentation, low_memory=low_memory, consume_preimage=low_memory)
+        with fp32_arithmetic(self.allow_tf32):
+            preimage = self.frozen.preimage(
+                images,
+                context,
+                noise_posterior,
+                noise_t,
+                low_memory=low_memory,
+                naive=attention == "naive",
+                **self.labeller.preimage_request(),
+            )
+            return self.labeller(
+                preimage, segmentation=segmentation, low_memory=low_memory, consume_preimage=low_memory
+            )
 
     @torch.no_grad()
     def preimage(
@@ -401,9 +407,9 @@ class PrimeDepthPipeline:
                 if noise == "sampled"
                 else (None, None)
             )
-            preimages.append(
-                self.frozen.preimage(pixels, self._encode_prompts([text]), *noises, naive=attention == "naive")
-            )
+            context = self._encode_prompts([text])
+            with fp32_arithmetic(self.allow_tf32):
+                preimages.append(self.frozen.preimage(pixels, context, *noises, naive=attention == "naive"))
         return preimages
 
     def _caption_and_processor(self, caption, max_size, match_input_size: bool = True):
@@ -422,7 +428,9 @@ class PrimeDepthPipeline:
         if missing:
             if len(cache) > 256:
                 cache.clear()
-            for p, states in zip(missing, encode_prompts(self.text_encoder, self.tokenizer, missing)):
+            with fp32_arithmetic(self.allow_tf32):
+                states_per_prompt = encode_prompts(self.text_encoder, self.tokenizer, missing)
+            for p, states in zip(missing, states_per_prompt):
                 cache[(p, key_dtype)] = states
         return torch.stack([cache[(p, key_dtype)] for p in prompts])
 

@@ -7,10 +7,15 @@ natively (x86 CPUs with AVX512-BF16 or AMX, Arm CPUs with the BF16 extension, CU
 and up) and fp32 elsewhere: bf16 emulated in software is slower than fp32. The choice is the fastest configuration
 that stays within 0.2 delta1 points and 0.002 AbsRel of fp32 on two held-out sets of PrimeDepth-mini (the table
 and the command that reproduces it are in docs/performance.md; a test checks the bound on a subset).
+
+fp32 means IEEE fp32: on Ampere and later GPUs PyTorch lets cuDNN compute fp32 convolutions in TF32 by default (10-bit
+mantissa, about 1e-3 relative instead of fp32's 1e-7), so every forward pass runs inside ``fp32_arithmetic``, which
+switches TF32 off (or on, for the named ``"tf32"`` configuration) and restores the process's settings afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
@@ -27,12 +32,14 @@ class Precision:
     frozen_dtype: torch.dtype
     labeller_dtype: torch.dtype
     description: str
+    tf32: bool = False  # fp32 matmuls and convolutions may use TF32 on CUDA (no effect elsewhere)
 
 
 PRECISIONS = {
     p.name: p
     for p in (
         Precision("fp32", torch.float32, torch.float32, "everything fp32"),
+        Precision("tf32", torch.float32, torch.float32, "fp32 weights, TF32 matmuls and convolutions on CUDA", True),
         Precision("bf16-frozen", torch.bfloat16, torch.float32, "bf16 VAE, UNet and text tower, fp32 labeller"),
         Precision("bf16", torch.bfloat16, torch.bfloat16, "everything bf16"),
         Precision("fp16-frozen", torch.float16, torch.float32, "fp16 VAE, UNet and text tower, fp32 labeller"),
@@ -122,10 +129,77 @@ def resolve_precision(name: str, device: torch.device | str) -> Precision:
 
 
 def precision_of(pipe) -> str:
-    """Name of the configuration ``pipe`` is in now (from its modules' dtypes), e.g. ``"bf16-frozen"``; a
-    combination outside ``PRECISIONS`` is described as ``"<frozen dtype> frozen + <labeller dtype> labeller"``."""
-    frozen, labeller = pipe.dtype, pipe.labeller_dtype
+    """Name of the configuration ``pipe`` is in now (from its modules' dtypes and its ``allow_tf32``), e.g.
+    ``"bf16-frozen"``; a combination outside ``PRECISIONS`` is described as ``"<frozen dtype> frozen + <labeller
+    dtype> labeller"``."""
+    key = (pipe.dtype, pipe.labeller_dtype, getattr(pipe, "allow_tf32", False))
     for p in PRECISIONS.values():
-        if (p.frozen_dtype, p.labeller_dtype) == (frozen, labeller):
+        if (p.frozen_dtype, p.labeller_dtype, p.tf32) == key:
             return p.name
+    frozen, labeller = key[:2]
     return f"{str(frozen).removeprefix('torch.')} frozen + {str(labeller).removeprefix('torch.')} labeller"
+
+
+# The fp32 settings of PyTorch >= 2.9, per backend and operator (``torch.backends.<path>.fp32_precision``; "" is the
+# global one that "none" defers to), and the leaves that fp32 pins to IEEE.
+_FP32_PRECISION_NODES = (
+    "",
+    "cuda.matmul",
+    "cudnn",
+    "cudnn.conv",
+    "cudnn.rnn",
+    "mkldnn",
+    "mkldnn.matmul",
+    "mkldnn.conv",
+)
+_IEEE_LEAVES = ("cuda.matmul", "cudnn.conv", "cudnn.rnn", "mkldnn.matmul", "mkldnn.conv")
+
+
+def _fp32_nodes() -> dict[str, object]:
+    """The nodes of ``_FP32_PRECISION_NODES``, or nothing on a PyTorch without the per-backend settings."""
+    nodes = {}
+    for path in _FP32_PRECISION_NODES:
+        node = functools.reduce(getattr, path.split("."), torch.backends) if path else torch.backends
+        if not hasattr(node, "fp32_precision"):
+            return {}
+        nodes[path] = node
+    return nodes
+
+
+def _legacy_setting(read):
+    """A legacy switch's value, or None where PyTorch refuses to read it (its caller mixed the two APIs)."""
+    try:
+        return read()
+    except RuntimeError:
+        return None
+
+
+@contextlib.contextmanager
+def fp32_arithmetic(allow_tf32: bool = False):
+    """Run the block with fp32 matmuls and convolutions in IEEE fp32 (``allow_tf32=False``) or allowed to use TF32
+    on CUDA (``True``), and restore the process's settings on exit, also when the block raises, so that a caller's
+    own policy is untouched.
+
+    Both of PyTorch's switches are set, so that either reads consistently inside the block: the legacy ones
+    (``torch.set_float32_matmul_precision("highest" / "high")``, which sets ``torch.backends.cuda.matmul.allow_tf32``,
+    and ``torch.backends.cudnn.allow_tf32``) and, for fp32, the per-backend ``fp32_precision`` of the matmul and
+    convolution leaves pinned to ``"ieee"`` (a leaf left at ``"none"`` would follow a global ``"tf32"``)."""
+    nodes = _fp32_nodes()
+    saved_nodes = {path: node.fp32_precision for path, node in nodes.items()}
+    saved_matmul = _legacy_setting(torch.get_float32_matmul_precision)
+    saved_cudnn = _legacy_setting(lambda: torch.backends.cudnn.allow_tf32)
+    try:
+        torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")
+        torch.backends.cudnn.allow_tf32 = allow_tf32
+        if not allow_tf32:
+            for path in _IEEE_LEAVES:
+                if path in nodes:
+                    nodes[path].fp32_precision = "ieee"
+        yield
+    finally:
+        if saved_matmul is not None:
+            torch.set_float32_matmul_precision(saved_matmul)
+        if saved_cudnn is not None:
+            torch.backends.cudnn.allow_tf32 = saved_cudnn
+        for path, node in nodes.items():
+            node.fp32_precision = saved_nodes[path]

@@ -1,4 +1,4 @@
-"""PrimeDepth's training losses (seed paper §3.4).
+"""PrimeDepth's training losses (the PrimeDepth paper, §3.4).
 
 * ``ssi_loss``: scale-and-shift-invariant MSE on inverse depth in pixel space. The target is normalised per image by
   its median and mean absolute deviation over valid pixels; the prediction is aligned to it by closed-form least
