@@ -151,7 +151,10 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
                     pred = saved.predict(sample.sample_id, sample.rgb)
                 except FileNotFoundError:
                     continue
-                metrics, depth = score_prediction(pred, sample, dataset.config, summary["alignment"])
+                # The run has scored (or refused) this prediction already; here it is only drawn.
+                metrics, depth = score_prediction(
+                    pred, sample, dataset.config, summary["alignment"], resize_predictions=True
+                )
                 panels.append((f"{run.name}\nAbsRel {100 * metrics['abs_rel']:.1f}", depth))
             for ax, (label, image) in zip(axes[i], panels):
                 if image.ndim == 3:
