@@ -84,7 +84,8 @@ def reference_align(name, pred, depth, valid, space, max_res=None):
 def reference_metrics(pred, gt, valid):
     p, g = pred[valid].astype(np.float64), gt[valid].astype(np.float64)
     d = np.log(p) - np.log(g)
-    ratio = np.maximum(p / g, g / p)
+    p32, g32 = pred[valid].astype(np.float32), gt[valid].astype(np.float32)
+    ratio = np.maximum(p32 / g32, g32 / p32)  # float32, as torch computes it in Marigold
     return {
         "abs_rel": np.mean(np.abs(p - g) / g),
         "sq_rel": np.mean((p - g) ** 2 / g),
@@ -120,7 +121,7 @@ def _png16(path, values):
     Image.fromarray(values.astype(np.uint16)).save(path)
 
 
-def write_dataset(name, root, seed=0):
+def write_dataset(name, root, seed=0, eth3d_shape=(1344, 2016)):
     """Two or three samples in Marigold's layout and its list format; returns (split file, {rgb: (depth, valid)})."""
     lines, truth = [], {}
     if name == "nyu":
@@ -172,11 +173,12 @@ def write_dataset(name, root, seed=0):
             np.save(root / (stem + "_depth_mask.npy"), mask)
             lines.append(f"{stem}.png {stem}_depth.npy {stem}_depth_mask.npy")
             truth[stem + ".png"] = (depth.astype(np.float64), mask)
-    elif name == "eth3d":  # at a third of the DSLR size: the 1024-px fit still subsamples (the reader: see below)
+    elif name == "eth3d":  # a third of the DSLR size by default: the 1024-px fit still subsamples (reader: below)
+        h, w = eth3d_shape
         for i in range(2):
             rel = f"rgb/courtyard/images/dslr_images/DSC_{i:04d}.JPG"
-            _image(root / rel, 1344, 2016, seed + i)
-            depth = smooth_depth(1344, 2016, 1, 40, seed + i).astype(np.float32)
+            _image(root / rel, h, w, seed + i)
+            depth = smooth_depth(h, w, 1, 40, seed + i).astype(np.float32)
             depth[:50] = np.inf
             gt_rel = f"depth/courtyard_dslr_depth/courtyard/ground_truth_depth/dslr_images/DSC_{i:04d}.JPG"
             (root / gt_rel).parent.mkdir(parents=True, exist_ok=True)

@@ -55,24 +55,31 @@ def align_to_depth(
     min_depth: float,
     max_depth: float,
     max_res: int | None = None,
+    fit_nonpositive: bool = False,
 ) -> np.ndarray:
     """Metric depth from an affine-invariant prediction, aligned to ``gt`` in ``space`` and clipped to the range.
 
     Depth space: fit over the valid pixels. Disparity space: fit to ``1/gt`` over the valid pixels whose GT and
     prediction are both positive (a non-positive prediction has no inverse-depth reading and would pull the fit),
     clip the aligned disparity at ``1e-3`` and invert; every pixel is aligned, including those left out of the fit.
-    The result is clipped to ``[min_depth, max_depth]`` and to at least ``1e-6``, as Marigold's evaluation does."""
+    The result is clipped to ``[min_depth, max_depth]`` and to at least ``1e-6``, as Marigold's evaluation does.
+
+    ``fit_nonpositive`` keeps non-positive predictions in the disparity fit (not Marigold's rule; the miniature
+    world's figures are made that way, see ``protocol.score_in_own_range``)."""
     if space not in SPACES:
         raise ValueError(f"alignment space must be one of {SPACES}, got {space!r}")
-    pred = pred.astype(np.float64)
+    # float32 maps, scale and shift, as Marigold's evaluation has them: a pixel whose ratio to the GT lies at a δ
+    # threshold then falls on the same side of it.
+    pred, gt = np.asarray(pred, dtype=np.float32), np.asarray(gt, dtype=np.float32)
     if space == "depth":
         scale, shift = fit_scale_shift(pred, gt, valid, max_res)
-        depth = scale * pred + shift
+        depth = pred * np.float32(scale) + np.float32(shift)
     else:
         positive = gt > 0
-        target = np.zeros(gt.shape, dtype=np.float64)
-        target[positive] = 1.0 / gt[positive]
-        scale, shift = fit_scale_shift(pred, target, valid & positive & (pred > 0), max_res)
-        depth = 1.0 / np.maximum(scale * pred + shift, MIN_DISPARITY)
-    depth = np.clip(depth, min_depth, max_depth)
-    return np.maximum(depth, MIN_SCORED_DEPTH).astype(np.float32)
+        target = np.zeros_like(gt)
+        target[positive] = 1 / gt[positive]
+        fitted = valid & positive if fit_nonpositive else valid & positive & (pred > 0)
+        scale, shift = fit_scale_shift(pred, target, fitted, max_res)
+        depth = 1 / np.maximum(pred * np.float32(scale) + np.float32(shift), np.float32(MIN_DISPARITY))
+    depth = np.clip(depth, np.float32(min_depth), np.float32(max_depth))
+    return np.maximum(depth, np.float32(MIN_SCORED_DEPTH))

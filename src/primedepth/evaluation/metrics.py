@@ -27,7 +27,9 @@ def compute_metrics(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> dict
         raise ValueError("metrics need strictly positive depths on valid pixels")
     diff = p - g
     log_diff = np.log(p) - np.log(g)
-    ratio = np.maximum(p / g, g / p)
+    # δ on float32 ratios, as Marigold's float32 metrics compute them (a ratio at a threshold counts the same).
+    p32, g32 = pred[valid].astype(np.float32), gt[valid].astype(np.float32)
+    ratio = np.maximum(p32 / g32, g32 / p32)
     return {
         "abs_rel": float(np.mean(np.abs(diff) / g)),
         "sq_rel": float(np.mean(diff**2 / g)),
