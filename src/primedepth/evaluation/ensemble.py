@@ -37,6 +37,9 @@ class EnsemblePredictor(Predictor):
         self.members, self.space = members, spaces.pop()
         self.name = name or "ensemble(" + "+".join(m.name for m in members) + ")"
 
+    def input_note(self, config) -> str:
+        return "members: " + "; ".join(f"{m.name}: {m.input_note(config)}" for m in self.members)
+
     def predict(self, sample_id, rgb):
         """The mean of the normalised members, shifted so that its minimum is 1: normalised maps are negative on
         about half of the pixels, and the protocol's disparity fit leaves non-positive predictions out (as
