@@ -71,7 +71,7 @@ def test_scoring_is_exact_for_an_affine_inverse_depth_and_ignores_sky():
     finite = np.where(np.isfinite(depth), depth, 1.0)
     metrics, aligned = score_in_own_range((3.0 / finite + 0.5).astype(np.float32), depth)
     assert metrics["delta1"] == pytest.approx(1.0) and metrics["abs_rel"] == pytest.approx(0.0, abs=1e-5)
-    metrics, _ = score_in_own_range(np.zeros((2, 3), np.float32), depth)  # constant: the fit is the mean disparity
+    metrics, _ = score_in_own_range(np.zeros((2, 3), np.float32), depth)  # zeros: none enters the fit, all far
     assert metrics["delta1"] < 1.0
 
 

@@ -85,10 +85,10 @@ def make_scannet(root: Path, n: int = 2, h: int = 48, w: int = 64) -> dict:
 
 def make_diode(root: Path, h: int = 48, w: int = 64) -> dict:
     gts = {}
-    for i, kind in enumerate(["indoors", "outdoors", "outdoors"]):
+    for i, kind in enumerate(["indoors", "outdoor", "outdoor"]):
         stem = f"val/{kind}/scene_{i:05d}/scan_{i:05d}/{i:05d}_{i:05d}_{kind}_000_010"
         _rgb(root / (stem + ".png"), h, w, i)
-        depth = smooth_depth(h, w, 1, 300 if kind == "outdoors" else 9, i).astype(np.float32)
+        depth = smooth_depth(h, w, 1, 300 if kind == "outdoor" else 9, i).astype(np.float32)
         mask = np.ones((h, w), dtype=np.float32)
         mask[:, :4] = 0
         np.save(root / (stem + "_depth.npy"), depth[..., None])

@@ -96,13 +96,13 @@ def test_scannet_units(tmp_path):
     assert s.valid.all()
 
 
-def test_diode_mask_range_and_categories(tmp_path):
+def test_diode_mask_and_categories(tmp_path):
     gts = fixtures.make_diode(tmp_path)
     ds = DATASETS["diode"](tmp_path, allow_partial=True)
-    assert [ds.category(e) for e in ds.entries] == ["indoors", "outdoors", "outdoors"]
+    assert [ds.category(e) for e in ds.entries] == ["indoors", "outdoor", "outdoor"]
     s = ds[1]
     assert not s.valid[:, :4].any()
-    assert (s.depth[s.valid] > 0.6).all() and (s.depth[s.valid] < 350).all()
+    assert s.valid[:, 4:].all()  # the mask alone decides (Marigold's DIODE class): no depth range
     np.testing.assert_allclose(s.depth[:, 4:], gts[s.sample_id][:, 4:])
 
 

@@ -104,7 +104,15 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 @click.option("--output", "output_root", default="eval_results", show_default=True, type=click.Path(file_okay=False))
 @click.option("--model", "model_spec", default="tiny-random", show_default=True, help=MODEL_HELP)
 @click.option(
-    "--predictions", type=EXISTING_DIR, help="Score saved <sample id, '/'->'__'>.npy files instead of running a model."
+    "--predictions",
+    type=EXISTING_DIR,
+    help="Score saved predictions instead of running a model: <sample id, '/'->'__'>.npy, or Marigold's "
+    "infer.py layout <image folder>/pred_<id>.npy.",
+)
+@click.option(
+    "--resize-predictions",
+    is_flag=True,
+    help="Resize a prediction whose aspect ratio differs from its ground truth's instead of refusing it.",
 )
 @click.option("--prediction-space", type=SPACES, default="disparity", show_default=True, help=SPACE_HELP)
 @click.option("--name", help="Run name (default: the model's).")
@@ -134,6 +142,7 @@ def command(
     output_root,
     model_spec,
     predictions,
+    resize_predictions,
     prediction_space,
     name,
     split_file,
@@ -191,7 +200,13 @@ def command(
             processes = distributed_context()
             save = not no_save_predictions
             summary = evaluate(
-                dataset, predictor, output_root, processes=processes, save_predictions=save, progress=True
+                dataset,
+                predictor,
+                output_root,
+                processes=processes,
+                save_predictions=save,
+                progress=True,
+                resize_predictions=resize_predictions,
             )
     except (DatasetError, WeightsNotFoundError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -1,4 +1,5 @@
-"""Least-squares scale-and-shift alignment of an affine-invariant prediction to metric ground truth.
+"""Least-squares scale-and-shift alignment of an affine-invariant prediction to metric ground truth, as Marigold's
+evaluation does it (``script/depth/eval.py`` and ``src/util/alignment.py`` of prs-eth/Marigold).
 
 Zero-shot models predict depth (or inverse depth) only up to an unknown scale and shift, so the benchmark fits both
 per image against the ground truth before scoring. Models that predict inverse depth are fitted in disparity space
@@ -7,25 +8,40 @@ per image against the ground truth before scoring. Models that predict inverse d
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 SPACES = ("depth", "disparity")
-MIN_DISPARITY = 1e-3
+MIN_DISPARITY = 1e-3  # aligned disparity is clipped here before inversion (at most 1000 m)
+MIN_SCORED_DEPTH = 1e-6  # every aligned depth is at least this, so that log and ratio metrics are defined
+
+
+def fit_subsample_columns(shape: tuple[int, ...], max_res: int) -> np.ndarray | None:
+    """Columns that enter a fit limited to ``max_res`` pixels, or None when the map is small enough.
+
+    Marigold limits its fit with ``nn.Upsample(scale_factor=min(max_res / (H, W)), mode="nearest")`` applied to a
+    ``[1, H, W]`` tensor, which torch reads as (batch, channels, length): only the width is subsampled, every row
+    stays (an ETH3D image enters its fit as 4032 x 1024 pixels). The columns are computed by torch's own nearest
+    rule on the column indices, so they are the ones Marigold's fit sees."""
+    factor = float(np.min(max_res / np.asarray(shape[-2:], dtype=np.float64)))
+    if factor >= 1:
+        return None
+    index = torch.arange(shape[-1], dtype=torch.float32).reshape(1, 1, -1)
+    picked = torch.nn.functional.interpolate(index, scale_factor=factor, mode="nearest")
+    return picked.reshape(-1).numpy().astype(np.int64)
 
 
 def fit_scale_shift(pred: np.ndarray, target: np.ndarray, valid: np.ndarray, max_res: int | None = None):
     """``(scale, shift)`` minimising ``sum((scale * pred + shift - target)^2)`` over valid pixels.
 
-    With ``max_res`` the fit uses a nearest-neighbour subsample whose long side is at most ``max_res`` (the
-    ETH3D protocol fits at <= 1024 px, which keeps full-resolution DSLR images tractable)."""
-    if max_res is not None and max(pred.shape) > max_res:
-        factor = max_res / max(pred.shape)
-        rows = np.floor(np.arange(round(pred.shape[0] * factor)) / factor).astype(int)
-        cols = np.floor(np.arange(round(pred.shape[1] * factor)) / factor).astype(int)
-        pred, target, valid = (a[np.ix_(rows, cols)] for a in (pred, target, valid))
+    With ``max_res`` the fit uses the columns of :func:`fit_subsample_columns` (the ETH3D protocol's 1024-px fit).
+    Like Marigold's fit (numpy's least squares), fewer than two pixels give the minimum-norm solution, and none
+    gives ``(0, 0)``, rather than an error: such an image is scored, badly, instead of stopping the run."""
+    if max_res is not None and pred.ndim == 2:
+        columns = fit_subsample_columns(pred.shape, max_res)
+        if columns is not None:
+            pred, target, valid = pred[:, columns], target[:, columns], valid[:, columns]
     x = pred[valid].astype(np.float64)
     y = target[valid].astype(np.float64)
-    if x.size < 2:
-        raise ValueError(f"cannot fit scale and shift on {x.size} valid pixel(s)")
     design = np.stack([x, np.ones_like(x)], axis=1)
     (scale, shift), *_ = np.linalg.lstsq(design, y, rcond=None)
     return float(scale), float(shift)
@@ -39,20 +55,31 @@ def align_to_depth(
     min_depth: float,
     max_depth: float,
     max_res: int | None = None,
+    fit_nonpositive: bool = False,
 ) -> np.ndarray:
     """Metric depth from an affine-invariant prediction, aligned to ``gt`` in ``space`` and clipped to the range.
 
-    Disparity space: fit to ``1/gt`` over all valid pixels (an affine-invariant prediction may be negative
-    anywhere), clip the aligned disparity at ``1e-3`` and invert. The result is clipped to
-    ``[min_depth, max_depth]`` as the dataset protocol asks."""
+    Depth space: fit over the valid pixels. Disparity space: fit to ``1/gt`` over the valid pixels whose GT and
+    prediction are both positive (a non-positive prediction has no inverse-depth reading and would pull the fit),
+    clip the aligned disparity at ``1e-3`` and invert; every pixel is aligned, including those left out of the fit.
+    The result is clipped to ``[min_depth, max_depth]`` and to at least ``1e-6``, as Marigold's evaluation does.
+
+    ``fit_nonpositive`` keeps non-positive predictions in the disparity fit (not Marigold's rule; the miniature
+    world's figures are made that way, see ``protocol.score_in_own_range``)."""
     if space not in SPACES:
         raise ValueError(f"alignment space must be one of {SPACES}, got {space!r}")
+    # float32 maps, scale and shift, as Marigold's evaluation has them: a pixel whose ratio to the GT lies at a δ
+    # threshold then falls on the same side of it.
+    pred, gt = np.asarray(pred, dtype=np.float32), np.asarray(gt, dtype=np.float32)
     if space == "depth":
         scale, shift = fit_scale_shift(pred, gt, valid, max_res)
-        depth = scale * pred + shift
+        depth = pred * np.float32(scale) + np.float32(shift)
     else:
-        target = np.zeros_like(gt, dtype=np.float64)
-        target[valid] = 1.0 / gt[valid]
-        scale, shift = fit_scale_shift(pred, target, valid, max_res)
-        depth = 1.0 / np.maximum(scale * pred + shift, MIN_DISPARITY)
-    return np.clip(depth, min_depth, max_depth).astype(np.float32)
+        positive = gt > 0
+        target = np.zeros_like(gt)
+        target[positive] = 1 / gt[positive]
+        fitted = valid & positive if fit_nonpositive else valid & positive & (pred > 0)
+        scale, shift = fit_scale_shift(pred, target, fitted, max_res)
+        depth = 1 / np.maximum(pred * np.float32(scale) + np.float32(shift), np.float32(MIN_DISPARITY))
+    depth = np.clip(depth, np.float32(min_depth), np.float32(max_depth))
+    return np.maximum(depth, np.float32(MIN_SCORED_DEPTH))

@@ -15,6 +15,8 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..pipelines.ensemble import average_normalised
 from .files import write_text
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
@@ -35,10 +37,17 @@ class EnsemblePredictor(Predictor):
         self.members, self.space = members, spaces.pop()
         self.name = name or "ensemble(" + "+".join(m.name for m in members) + ")"
 
+    def input_note(self, config) -> str:
+        return "members: " + "; ".join(f"{m.name}: {m.input_note(config)}" for m in self.members)
+
     def predict(self, sample_id, rgb):
+        """The mean of the normalised members, shifted so that its minimum is 1: normalised maps are negative on
+        about half of the pixels, and the protocol's disparity fit leaves non-positive predictions out (as
+        Marigold's does). A constant shift changes nothing else in an affine fit."""
         preds = [m.predict(sample_id, rgb) for m in self.members]
         shape = max((p.shape for p in preds), key=lambda s: s[0] * s[1])
-        return average_normalised([resize_to(p, shape) for p in preds])
+        mean = average_normalised([resize_to(p, shape) for p in preds])
+        return mean - mean.min() + np.float32(1.0)
 
 
 def read_rows(csv_path: Path) -> dict[str, dict]:

@@ -92,9 +92,10 @@ class DepthProPredictor(Predictor):
 @dataclass(frozen=True)
 class MarigoldFormat:
     """How one Marigold-format checkpoint is run through ``MarigoldDepthPipeline``: denoising steps, ensemble size
-    and processing resolution (None: the checkpoint's ``default_denoising_steps`` / ``default_processing_resolution``,
-    with its own scheduler), and whether the initial latent is zero instead of noise (end-to-end fine-tuned one-step
-    models are trained that way)."""
+    and processing resolution on datasets outside Marigold's evaluation (None: the checkpoint's
+    ``default_denoising_steps`` / ``default_processing_resolution``, with its own scheduler; on Marigold's own
+    datasets ``MARIGOLD_EVAL_RESOLUTIONS`` applies), and whether the initial latent is zero instead of noise
+    (end-to-end fine-tuned one-step models are trained that way)."""
 
     title: str
     hub_id: str
@@ -103,6 +104,11 @@ class MarigoldFormat:
     processing_resolution: int | None = None
     zero_noise: bool = False
 
+
+# The processing resolution of Marigold's evaluation scripts (prs-eth/Marigold ``script/depth/eval/*_infer_*.sh``,
+# also used by Marigold-LCM and E2E-FT's scripts): native (0) on NYUv2, KITTI and ScanNet, long side 756 on ETH3D
+# and 640 on DIODE, given the full-resolution RGB and upsampled back to it by the pipeline.
+MARIGOLD_EVAL_RESOLUTIONS = {"nyu": 0, "kitti": 0, "scannet": 0, "eth3d": 756, "diode": 640}
 
 # Marigold v1-0 as in the paper's protocol (``--model marigold=DIR --marigold-setting v1-0 / 1-step``), then the
 # recent Marigold-format peers (``--model KIND=DIR``).
@@ -122,9 +128,10 @@ MARIGOLD_PEERS = ("marigold-v1-1", "marigold-lcm", "marigold-e2e-ft")
 class MarigoldPredictor(Predictor):
     """A Marigold-format depth checkpoint through diffusers ``MarigoldDepthPipeline`` as ``MARIGOLD_FORMATS[kind]``
     says; ``ensemble_size`` / ``processing_resolution`` override the format's. The run is named ``kind``. Output:
-    affine-invariant depth, aligned in depth space."""
+    affine-invariant depth, aligned in depth space. On Marigold's own datasets it is given the native RGB and runs
+    at ``MARIGOLD_EVAL_RESOLUTIONS`` (unless ``processing_resolution`` is given), as Marigold's evaluation does."""
 
-    space, output_kind = "depth", "depth"
+    space, output_kind, resizes_input = "depth", "depth", True
 
     def __init__(
         self,
@@ -141,15 +148,26 @@ class MarigoldPredictor(Predictor):
             raise ValueError(f"Marigold-format kind must be one of {sorted(MARIGOLD_FORMATS)}, got {kind!r}")
         overrides = dict(ensemble_size=ensemble_size, processing_resolution=processing_resolution)
         self.format = replace(MARIGOLD_FORMATS[kind], **{k: v for k, v in overrides.items() if v is not None})
+        self.fixed_resolution = processing_resolution is not None
+        self.resolution = self.format.processing_resolution
         path = _require_dir(path, self.format.title, self.format.hub_id)
         self.name, self.seed, self.device = kind, seed, _device(device)
         self.pipe = MarigoldDepthPipeline.from_pretrained(path, local_files_only=True).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
+    def prepare(self, config) -> None:
+        if not self.fixed_resolution:
+            self.resolution = MARIGOLD_EVAL_RESOLUTIONS.get(config.name, self.format.processing_resolution)
+
+    def input_note(self, config) -> str:
+        resolution = self.resolution if self.resolution is not None else self.pipe.default_processing_resolution
+        at = "native resolution" if resolution == 0 else f"long side {resolution} px"
+        return f"native RGB; Marigold processing_resolution={resolution} ({at}), output upsampled to the input size"
+
     def zero_latents(self, shape: tuple[int, int]) -> torch.Tensor:
         """Zero initial latents of the shape the pipeline expects for an image of ``shape`` (its own size rule)."""
         h, w = shape
-        resolution = self.format.processing_resolution
+        resolution = self.resolution
         if resolution is None:
             resolution = self.pipe.default_processing_resolution
         if resolution:
@@ -170,7 +188,7 @@ class MarigoldPredictor(Predictor):
             Image.fromarray(rgb),
             num_inference_steps=self.format.steps,
             ensemble_size=self.format.ensemble_size,
-            processing_resolution=self.format.processing_resolution,
+            processing_resolution=self.resolution,
             match_input_resolution=True,
             output_type="np",
             **noise,

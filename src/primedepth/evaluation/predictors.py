@@ -37,8 +37,27 @@ def _generator(seed: int, sample_id: str, device) -> torch.Generator:
 
 
 class Predictor:
+    """``resizes_input``: the model is given the native RGB and brings it to the resolution its authors evaluate
+    with itself (see ``prepare``); otherwise the harness gives it the RGB at the dataset's ``processing_res``."""
+
     name: str = "model"
     space: str = "disparity"
+    resizes_input: bool = False
+
+    def prepare(self, config) -> None:
+        """Called with the dataset's ``DatasetConfig`` before its samples are predicted."""
+
+    def input_note(self, config) -> str:
+        """What the model was run on, for the report."""
+        if self.resizes_input:
+            return "native RGB, resized by the model itself"
+        if config.processing_res:
+            return f"RGB resized to long side {config.processing_res} px by the harness"
+        return "native RGB"
+
+    def source(self, sample_id: str) -> str:
+        """Where a sample's prediction comes from, for error messages."""
+        return f"{self.name} prediction for {sample_id}"
 
     def predict(self, sample_id: str, rgb: np.ndarray) -> np.ndarray:
         """HxW float32 affine-invariant prediction for an HxWx3 uint8 image (any resolution; resized later)."""
@@ -82,19 +101,52 @@ def prediction_filename(sample_id: str) -> str:
     return sample_id.replace("/", "__") + ".npy"
 
 
+def marigold_prediction_path(sample_id: str, names: str = "id") -> str:
+    """Where Marigold's ``script/depth/infer.py`` saves the prediction of an RGB image (relative to its output
+    folder): the image's folder, then ``pred_<image name>.npy`` ("id": KITTI, ETH3D, ScanNet, DIODE) or, for
+    ``rgb_<n>.png``, ``pred_<n>.npy`` ("rgb_id": NYUv2)."""
+    folder, _, filename = sample_id.rpartition("/")
+    stem = filename.rsplit(".", 1)[0]
+    if names == "rgb_id":
+        stem = stem.split("_")[1] if "_" in stem else stem
+    elif names != "id":
+        raise ValueError(f"unknown Marigold prediction naming {names!r}")
+    return f"{folder}/pred_{stem}.npy" if folder else f"pred_{stem}.npy"
+
+
 class SavedPredictor(Predictor):
-    """Scores predictions saved as ``<dir>/<sample id with '/' -> '__'>.npy`` (2-D float arrays, any resolution)."""
+    """Scores predictions saved as ``<dir>/<sample id with '/' -> '__'>.npy`` (this harness's runs) or in the layout
+    of Marigold's ``script/depth/infer.py`` (``<dir>/<image folder>/pred_<id>.npy``, see
+    :func:`marigold_prediction_path`): 2-D float arrays, or 1xHxW / HxWx1."""
 
     def __init__(self, directory: str | Path, space: str = "disparity", name: str | None = None):
         self.directory, self.space = Path(directory), space
         self.name = name or self.directory.name
+        self.names = "id"
         if not self.directory.is_dir():
             raise FileNotFoundError(f"predictions directory {self.directory} does not exist")
 
+    def prepare(self, config) -> None:
+        self.names = config.prediction_names
+
+    def input_note(self, config) -> str:
+        return f"saved predictions from {self.directory}"
+
+    def path(self, sample_id: str) -> Path:
+        ours = self.directory / prediction_filename(sample_id)
+        marigold = self.directory / marigold_prediction_path(sample_id, self.names)
+        return marigold if marigold.is_file() and not ours.is_file() else ours
+
+    def source(self, sample_id: str) -> str:
+        return str(self.path(sample_id))
+
     def predict(self, sample_id, rgb):
-        path = self.directory / prediction_filename(sample_id)
+        path = self.path(sample_id)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no saved prediction for sample {sample_id}")
+            raise FileNotFoundError(
+                f"{path}: no saved prediction for sample {sample_id} "
+                f"(nor {self.directory / marigold_prediction_path(sample_id, self.names)})"
+            )
         try:
             pred = np.load(path)
         except (OSError, ValueError) as exc:

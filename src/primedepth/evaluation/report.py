@@ -28,9 +28,11 @@ def summary_markdown(summary: dict) -> str:
     head = f"# {summary['model']} on {summary['dataset_title']}\n\n"
     head += f"{summary['samples']} / {summary['expected_samples']} samples, alignment in {summary['alignment']} space"
     head += "" if summary["complete"] else " (**incomplete or partial dataset**)"
+    if summary.get("input"):
+        head += f"; model input: {summary['input']}"
     if summary.get("picks"):
         head += "; oracle picks: " + ", ".join(f"{k} {v}" for k, v in summary["picks"].items())
-    cols = ["AbsRel×100", "SqRel", "RMSE", "RMSE-log", "log10", "δ1 %", "δ2 %", "δ3 %", "SILog"]
+    cols = ["AbsRel×100", "SqRel", "RMSE", "RMSE-log", "log10", "δ1 %", "δ2 %", "δ3 %", "iRMSE", "SILog"]
     lines = ["| subset | n | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
 
     def fmt(m):
@@ -41,6 +43,7 @@ def summary_markdown(summary: dict) -> str:
             f"{m['rmse_log']:.4f}",
             f"{m['log10']:.4f}",
             *(f"{100 * m[d]:.2f}" for d in ("delta1", "delta2", "delta3")),
+            f"{m['i_rmse']:.4f}" if "i_rmse" in m else "",
             f"{m['silog']:.3f}",
         ]
 
@@ -148,7 +151,10 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
                     pred = saved.predict(sample.sample_id, sample.rgb)
                 except FileNotFoundError:
                     continue
-                metrics, depth = score_prediction(pred, sample, dataset.config, summary["alignment"])
+                # The run has scored (or refused) this prediction already; here it is only drawn.
+                metrics, depth = score_prediction(
+                    pred, sample, dataset.config, summary["alignment"], resize_predictions=True
+                )
                 panels.append((f"{run.name}\nAbsRel {100 * metrics['abs_rel']:.1f}", depth))
             for ax, (label, image) in zip(axes[i], panels):
                 if image.ndim == 3:

@@ -107,10 +107,12 @@ def evaluate(
     merge: bool = True,
     progress: bool = False,
     reports: bool = True,
+    resize_predictions: bool = False,
 ) -> dict | None:
     """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process
     (rank 0 of ``processes``). ``reports=False`` leaves the cross-run reports to the caller (a suite draws them once
-    per dataset)."""
+    per dataset). ``resize_predictions`` resizes a prediction of another aspect ratio than its GT instead of
+    refusing it."""
     rank = processes.rank
     run_dir = run_directory(output_root, dataset.config.name, predictor.name)
     remove_stale_temps(run_dir)  # temporaries of killed runs
@@ -119,12 +121,13 @@ def evaluate(
         write_text(part, ",".join(FIELDS) + "\n")
     read_part(part, repair=True)
     done = completed(run_dir)
+    predictor.prepare(dataset.config)
     todo = [i for i in range(rank, len(dataset), processes.world_size) if dataset.entries[i][0] not in done]
     if progress:
         todo = tqdm(todo, desc=f"{dataset.config.name}/{predictor.name} rank {rank}", unit="img")
     with open(part, "a", newline="") as f:
         for index in todo:
-            f.write(_score_one(dataset, predictor, index, run_dir, save_predictions))
+            f.write(_score_one(dataset, predictor, index, run_dir, save_predictions, resize_predictions))
             f.flush()
             os.fsync(f.fileno())
     processes.barrier()
@@ -133,12 +136,20 @@ def evaluate(
     return None
 
 
-def _score_one(dataset, predictor, index, run_dir, save_predictions) -> str:
+def _score_one(dataset, predictor, index, run_dir, save_predictions, resize_predictions=False) -> str:
     sample = dataset[index]
+    rgb = sample.rgb if predictor.resizes_input else resize_long_side(sample.rgb, dataset.config.processing_res)
     start = time.perf_counter()
-    pred = predictor.predict(sample.sample_id, resize_long_side(sample.rgb, dataset.config.processing_res))
+    pred = predictor.predict(sample.sample_id, rgb)
     seconds = time.perf_counter() - start
-    metrics, _ = score_prediction(pred, sample, dataset.config, predictor.space)
+    metrics, _ = score_prediction(
+        pred,
+        sample,
+        dataset.config,
+        predictor.space,
+        source=predictor.source(sample.sample_id),
+        resize_predictions=resize_predictions,
+    )
     if save_predictions:
         save_npy(run_dir / "predictions" / prediction_filename(sample.sample_id), pred.astype(np.float32))
     row = {"index": index, "sample_id": sample.sample_id, "category": sample.category, **metrics, "seconds": seconds}
@@ -186,6 +197,7 @@ def merge_run(dataset, predictor, run_dir, output_root, reports: bool = True) ->
         raise RuntimeError(f"{run_dir}: no scored sample to summarise")
     write_per_sample(run_dir / "per_sample.csv", rows)
     summary = summarise(rows, dataset, predictor.name, predictor.space)
+    summary["input"] = predictor.input_note(dataset.config)
     write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text(run_dir / "summary.md", summary_markdown(summary))
     if reports:

@@ -31,6 +31,8 @@ class DatasetConfig:
     eval_crop: tuple[int, int, int, int] | None = None  # fixed valid box (top, bottom, left, right), exclusive ends
     kitti_bm_crop: bool = False  # crop RGB and GT to the 352x1216 KITTI benchmark box before anything else
     garg_crop: bool = False  # KITTI Eigen/Garg valid box, relative to the (cropped) image size
+    range_in_mask: bool = True  # GT outside (min_depth, max_depth) is invalid; False: the dataset's own mask only
+    prediction_names: str = "id"  # Marigold's names of saved predictions: "id" pred_<rgb name>, "rgb_id" pred_<n>
     categories: tuple[str, ...] = ()
     description: str = ""
 
@@ -50,7 +52,7 @@ class Sample:
     sample_id: str  # stable, unique key (the RGB path relative to the dataset root)
     rgb: np.ndarray  # HxWx3 uint8, after any protocol crop
     depth: np.ndarray  # HxW float32 metres, 0 where unknown
-    valid: np.ndarray  # HxW bool: in range, inside the protocol crop, and valid per the dataset's own mask
+    valid: np.ndarray  # HxW bool: valid per the dataset's own mask, in range (where the protocol asks), in the crop
     category: str = ""
 
 
@@ -90,14 +92,19 @@ class DepthDataset:
 
     # -- shared machinery -------------------------------------------------------------------------------------
     def _read_split(self, split_file: Path) -> list[tuple[str, ...]]:
-        """A split list in Marigold's format: one sample a line, whitespace-separated relative paths."""
+        """A split list in Marigold's format: one sample a line, whitespace-separated relative paths (RGB, GT, then
+        what the dataset needs). A line whose GT is ``None`` is a frame without ground truth (Marigold's KITTI list
+        has 45 of them among its 697 lines) and is not part of the split, as in Marigold's KITTI dataset class."""
         if not split_file.is_file():
             raise DatasetError(f"split file {split_file} does not exist")
-        entries = [tuple(line.split()) for line in split_file.read_text().splitlines() if line.strip()]
-        for i, entry in enumerate(entries, 1):
+        lines = [(i, tuple(line.split())) for i, line in enumerate(split_file.read_text().splitlines(), 1)]
+        lines = [(i, entry) for i, entry in lines if entry and not (len(entry) > 1 and entry[1] == "None")]
+        for i, entry in lines:
+            if len(entry) < 2:
+                raise DatasetError(f"{split_file}:{i}: expected an image and its ground truth, got {entry[0]!r}")
             if not (self.root / entry[0]).is_file():
                 raise DatasetError(f"{split_file}:{i}: image {self.root / entry[0]} does not exist")
-        return entries
+        return [entry for _, entry in lines]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -110,7 +117,9 @@ class DepthDataset:
             raise DatasetError(f"{self.root / entry[1]}: depth is {depth.shape}, its image is {rgb.shape[:2]}")
         if self.config.kitti_bm_crop:
             rgb, depth, valid = kitti_benchmark_crop(rgb, depth, valid, self.root / entry[0])
-        valid = valid & (depth > self.config.min_depth) & (depth < self.config.max_depth) & self._crop_mask(depth.shape)
+        if self.config.range_in_mask:
+            valid = valid & (depth > self.config.min_depth) & (depth < self.config.max_depth)
+        valid = valid & self._crop_mask(depth.shape)
         return Sample(entry[0], rgb, depth.astype(np.float32), valid, self.category(entry))
 
     def _crop_mask(self, shape: tuple[int, int]) -> np.ndarray:

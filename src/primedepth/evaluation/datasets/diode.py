@@ -1,5 +1,8 @@
-"""DIODE validation, indoors + outdoors (771). Official layout: ``val/{indoors,outdoors}/scene_*/scan_*/<name>.png``
-with ``<name>_depth.npy`` (HxWx1 float32 metres) and ``<name>_depth_mask.npy`` (HxW, 1 = valid)."""
+"""DIODE validation, indoors + outdoor (325 + 446 = 771), in the layout of the official release
+(``val/{indoors,outdoor}/scene_*/scan_*/<name>.png``; pass ``val`` or its parent) or of Marigold's extracted
+``diode_val.tar`` (the same without ``val/``), with ``<name>_depth.npy`` (HxWx1 float32 metres) and
+``<name>_depth_mask.npy`` (HxW, 1 = valid). The valid pixels are those of the mask file alone, as in Marigold's
+DIODE dataset class: the 0.6-350 m range only clips the aligned prediction."""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ class DIODEDataset(DepthDataset):
 
     def discover(self):
         entries = []
-        for rgb in sorted(self.root.glob("*/*/scene_*/scan_*/*.png")):
+        images = {*self.root.glob("*/scene_*/scan_*/*.png"), *self.root.glob("*/*/scene_*/scan_*/*.png")}
+        for rgb in sorted(images):
             stem = str(rgb.relative_to(self.root).as_posix())[: -len(".png")]
             entries.append((stem + ".png", stem + "_depth.npy", stem + "_depth_mask.npy"))
         return entries
@@ -38,4 +42,4 @@ class DIODEDataset(DepthDataset):
         return depth.astype(np.float32), mask.astype(bool)
 
     def category(self, entry):
-        return entry[0].split("/")[-4]  # indoors / outdoors
+        return entry[0].split("/")[-4]  # indoors / outdoor
