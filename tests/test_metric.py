@@ -184,3 +184,74 @@ def test_licences():
     with pytest.raises(NonCommercialError, match="Depth Pro.*NON-COMMERCIAL"):
         check_commercial(["primedepth", "depth-pro"])
     assert licence_line(["primedepth-mini"]).startswith("licences: PrimeDepth-mini")
+
+
+def predict(tmp_path, rgb_image, *args):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from primedepth.cli import main
+
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    base = ["predict", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", "tiny-random"]
+    return CliRunner().invoke(main, [*base, "--caption", "none", *args])
+
+
+def test_predict_metric_writes_metres_focal_confidence_and_a_metric_point_cloud(tiny_depth_pro, tmp_path, rgb_image):
+    import trimesh
+
+    result = predict(tmp_path, rgb_image, "--metric", f"depth-pro={tiny_depth_pro}", "--format", "npy,ply,tiff")
+    assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("licences: random weights") and "Apple Machine Learning Research" in first
+    o = tmp_path / "o"
+    depth, confidence = np.load(o / "x_depth.npy"), np.load(o / "x_confidence.npy")
+    residual, inverse = np.load(o / "x_residual.npy"), np.load(o / "x.npy")
+    assert depth.shape == confidence.shape == residual.shape == inverse.shape == rgb_image.shape[:2]
+    meta = json.loads((o / "x_metric.json").read_text())
+    h, w = depth.shape
+    focal = 0.5 * w / math.tan(math.radians(FOV_DEG / 2))
+    assert meta["focal_length_px"] == pytest.approx(focal, rel=1e-5)
+    assert meta["focal_length_source"] == "depth-pro's field-of-view estimate"
+    assert meta["values"] == "depth along the optical axis in metres" and meta["model"] == "tiny-random"
+    assert (
+        set(meta["licences"]) == {"tiny-random", "depth-pro"} and meta["licences"]["depth-pro"]["commercial"] is False
+    )
+    # the same numbers as the library call
+    from primedepth.pipelines.pipeline import PrimeDepthPipeline
+
+    out = PrimeDepthPipeline.tiny_random()(rgb_image, caption="none", metric=f"depth-pro={tiny_depth_pro}")
+    np.testing.assert_allclose(depth, out.metric[0].depth, rtol=2e-3)
+    # the point cloud is the metric depth back-projected with that focal length
+    cloud = trimesh.load(o / "x.ply")
+    points = np.asarray(cloud.vertices)
+    assert len(points) == h * w
+    np.testing.assert_allclose(points[:, 2], depth.reshape(-1), rtol=1e-5)
+    u = points[:, 0] / points[:, 2] * focal + w / 2 - 0.5
+    np.testing.assert_allclose(u.reshape(h, w), np.broadcast_to(np.arange(w), (h, w)), atol=1e-3)
+    from primedepth.outputs.formats import read_tiff
+
+    np.testing.assert_allclose(read_tiff(o / "x.tiff"), depth)  # float files hold metres with --metric
+    assert (o / "x_confidence.png").is_file()
+
+
+def test_predict_metric_user_focal_and_commercial_safe(tiny_depth_pro, tiny_da_metric, tmp_path, rgb_image):
+    result = predict(
+        tmp_path, rgb_image, "--metric", f"depth-pro={tiny_depth_pro}", "--focal-px", "50", "--format", "npy"
+    )
+    assert result.exit_code == 0, result.output
+    meta = json.loads((tmp_path / "o" / "x_metric.json").read_text())
+    assert meta["focal_length_px"] == 50.0 and meta["focal_length_source"] == "--focal-px 50"
+    refused = predict(
+        tmp_path, rgb_image, "--metric", f"depth-pro={tiny_depth_pro}", "--commercial-safe", "--overwrite"
+    )
+    assert refused.exit_code == 2
+    errors = [line for line in refused.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Depth Pro" in errors[0] and "NON-COMMERCIAL" in errors[0]
+    small = f"depth-anything-v2-metric-indoor-small={tiny_da_metric}"
+    allowed = predict(tmp_path, rgb_image, "--metric", small, "--commercial-safe", "--overwrite", "--format", "npy")
+    assert allowed.exit_code == 0, allowed.output
+    bad = predict(tmp_path, rgb_image, "--metric", "marigold", "--format", "npy")
+    assert bad.exit_code == 2 and "unknown metric prior 'marigold'" in bad.output
+    needs = predict(tmp_path, rgb_image, "--format", "confidence")
+    assert needs.exit_code == 2 and "confidence need(s) --metric PRIOR" in needs.output

@@ -71,6 +71,14 @@ class NonCommercialError(ValueError):
     """``--commercial-safe`` and weights whose licence forbids commercial use."""
 
 
+def weight_names(model: str, ensemble: str | None = None, metric: str | None = None) -> list[str]:
+    """The licence-table names of what makes a command's outputs: the PrimeDepth model, the ensemble member and
+    the metric prior (their ``=SOURCE`` parts dropped)."""
+    names = [str(model)]
+    names += [spec.partition("=")[0] for spec in (ensemble, metric) if spec]
+    return names
+
+
 def licence_of(name: str) -> Licence:
     """The licence entry of a model or member name; a converted PrimeDepth folder or hub id counts as PrimeDepth
     (its frozen parts are Stable Diffusion 2.1)."""
