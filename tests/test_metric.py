@@ -165,7 +165,9 @@ def test_pipeline_metric(tiny_pipe, tiny_depth_pro, rgb_image, tmp_path):
     assert result.depth.shape == result.confidence.shape == out.inverse_depth[0].shape
     assert np.isfinite(result.depth).all() and result.depth.min() > 0
     assert 0 <= result.confidence.min() and result.confidence.max() <= 1
-    assert out.metadata["metric"][0]["prior"] == "depth-pro"
+    assert out.metadata["metric"][0]["prior"] == "depth-pro" and result.fusion.correction is None
+    bent = tiny_pipe(rgb_image, caption="none", metric=f"depth-pro={tiny_depth_pro}", metric_correction=True)
+    assert bent.metric[0].fusion.correction is not None
     # points through the same fusion: the depths at the points come back where they agree
     points = np.zeros(out.inverse_depth[0].shape, np.float32)
     points[::7, ::5] = result.depth[::7, ::5]

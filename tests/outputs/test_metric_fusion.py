@@ -82,7 +82,7 @@ def test_low_frequency_correction_bends_the_map_to_the_priors_shape_without_blur
 def test_detail_comes_from_the_prediction_scale_from_a_blurred_prior():
     depth = scene()
     prior = gaussian_filter(depth, 3.0)  # a smooth metric model: right scale, soft edges
-    fused = fuse_with_prior(affine_inverse(depth), prior)
+    fused = fuse_with_prior(affine_inverse(depth), prior, low_frequency=True)
     edges = np.zeros(depth.shape, bool)
     edges[26:64, 36:84] = True
     edges[34:56, 44:76] = False  # a band around the box's outline

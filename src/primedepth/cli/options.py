@@ -127,6 +127,15 @@ def metric_option(
     )
 
 
+def metric_correction_option():
+    return click.option(
+        "--metric-correction",
+        is_flag=True,
+        help="With --metric: after the global scale-and-shift fit, let the prior bend the map by a smooth "
+        "low-frequency correction (when the prior's global shape is better than PrimeDepth's; docs/metric.md).",
+    )
+
+
 def commercial_safe_option():
     return click.option(
         "--commercial-safe",

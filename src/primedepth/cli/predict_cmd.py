@@ -84,6 +84,7 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
     help="With --ensemble, also write each member's maps (NAME.primedepth.*, NAME.depth-anything-v2*.*).",
 )
 @opt.metric_option()
+@opt.metric_correction_option()
 @opt.commercial_safe_option()
 @opt.cache_dir_option()
 @opt.local_files_only_option()
@@ -111,6 +112,7 @@ def command(
     ensemble,
     save_members,
     metric,
+    metric_correction,
     commercial_safe,
     overwrite,
     cache_dir,
@@ -235,7 +237,7 @@ def command(
     written, write_error = 0, None
     options["ensemble"] = member
     if prior is not None:
-        options.update(metric=prior, focal_px=focal_px, fov=fov_deg)
+        options.update(metric=prior, focal_px=focal_px, fov=fov_deg, metric_correction=metric_correction)
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
         for start in range(0, len(todo), batch_size):

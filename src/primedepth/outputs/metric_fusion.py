@@ -4,11 +4,12 @@ sparse metric points): the prior gives the scale, PrimeDepth the detail.
 1. Global fit: scale and shift of the prediction in disparity, fitted robustly to the prior's ``1 / depth``
    (``alignment.robust_fit_scale_shift``: least median of squares, then least squares on the inliers), so regions
    where the two disagree (a hallucinated object, a wrong sky) do not pull the fit.
-2. Optional low-frequency correction: where the prior's global shape differs from the prediction's (a tilted floor,
-   a compressed background), the log ratio ``log(prior disparity / aligned disparity)`` on the inliers is averaged
-   over a coarse grid and smoothed (normalised convolution, so outliers and holes do not count), and the aligned
-   disparity is multiplied by its exponential. A multiplicative field that varies slowly bends the map without
-   moving or softening its edges.
+2. Optional low-frequency correction (off by default): where the prior's global shape differs from the
+   prediction's (a tilted floor, a compressed background), the log ratio ``log(prior disparity / aligned
+   disparity)`` on the inliers is averaged over a coarse grid and smoothed (normalised convolution, so outliers and
+   holes do not count), and the aligned disparity is multiplied by its exponential. A multiplicative field that
+   varies slowly bends the map without moving or softening its edges. It helps when the prior's global shape is
+   better than the prediction's; when it is worse, it imports the prior's errors (docs/metric.md measures both).
 3. Outputs: metric depth (metres, defined wherever the prediction is, also where the prior has no value), the
    residual against the prior (``prior depth / fused depth - 1`` per pixel), and a per-pixel confidence: the
    agreement of the two after alignment, ``exp(-(log ratio / tolerance)^2 / 2)`` with a fixed relative
@@ -92,7 +93,7 @@ def fuse_with_prior(
     inverse_depth: np.ndarray,
     prior_depth: np.ndarray,
     *,
-    low_frequency: bool = True,
+    low_frequency: bool = False,
     grid: int = CORRECTION_GRID,
     sigma: float = CORRECTION_SIGMA,
     tolerance: float = TOLERANCE,
@@ -100,7 +101,8 @@ def fuse_with_prior(
 ) -> MetricFusion:
     """Metric depth (metres) from ``inverse_depth`` (affine-invariant) and a same-size ``prior_depth`` (metres;
     0, negative or non-finite = no value), see the module docstring. ``low_frequency`` switches the smooth
-    correction on (dense priors) or off (sparse points: a global scale and shift only)."""
+    correction on (for dense priors whose global shape is better than the prediction's; sparse points cannot
+    support it)."""
     if prior_depth.shape != inverse_depth.shape:
         raise ValueError(
             f"the prior is {prior_depth.shape[1]}x{prior_depth.shape[0]}, the prediction "

@@ -226,14 +226,14 @@ def metric_depth(
     focal_px: float | None = None,
     fov_deg: float | None = None,
     image_path: str | Path | None = None,
-    low_frequency: bool | None = None,
+    low_frequency: bool = False,
 ) -> MetricResult:
     """Metric depth for ``inverse_depth`` (H x W, PrimeDepth's) of the H' x W' x 3 uint8 image ``rgb``.
 
     The focal length is, in this order: ``focal_px`` or ``fov_deg`` (the user's), the EXIF focal length of
     ``image_path``, the prior's estimate (Depth Pro's field of view), the default field of view. A known focal
-    length (user or EXIF) is also what Depth Pro's metric scale uses. ``low_frequency`` (default: on for dense
-    priors, off for points) switches the fusion's smooth correction."""
+    length (user or EXIF) is also what Depth Pro's metric scale uses. ``low_frequency`` switches the fusion's
+    smooth correction on (dense priors only; see docs/metric.md for when it helps)."""
     size = inverse_depth.shape
     known = intrinsics_for(*size, focal_px=focal_px, fov_deg=fov_deg, image_path=image_path)
     given = known.fx if not known.source.startswith("assumed") else None
@@ -242,6 +242,5 @@ def metric_depth(
     if prediction.focal_px is not None:
         estimate = (prediction.focal_px, f"{prior.name}'s field-of-view estimate")
     intrinsics = intrinsics_for(*size, focal_px=focal_px, fov_deg=fov_deg, image_path=image_path, estimate=estimate)
-    smooth = prediction.dense if low_frequency is None else low_frequency
-    fusion = fuse_with_prior(inverse_depth, prediction.depth, low_frequency=smooth)
+    fusion = fuse_with_prior(inverse_depth, prediction.depth, low_frequency=low_frequency and prediction.dense)
     return MetricResult(fusion, prediction.depth, intrinsics, prior.name, prior.source, prediction.focal_px)

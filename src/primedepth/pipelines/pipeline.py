@@ -26,7 +26,7 @@ from .ensemble import COMBINATION, NORMALISATION, average_normalised
 from .hub_weights import resolve_model
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX
-from .metric import MetricPrior, MetricResult, load_prior, metric_depth
+from .metric import MetricPrior, load_prior, metric_depth
 from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 from .precision import precision_of, resolve_precision
@@ -448,6 +448,7 @@ class PrimeDepthPipeline:
         metric: str | MetricPrior | None = None,
         focal_px: float | None = None,
         fov: float | None = None,
+        metric_correction: bool = False,
     ) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
@@ -471,6 +472,8 @@ class PrimeDepthPipeline:
             image the depth in metres fused from this prediction and the prior, its confidence and the camera.
         focal_px / fov: the camera's focal length in pixels or field of view in degrees (long side), for the
             metric depth and its camera; otherwise from EXIF, else the prior's estimate, else 60 degrees.
+        metric_correction: let a dense prior bend the map by a smooth low-frequency correction after the global
+            scale-and-shift fit (``outputs.metric_fusion``).
         """
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
@@ -531,7 +534,7 @@ class PrimeDepthPipeline:
             metadata["ensemble"] = ensemble_info
         metric_results = None
         if metric is not None:
-            metric_results = self._metric(loaded, depth_maps, metric, focal_px, fov)
+            metric_results = self._metric(loaded, depth_maps, metric, focal_px, fov, metric_correction)
             metadata["metric"] = [r.metadata() for r in metric_results]
         return PrimeDepthOutput(
             depth_maps, seg_maps if segmentation else None, captions, metadata, members=members, metric=metric_results
@@ -555,7 +558,7 @@ class PrimeDepthPipeline:
         }
         return combined, {"primedepth": depth_maps, member.name: others}, info
 
-    def _metric(self, images: list[LoadedImage], depth_maps: list, prior, focal_px, fov) -> list[MetricResult]:
+    def _metric(self, images: list[LoadedImage], depth_maps: list, prior, focal_px, fov, correction) -> list:
         """Metric depth per image: the prediction fused with a metric prior (``pipelines.metric``)."""
         if isinstance(prior, str):
             if prior not in self._metric_priors:
@@ -569,6 +572,7 @@ class PrimeDepthPipeline:
                 focal_px=focal_px,
                 fov_deg=fov,
                 image_path=img.source if Path(str(img.source)).is_file() else None,
+                low_frequency=correction,
             )
             for img, d in zip(images, depth_maps)
         ]
