@@ -257,3 +257,22 @@ def test_predict_metric_user_focal_and_commercial_safe(tiny_depth_pro, tiny_da_m
     assert bad.exit_code == 2 and "unknown metric prior 'marigold'" in bad.output
     needs = predict(tmp_path, rgb_image, "--format", "confidence")
     assert needs.exit_code == 2 and "confidence need(s) --metric PRIOR" in needs.output
+
+
+def test_exif_focal_length_wins_over_the_priors_estimate(tiny_depth_pro, tmp_path, rgb_image):
+    from PIL import Image
+
+    from primedepth.outputs.geometry import EXIF_FOCAL_35MM, EXIF_IFD
+
+    exif = Image.Exif()
+    exif.get_ifd(EXIF_IFD)[EXIF_FOCAL_35MM] = 28
+    Image.fromarray(rgb_image).save(tmp_path / "photo.jpg", exif=exif)
+    prior = load_prior(f"depth-pro={tiny_depth_pro}")
+    inverse = np.ones(rgb_image.shape[:2], np.float32) + np.linspace(0, 1, rgb_image.shape[1], dtype=np.float32)
+    result = metric_depth(inverse, rgb_image, prior, image_path=tmp_path / "photo.jpg")
+    h, w = rgb_image.shape[:2]
+    exif_focal = 28 * math.hypot(h, w) / math.hypot(36, 24)
+    assert result.intrinsics.fx == pytest.approx(exif_focal) and "EXIF" in result.intrinsics.source
+    assert result.estimated_focal_px == pytest.approx(0.5 * w / math.tan(math.radians(FOV_DEG / 2)), rel=1e-5)
+    # Depth Pro's metric scale used the EXIF focal length, not its own estimate
+    np.testing.assert_allclose(result.prior_depth, prior.predict(rgb_image, focal_px=exif_focal).depth, rtol=1e-6)
