@@ -68,7 +68,7 @@ def main(argv=None) -> None:
         gt = np.where(ok, s.depth, 0).astype(np.float32)
         aligned = align_to_depth(inv, gt, ok, "disparity", float(gt[ok].min()), float(gt[ok].max()))
         upper.append(scores(aligned, s.depth, ok))
-    print(f"PrimeDepth-mini on {len(scenes)} held-out scenes ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(f"PrimeDepth-mini on {len(scenes)} test scenes ({time.perf_counter() - start:.0f} s)", flush=True)
 
     data = training_scenes(args.train_scenes, args.resolution)
     per_seed = {
