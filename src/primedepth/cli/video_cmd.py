@@ -76,6 +76,7 @@ def command(
     local_files_only,
 ):
     """Depth videos for INPUTS (any video ffmpeg reads). Interrupted runs resume where they stopped."""
+    from ..licences import licence_line, weight_names
     from ..outputs.colour import colour_lut
     from ..outputs.video import VideoReadError, predict_video, require_av
     from ..pipelines.loading import WeightsNotFoundError
@@ -100,6 +101,7 @@ def command(
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+    click.echo(licence_line(weight_names(model)), err=True)
     if pipe is not None:
         prepare_for_inference(pipe, model, dtype, notice)
 
