@@ -22,17 +22,10 @@ import torch
 
 from primedepth.constants import HELD_OUT_SEED
 from primedepth.evaluation.alignment import align_to_depth
-from primedepth.evaluation.boundary import boundary_f1
-from primedepth.evaluation.metrics import compute_metrics
-from primedepth.miniature.metric_prior import train_metric_prior, training_scenes
+from primedepth.miniature.metric_prior import TRAIN_DATA_SEED, metric_scores, train_metric_prior, training_scenes
 from primedepth.miniature.scene import held_out_scenes
 from primedepth.outputs.metric_fusion import fuse_with_prior
 from primedepth.pipelines.pipeline import PrimeDepthPipeline
-
-
-def scores(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> dict:
-    m = compute_metrics(np.maximum(depth, 1e-3), np.where(valid, gt, 1.0), valid)
-    return {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "boundary_f1": boundary_f1(depth, gt, valid)}
 
 
 def mean_scores(rows: list[dict]) -> dict:
@@ -54,6 +47,7 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--width", type=int, default=16, help="channels of the prior's first layer")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--save-prior", default=None, help="folder to save the first seed's prior in (shipping)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -68,7 +62,7 @@ def main(argv=None) -> None:
     for s, inv, ok in zip(scenes, inverse, valid):
         gt = np.where(ok, s.depth, 0).astype(np.float32)
         aligned = align_to_depth(inv, gt, ok, "disparity", float(gt[ok].min()), float(gt[ok].max()))
-        upper.append(scores(aligned, s.depth, ok))
+        upper.append(metric_scores(aligned, s.depth, ok))
     print(f"PrimeDepth-mini on {len(scenes)} test scenes ({time.perf_counter() - start:.0f} s)", flush=True)
 
     data = training_scenes(args.train_scenes, args.resolution)
@@ -84,18 +78,27 @@ def main(argv=None) -> None:
         model = train_metric_prior(
             seed, data, steps=args.steps, width=args.width, log=lambda line: print(line, flush=True)
         )
+        if args.save_prior and seed == seeds[0]:
+            model.save_pretrained(
+                args.save_prior,
+                {
+                    "training": f"{args.train_scenes} rendered {args.resolution}x{args.resolution} scenes of data seed "
+                    f"{TRAIN_DATA_SEED}, {args.steps} steps, batch 16, seed {seed} (scripts/metric_miniature.py)",
+                    "licence": "MIT",
+                },
+            )
         rows = {k: [] for k in per_seed}
         errors = []
         for s, inv, ok in zip(scenes, inverse, valid):
             prior, focal = model.predict(s.image)
             errors.append(abs(focal / s.intrinsics[0, 0] - 1))
-            rows["prior alone"].append(scores(prior, s.depth, ok))
+            rows["prior alone"].append(metric_scores(prior, s.depth, ok))
             for name, options in (
                 ("fusion (global fit: the default)", {}),
                 ("fusion + low-frequency correction (32 cells)", {"low_frequency": True}),
                 ("fusion + coarser correction (8 cells)", {"low_frequency": True, "grid": 8, "sigma": 1.0}),
             ):
-                rows[name].append(scores(fuse_with_prior(inv, prior, **options).depth, s.depth, ok))
+                rows[name].append(metric_scores(fuse_with_prior(inv, prior, **options).depth, s.depth, ok))
         for k in per_seed:
             per_seed[k].append(mean_scores(rows[k]))
         focal_errors.append(float(np.mean(errors)))

@@ -36,6 +36,12 @@ LICENCES: dict[str, Licence] = {
     "primedepth-mini": Licence(
         "PrimeDepth-mini (trained on this package's rendered scenes)", "MIT", True, "this package's licence"
     ),
+    "primedepth-mini-metric": Licence(
+        "the miniature world's small metric prior (trained on this package's rendered scenes)",
+        "MIT",
+        True,
+        "this package's licence",
+    ),
     "tiny-random": Licence("random weights (tests)", "none (no trained weights)", True, "this package"),
     "depth-pro": Licence(
         "Apple Depth Pro",

@@ -8,11 +8,14 @@ seed (never the held-out one) with an L1 loss on log depth and on log focal leng
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..constants import SEED_STRIDE
@@ -28,9 +31,10 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 class MiniMetricPrior(nn.Module):
     """Image (B, 3, H, W) in [0, 1] -> (log depth in metres at H/4 x W/4, log(focal / width))."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, resolution: int = 64):
         super().__init__()
-        w = width
+        self.resolution = resolution  # the square size it is trained at; other images are resized to it
+        self.width = w = width
         self.down = nn.ModuleList(
             [_block(3, w, 2), _block(w, 2 * w, 2), _block(2 * w, 3 * w, 2), _block(3 * w, 4 * w, 2)]
         )
@@ -49,13 +53,45 @@ class MiniMetricPrior(nn.Module):
             x = block(torch.cat([x, skip], dim=1))
         return self.depth_head(x)[:, 0] + 1.5, focal - 0.2  # centred on ~4.5 m and f ~ 0.8 W
 
+    def save_pretrained(self, folder: str | Path, provenance: dict | None = None) -> None:
+        """``config.json`` (width, provenance) and ``model.safetensors``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors")
+        config = {
+            "_class_name": type(self).__name__,
+            "width": self.width,
+            "resolution": self.resolution,
+            **(provenance or {}),
+        }
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> MiniMetricPrior:
+        folder = Path(folder)
+        if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+            raise FileNotFoundError(f"{folder}: not a mini metric prior folder (config.json, model.safetensors)")
+        config = json.loads((folder / "config.json").read_text())
+        model = cls(int(config["width"]), int(config.get("resolution", 64)))
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+        return model.eval()
+
     @torch.no_grad()
     def predict(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
-        """(metric depth at the image's size, float32; focal length in pixels) for an H x W x 3 uint8 image."""
+        """(metric depth at the image's size, float32; focal length in pixels) for an H x W x 3 uint8 image; the
+        image is resized to the training resolution first."""
         x = torch.from_numpy(np.asarray(rgb, np.float32) / 255).permute(2, 0, 1)[None]
+        size = (self.resolution, self.resolution)
+        if x.shape[-2:] != size:
+            x = nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True)
         log_depth, log_focal = self.eval()(x)
         depth = nn.functional.interpolate(log_depth[:, None], size=rgb.shape[:2], mode="bilinear", align_corners=False)
         return depth.exp()[0, 0].numpy().astype(np.float32), float(math.exp(log_focal[0]) * rgb.shape[1])
+
+
+def embedded_metric_prior_dir() -> Path:
+    """The small metric prior shipped with the package (``primedepth-mini-metric``)."""
+    return Path(__file__).resolve().parents[1] / "weights" / "primedepth-mini-metric"
 
 
 def training_scenes(count: int, resolution: int, data_seed: int = TRAIN_DATA_SEED):
@@ -73,7 +109,7 @@ def train_metric_prior(
     """Train a ``MiniMetricPrior`` with ``seed`` (initialisation and batches) on ``data`` from ``training_scenes``."""
     images, log_depth, log_focal = data
     torch.manual_seed(seed)
-    model = MiniMetricPrior(width)
+    model = MiniMetricPrior(width, resolution=images.shape[-1])
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, lr, total_steps=steps, pct_start=0.1)
     generator = torch.Generator().manual_seed(seed)
@@ -96,3 +132,25 @@ def train_metric_prior(
         if log is not None and (step % 250 == 0 or step == steps - 1):
             log(f"  seed {seed} step {step}: loss {loss.item():.4f} ({time.perf_counter() - start:.0f} s)")
     return model.eval()
+
+
+def metric_scores(depth: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    """AbsRel and δ1 of metric ``depth`` against ``gt`` without any alignment, and the depth-boundary F1."""
+    from ..evaluation.boundary import boundary_f1
+    from ..evaluation.metrics import compute_metrics
+
+    m = compute_metrics(np.maximum(depth, 1e-3), np.where(valid, gt, 1.0), valid)
+    return {"abs_rel": m["abs_rel"], "delta1": m["delta1"], "boundary_f1": boundary_f1(depth, gt, valid)}
+
+
+def metric_demo(scenes: list, inverse_depths: list[np.ndarray], prior: MiniMetricPrior) -> dict[str, dict]:
+    """Mean metric scores over rendered ``scenes`` of the prior alone and of its fusion with the predictions."""
+    from ..outputs.metric_fusion import fuse_with_prior
+
+    rows = {"prior": [], "fusion": []}
+    for scene, inverse in zip(scenes, inverse_depths):
+        valid = np.isfinite(scene.depth) & (scene.depth > 0)
+        depth, _ = prior.predict(scene.image)
+        rows["prior"].append(metric_scores(depth, scene.depth, valid))
+        rows["fusion"].append(metric_scores(fuse_with_prior(inverse, depth).depth, scene.depth, valid))
+    return {k: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for k, v in rows.items()}

@@ -8,6 +8,8 @@ affine-invariant inverse depth by ``outputs.metric_fusion``.
 - ``depth-anything-v2-metric-indoor|outdoor[-small|-base|-large]``: Depth Anything V2 fine-tuned for metric depth
   (Hypersim indoor, Virtual KITTI 2 outdoor) through transformers (``depth_estimation_type="metric"``); metres
   directly, no focal length.
+- ``primedepth-mini-metric``: the small metric prior of the miniature world, shipped with the package (rendered
+  scenes only: it shows metres offline with PrimeDepth-mini, it is not a model for photos).
 - ``points=FILE``: sparse metric depths (``.npy`` / KITTI ``.png`` / ``.csv``, see ``outputs.alignment``).
 
 Each model name takes ``=HUB_ID_OR_FOLDER`` for weights elsewhere, like the ensemble members.
@@ -28,7 +30,7 @@ from ..outputs.geometry import Intrinsics, intrinsics_for
 from ..outputs.metric_fusion import MetricFusion, fuse_with_prior
 from ..utils.hub import cache_only
 from .depth_anything import DepthAnything
-from .loading import weights_or_error
+from .loading import WeightsNotFoundError, weights_or_error
 
 DEPTH_PRO = {"depth-pro": "apple/DepthPro-hf"}
 DEPTH_ANYTHING_V2_METRIC = {
@@ -41,9 +43,10 @@ for _scene in ("indoor", "outdoor"):
     DEPTH_ANYTHING_V2_METRIC[f"depth-anything-v2-metric-{_scene}"] = DEPTH_ANYTHING_V2_METRIC[
         f"depth-anything-v2-metric-{_scene}-large"
     ]
-METRIC_PRIORS = {**DEPTH_PRO, **DEPTH_ANYTHING_V2_METRIC}
+MINI_METRIC = "primedepth-mini-metric"
+METRIC_PRIORS = {**DEPTH_PRO, **DEPTH_ANYTHING_V2_METRIC, MINI_METRIC: "embedded"}
 PRIOR_CHOICES = "depth-pro, depth-anything-v2-metric-indoor|outdoor[-small|-base|-large] (each =HUB_ID_OR_FOLDER "
-PRIOR_CHOICES += "optional) or points=FILE"
+PRIOR_CHOICES += f"optional), {MINI_METRIC} (embedded, rendered scenes) or points=FILE"
 
 
 @dataclass
@@ -162,7 +165,30 @@ class PointsPrior:
         return PriorPrediction(read_sparse_depth(self.source, tuple(size or rgb.shape[:2])), dense=False)
 
 
-MetricPrior = DepthProPrior | DepthAnythingMetricPrior | PointsPrior
+class MiniMetricPriorAdapter:
+    """The miniature world's small metric prior (``miniature.metric_prior``): metres and the focal length."""
+
+    estimates_focal = True
+
+    def __init__(self, source, name=MINI_METRIC, device="cpu", **_):
+        from ..miniature.metric_prior import MiniMetricPrior, embedded_metric_prior_dir
+
+        folder = embedded_metric_prior_dir() if source == "embedded" else Path(source)
+        if not folder.is_dir():
+            raise WeightsNotFoundError(f"{name} weights not found at {folder} (a stripped installation?)")
+        self.name, self.source = name, str(folder)
+        self.model = MiniMetricPrior.from_pretrained(folder)
+
+    def predict(self, rgb: np.ndarray, size: tuple[int, int] | None = None, focal_px: float | None = None):
+        h, w = size or rgb.shape[:2]
+        depth, focal = self.model.predict(rgb)
+        depth = torch.nn.functional.interpolate(
+            torch.from_numpy(depth)[None, None], size=(h, w), mode="bilinear", align_corners=False
+        )[0, 0].numpy()
+        return PriorPrediction(depth.astype(np.float32), focal * w / rgb.shape[1])
+
+
+MetricPrior = DepthProPrior | DepthAnythingMetricPrior | PointsPrior | MiniMetricPriorAdapter
 
 
 def load_prior(spec: str, **kwargs) -> MetricPrior:
@@ -172,6 +198,8 @@ def load_prior(spec: str, **kwargs) -> MetricPrior:
         return PointsPrior(source)
     if name in DEPTH_PRO:
         return DepthProPrior(source, name=name, **kwargs)
+    if name == MINI_METRIC:
+        return MiniMetricPriorAdapter(source, name=name)
     return DepthAnythingMetricPrior(source, name=name, **kwargs)
 
 
