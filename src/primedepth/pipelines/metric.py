@@ -99,10 +99,6 @@ class DepthProPrior:
             self.model = DepthProForDepthEstimation.from_pretrained(source, **kwargs)
         self.model.to(self.device).eval()
 
-    @property
-    def estimates_focal(self) -> bool:
-        return self.model.fov_model is not None
-
     @torch.no_grad()
     def predict(self, rgb: np.ndarray, size: tuple[int, int] | None = None, focal_px: float | None = None):
         """Metric depth of ``size`` (default: the image's); ``focal_px`` (for that size) replaces the FoV head's
@@ -128,8 +124,6 @@ class DepthProPrior:
 class DepthAnythingMetricPrior:
     """Depth Anything V2 metric: metres directly (the checkpoint's ``max_depth`` bounds them)."""
 
-    estimates_focal = False
-
     def __init__(self, source, name, device="cpu", cache_dir=None, local_files_only=False):
         self.model = DepthAnything(
             source,
@@ -154,8 +148,6 @@ class DepthAnythingMetricPrior:
 class PointsPrior:
     """Sparse metric depths from a file (one image)."""
 
-    estimates_focal = False
-
     def __init__(self, source, name="points", **_):
         self.name, self.source = name, str(source)
         if not Path(source).is_file():
@@ -167,8 +159,6 @@ class PointsPrior:
 
 class MiniMetricPriorAdapter:
     """The miniature world's small metric prior (``miniature.metric_prior``): metres and the focal length."""
-
-    estimates_focal = True
 
     def __init__(self, source, name=MINI_METRIC, device="cpu", **_):
         from ..miniature.metric_prior import MiniMetricPrior, embedded_metric_prior_dir
