@@ -94,7 +94,8 @@ def test_predict_without_model_uses_full_weights_when_present_else_mini_with_one
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no converted weights, no hub
     result = CliRunner().invoke(main, ["predict", str(image), "-o", str(tmp_path / "a"), "--format", "npy"])
     assert result.exit_code == 0, result.output
-    notices = [line for line in result.output.splitlines() if "PrimeDepth-mini" in line]
+    lines = [line for line in result.output.splitlines() if not line.startswith("licences:")]
+    notices = [line for line in lines if "PrimeDepth-mini" in line]
     assert len(notices) == 1 and "not found" in notices[0] and "rendered scenes" in notices[0]
     assert np.load(tmp_path / "a" / "scene.npy").shape == (64, 64)
 

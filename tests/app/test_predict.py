@@ -97,3 +97,34 @@ def test_ensemble_toggle_averages_with_depth_anything(tiny_depth_anything, tmp_p
         predict_image(
             registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "c", max_pixels=10_000, ensemble=True
         )
+
+
+def test_metric_toggle_gives_metres_with_the_priors_camera(tmp_path, rgb_image):
+    import json
+    import math
+
+    from test_metric import FOV_DEG, save_tiny_depth_pro_with_fov
+
+    from primedepth.pipelines.metric import load_prior
+    from primedepth.pipelines.pipeline import PrimeDepthPipeline
+
+    spec = f"depth-pro={save_tiny_depth_pro_with_fov(tmp_path / 'depth-pro')}"
+    with_prior = ModelRegistry([model_choice("tiny-random")], device="cpu", metric_prior=load_prior(spec))
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    result = predict_image(
+        with_prior, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "a", max_pixels=10_000, metric=True
+    )
+    files = {p.name: p for p in result.downloads}
+    assert {"x_depth.npy", "x_confidence.png", "x_confidence.npy", "x_residual.npy", "x_metric.json"} <= set(files)
+    expected = PrimeDepthPipeline.tiny_random()(rgb_image, caption="none", metric=spec).metric[0].depth
+    np.testing.assert_allclose(np.load(files["x_depth.npy"]), expected, rtol=2e-3)
+    meta = json.loads(files["x_metric.json"].read_text())
+    w = rgb_image.shape[1]
+    assert meta["focal_length_px"] == pytest.approx(0.5 * w / math.tan(math.radians(FOV_DEG / 2)), rel=1e-5)
+    assert set(meta["licences"]) == {"tiny-random", "depth-pro"}
+    assert "Metres: licences:" in result.label and "NON-COMMERCIAL" in result.label
+    registry = ModelRegistry([model_choice("tiny-random")], device="cpu")
+    with pytest.raises(InputRejected, match="--metric"):
+        predict_image(
+            registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path / "b", max_pixels=10_000, metric=True
+        )

@@ -54,6 +54,7 @@ def test_cli_writes_a_playable_mp4_with_the_right_frames_size_and_fps(tmp_path, 
         main, ["video", str(clip), "-o", str(out), "--model", "tiny-random", "--side-by-side", "--frames", "png16"]
     )
     assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("licences: random weights (tests)")
     frames, fps = _decoded(out / "walk_depth.mp4")
     assert len(frames) == 10 and frames[0].shape == (48, 64, 3) and fps == 10
     side, _ = _decoded(out / "walk_side.mp4")

@@ -52,7 +52,7 @@ def build_app(
     with atomic_path(colour_bar) as tmp:
         Image.fromarray(colour_bar_strip(512, DEFAULT_CMAP)).save(tmp)
 
-    def run_image(path, model, caption_mode, caption_text, max_size, near, far, ensemble=False):
+    def run_image(path, model, caption_mode, caption_text, max_size, near, far, ensemble=False, metric=False):
         if not path:
             raise gr.Error("upload an image first (drop a file, paste one, or pick an example)", print_exception=False)
         if not 0 <= int(max_size) <= MAX_PROCESSING_SIZE:
@@ -69,6 +69,7 @@ def build_app(
                 workdir=workdir,
                 max_pixels=max_pixels,
                 ensemble=bool(ensemble),
+                metric=bool(metric),
             )
         except (InputRejected, ImageLoadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
             raise page_error(err) from None
@@ -155,6 +156,14 @@ def build_app(
                     label=f"Average with {member.name if member else 'Depth Anything'} "
                     "(the paper's best method: both maps normalised, then averaged)",
                 )
+                prior = registry.metric_prior
+                metric = gr.Checkbox(
+                    False,
+                    visible=prior is not None,
+                    elem_id="metric",
+                    label=f"Metres: fuse with {prior.name if prior else 'a metric prior'} (its scale and camera, "
+                    "PrimeDepth's detail; replaces the assumed range below)",
+                )
                 with gr.Accordion("3D files", open=False):
                     gr.Markdown(
                         "The prediction is affine-invariant: it has no metric scale. The point cloud "
@@ -240,7 +249,7 @@ def build_app(
         )
         run.click(
             run_image,
-            inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble],
+            inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble, metric],
             outputs=[depth, label, compare, view, downloads],
             api_name="predict_image",
             concurrency_id=DEVICE_QUEUE,

@@ -73,9 +73,11 @@ class ModelRegistry:
         local_files_only: bool = False,
         ensemble_member=None,
         precision: str = "auto",
+        metric_prior=None,
     ):
         """``ensemble_member``: a loaded ``pipelines.depth_anything.DepthAnything`` to offer the ensemble with;
-        ``precision``: as ``primedepth predict --dtype`` (``auto`` by default, like the CLI)."""
+        ``precision``: as ``primedepth predict --dtype`` (``auto`` by default, like the CLI); ``metric_prior``: a
+        loaded ``pipelines.metric`` prior to offer depth in metres with."""
         if not choices:
             raise ValueError("no model to offer: name one with --model (a folder, a hub id or tiny-random)")
         self.choices = {choice.name: choice for choice in choices}
@@ -83,6 +85,7 @@ class ModelRegistry:
         self.keep = keep
         self.local_files_only = local_files_only
         self.ensemble_member = ensemble_member
+        self.metric_prior = metric_prior
         self.precision = precision
         self.lock = threading.Lock()
         self._loaded: OrderedDict[str, PrimeDepthPipeline] = OrderedDict()

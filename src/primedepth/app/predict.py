@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..licences import licence_line, licence_metadata
+from ..outputs.formats import METRIC_FORMATS
 from ..outputs.geometry import glb_bytes
 from ..outputs.products import OutputOptions, product_writers
 from ..pipelines.export import output_path, write_prediction
@@ -79,10 +81,12 @@ def predict_image(
     name: str | None = None,
     seed: int = 0,
     ensemble: bool = False,
+    metric: bool = False,
 ) -> ImageResult:
     """Depth for the image file ``path`` with model ``model``; ``max_size`` 0 means the model's own processing size;
     ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the affine-invariant prediction
-    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member. Raises ``InputRejected``
+    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member; ``metric`` fuses with the
+    registry's metric prior instead (metres, its camera, a confidence map, no assumed range). Raises ``InputRejected``
     (bad input or option), ``ImageLoadError`` (not an image), ``OSError`` (weights or a caption model that cannot be
     loaded) or the pipeline's ``ValueError`` / ``RuntimeError``."""
     name = name or Path(path).name
@@ -90,6 +94,9 @@ def predict_image(
     member = registry.ensemble_member if ensemble else None
     if ensemble and member is None:
         raise InputRejected("this app has no Depth Anything weights for the ensemble (start it with --ensemble)")
+    prior = registry.metric_prior if metric else None
+    if metric and prior is None:
+        raise InputRejected("this app has no metric prior for depth in metres (start it with --metric)")
     caption = caption_argument(caption_mode, caption_text)
     if max_size < 0:
         raise InputRejected(f"processing size must be 0 (the model's own) or positive, got {max_size}")
@@ -102,13 +109,16 @@ def predict_image(
 
     def work(pipe):
         start = time.perf_counter()
-        out = pipe(image, caption=caption, seed=seed, max_size=max_size or "auto", ensemble=member)
+        out = pipe(image, caption=caption, seed=seed, max_size=max_size or "auto", ensemble=member, metric=prior)
         return out, time.perf_counter() - start, pipe.device
 
     out, seconds, device = registry.run(model, work)
     inverse_depth = out.inverse_depth[0]
-    extra, notes = product_writers(DOWNLOAD_FORMATS, inverse_depth, image, options)
-    downloads = write_prediction(stem, DOWNLOAD_FORMATS, inverse_depth, product_writers=extra)
+    formats = DOWNLOAD_FORMATS + (["depth", *METRIC_FORMATS] if prior else [])
+    result = out.metric[0] if prior else None
+    metadata = {"model": choice.name, "licences": licence_metadata([choice.name, prior.name])} if prior else None
+    extra, notes = product_writers(formats, inverse_depth, image, options, metric=result, metadata=metadata)
+    downloads = write_prediction(stem, formats, inverse_depth, product_writers=extra)
 
     (ph, pw), (h, w) = out.metadata["processing_sizes"][0], image.size
     caption_note = {"none": "no caption", "auto": f'BLIP-2 caption "{out.captions[0]}"'}.get(
@@ -120,6 +130,8 @@ def predict_image(
         f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"
         f"3D files: {'; '.join(notes)}"
     )
+    if prior:
+        label += f"\n\nMetres: {licence_line([choice.name, prior.name])}"
     view = None
     if h * w <= MAX_VIEW_PIXELS:
         import trimesh

@@ -59,11 +59,13 @@ def launch(
     examples: int = 3,
     ensemble: str | None = None,
     block: bool = True,
+    metric: str | None = None,
 ):
     """Serve the app on ``host:port`` (``share`` adds a public Gradio link). Returns the launched Blocks when
     ``block`` is False; otherwise serves until interrupted. ``ensemble``: a Depth Anything spec
     (``depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]``) whose weights are loaded now, to offer the
-    ensemble toggle. The temporary folder is removed at exit."""
+    ensemble toggle; ``metric``: a metric prior spec (``pipelines.metric``) loaded now, to offer depth in metres.
+    The temporary folder is removed at exit."""
     workdir = Path(tempfile.mkdtemp(prefix="primedepth-app-")).resolve()
     atexit.register(shutil.rmtree, workdir, True)
     # Gradio's upload cache and example cache live in the app's folder, so that is all it can serve.
@@ -81,8 +83,17 @@ def launch(
         from ..pipelines.depth_anything import DepthAnything
 
         member = DepthAnything.from_spec(ensemble, device=device or "cpu", local_files_only=local_files_only)
+    prior = None
+    if metric:
+        from ..pipelines.metric import load_prior
+
+        prior = load_prior(metric, device=device or "cpu", local_files_only=local_files_only)
     registry = ModelRegistry(
-        available_models(list(models)), device=device, local_files_only=local_files_only, ensemble_member=member
+        available_models(list(models)),
+        device=device,
+        local_files_only=local_files_only,
+        ensemble_member=member,
+        metric_prior=prior,
     )
     app = build_app(
         registry,

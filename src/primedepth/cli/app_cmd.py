@@ -7,7 +7,7 @@ import sys
 import click
 
 from ..app.server import AppLimits
-from .options import device_argument, device_option, ensemble_option, local_files_only_option
+from .options import device_argument, device_option, ensemble_option, local_files_only_option, metric_option
 
 
 def _limit(default: int, help: str) -> dict:
@@ -34,6 +34,7 @@ def _limit(default: int, help: str) -> dict:
 @click.option("--max-video-frames", **_limit(AppLimits.video_frames, "Most frames one video request may ask for."))
 @local_files_only_option()
 @ensemble_option(help="Offer the ensemble with Depth Anything V2 (its weights are loaded at start).")
+@metric_option(help="Offer depth in metres: fusion with this metric prior (its weights are loaded at start).")
 def command(models, device, max_upload_mb, max_pixels, max_video_frames, **settings):
     """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth."""
     try:

@@ -33,8 +33,14 @@ from .options import device_argument, device_option, model_option, noise_option,
     help="none: the posterior mean, as the trainer's validation scores it (the figures in "
     "docs/mini-model.md); sampled: the official single step.",
 )
+@click.option(
+    "--metric",
+    is_flag=True,
+    help="Also metres: fuse with the embedded small metric prior (primedepth-mini-metric) and score prior and "
+    "fusion against the metric ground truth without any alignment (docs/metric.md).",
+)
 @device_option()
-def command(output_dir, model, scenes, held_out_seed, noise, device):
+def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
     from ..miniature.demo import run_demo
@@ -55,6 +61,17 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
     )
     result = run_demo(pipe, scenes=scenes, gallery=output_dir / "gallery.png", noise=noise, seed=held_out_seed)
     m = result.metrics
+    metres = None
+    if metric:
+        from ..miniature.metric_prior import MiniMetricPrior, embedded_metric_prior_dir, metric_demo
+        from ..miniature.scene import held_out_scenes
+
+        try:
+            prior = MiniMetricPrior.from_pretrained(embedded_metric_prior_dir())
+        except FileNotFoundError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(2)
+        metres = metric_demo(held_out_scenes(scenes, seed=held_out_seed), result.inverse_depth, prior)
     report = {
         "model": model,
         "scenes": scenes,
@@ -62,6 +79,7 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
         "noise": noise,
         "seconds": round(result.seconds, 1),
         **m,
+        **({"metric": metres} if metres else {}),
     }
     with atomic_path(output_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -69,4 +87,10 @@ def command(output_dir, model, scenes, held_out_seed, noise, device):
         f"δ1 {m['delta1']:.4f}   AbsRel {m['abs_rel']:.4f}   δ2 {m['delta2']:.4f}   "
         f"({scenes} scenes, {result.seconds:.1f} s)"
     )
+    for name, row in (metres or {}).items():
+        click.echo(
+            f"metres, {name}{' (primedepth-mini-metric)' if name == 'prior' else ' with the prediction'}: "
+            f"AbsRel {row['abs_rel']:.4f}   δ1 {row['delta1']:.4f}   boundary F1 {row['boundary_f1']:.4f}   "
+            "(no alignment)"
+        )
     click.echo(f"gallery: {result.gallery}   metrics: {output_dir / 'metrics.json'}")

@@ -114,6 +114,37 @@ def ensemble_option(
     )
 
 
+def metric_option(
+    help: str = "Depth in metres: fuse the prediction with a metric prior (robust scale and shift in disparity, "
+    "a smooth low-frequency correction), write NAME_depth.npy (metres), a confidence map (NAME_confidence.png/.npy), "
+    "the residual against the prior and NAME_metric.json (fit, focal length, licences); ply/glb use its camera.",
+):
+    return click.option(
+        "--metric",
+        default=None,
+        metavar="depth-pro|depth-anything-v2-metric-indoor|outdoor[-small|-base|-large][=HUB_ID_OR_FOLDER]|points=FILE",
+        help=help,
+    )
+
+
+def metric_correction_option():
+    return click.option(
+        "--metric-correction",
+        is_flag=True,
+        help="With --metric: after the global scale-and-shift fit, let the prior bend the map by a smooth "
+        "low-frequency correction (when the prior's global shape is better than PrimeDepth's; docs/metric.md).",
+    )
+
+
+def commercial_safe_option():
+    return click.option(
+        "--commercial-safe",
+        is_flag=True,
+        help="Refuse weights whose licence does not allow commercial use (e.g. Depth Pro, Depth Anything V2 "
+        "Base/Large); the licences are listed in docs/metric.md.",
+    )
+
+
 def shipped_configs() -> Path:
     """The configs that ship with the package (``configs/`` in a clone links to them)."""
     return Path(__file__).resolve().parents[1] / "configs"

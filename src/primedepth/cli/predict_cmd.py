@@ -28,16 +28,16 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
     help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (near = warm), "
     "seg (segmentation, indexed PNG), grey (8-bit, white = near), side (RGB | colour depth with a "
     "colour bar), tiff / exr / pfm (float32, see --output-kind), ply (point cloud), glb (mesh), "
-    "depth (metric depth npy, metres; implied by --align-to). ply, glb and depth need --align-to or "
-    "--depth-range.",
+    "depth (metric depth npy, metres; implied by --align-to and --metric). ply, glb and depth need --metric, "
+    "--align-to or --depth-range.",
 )
 @opt.cmap_option()
 @click.option(
     "--output-kind",
-    default="inverse-depth",
+    default=None,
     type=click.Choice(["inverse-depth", "depth"]),
-    show_default=True,
-    help="What tiff/exr/pfm hold; depth (metres) needs --align-to or --depth-range.",
+    help="What tiff/exr/pfm hold; depth (metres) needs --metric, --align-to or --depth-range "
+    "[default: depth with --metric, else inverse-depth].",
 )
 @click.option(
     "--align-to",
@@ -53,13 +53,14 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
     help="NEAR,FAR in metres: the ASSUMED depths of the nearest and "
     "farthest pixels, for 3D/depth outputs without --align-to.",
 )
-@click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb.")
+@click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb and --metric.")
 @click.option(
     "--fov",
     "fov_deg",
     default=None,
     type=float,
-    help="Field of view (degrees, long side) for ply/glb [default: EXIF 35 mm-equivalent focal length, else 60].",
+    help="Field of view (degrees, long side) for ply/glb and --metric [default: EXIF 35 mm-equivalent focal "
+    "length, else the --metric prior's estimate, else 60].",
 )
 @opt.max_size_option()
 @click.option(
@@ -82,6 +83,9 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
     is_flag=True,
     help="With --ensemble, also write each member's maps (NAME.primedepth.*, NAME.depth-anything-v2*.*).",
 )
+@opt.metric_option()
+@opt.metric_correction_option()
+@opt.commercial_safe_option()
 @opt.cache_dir_option()
 @opt.local_files_only_option()
 @shard_options
@@ -107,6 +111,9 @@ def command(
     low_memory,
     ensemble,
     save_members,
+    metric,
+    metric_correction,
+    commercial_safe,
     overwrite,
     cache_dir,
     local_files_only,
@@ -119,14 +126,17 @@ def command(
     from tqdm.auto import tqdm
 
     from ..data.shards import is_shard_spec
+    from ..licences import check_commercial, licence_line, licence_metadata, weight_names
     from ..outputs.alignment import SparseDepthError
     from ..outputs.colour import colour_lut
+    from ..outputs.formats import METRIC_FORMATS
     from ..outputs.products import OutputOptions, product_writers
     from ..pipelines.depth_anything import DepthAnything
     from ..pipelines.export import FORMATS, output_path, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.inputs import collect_inputs
     from ..pipelines.loading import WeightsNotFoundError
+    from ..pipelines.metric import load_prior, parse_prior
     from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError
     from ..utils.atomic import ensure_writable_folder, remove_stale_temps
@@ -139,12 +149,19 @@ def command(
         )
     if align_to is not None and "depth" not in fmt_list:
         fmt_list.append("depth")
+    if metric is not None:
+        if align_to is not None:
+            raise click.UsageError("--metric and --align-to both give metres; use --metric points=FILE for points")
+        fmt_list += [f for f in ("depth", *METRIC_FORMATS) if f not in fmt_list]
+    output_kind = output_kind or ("depth" if metric else "inverse-depth")
     try:
+        if metric is not None:
+            parse_prior(metric)
         colour_lut(cmap)
         near_far = tuple(float(v) for v in depth_range.split(",")) if depth_range else None
         if near_far is not None and len(near_far) != 2:
             raise ValueError(f"--depth-range takes NEAR,FAR, got {depth_range!r}")
-        products = OutputOptions(cmap, output_kind, near_far, align_to, focal_px, fov_deg)
+        products = OutputOptions(cmap, output_kind, near_far, align_to, focal_px, fov_deg, metric=metric)
         products.check(fmt_list)
     except (ValueError, ImportError) as err:
         raise click.UsageError(str(err)) from None
@@ -161,6 +178,8 @@ def command(
     if all(is_shard_spec(item) for item in inputs):
         from .shard_runner import predict_shards
 
+        if metric is not None:
+            raise click.UsageError("--metric works on image files, not on WebDataset shards")
         pipeline_kwargs = dict(
             model=model,
             device=opt.device_argument(device),
@@ -180,6 +199,8 @@ def command(
             f"--align-to {align_to} is one file but {len(items)} images are given; pass a "
             "folder holding STEM.npy / .png / .csv per image"
         )
+    if metric is not None and metric.startswith("points=") and len(items) > 1:
+        raise click.UsageError(f"--metric {metric} is one file but {len(items)} images are given")
     try:
         ensure_writable_folder(output_dir)
     except OSError as err:
@@ -191,15 +212,21 @@ def command(
     ]
     skipped = len(items) - len(todo)
 
-    member = None
+    member = prior = None
     try:
         model, pipe, notice = load_command_pipeline(
             model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=bool(todo)
         )
+        weights = weight_names(model, ensemble, metric)
+        click.echo(licence_line(weights), err=True)
+        if commercial_safe:
+            check_commercial(weights)
         if pipe is not None and ensemble:
             member = DepthAnything.from_spec(
                 ensemble, device=pipe.device, cache_dir=cache_dir, local_files_only=local_files_only
             )
+        if pipe is not None and metric:
+            prior = load_prior(metric, device=pipe.device, cache_dir=cache_dir, local_files_only=local_files_only)
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError, ValueError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(EXIT_USAGE_OR_MODEL)
@@ -209,6 +236,8 @@ def command(
 
     written, write_error = 0, None
     options["ensemble"] = member
+    if prior is not None:
+        options.update(metric=prior, focal_px=focal_px, fov=fov_deg, metric_correction=metric_correction)
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
         for start in range(0, len(todo), batch_size):
@@ -239,7 +268,15 @@ def command(
                     try:
                         if align_to is not None and sparse is None:
                             raise SparseDepthError(f"{align_to}: no {stem}.npy / .png / .csv for this image")
-                        extra, notes = product_writers(fmt_list, out.inverse_depth[k], img, products, sparse)
+                        extra, notes = product_writers(
+                            fmt_list,
+                            out.inverse_depth[k],
+                            img,
+                            products,
+                            sparse,
+                            metric=out.metric[k] if out.metric else None,
+                            metadata={"model": model, "licences": licence_metadata(weights)},
+                        )
                     except SparseDepthError as err:
                         failures.append(f"{img.source}: {err}")
                         bar.update(1)

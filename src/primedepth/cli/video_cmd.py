@@ -87,6 +87,7 @@ def command(
 ):
     """Depth videos for INPUTS (any video ffmpeg reads, or a folder of PNG/JPEG/TIFF/EXR frames in natural order).
     Interrupted runs resume where they stopped."""
+    from ..licences import licence_line, weight_names
     from ..outputs.colour import colour_lut
     from ..outputs.temporal import require_cv2
     from ..outputs.video import VideoReadError, predict_video, require_av
@@ -114,6 +115,7 @@ def command(
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
+    click.echo(licence_line(weight_names(model)), err=True)
     if pipe is not None:
         prepare_for_inference(pipe, model, dtype, notice)
 

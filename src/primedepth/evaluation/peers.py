@@ -69,19 +69,14 @@ class DepthProPredictor(Predictor):
         path = _require_dir(path, self.title, self.hub_id)
         self.device = _device(device)
         config_file = path / "preprocessor_config.json"
-        settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        size = settings.get("size", {"height": 1536, "width": 1536})
-        self.size = (int(size["height"]), int(size["width"]))
-        self.mean = torch.tensor(settings.get("image_mean", [0.5] * 3)).view(1, 3, 1, 1)
-        self.std = torch.tensor(settings.get("image_std", [0.5] * 3)).view(1, 3, 1, 1)
-        self.rescale = float(settings.get("rescale_factor", 1 / 255))
+        self.settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
         self.model = DepthProForDepthEstimation.from_pretrained(path, local_files_only=True, use_fov_model=False)
         self.model = self.model.to(self.device).eval()
 
     def pixel_values(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] * self.rescale
-        x = (x - self.mean) / self.std
-        return torch.nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=False)
+        from ..pipelines.metric import depth_pro_pixel_values
+
+        return depth_pro_pixel_values(rgb, self.settings)
 
     @torch.no_grad()
     def predict(self, sample_id, rgb):

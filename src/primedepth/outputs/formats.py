@@ -28,6 +28,15 @@ PRODUCT_FORMATS = {
     "glb": ".glb",
     "depth": "_depth.npy",
 }
+# written with a metric prior (--metric): the fusion's confidence (grey PNG, white = the members agree, and float32),
+# its residual against the prior, and the run's metric metadata (prior, fit, camera, licences)
+METRIC_FORMATS = {
+    "confidence": "_confidence.png",
+    "confidence-npy": "_confidence.npy",
+    "residual": "_residual.npy",
+    "metric-json": "_metric.json",
+}
+PRODUCT_FORMATS.update(METRIC_FORMATS)
 NEEDS_DEPTH = ("ply", "glb", "depth")
 OUTPUT_KINDS = ("inverse-depth", "depth")
 KIND_DESCRIPTIONS = {

@@ -60,9 +60,11 @@ def intrinsics_for(
     focal_px: float | None = None,
     fov_deg: float | None = None,
     image_path: str | Path | None = None,
+    estimate: tuple[float, str] | None = None,
 ) -> Intrinsics:
     """Intrinsics for an H x W image: ``focal_px``, else ``fov_deg`` (across the long side), else the EXIF
-    35 mm-equivalent focal length of ``image_path`` (scaled by the diagonal), else ``DEFAULT_FOV_DEG``."""
+    35 mm-equivalent focal length of ``image_path`` (scaled by the diagonal), else a model's ``estimate``
+    (focal length in pixels, what estimated it), else ``DEFAULT_FOV_DEG``."""
     cx, cy = width / 2.0, height / 2.0
     if focal_px is not None:
         if focal_px <= 0:
@@ -78,6 +80,8 @@ def intrinsics_for(
     if focal_35:
         f = focal_35 * math.hypot(height, width) / FULL_FRAME_DIAGONAL_MM
         return Intrinsics(f, f, cx, cy, f"EXIF 35 mm-equivalent focal length {focal_35:g} mm")
+    if estimate is not None and estimate[0] > 0:
+        return Intrinsics(estimate[0], estimate[0], cx, cy, estimate[1])
     f = 0.5 * long_side / math.tan(math.radians(DEFAULT_FOV_DEG) / 2)
     return Intrinsics(f, f, cx, cy, f"assumed {DEFAULT_FOV_DEG:g} deg field of view (no --focal-px, --fov or EXIF)")
 

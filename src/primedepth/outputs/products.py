@@ -1,9 +1,10 @@
 """Turning one prediction into the extra files a user asked for (grey and side-by-side images, float maps, metric
-depth, point cloud, mesh), with the depth they need made explicit: measured (``align_to``), assumed
-(``depth_range``) or, when neither is given, refused -- never invented silently."""
+depth, point cloud, mesh), with the depth they need made explicit: measured (``align_to``), fused with a metric
+prior (``metric``), assumed (``depth_range``) or, when none is given, refused -- never invented silently."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,18 @@ from PIL import Image
 from ..pipelines.export import _png_bytes, npy_bytes
 from ..utils.atomic import atomic_write
 from .alignment import SPARSE_SUFFIXES, align_to_metric, read_sparse_depth
-from .colour import DEFAULT_CMAP, side_by_side
-from .formats import FLOAT_FORMATS, NEEDS_DEPTH, OUTPUT_KINDS, grey_png_bytes, openexr, pfm_bytes, tiff_bytes, write_exr
+from .colour import DEFAULT_CMAP, grey, side_by_side
+from .formats import (
+    FLOAT_FORMATS,
+    METRIC_FORMATS,
+    NEEDS_DEPTH,
+    OUTPUT_KINDS,
+    grey_png_bytes,
+    openexr,
+    pfm_bytes,
+    tiff_bytes,
+    write_exr,
+)
 from .geometry import depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
 
 
@@ -29,6 +40,7 @@ class OutputOptions:
     align_to: Path | None = None  # sparse metric depths: one file, or a folder of STEM.npy / .png / .csv
     focal_px: float | None = None
     fov_deg: float | None = None
+    metric: str | None = None  # a metric prior spec (pipelines.metric): depth fused with it
 
     def check(self, formats: list[str]) -> None:
         """Raise ValueError when the formats need depth and nothing provides it, or an option is invalid
@@ -40,11 +52,14 @@ class OutputOptions:
         needs = [f for f in formats if f in NEEDS_DEPTH]
         if self.output_kind == "depth" and any(f in FLOAT_FORMATS for f in formats):
             needs.append("--output-kind depth")
-        if needs and self.align_to is None and self.depth_range is None:
+        if needs and self.align_to is None and self.depth_range is None and self.metric is None:
             raise ValueError(
                 f"{', '.join(needs)} need(s) depth, but the prediction is affine-invariant inverse "
-                "depth: give --align-to FILE (sparse metric depths) or state --depth-range NEAR,FAR"
+                "depth: give --metric PRIOR, --align-to FILE (sparse metric depths) or state --depth-range NEAR,FAR"
             )
+        metric_only = [f for f in formats if f in METRIC_FORMATS]
+        if metric_only and self.metric is None:
+            raise ValueError(f"{', '.join(metric_only)} need(s) --metric PRIOR")
         if self.depth_range is not None and not 0 < self.depth_range[0] < self.depth_range[1]:
             raise ValueError(f"depth range needs 0 < NEAR < FAR, got {self.depth_range}")
 
@@ -68,17 +83,28 @@ def _rgb_at(pixels, shape: tuple[int, int]) -> np.ndarray:
 
 
 def product_writers(
-    formats: list[str], inverse_depth: np.ndarray, image, options: OutputOptions, sparse_path: Path | None = None
+    formats: list[str],
+    inverse_depth: np.ndarray,
+    image,
+    options: OutputOptions,
+    sparse_path: Path | None = None,
+    metric=None,
+    metadata: dict | None = None,
 ) -> tuple[dict[str, Callable[[Path], None]], list[str]]:
     """Writers (format -> write(path), atomic) for the requested product formats, and notes for the user (the
-    alignment's fit, the assumed depth range, the intrinsics' source). ``image`` is the ``LoadedImage``.
+    alignment's fit, the assumed depth range, the intrinsics' source). ``image`` is the ``LoadedImage``;
+    ``metric`` the image's ``pipelines.metric.MetricResult`` (its depth and camera are then used), ``metadata``
+    extra entries of the metric JSON (e.g. the licences).
 
     Raises ``SparseDepthError`` for an unusable sparse-depth file."""
     notes, depth = [], None
     wanted = set(formats)
     needs_depth = bool(wanted & set(NEEDS_DEPTH)) or (options.output_kind == "depth" and wanted & set(FLOAT_FORMATS))
-    if needs_depth or (sparse_path is not None and "depth" in wanted):
-        if sparse_path is not None:
+    if needs_depth or (sparse_path is not None and "depth" in wanted) or metric is not None:
+        if metric is not None:
+            depth = metric.depth
+            notes.append(metric.summary())
+        elif sparse_path is not None:
             alignment = align_to_metric(inverse_depth, read_sparse_depth(sparse_path, inverse_depth.shape))
             depth = alignment.depth
             notes.append(f"{sparse_path.name}: {alignment.summary()}")
@@ -104,11 +130,21 @@ def product_writers(
     }
     if depth is not None:
         writers["depth"] = bytes_writer(lambda: npy_bytes(depth))
-    if wanted & {"ply", "glb"}:
-        intrinsics = intrinsics_for(
-            *inverse_depth.shape, focal_px=options.focal_px, fov_deg=options.fov_deg, image_path=image.source
+    if metric is not None:
+        writers["confidence"] = bytes_writer(lambda: _png_bytes(Image.fromarray(grey(metric.confidence, 0.0, 1.0))))
+        writers["confidence-npy"] = bytes_writer(lambda: npy_bytes(metric.confidence))
+        writers["residual"] = bytes_writer(lambda: npy_bytes(metric.residual))
+        writers["metric-json"] = bytes_writer(
+            lambda: json.dumps({**metric.metadata(), **(metadata or {})}, indent=2).encode()
         )
-        notes.append(f"camera: fx = fy = {intrinsics.fx:.1f} px from {intrinsics.source}")
+    if wanted & {"ply", "glb"}:
+        if metric is not None:
+            intrinsics = metric.intrinsics
+        else:
+            intrinsics = intrinsics_for(
+                *inverse_depth.shape, focal_px=options.focal_px, fov_deg=options.fov_deg, image_path=image.source
+            )
+            notes.append(f"camera: fx = fy = {intrinsics.fx:.1f} px from {intrinsics.source}")
         writers["ply"] = bytes_writer(lambda: ply_bytes(point_cloud(depth, rgb, intrinsics)))
         writers["glb"] = bytes_writer(lambda: glb_bytes(mesh(depth, rgb, intrinsics)))
     return {f: writers[f] for f in formats if f in writers}, notes

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-from ..utils.hub import cache_only, offline_reason
-from .loading import WeightsNotFoundError
+from ..utils.hub import cache_only
+from .loading import weights_or_error
 
 DEPTH_ANYTHING_V2 = {
     "depth-anything-v2-small": "depth-anything/Depth-Anything-V2-Small-hf",
@@ -46,21 +46,18 @@ class DepthAnything:
         device: str | torch.device = "cpu",
         cache_dir: str | None = None,
         local_files_only: bool = False,
+        hub_id: str | None = None,
     ):
         self.name, self.source, self.device = name, str(source), torch.device(device)
-        local = cache_only(local_files_only)
-        kwargs = dict(cache_dir=cache_dir, local_files_only=local)
-        try:
+        kwargs = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
+        with weights_or_error(name, source, hub_id or DEPTH_ANYTHING_V2.get(name, str(source)), kwargs):
             self.processor = AutoImageProcessor.from_pretrained(source, **kwargs)
             self.model = AutoModelForDepthEstimation.from_pretrained(source, **kwargs)
-        except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
-            where = "" if Path(source).exists() else (" (" + offline_reason() + ")" if local else "")
-            raise WeightsNotFoundError(
-                f"{name} weights not found at {source}{where}: {str(err).splitlines()[0]}\nDownload them once "
-                f"with network access (e.g. `hf download {DEPTH_ANYTHING_V2[name]} --local-dir DIR`) and pass "
-                f"{name}=DIR."
-            ) from None
         self.model.to(self.device).eval()
+
+    @property
+    def config(self):
+        return self.model.config
 
     @classmethod
     def from_spec(cls, spec: str, **kwargs) -> DepthAnything:

@@ -10,6 +10,7 @@ Our layout (written by ``PrimeDepthPipeline.save_pretrained`` and ``primedepth c
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -26,6 +27,23 @@ EMBEDDED_NOTICE = (
 
 class WeightsNotFoundError(FileNotFoundError):
     """A model's weights (PrimeDepth, a peer, an ensemble member) are neither in a local folder nor fetchable."""
+
+
+@contextlib.contextmanager
+def weights_or_error(name: str, source, hub_id: str, hub_kwargs: dict):
+    """Around a library's ``from_pretrained`` of another model (an ensemble member, a metric prior): a missing
+    folder, an unreachable hub or an unknown repo become one ``WeightsNotFoundError`` saying how to get them."""
+    try:
+        yield
+    except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
+        from ..utils.hub import offline_reason
+
+        local = hub_kwargs.get("local_files_only")
+        where = "" if Path(source).exists() else (" (" + offline_reason() + ")" if local else "")
+        raise WeightsNotFoundError(
+            f"{name} weights not found at {source}{where}: {str(err).splitlines()[0]}\nDownload them once "
+            f"with network access (e.g. `hf download {hub_id} --local-dir DIR`) and pass {name}=DIR."
+        ) from None
 
 
 def default_model_dir() -> Path:

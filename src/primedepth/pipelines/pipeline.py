@@ -26,6 +26,7 @@ from .ensemble import COMBINATION, NORMALISATION, average_normalised
 from .hub_weights import resolve_model
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX
+from .metric import MetricPrior, load_prior, metric_depth
 from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 from .precision import fp32_arithmetic, precision_of, resolve_precision
@@ -113,6 +114,7 @@ class PrimeDepthPipeline:
         self.allow_tf32 = False  # fp32 parts compute in IEEE fp32 (set_precision("tf32") allows TF32 on CUDA)
         self._prompt_cache: dict = {}
         self._ensemble_members: dict[str, DepthAnything] = {}
+        self._metric_priors: dict = {}
         for module in self.modules.values():
             module.eval().requires_grad_(False)
 
@@ -451,6 +453,10 @@ class PrimeDepthPipeline:
         progress: bool = False,
         low_memory: bool = False,
         ensemble: str | DepthAnything | None = None,
+        metric: str | MetricPrior | None = None,
+        focal_px: float | None = None,
+        fov: float | None = None,
+        metric_correction: bool = False,
     ) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
@@ -469,6 +475,13 @@ class PrimeDepthPipeline:
         ensemble: ``"depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]"`` or a loaded ``DepthAnything``:
             the output becomes the pixel-wise mean of both models' normalised maps (the paper's best method); the
             members are kept in ``output.members``.
+        metric: a metric prior (``pipelines.metric``: ``"depth-pro"``, ``"depth-anything-v2-metric-indoor"``, ...,
+            ``"points=FILE"``, each model with ``=HUB_ID_OR_FOLDER``) or a loaded one: ``output.metric`` holds per
+            image the depth in metres fused from this prediction and the prior, its confidence and the camera.
+        focal_px / fov: the camera's focal length in pixels or field of view in degrees (long side), for the
+            metric depth and its camera; otherwise from EXIF, else the prior's estimate, else 60 degrees.
+        metric_correction: let a dense prior bend the map by a smooth low-frequency correction after the global
+            scale-and-shift fit (``outputs.metric_fusion``).
         """
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
@@ -527,7 +540,13 @@ class PrimeDepthPipeline:
         }
         if ensemble_info is not None:
             metadata["ensemble"] = ensemble_info
-        return PrimeDepthOutput(depth_maps, seg_maps if segmentation else None, captions, metadata, members=members)
+        metric_results = None
+        if metric is not None:
+            metric_results = self._metric(loaded, depth_maps, metric, focal_px, fov, metric_correction)
+            metadata["metric"] = [r.metadata() for r in metric_results]
+        return PrimeDepthOutput(
+            depth_maps, seg_maps if segmentation else None, captions, metadata, members=members, metric=metric_results
+        )
 
     def _ensemble(self, images: list[LoadedImage], depth_maps: list, member: str | DepthAnything):
         """The paper's ensemble: PrimeDepth's maps averaged with Depth Anything's after the common normalisation."""
@@ -546,3 +565,22 @@ class PrimeDepthPipeline:
             "combination": COMBINATION,
         }
         return combined, {"primedepth": depth_maps, member.name: others}, info
+
+    def _metric(self, images: list[LoadedImage], depth_maps: list, prior, focal_px, fov, correction) -> list:
+        """Metric depth per image: the prediction fused with a metric prior (``pipelines.metric``)."""
+        if isinstance(prior, str):
+            if prior not in self._metric_priors:
+                self._metric_priors[prior] = load_prior(prior, device=self.device)
+            prior = self._metric_priors[prior]
+        return [
+            metric_depth(
+                d,
+                (img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(),
+                prior,
+                focal_px=focal_px,
+                fov_deg=fov,
+                image_path=img.source if Path(str(img.source)).is_file() else None,
+                low_frequency=correction,
+            )
+            for img, d in zip(images, depth_maps)
+        ]
