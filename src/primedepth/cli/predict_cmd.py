@@ -121,6 +121,7 @@ def command(
     from ..data.shards import is_shard_spec
     from ..outputs.alignment import SparseDepthError
     from ..outputs.colour import colour_lut
+    from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.products import OutputOptions, product_writers
     from ..pipelines.depth_anything import DepthAnything
     from ..pipelines.export import FORMATS, output_path, write_prediction
@@ -186,10 +187,10 @@ def command(
         click.echo(f"error: {err.filename}: output folder is not writable ({err.strerror})", err=True)
         sys.exit(EXIT_OUTPUT_ERROR)
     remove_stale_temps(output_dir)  # temporaries of killed runs
-    todo = [
-        (f, s) for f, s in items if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)
-    ]
-    skipped = len(items) - len(todo)
+    manifest = OutputManifest(output_dir, inputs=[f for f, _ in items])  # what our runs wrote there
+    targets = lambda stem: [output_path(output_dir / stem, f) for f in fmt_list]  # noqa: E731
+    todo, skipped, refused = manifest.plan(items, targets, overwrite)
+    failures.extend(refused)
 
     member = None
     try:
@@ -219,7 +220,7 @@ def command(
                 except ImageLoadError as err:
                     failures.append(str(err))
                     bar.update(1)
-            # Run the batch together; if it fails, run its images one by one so the culprit is named.
+            # Run the batch together; if it fails, run each of its images alone so the culprit is named.
             groups = [batch] if len(batch) <= 1 else [batch, *[[b] for b in batch]]
             for group in groups:
                 try:
@@ -248,20 +249,30 @@ def command(
                         tqdm.write(f"{img.source}: {line}", file=sys.stderr)
                     try:
                         write_prediction(
-                            output_dir / stem, fmt_list, out.inverse_depth[k], seg, cmap=cmap, product_writers=extra
+                            output_dir / stem,
+                            fmt_list,
+                            out.inverse_depth[k],
+                            seg,
+                            cmap=cmap,
+                            product_writers=extra,
+                            manifest=manifest,
                         )
                         if save_members and out.members:
                             member_formats = [f for f in fmt_list if f in MAP_FORMATS]
                             for name, maps in out.members.items():
-                                write_prediction(
-                                    output_dir / stem.parent / f"{stem.name}.{name}", member_formats, maps[k], cmap=cmap
-                                )
+                                member_stem = output_dir / stem.parent / f"{stem.name}.{name}"
+                                write_prediction(member_stem, member_formats, maps[k], cmap=cmap, manifest=manifest)
+                    except OutputClashError as err:
+                        failures.append(f"{img.source}: {err}")
+                        bar.update(1)
+                        continue
                     except OSError as err:  # disk full, folder gone or read-only: no later image can do better
                         write_error = f"{err.filename or output_dir / stem}: cannot write ({err.strerror or err})"
                         break
                     written += 1
                     bar.update(1)
-                break
+                if write_error or group is batch:
+                    break  # the whole batch is done (or the disk failed); else on with the next image alone
             if write_error:
                 break
     except KeyboardInterrupt:
