@@ -124,7 +124,7 @@ def command(
     from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.products import OutputOptions, product_writers
     from ..pipelines.depth_anything import DepthAnything
-    from ..pipelines.export import FORMATS, output_path, write_prediction
+    from ..pipelines.export import FORMATS, output_paths, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.inputs import collect_inputs
     from ..pipelines.loading import WeightsNotFoundError
@@ -188,8 +188,7 @@ def command(
         sys.exit(EXIT_OUTPUT_ERROR)
     remove_stale_temps(output_dir)  # temporaries of killed runs
     manifest = OutputManifest(output_dir, inputs=[f for f, _ in items])  # what our runs wrote there
-    targets = lambda stem: [output_path(output_dir / stem, f) for f in fmt_list]  # noqa: E731
-    todo, skipped, refused = manifest.plan(items, targets, overwrite)
+    todo, skipped, refused = manifest.plan(items, lambda stem: output_paths(output_dir / stem, fmt_list), overwrite)
     failures.extend(refused)
 
     member = None

@@ -96,7 +96,7 @@ def write_prediction(
         "color": lambda: color_bytes(inverse_depth, cmap),
         "seg": lambda: segmentation_bytes(segmentation),
     }
-    paths = [output_path(stem, fmt) for fmt in formats]
+    paths = output_paths(stem, formats)
     if manifest is not None:
         manifest.claim(paths)
     for fmt, path in zip(formats, paths):
@@ -113,3 +113,8 @@ def write_prediction(
 
 def output_path(stem: Path, fmt: str) -> Path:
     return stem.with_name(stem.name + FORMATS[fmt])
+
+
+def output_paths(stem: Path, formats: list[str]) -> list[Path]:
+    """The file of each format for the output ``stem``."""
+    return [output_path(stem, fmt) for fmt in formats]
