@@ -6,8 +6,11 @@ prediction is affine-invariant per frame, so each frame's scale and shift would 
 video then uses one value range for the whole clip.
 
 Resuming: each frame's raw prediction is stored in ``NAME_frames_raw/`` as soon as it is computed (atomically); a
-rerun with the same settings loads those instead of recomputing. The final files are written atomically at the end
-and the raw folder is removed once they all exist.
+rerun with the same settings loads those instead of recomputing. The final files (the frame folder included) are
+written atomically at the end and the raw folder is removed once they all exist. Every output and the raw folder are
+recorded in the output folder's manifest (``outputs.manifest``) before they are written: a video counts as done only
+when all its outputs exist and are recorded, and a file or folder of the user's under one of those names is never
+replaced or removed.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from tqdm.auto import tqdm
 
 from ..pipelines.export import _png_bytes
 from ..pipelines.image_processor import load_image
-from ..utils.atomic import atomic_path, atomic_write
+from ..utils.atomic import atomic_dir, atomic_path, atomic_write, remove_stale_temps
 from .alignment import robust_fit_scale_shift
 from .colour import DEFAULT_CMAP, colorize, side_by_side
 from .formats import write_exr
+from .manifest import OutputManifest
 
 FRAME_FORMATS = ("png16", "exr")
 FIT_PIXELS = 4096  # pixels per reference frame used by the stabilising fit
@@ -176,6 +180,20 @@ def png16_in_range(values: np.ndarray, lo: float, hi: float) -> bytes:
     return _png_bytes(Image.fromarray(np.rint(t * 65535).astype(np.uint16)))
 
 
+def distinct_names(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """The videos whose outputs do not collide, and one report per video whose outputs would be those of an
+    earlier one (the same name in another folder)."""
+    kept, reports, seen = [], [], {}
+    for path in paths:
+        first = seen.setdefault(path.stem, path)
+        if first == path:
+            if path not in kept:
+                kept.append(path)
+        else:
+            reports.append(f"{path}: its outputs would overwrite those of {first} (same name); rename one")
+    return kept, reports
+
+
 def output_paths(out_dir: Path, name: str, side_by_side_video: bool, frames: str | None, npz: bool) -> dict:
     paths = {"video": out_dir / f"{name}_depth.mp4"}
     if side_by_side_video:
@@ -218,7 +236,8 @@ def predict_video(
     ``stride`` / ``start`` / ``end`` (seconds) / ``max_frames`` choose frames; the output runs at the input's fps
     divided by ``stride`` so it keeps the input's duration. ``stabilise=False`` keeps each frame's own affine map.
     ``caption="auto"`` captions the first frame and conditions every frame on that text. ``on_frame`` is called
-    with each newly predicted frame number (progress reporting). Raises ``VideoReadError`` for unreadable input.
+    with each newly predicted frame number (progress reporting). Raises ``VideoReadError`` for unreadable input
+    and ``outputs.manifest.OutputClashError`` when an output would replace the input or a file we did not write.
     """
     path, out_dir = Path(path), Path(out_dir)
     if frames is not None and frames not in FRAME_FORMATS:
@@ -228,8 +247,12 @@ def predict_video(
     info = probe(path)
     fps = info.fps / stride
     paths = output_paths(out_dir, name, side_by_side_video, frames, npz)
-    if not overwrite and all(p.exists() for p in paths.values()):
+    remove_stale_temps(out_dir)  # temporaries of killed runs
+    manifest = OutputManifest(out_dir, inputs=[path])
+    if not overwrite and manifest.done(paths.values()):
         return VideoResult(paths, 0, 0, fps, time.perf_counter() - started, skipped=True)
+    cache = out_dir / f"{name}_frames_raw"
+    manifest.claim([*paths.values(), cache])
 
     settings = {
         "stride": stride,
@@ -243,7 +266,6 @@ def predict_video(
         "model": model_id,
         "source_bytes": path.stat().st_size,
     }
-    cache = out_dir / f"{name}_frames_raw"
     settings_file = cache / "settings.json"
     if cache.exists() and (
         overwrite or not settings_file.is_file() or json.loads(settings_file.read_text()) != settings
@@ -300,14 +322,13 @@ def predict_video(
             fps,
         )
     if frames is not None:
-        folder = paths["frames"]
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, number in enumerate(numbers):
-            values = stabilised(k)
-            if frames == "png16":
-                atomic_write(folder / f"{number:07d}_16bit.png", png16_in_range(values, lo, hi))
-            else:
-                write_exr(folder / f"{number:07d}.exr", values)
+        with atomic_dir(paths["frames"]) as folder:  # the folder appears with every frame, or not at all
+            for k, number in enumerate(numbers):
+                values = stabilised(k)
+                if frames == "png16":
+                    (folder / f"{number:07d}_16bit.png").write_bytes(png16_in_range(values, lo, hi))
+                else:
+                    write_exr(folder / f"{number:07d}.exr", values)
     if npz:
         stack = np.lib.format.open_memmap(
             cache / "stack.npy",
