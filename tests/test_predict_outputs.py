@@ -136,3 +136,23 @@ def test_heic_fifos_and_unreadable_folders_are_reported(tmp_path, rgb_image, mon
     assert "photo2.HEIC: HEIC images cannot be read" in result.output
     assert f"{photos / 'private'}: folder cannot be read (Permission denied)" in result.output
     assert f"{tmp_path / 'pipe.png'}: not a regular file" in result.output
+
+
+@pytest.mark.parametrize(
+    "option, value, problem",
+    [
+        ("--fov", "200", "field of view must lie in (0, 180) degrees, got 200.0"),
+        ("--fov", "nan", "field of view must lie in (0, 180) degrees, got nan"),
+        ("--focal-px", "-1", "focal length must be a finite number of pixels > 0, got -1.0"),
+        ("--focal-px", "nan", "focal length must be a finite number of pixels > 0, got nan"),
+        ("--focal-px", "inf", "focal length must be a finite number of pixels > 0, got inf"),
+    ],
+)
+def test_camera_options_are_usage_errors_before_the_model_loads(tmp_path, rgb_image, option, value, problem):
+    _photo(tmp_path / "x.png", rgb_image)
+    result = _predict(
+        tmp_path / "x.png", "-o", tmp_path / "out", "--format", "ply", "--depth-range", "1,10", option, value
+    )
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}': {problem}" in result.output
+    assert "model:" not in result.output and "Traceback" not in result.output and not (tmp_path / "out").exists()

@@ -53,12 +53,15 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
     help="NEAR,FAR in metres: the ASSUMED depths of the nearest and "
     "farthest pixels, for 3D/depth outputs without --align-to.",
 )
-@click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb.")
+@click.option(
+    "--focal-px", default=None, type=float, callback=opt.camera_value, help="Focal length in pixels for ply/glb."
+)
 @click.option(
     "--fov",
     "fov_deg",
     default=None,
     type=float,
+    callback=opt.camera_value,
     help="Field of view (degrees, long side) for ply/glb [default: EXIF 35 mm-equivalent focal length, else 60].",
 )
 @opt.max_size_option()

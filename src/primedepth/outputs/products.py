@@ -4,6 +4,7 @@ depth, point cloud, mesh), with the depth they need made explicit: measured (``a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from ..utils.atomic import atomic_write
 from .alignment import SPARSE_SUFFIXES, align_to_metric, read_sparse_depth
 from .colour import DEFAULT_CMAP, side_by_side
 from .formats import FLOAT_FORMATS, NEEDS_DEPTH, OUTPUT_KINDS, grey_png_bytes, openexr, pfm_bytes, tiff_bytes, write_exr
-from .geometry import depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
+from .geometry import check_camera, depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
 
 
 @dataclass
@@ -45,8 +46,9 @@ class OutputOptions:
                 f"{', '.join(needs)} need(s) depth, but the prediction is affine-invariant inverse "
                 "depth: give --align-to FILE (sparse metric depths) or state --depth-range NEAR,FAR"
             )
-        if self.depth_range is not None and not 0 < self.depth_range[0] < self.depth_range[1]:
-            raise ValueError(f"depth range needs 0 < NEAR < FAR, got {self.depth_range}")
+        if self.depth_range is not None and not 0 < self.depth_range[0] < self.depth_range[1] < math.inf:
+            raise ValueError(f"depth range needs 0 < NEAR < FAR (finite), got {self.depth_range}")
+        check_camera(self.focal_px, self.fov_deg)
 
     def sparse_file(self, stem: Path) -> Path | None:
         """The sparse-depth file for the output ``stem`` (the file itself, or ``FOLDER/STEM.{npy,png,csv}``)."""
