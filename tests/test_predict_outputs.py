@@ -74,6 +74,12 @@ def test_manifest_claims_refuse_inputs_and_foreign_files_and_survive_a_cut_line(
     fresh = OutputManifest(tmp_path)
     assert fresh.recorded() == {"new.npy", "sub/deep.png", "later.npy"}
     assert fresh.owns(tmp_path / "sub" / "deep.png") and not fresh.owns(tmp_path / "mine.npy")
+    # two runs sharing the folder: what one records and writes, the other (which read the record before) owns too
+    other = OutputManifest(tmp_path)
+    assert "shared.npy" not in other.recorded()
+    manifest.claim([tmp_path / "shared.npy"])
+    (tmp_path / "shared.npy").write_bytes(b"x")
+    assert other.clash(tmp_path / "shared.npy") is None
 
 
 def test_a_failing_batch_writes_or_reports_every_image(tmp_path, rgb_image):

@@ -43,11 +43,23 @@ class OutputManifest:
         self.path = self.folder / MANIFEST_NAME
         self.inputs = {_absolute(p) for p in inputs}
         self._recorded: set[str] | None = None
+        self._read_at: tuple[int, int] | None = None  # size and mtime of the file when read
 
-    def recorded(self) -> set[str]:
-        """Relative paths (POSIX) of everything recorded so far, by this or earlier runs."""
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def recorded(self, refresh: bool = False) -> set[str]:
+        """Relative paths (POSIX) of everything recorded so far, by this or earlier runs (``refresh``: read again
+        if another process appended since)."""
+        if refresh and self._recorded is not None and self._stamp() != self._read_at:
+            self._recorded = None
         if self._recorded is None:
             self._recorded = set()
+            self._read_at = self._stamp()
             try:
                 lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
             except OSError:  # none yet, or unreadable: nothing is taken for ours, so nothing is overwritten
@@ -56,7 +68,7 @@ class OutputManifest:
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a line cut by a kill
+                    continue  # a line cut short (a full disk)
                 if isinstance(entry, dict) and isinstance(entry.get("path"), str):
                     self._recorded.add(entry["path"])
         return self._recorded
@@ -68,13 +80,14 @@ class OutputManifest:
         return path.relative_to(self.folder).as_posix()
 
     def owns(self, path: str | Path) -> bool:
-        """Whether ``path`` (inside the folder) is a recorded output, or lies in a recorded output folder."""
+        """Whether ``path`` (inside the folder) is a recorded output, or lies in a recorded output folder (the
+        record is read again when another run has appended to it since: two runs may share a folder)."""
         rel = self._relative(path)
         if rel is None:
             return False
-        recorded = self.recorded()
         parts = rel.split("/")
-        return any("/".join(parts[:k]) in recorded for k in range(1, len(parts) + 1))
+        keys = ["/".join(parts[:k]) for k in range(1, len(parts) + 1)]
+        return any(k in self.recorded() for k in keys) or any(k in self.recorded(refresh=True) for k in keys)
 
     def clash(self, path: str | Path) -> str | None:
         """Why ``path`` must not be written (None: it may be): it is an input, or it exists and is not ours."""
