@@ -20,10 +20,6 @@ from ..outputs.manifest import recorded_output
 from ..utils.atomic import is_our_temp
 
 
-def _absolute(path: Path) -> Path:
-    return Path(os.path.abspath(path))  # lexical: a symbolic link stays where it is
-
-
 def _unusable_reason(path: Path) -> str | None:
     """Why an entry named like an image cannot be read as one (None: a regular file, or a folder to skip)."""
     try:
