@@ -78,7 +78,11 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @opt.seed_option()
 @opt.noise_option()
 @opt.low_memory_option()
-@click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Recompute images whose outputs already exist (a file no primedepth run wrote is never replaced).",
+)
 @opt.ensemble_option()
 @click.option(
     "--save-members",
