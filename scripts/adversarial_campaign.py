@@ -163,6 +163,8 @@ def bad_inputs(work: Path) -> tuple[int, int]:
         "folder.png": lambda p: p.mkdir(),
         "fifo.png": lambda p: os.mkfifo(p),
         "good.jpg": lambda p: Image.fromarray(good).save(p),  # same output name as good.png
+        "photo.heic": lambda p: p.write_bytes(b"\0\0\0\x18ftypheic" + os.urandom(64)),
+        "photo2.HEIC": lambda p: p.write_bytes(b"\0\0\0\x18ftypheic" + os.urandom(64)),
     }
     for name, make in cases.items():
         make(src / name)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from primedepth.cli import main
 from primedepth.utils.atomic import (
+    TEMP_PREFIX,
     atomic_dir,
     atomic_write,
     is_our_temp,
@@ -47,12 +48,12 @@ def _killed_mid_write(target):
 
 
 def test_stale_temps_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
-    dead = tmp_path / "sub" / f".x.npy.{_dead_pid()}.tmp.npy"
+    dead = tmp_path / "sub" / f"{TEMP_PREFIX}{_dead_pid()}-x.npy"
     dead.parent.mkdir()
     dead.write_bytes(b"partial")
-    dead_dir = tmp_path / f".model.{_dead_pid()}.tmp"
+    dead_dir = tmp_path / f"{TEMP_PREFIX}{_dead_pid()}-model"
     (dead_dir / "unet").mkdir(parents=True)
-    live = tmp_path / f".y.png.{os.getppid()}.tmp.png"  # the parent process is alive
+    live = tmp_path / f"{TEMP_PREFIX}{os.getppid()}-y.png"  # the parent process is alive
     live.write_bytes(b"being written")
     user = tmp_path / ".notes.tmp"
     user.write_text("the user's")
@@ -60,6 +61,31 @@ def test_stale_temps_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     removed = remove_stale_temps(tmp_path)
     assert sorted(removed) == sorted([dead, dead_dir])
     assert live.exists() and user.exists() and not dead.exists() and not dead_dir.exists()
+
+
+def _users_files_named_like_temporaries(folder):
+    """Files and a folder of the user's that look like temporaries of a dead process to a name-only test."""
+    pid = _dead_pid()
+    files = [folder / f".notes.txt.{pid}.tmp", folder / f".x.png.{pid}.tmp.png", folder / f".draft.{pid}.tmp.txt"]
+    for f in files:
+        f.write_text("the user's")
+    backup = folder / f".backup.{pid}.tmp"
+    (backup / "inner").mkdir(parents=True)
+    (backup / "inner" / "keep.txt").write_text("the user's")
+    return [*files, backup / "inner" / "keep.txt"]
+
+
+def test_the_sweep_never_touches_files_it_did_not_create(tmp_path, rgb_image):
+    out = tmp_path / "out"
+    out.mkdir()
+    users = _users_files_named_like_temporaries(out)
+    assert remove_stale_temps(out) == [] and all(f.exists() for f in users)
+    Image.fromarray(rgb_image).save(tmp_path / "x.png")
+    args = ["predict", str(tmp_path / "x.png"), "-o", str(out), "--model", "tiny-random", "--format", "npy"]
+    for _ in range(2):  # predicting, then nothing to predict: the sweep runs both times
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert all(f.read_text() == "the user's" for f in users)
 
 
 def test_write_errors_name_the_final_path_and_leave_nothing(tmp_path, monkeypatch):
@@ -97,12 +123,13 @@ def test_predict_removes_temps_of_killed_runs(tmp_path, rgb_image):
     out = tmp_path / "out"
     out.mkdir()
     killed = _killed_mid_write(out / "x.npy")
-    dead = out / f".x_16bit.png.{_dead_pid()}.tmp.png"
+    dead = out / f"{TEMP_PREFIX}{_dead_pid()}-x_16bit.png"
     dead.write_bytes(b"partial")
     result = CliRunner().invoke(main, ["predict", str(tmp_path / "x.png"), "-o", str(out), "--model", "tiny-random"])
     assert result.exit_code == 0, result.output
     assert not os.path.exists(killed) and not dead.exists()
-    assert sorted(p.name for p in out.iterdir()) == ["x.npy", "x_16bit.png", "x_color.png"]
+    outputs = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert outputs == ["x.npy", "x_16bit.png", "x_color.png"]
     assert np.load(out / "x.npy").shape == (75, 93)
 
 
@@ -118,8 +145,8 @@ def test_eval_removes_temps_of_killed_runs(tmp_path):
     run = tmp_path / "out" / "nyu" / predictor.name
     (run / "predictions").mkdir(parents=True)
     killed = _killed_mid_write(run / "predictions" / "a.npy")
-    dead = run / f".summary.json.{_dead_pid()}.tmp.json"
+    dead = run / f"{TEMP_PREFIX}{_dead_pid()}-summary.json"
     dead.write_text("{")
     evaluate(ds, predictor, tmp_path / "out")
     assert not os.path.exists(killed) and not dead.exists()
-    assert not [p for p in (tmp_path / "out").rglob("*") if ".tmp" in p.name]
+    assert not [p for p in (tmp_path / "out").rglob("*") if is_our_temp(p)]

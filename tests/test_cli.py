@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from primedepth.cli import main
+from primedepth.utils.atomic import is_our_temp
 
 
 def _folder(tmp_path, rgb_image):
@@ -59,7 +60,7 @@ def test_folder_with_bad_files_keeps_going_names_them_and_fails_the_exit_code(tm
     assert np.load(out / "good.npy").shape == (75, 93)
     assert np.load(out / "sub" / "small.npy").shape == (33, 47)
     assert not list(out.rglob("truncated*")) and not list(out.rglob("notes*"))
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+    assert not [p for p in out.rglob("*") if is_our_temp(p)]
 
     # Rerun: finished images are skipped, the broken ones fail again.
     mtime = (out / "good.npy").stat().st_mtime_ns

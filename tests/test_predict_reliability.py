@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
+from primedepth.outputs.manifest import MANIFEST_NAME
 
 
 def _predict(*args):
@@ -35,7 +36,7 @@ def test_rerun_with_the_output_folder_inside_the_inputs_resumes(tmp_path, rgb_im
         assert before is None or files == before  # nothing grows: no x_16bit_16bit.png, no depth/depth/
         before = files
     expected = ["x.npy", "x_16bit.png", "x_color.png"]
-    assert sorted(p.name for p in out.iterdir() if p.name != "x.png") == expected
+    assert sorted(p.name for p in out.iterdir() if p.name not in ("x.png", MANIFEST_NAME)) == expected
 
 
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
@@ -78,7 +79,7 @@ def test_full_disk_stops_with_one_error_a_summary_and_exit_3(tmp_path, rgb_image
     assert f"error: {tmp_path / 'out' / 'a.npy'}: cannot write (No space left on device); stopped" in result.output
     assert "done: 0 written" in result.output and "2 not done" in result.output
     assert len(writes) == 1  # stopped at the first failure instead of failing every image
-    assert not [p for p in (tmp_path / "out").rglob("*")]  # and left nothing behind
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == [MANIFEST_NAME]  # and left nothing else behind
 
 
 def test_readme_documents_the_exit_codes():

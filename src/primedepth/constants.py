@@ -22,6 +22,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".jfif"}
 )
 
+# Image formats a folder search recognises but cannot read: such files are reported (name and format), not skipped.
+UNSUPPORTED_IMAGE_EXTENSIONS = {".heic": "HEIC", ".heif": "HEIF"}
+
 # Segmentation label that marks pixels without a class (ignored by the losses and metrics).
 IGNORE_LABEL = 255
 

@@ -123,7 +123,7 @@ def test_a_shard_is_the_unit_of_resume(labelled):
     assert again.exit_code == 0 and "done: 0 shards (0 samples) written, 4 skipped" in again.output
     # a run killed while writing shard 00002: no result under its name, a temporary of a dead process
     (tmp_path / "pseudo" / "00002.tar").unlink()
-    stale = tmp_path / "pseudo" / ".00002.tar.999999999.tmp.tar"
+    stale = tmp_path / "pseudo" / ".primedepth-tmp-999999999-00002.tar"
     stale.write_bytes(before["00002.tar"][:3000])
     redo = CliRunner().invoke(main, ["pseudo-label", spec, str(tmp_path / "pseudo")])
     assert redo.exit_code == 0 and "done: 1 shards (3 samples) written, 3 skipped" in redo.output

@@ -6,6 +6,7 @@ import pytest
 
 from primedepth.evaluation import DATASETS, EnsemblePredictor, SavedPredictor, evaluate, write_oracle_run
 from primedepth.evaluation.runner import FIELDS, Processes
+from primedepth.utils.atomic import is_our_temp
 
 from . import fixtures
 from .fakes import AffineOfGT, Constant
@@ -17,7 +18,7 @@ def rows_of(path):
 
 
 def no_temp_files(root):
-    return not [p for p in root.rglob("*") if ".tmp" in p.name]
+    return not [p for p in root.rglob("*") if is_our_temp(p)]
 
 
 def build(name, root, tmp_path):

@@ -145,6 +145,20 @@ def commercial_safe_option():
     )
 
 
+def camera_value(ctx, param, value: float | None) -> float | None:
+    """Callback of ``--focal-px`` / ``--fov``: a non-finite or out-of-range value is a usage error as the command
+    line is parsed, before any model loads."""
+    if value is None:
+        return value
+    from ..outputs.geometry import check_camera
+
+    try:
+        check_camera(**{param.name: value})
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    return value
+
+
 def shipped_configs() -> Path:
     """The configs that ship with the package (``configs/`` in a clone links to them)."""
     return Path(__file__).resolve().parents[1] / "configs"

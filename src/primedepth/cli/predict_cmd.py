@@ -53,12 +53,19 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
     help="NEAR,FAR in metres: the ASSUMED depths of the nearest and "
     "farthest pixels, for 3D/depth outputs without --align-to.",
 )
-@click.option("--focal-px", default=None, type=float, help="Focal length in pixels for ply/glb and --metric.")
+@click.option(
+    "--focal-px",
+    default=None,
+    type=float,
+    callback=opt.camera_value,
+    help="Focal length in pixels for ply/glb and --metric.",
+)
 @click.option(
     "--fov",
     "fov_deg",
     default=None,
     type=float,
+    callback=opt.camera_value,
     help="Field of view (degrees, long side) for ply/glb and --metric [default: EXIF 35 mm-equivalent focal "
     "length, else the --metric prior's estimate, else 60].",
 )
@@ -76,7 +83,11 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @opt.seed_option()
 @opt.noise_option()
 @opt.low_memory_option()
-@click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Recompute images whose outputs already exist (a file no primedepth run wrote is never replaced).",
+)
 @opt.ensemble_option()
 @click.option(
     "--save-members",
@@ -130,9 +141,10 @@ def command(
     from ..outputs.alignment import SparseDepthError
     from ..outputs.colour import colour_lut
     from ..outputs.formats import METRIC_FORMATS
+    from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.products import OutputOptions, product_writers
     from ..pipelines.depth_anything import DepthAnything
-    from ..pipelines.export import FORMATS, output_path, write_prediction
+    from ..pipelines.export import FORMATS, output_paths, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.inputs import collect_inputs
     from ..pipelines.loading import WeightsNotFoundError
@@ -207,10 +219,9 @@ def command(
         click.echo(f"error: {err.filename}: output folder is not writable ({err.strerror})", err=True)
         sys.exit(EXIT_OUTPUT_ERROR)
     remove_stale_temps(output_dir)  # temporaries of killed runs
-    todo = [
-        (f, s) for f, s in items if overwrite or not all(output_path(output_dir / s, fmt).exists() for fmt in fmt_list)
-    ]
-    skipped = len(items) - len(todo)
+    manifest = OutputManifest(output_dir, inputs=[f for f, _ in items])  # what our runs wrote there
+    todo, skipped, refused = manifest.plan(items, lambda stem: output_paths(output_dir / stem, fmt_list), overwrite)
+    failures.extend(refused)
 
     member = prior = None
     try:
@@ -248,7 +259,7 @@ def command(
                 except ImageLoadError as err:
                     failures.append(str(err))
                     bar.update(1)
-            # Run the batch together; if it fails, run its images one by one so the culprit is named.
+            # Run the batch together; if it fails, run each of its images alone so the culprit is named.
             groups = [batch] if len(batch) <= 1 else [batch, *[[b] for b in batch]]
             for group in groups:
                 try:
@@ -285,20 +296,30 @@ def command(
                         tqdm.write(f"{img.source}: {line}", file=sys.stderr)
                     try:
                         write_prediction(
-                            output_dir / stem, fmt_list, out.inverse_depth[k], seg, cmap=cmap, product_writers=extra
+                            output_dir / stem,
+                            fmt_list,
+                            out.inverse_depth[k],
+                            seg,
+                            cmap=cmap,
+                            product_writers=extra,
+                            manifest=manifest,
                         )
                         if save_members and out.members:
                             member_formats = [f for f in fmt_list if f in MAP_FORMATS]
                             for name, maps in out.members.items():
-                                write_prediction(
-                                    output_dir / stem.parent / f"{stem.name}.{name}", member_formats, maps[k], cmap=cmap
-                                )
+                                member_stem = output_dir / stem.parent / f"{stem.name}.{name}"
+                                write_prediction(member_stem, member_formats, maps[k], cmap=cmap, manifest=manifest)
+                    except OutputClashError as err:
+                        failures.append(f"{img.source}: {err}")
+                        bar.update(1)
+                        continue
                     except OSError as err:  # disk full, folder gone or read-only: no later image can do better
                         write_error = f"{err.filename or output_dir / stem}: cannot write ({err.strerror or err})"
                         break
                     written += 1
                     bar.update(1)
-                break
+                if write_error or group is batch:
+                    break  # the whole batch is done (or the disk failed); else on with the next image alone
             if write_error:
                 break
     except KeyboardInterrupt:

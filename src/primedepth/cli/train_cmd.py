@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .options import config_argument, overrides_option, trust_pickle_option
@@ -26,6 +28,7 @@ def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     if str(config).endswith(".toml"):
         raise click.UsageError(f"{config}: a TOML config is a mini-SD recipe: run `primedepth train-mini-sd {config}`")
     from ..data.common import DataError
+    from ..training.checkpointing import CheckpointError
     from ..training.config import ConfigError
     from ..training.trainer import run_training
     from ..utils.torch_files import UntrustedCheckpointError
@@ -41,5 +44,8 @@ def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
         )
     except (ConfigError, DataError, FileNotFoundError, UntrustedCheckpointError) as err:
         raise click.ClickException(str(err)) from None
+    except CheckpointError as err:  # a checkpoint that cannot be resumed: a usage error, one line
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
     if trainer.acc.is_main_process:
         click.echo(f"done: {trainer.step} steps, checkpoints in {trainer.out / 'checkpoints'}")

@@ -89,8 +89,9 @@ def command(
     Interrupted runs resume where they stopped."""
     from ..licences import licence_line, weight_names
     from ..outputs.colour import colour_lut
+    from ..outputs.manifest import OutputClashError
     from ..outputs.temporal import require_cv2
-    from ..outputs.video import VideoReadError, predict_video, require_av
+    from ..outputs.video import VideoReadError, distinct_names, predict_video, require_av
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError
@@ -105,8 +106,9 @@ def command(
     if start is not None and end is not None and end <= start:
         raise click.BadParameter(f"--end {end} is not after --start {start}", param_hint="--end")
     missing = [p for p in inputs if not (p.is_file() or p.is_dir())]
-    failures = [f"{p}: no such file" for p in missing]
-    todo = [p for p in inputs if p.is_file() or p.is_dir()]
+    failures = [f"{p}: {'not a regular file' if p.exists() else 'no such file'}" for p in missing]
+    todo, clashes = distinct_names([p for p in inputs if p.is_file() or p.is_dir()])
+    failures += clashes
 
     try:
         model, pipe, notice = load_command_pipeline(
@@ -146,6 +148,9 @@ def command(
             )
         except VideoReadError as err:
             failures.append(str(err))
+            continue
+        except OutputClashError as err:
+            failures.append(f"{path}: {err}")
             continue
         except OSError as err:  # a missing caption model: every video would fail
             click.echo(f"error: {err}", err=True)

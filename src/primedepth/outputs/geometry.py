@@ -53,6 +53,15 @@ def exif_focal_35mm(path: str | Path) -> float | None:
     return float(value) if value else None
 
 
+def check_camera(focal_px: float | None = None, fov_deg: float | None = None) -> None:
+    """Raise ValueError unless the given focal length (pixels) is finite and positive and the field of view
+    (degrees) finite and inside (0, 180)."""
+    if focal_px is not None and not (math.isfinite(focal_px) and focal_px > 0):
+        raise ValueError(f"focal length must be a finite number of pixels > 0, got {focal_px}")
+    if fov_deg is not None and not (math.isfinite(fov_deg) and 0 < fov_deg < 180):
+        raise ValueError(f"field of view must lie in (0, 180) degrees, got {fov_deg}")
+
+
 def intrinsics_for(
     height: int,
     width: int,
@@ -65,15 +74,12 @@ def intrinsics_for(
     """Intrinsics for an H x W image: ``focal_px``, else ``fov_deg`` (across the long side), else the EXIF
     35 mm-equivalent focal length of ``image_path`` (scaled by the diagonal), else a model's ``estimate``
     (focal length in pixels, what estimated it), else ``DEFAULT_FOV_DEG``."""
+    check_camera(focal_px, fov_deg)
     cx, cy = width / 2.0, height / 2.0
     if focal_px is not None:
-        if focal_px <= 0:
-            raise ValueError(f"focal length must be positive, got {focal_px}")
         return Intrinsics(focal_px, focal_px, cx, cy, f"--focal-px {focal_px:g}")
     long_side = max(height, width)
     if fov_deg is not None:
-        if not 0 < fov_deg < 180:
-            raise ValueError(f"field of view must lie in (0, 180) degrees, got {fov_deg}")
         f = 0.5 * long_side / math.tan(math.radians(fov_deg) / 2)
         return Intrinsics(f, f, cx, cy, f"--fov {fov_deg:g} deg")
     focal_35 = exif_focal_35mm(image_path) if image_path is not None and Path(image_path).is_file() else None

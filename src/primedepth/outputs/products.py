@@ -5,6 +5,7 @@ prior (``metric``), assumed (``depth_range``) or, when none is given, refused --
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from .formats import (
     tiff_bytes,
     write_exr,
 )
-from .geometry import depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
+from .geometry import check_camera, depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
 
 
 @dataclass
@@ -60,8 +61,9 @@ class OutputOptions:
         metric_only = [f for f in formats if f in METRIC_FORMATS]
         if metric_only and self.metric is None:
             raise ValueError(f"{', '.join(metric_only)} need(s) --metric PRIOR")
-        if self.depth_range is not None and not 0 < self.depth_range[0] < self.depth_range[1]:
-            raise ValueError(f"depth range needs 0 < NEAR < FAR, got {self.depth_range}")
+        if self.depth_range is not None and not 0 < self.depth_range[0] < self.depth_range[1] < math.inf:
+            raise ValueError(f"depth range needs 0 < NEAR < FAR (finite), got {self.depth_range}")
+        check_camera(self.focal_px, self.fov_deg)
 
     def sparse_file(self, stem: Path) -> Path | None:
         """The sparse-depth file for the output ``stem`` (the file itself, or ``FOLDER/STEM.{npy,png,csv}``)."""

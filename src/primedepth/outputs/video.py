@@ -11,7 +11,10 @@ Input: a video file, or a folder of frames (``outputs.sequence``: PNG / JPEG / T
 Resuming: each frame's raw prediction is stored in ``NAME_frames_raw/`` as soon as it is computed (atomically); a
 rerun with the same settings loads those instead of recomputing. The fused maps are appended to one file in that
 folder as they are made and read back from disk to write the outputs, so only a few frames are ever in memory. The
-final files are written atomically at the end and the raw folder is removed once they all exist.
+final files (the frame folder included) are written atomically at the end and the raw folder is removed once they all
+exist. Every output and the raw folder are recorded in the output folder's manifest (``outputs.manifest``) before
+they are written: a video counts as done only when all its outputs exist and are recorded, and a file or folder of
+the user's under one of those names is never replaced or removed.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from tqdm.auto import tqdm
 
 from ..pipelines.export import _png_bytes
 from ..pipelines.image_processor import load_image
-from ..utils.atomic import atomic_path, atomic_write
+from ..utils.atomic import atomic_dir, atomic_path, atomic_write, remove_stale_temps
 from .colour import DEFAULT_CMAP, colorize, side_by_side
 from .formats import tiff_bytes, write_exr
+from .manifest import OutputManifest
 from .sequence import DEFAULT_FPS, list_frames, read_frame
 from .temporal import TemporalFusion
 
@@ -243,6 +247,20 @@ def write_npz(path: Path, frames: FusedFrames, arrays: dict[str, np.ndarray]) ->
                 np.lib.format.write_array(member, value, allow_pickle=False)
 
 
+def distinct_names(paths: list[Path]) -> tuple[list[Path], list[str]]:
+    """The videos whose outputs do not collide, and one report per video whose outputs would be those of an
+    earlier one (the same name in another folder)."""
+    kept, reports, seen = [], [], {}
+    for path in paths:
+        first = seen.setdefault(path.stem, path)
+        if first == path:
+            if path not in kept:
+                kept.append(path)
+        else:
+            reports.append(f"{path}: its outputs would overwrite those of {first} (same name); rename one")
+    return kept, reports
+
+
 def output_paths(out_dir: Path, name: str, side_by_side_video: bool, frames: str | None, npz: bool) -> dict:
     paths = {"video": out_dir / f"{name}_depth.mp4"}
     if side_by_side_video:
@@ -290,7 +308,8 @@ def predict_video(
     ``outputs.temporal.TEMPORAL_MODES`` (``window``: frames the affine mode fits to; ``memory``: the longest track
     the flow mode averages). ``caption="auto"`` captions the first frame and conditions every frame on that text.
     ``on_frame`` is called with each newly predicted frame number (progress reporting). Raises ``VideoReadError``
-    for unreadable input.
+    for unreadable input and ``outputs.manifest.OutputClashError`` when an output would replace the input or a file
+    we did not write.
     """
     path, out_dir = Path(path), Path(out_dir)
     if frames is not None and frames not in FRAME_FORMATS:
@@ -301,8 +320,12 @@ def predict_video(
     info = probe(path, fps)
     out_fps = info.fps / stride
     paths = output_paths(out_dir, name, side_by_side_video, frames, npz)
-    if not overwrite and all(p.exists() for p in paths.values()):
+    remove_stale_temps(out_dir)  # temporaries of killed runs
+    manifest = OutputManifest(out_dir, inputs=[path])
+    if not overwrite and manifest.done(paths.values()):
         return VideoResult(paths, 0, 0, out_fps, time.perf_counter() - started, skipped=True)
+    cache = out_dir / f"{name}_frames_raw"
+    manifest.claim([*paths.values(), cache])
 
     source = list_frames(path) if path.is_dir() else [path]
     settings = {
@@ -318,7 +341,6 @@ def predict_video(
         "source_bytes": sum(p.stat().st_size for p in source),
         "source_frames": len(source),
     }
-    cache = out_dir / f"{name}_frames_raw"
     settings_file = cache / "settings.json"
     if cache.exists() and (
         overwrite or not settings_file.is_file() or json.loads(settings_file.read_text()) != settings
@@ -376,16 +398,15 @@ def predict_video(
             out_fps,
         )
     if frames is not None:
-        folder = paths["frames"]
-        folder.mkdir(parents=True, exist_ok=True)
-        for k, number in enumerate(numbers):
-            values = stack[k]
-            if frames == "png16":
-                atomic_write(folder / f"{number:07d}_16bit.png", png16_in_range(values, lo, hi))
-            elif frames == "tiff":
-                atomic_write(folder / f"{number:07d}.tiff", tiff_bytes(values))
-            else:
-                write_exr(folder / f"{number:07d}.exr", values)
+        with atomic_dir(paths["frames"]) as folder:  # the folder appears with every frame, or not at all
+            for k, number in enumerate(numbers):
+                values = stack[k]
+                if frames == "png16":
+                    (folder / f"{number:07d}_16bit.png").write_bytes(png16_in_range(values, lo, hi))
+                elif frames == "tiff":
+                    (folder / f"{number:07d}.tiff").write_bytes(tiff_bytes(values))
+                else:
+                    write_exr(folder / f"{number:07d}.exr", values)
     if npz:
         small = {
             "frame_numbers": np.array(numbers),

@@ -84,18 +84,22 @@ def write_prediction(
     *,
     cmap: str = DEFAULT_CMAP,
     product_writers: dict | None = None,
+    manifest=None,
 ) -> list[Path]:
     """Write the requested formats next to ``stem`` (``stem`` + suffix of each format); returns the paths.
 
-    ``product_writers``: format -> write(path) for the formats of ``outputs.products`` (3D, float maps, ...)."""
+    ``product_writers``: format -> write(path) for the formats of ``outputs.products`` (3D, float maps, ...).
+    ``manifest``: an ``outputs.manifest.OutputManifest`` that records the paths before they are written (raising
+    ``OutputClashError``, with nothing written, when one would replace an input or a file we did not write)."""
     writers = {
         "png16": lambda: png16_bytes(inverse_depth),
         "color": lambda: color_bytes(inverse_depth, cmap),
         "seg": lambda: segmentation_bytes(segmentation),
     }
-    paths = []
-    for fmt in formats:
-        path = output_path(stem, fmt)
+    paths = output_paths(stem, formats)
+    if manifest is not None:
+        manifest.claim(paths)
+    for fmt, path in zip(formats, paths):
         if fmt == "npy":
             write_npy(path, inverse_depth)
         elif fmt in writers:
@@ -104,9 +108,13 @@ def write_prediction(
             product_writers[fmt](path)
         else:
             raise ValueError(f"format {fmt!r} needs a writer from outputs.products.product_writers")
-        paths.append(path)
     return paths
 
 
 def output_path(stem: Path, fmt: str) -> Path:
     return stem.with_name(stem.name + FORMATS[fmt])
+
+
+def output_paths(stem: Path, formats: list[str]) -> list[Path]:
+    """The file of each format for the output ``stem``."""
+    return [output_path(stem, fmt) for fmt in formats]

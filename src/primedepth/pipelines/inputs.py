@@ -1,10 +1,11 @@
 """Which files a batch prediction reads: files, folders (recursive) and globs, each with its output stem.
 
 Two rules keep a batch honest. Every entry that looks like an image is either returned or reported with the reason
-(a dangling or looping symbolic link, something that is not a file), never dropped without a word. And the output
-tree is never read back as input: when the output folder lies inside an input folder it is skipped, and outputs of
-ours (``NAME_16bit.png``, ``NAME_color.png``, ...) in it are not images to predict, so rerunning
-``predict photos -o photos`` (or ``-o photos/depth``) resumes instead of predicting its own outputs.
+(a dangling or looping symbolic link, something that is not a regular file, a format that cannot be read such as
+HEIC, a subfolder that cannot be read), never dropped without a word. And our own outputs are never read back as
+input: files recorded in the output manifest of a folder above them (``outputs.manifest``) and our temporaries are
+skipped, so rerunning ``predict photos -o photos`` (or ``-o photos/depth``) resumes instead of predicting its own
+outputs, while the user's files stay inputs whatever their names.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ import glob
 import os
 from pathlib import Path
 
-from ..constants import IMAGE_EXTENSIONS
-from .export import FORMATS
-
-
-def _absolute(path: Path) -> Path:
-    return Path(os.path.abspath(path))  # lexical: a symbolic link stays where it is
+from ..constants import IMAGE_EXTENSIONS, UNSUPPORTED_IMAGE_EXTENSIONS
+from ..outputs.manifest import recorded_output
+from ..utils.atomic import is_our_temp
 
 
 def _unusable_reason(path: Path) -> str | None:
@@ -33,26 +31,28 @@ def _unusable_reason(path: Path) -> str | None:
             return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
         return err.strerror or str(err)
     if path.is_file() or path.is_dir():
+        unsupported = UNSUPPORTED_IMAGE_EXTENSIONS.get(path.suffix.lower()) if path.is_file() else None
+        if unsupported:
+            return f"{unsupported} images cannot be read; convert it to JPEG or PNG first"
         return None
-    return "not a regular file"
+    return "not a regular file (a FIFO, socket or device)"
 
 
-class _OutputTree:
-    """Recognises files that belong to the output tree rather than to the inputs."""
+def _search(folder: Path, errors: list[str]) -> list[Path]:
+    """Every entry under ``folder`` named like an image (readable or not), sorted; subfolders that cannot be read
+    are reported in ``errors``. Symbolic links to folders are not followed; our temporaries are left out."""
+    found = []
 
-    def __init__(self, output_dir: str | Path | None):
-        self.root = _absolute(Path(output_dir)) if output_dir is not None else None
-        self.suffixes = tuple(FORMATS.values())
+    def unreadable(err: OSError) -> None:
+        errors.append(f"{err.filename}: folder cannot be read ({err.strerror or err}); the images in it are skipped")
 
-    def inside(self, path: Path) -> bool:
-        return self.root is not None and (self.root == path or self.root in path.parents)
-
-    def owns(self, file: Path, searched_folder: Path | None) -> bool:
-        """Whether ``file`` (found by searching ``searched_folder``, or by a glob when None) is ours."""
-        if self.root is None or not self.inside(_absolute(file)):
-            return False
-        output_below_search = searched_folder is not None and not self.inside(_absolute(searched_folder))
-        return output_below_search or file.name.endswith(self.suffixes)
+    suffixes = IMAGE_EXTENSIONS | set(UNSUPPORTED_IMAGE_EXTENSIONS)
+    for root, dirs, files in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not is_our_temp(Path(d))]
+        for name in (*dirs, *files):
+            if Path(name).suffix.lower() in suffixes and not is_our_temp(Path(name)):
+                found.append(Path(root) / name)
+    return sorted(found)
 
 
 def collect_inputs(
@@ -61,27 +61,29 @@ def collect_inputs(
     """(file, output stem relative to the output folder) pairs, and one error per input that cannot be used.
 
     Folders are searched recursively for image extensions and mirrored under the output folder; files and glob
-    matches keep their name. Files of the output tree found in folders or globs (see module docstring) are skipped;
-    a file named explicitly is always used.
+    matches keep their name. Recorded outputs found in folders or globs (see module docstring) are skipped; a file
+    named explicitly is always used. ``output_dir`` is accepted for callers that pass it; the manifests themselves
+    say which files are outputs.
     """
-    outputs = _OutputTree(output_dir)
+    recorded: dict = {}  # output manifests read so far, by folder
     items, errors, seen = [], [], {}
     for item in inputs:
         path = Path(item)
         candidates: list[tuple[Path, Path]] = []
         if path.is_dir():
-            for f in sorted(path.rglob("*")):
-                if f.suffix.lower() in IMAGE_EXTENSIONS and not outputs.owns(f, path):
+            reported = len(errors)
+            for f in _search(path, errors):
+                if not recorded_output(f, recorded):
                     candidates.append((f, f.relative_to(path).with_suffix("")))
-            if not candidates:
+            if not candidates and len(errors) == reported:
                 errors.append(f"{item}: folder holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
         elif any(c in item for c in "*?["):
             for f in map(Path, sorted(glob.glob(item, recursive=True))):
-                if not f.is_dir() and not outputs.owns(f, None):
+                if not f.is_dir() and not is_our_temp(f) and not recorded_output(f, recorded):
                     candidates.append((f, Path(f.stem)))
             if not candidates:
                 errors.append(f"{item}: no files match this pattern")
-        elif path.is_file() or path.is_symlink():
+        elif os.path.lexists(path):
             candidates.append((path, Path(path.stem)))
         else:
             errors.append(f"{item}: no such file or folder")

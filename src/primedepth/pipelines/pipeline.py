@@ -402,10 +402,10 @@ class PrimeDepthPipeline:
         loaded = [load_image(img) for img in (images if isinstance(images, (list, tuple)) else [images])]
         caption, processor = self._caption_and_processor(caption, max_size)
         preimages = []
-        for i, (image, text) in enumerate(zip(loaded, self.captions_for(loaded, caption))):
+        for image, text in zip(loaded, self.captions_for(loaded, caption)):
             pixels = processor.preprocess(image)[None].to(device=self.device, dtype=self.dtype)
             noises = (
-                draw_noise(self.frozen.latent_shape(pixels.shape[-2:]), [torch.Generator().manual_seed(seed + i)])
+                draw_noise(self.frozen.latent_shape(pixels.shape[-2:]), [torch.Generator().manual_seed(seed)])
                 if noise == "sampled"
                 else (None, None)
             )
@@ -463,8 +463,9 @@ class PrimeDepthPipeline:
         images: path, PIL image, HxW[xC] numpy array, CxHxW tensor, or a list of these.
         caption: ``"auto"`` (BLIP-2, as the authors), ``"none"`` (empty prompt), a text, or one text per image;
             default from the model.
-        seed / noise: the official step samples the VAE posterior and adds t = 1 noise; we draw both from
-            ``seed`` (+ the image's index), or use ``noise="none"`` for the posterior mean without noise.
+        seed / noise: the official step samples the VAE posterior and adds t = 1 noise; we draw both for each image
+            from a generator seeded with ``seed`` (so an image's depth depends on the image, the model and the seed,
+            not on the other images of the call or their order), or use ``noise="none"`` for the posterior mean.
         max_size: long side used for processing (never upscaled); None keeps the input size; ``"auto"`` is the
             model's setting (1024; PrimeDepth-mini: 64, its training resolution).
         match_input_size: return H x W of the input (default); False reproduces the authors' sizes.
@@ -506,7 +507,7 @@ class PrimeDepthPipeline:
         for batch in batches:
             pixels = torch.stack([processor.preprocess(loaded[i]) for i in batch])
             context = self._encode_prompts([captions[i] for i in batch])
-            generators = [torch.Generator().manual_seed(seed + i) for i in batch] if noise == "sampled" else None
+            generators = [torch.Generator().manual_seed(seed) for _ in batch] if noise == "sampled" else None
             out = self.predict_tensor(
                 pixels,
                 context,

@@ -30,6 +30,11 @@ from .ema import EMA
 FROZEN_PARTS = ("unet", "vae", "text_encoder", "tokenizer")
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be resumed (missing or malformed ``state.json``, another ablation, no EMA where the
+    config wants one, another data-stream layout); the message names the file and the problem."""
+
+
 def numpy_rng_state() -> dict:
     """numpy's global RNG state as a tensor and plain numbers (what ``torch.load(weights_only=True)`` reads)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -131,7 +136,7 @@ class Checkpointer:
         with atomic_dir(final) as tmp:
             self._write(tmp, step, state, record)
         atomic_write_text(self.root / "latest", final.name + "\n")
-        self._prune()
+        self.prune()
         return final
 
     def _write(self, folder: Path, step: int, state: TrainingState, record: dict) -> None:
@@ -163,7 +168,8 @@ class Checkpointer:
         self._link_frozen(folder)
         (folder / "model_index.json").write_text(json.dumps(self.model_index(), indent=2))
 
-    def _prune(self) -> None:
+    def prune(self) -> None:
+        """Keep the newest ``keep_last`` checkpoints (also run on resume: a kill may have come before the prune)."""
         if not self.keep_last:
             return
         checkpoints = sorted(p for p in self.root.glob("step-*") if p.is_dir())
@@ -183,14 +189,12 @@ class Checkpointer:
 
         Every file is read without running code from it (safetensors, JSON, ``torch.load(weights_only=True)``);
         ``trust_pickle`` allows full unpickling of ``optimizer.pt`` (needed when it holds numpy objects, such as a
-        pickled numpy RNG state). Raises ``ValueError`` when the checkpoint was trained as another ablation or
+        pickled numpy RNG state). Raises ``CheckpointError`` when ``state.json`` is missing or malformed, or the
+        checkpoint was trained as another ablation or
         lacks the EMA the config asks for."""
-        state_file = checkpoint / "training" / "state.json"
-        if not state_file.is_file():
-            raise FileNotFoundError(f"{checkpoint}: not a training checkpoint ({state_file} missing)")
-        record = json.loads(state_file.read_text())
+        record = read_state(checkpoint)
         if record["ablation"] != ablation:
-            raise ValueError(
+            raise CheckpointError(
                 f"{checkpoint}: checkpoint was trained as {record['ablation']!r}, config says {ablation!r}"
             )
         raw_file = checkpoint / "training" / "labeller.safetensors"
@@ -207,8 +211,28 @@ class Checkpointer:
         if state.ema is not None:
             ema_file = checkpoint / "training" / "ema.safetensors"
             if not ema_file.is_file() or extra["ema"] is None:
-                raise ValueError(f"{checkpoint}: config enables EMA but the checkpoint has none")
+                raise CheckpointError(f"{checkpoint}: config enables EMA but the checkpoint has none")
             state.ema.load_state_dict({**extra["ema"], "shadow": load_file(str(ema_file))})
         torch.set_rng_state(extra["rng"]["torch"])
         set_numpy_rng_state(extra["rng"]["numpy"])
         return record
+
+
+def read_state(checkpoint: Path) -> dict:
+    """The checkpoint's ``training/state.json``, checked: a JSON object with ``step`` (an integer >= 0) and
+    ``ablation`` (a name); raises ``CheckpointError`` naming the file otherwise."""
+    state_file = Path(checkpoint) / "training" / "state.json"
+    if not state_file.is_file():
+        raise CheckpointError(f"{checkpoint}: not a training checkpoint ({state_file} missing)")
+    try:
+        record = json.loads(state_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{state_file}: unreadable ({err})") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{state_file}: expected a JSON object, found {type(record).__name__}")
+    step = record.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{state_file}: 'step' must be an integer >= 0, found {step!r}")
+    if not isinstance(record.get("ablation"), str):
+        raise CheckpointError(f"{state_file}: 'ablation' must be a name, found {record.get('ablation')!r}")
+    return record

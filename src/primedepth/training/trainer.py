@@ -34,8 +34,9 @@ from ..models.preimage import BlockMaps, Preimage
 from ..models.trained.labeller import RefinerBlock
 from ..models.trained.layers import ResnetBlock, SingleHeadSpatialAttention
 from ..pipelines.pipeline import PrimeDepthPipeline, load_labeller
+from ..utils.atomic import remove_stale_temps
 from .ablations import resolve_ablation
-from .checkpointing import Checkpointer, TrainingState
+from .checkpointing import Checkpointer, CheckpointError, TrainingState
 from .config import load_config
 from .ema import EMA
 from .losses import combine_losses, dice_loss, focal_loss, latent_depth_loss, ssi_loss
@@ -140,6 +141,7 @@ class Trainer:
             keep_last=checkpoint_config["keep_last"],
         )
         if self.acc.is_main_process:
+            remove_stale_temps(self.out)  # checkpoints and files of runs killed while writing them
             self.checkpointer.save_frozen_once(pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer)
         self.acc.wait_for_everyone()
         self.frozen_dtype = DTYPES[model_config["frozen_dtype"]]
@@ -357,16 +359,21 @@ class Trainer:
         """Load a checkpoint (``"auto"``: the newest in output_dir, if any). Returns whether one was loaded.
 
         Nothing is unpickled unless ``trust_pickle`` (see ``Checkpointer.load``). The metrics log forgets the steps
-        after the checkpoint, which are now replayed."""
+        after the checkpoint, which are now replayed (all of them when there is no checkpoint: the run starts over).
+        Raises ``CheckpointError`` for a checkpoint that cannot be resumed."""
         if str(checkpoint) == "auto":
             checkpoint = self.checkpointer.latest()
             if checkpoint is None:
+                if self.acc.is_main_process:
+                    self.log.drop_after(-1)
                 return False
+            if self.acc.is_main_process:
+                self.checkpointer.prune()  # a run killed between writing its newest checkpoint and pruning
         checkpoint = Path(checkpoint)
         record = self.checkpointer.load(checkpoint, self.training_state, self.ablation, trust_pickle=trust_pickle)
         self.step = int(record["step"])
         if record.get("stream") != self.stream_position():
-            raise ValueError(
+            raise CheckpointError(
                 f"{checkpoint}: the data stream was at {record.get('stream')}, this run would continue at "
                 f"{self.stream_position()}: resume with the same processes and data.num_workers"
             )
@@ -399,6 +406,8 @@ def run_training(
     trainer = Trainer(config)
     if resume:
         trainer.resume(resume, trust_pickle=trust_pickle)
+    elif trainer.acc.is_main_process:
+        trainer.log.drop_after(-1)  # trained from step 0: the log of an earlier attempt goes
     trainer.train(stop_after=stop_after)
     trainer.log.close()
     return trainer

@@ -1,9 +1,10 @@
 """Atomic file output: a file or folder appears complete under its final name or not at all.
 
-Temporary files and folders are named ``.NAME.PID.tmp[SUFFIX]`` next to their target, so a later run can tell ours
-apart from the user's files and remove those whose writing process is gone (a kill mid-write). A write that fails
-for a reason of the file system (no space, no permission) raises ``OSError`` naming the final path, not the
-temporary one.
+Temporary files and folders are named ``.primedepth-tmp-PID-NAME`` next to their target (``NAME`` keeps the target's
+suffix, for writers that choose the format by it). Only names with that prefix are ever swept: a later run removes
+those whose writing process is gone (a kill mid-write) and leaves every other file alone, whatever its name. A write
+that fails for a reason of the file system (no space, no permission) raises ``OSError`` naming the final path, not
+the temporary one.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp(\.[A-Za-z0-9]+)?$")
+TEMP_PREFIX = ".primedepth-tmp-"
+_TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?P<pid>[0-9]+)-(?P<name>.+)$")
 
 
-def temp_path_for(path: Path) -> Path:
-    """The temporary name used while ``path`` is being written (keeps the suffix, for writers that need it)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+def temp_path_for(path: Path, tag: str = "") -> Path:
+    """The temporary name used while ``path`` is being written (ends with ``path``'s name, so keeps its suffix)."""
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{tag}{path.name}")
 
 
 def _named(err: OSError, path: Path) -> OSError:
@@ -62,14 +64,14 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``path`` (created with the process's umask, like ``mkdir``); on
     success it replaces ``path`` (an existing folder there is removed), on failure it is removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp_path_for(path)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         try:
             tmp.mkdir(parents=True)
             yield tmp
             if path.is_dir() and not path.is_symlink():
-                old = path.with_name(f".{path.name}.{os.getpid()}.tmp.old")
+                old = temp_path_for(path, "old-")
                 os.replace(path, old)
                 os.replace(tmp, path)
                 shutil.rmtree(old)
@@ -97,7 +99,8 @@ def ensure_writable_folder(folder: str | Path) -> None:
 
 
 def is_our_temp(path: Path) -> bool:
-    return _TEMP_NAME.match(path.name) is not None
+    """Whether ``path`` is named like a temporary of this module's writers."""
+    return _TEMP_NAME.match(Path(path).name) is not None
 
 
 def _alive(pid: int) -> bool:
@@ -119,7 +122,7 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return removed
-    for tmp in sorted(folder.rglob(".*.tmp*")):
+    for tmp in sorted(folder.rglob(f"{TEMP_PREFIX}*")):  # symbolic links to folders are not followed
         m = _TEMP_NAME.match(tmp.name)
         if not m or tmp.is_symlink() or not (tmp.is_file() or tmp.is_dir()):
             continue
