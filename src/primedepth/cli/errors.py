@@ -65,6 +65,13 @@ def output_error(err: BaseException, outputs: list[Path]) -> str | None:
     return None
 
 
+def fail_for(err: BaseException, outputs: list[Path], default_code: int = EXIT_USAGE_OR_MODEL) -> None:
+    """Exit for an error a command caught: 3 with the ``cannot write`` line if it is a write failure under
+    ``outputs``, else ``default_code`` with the error's own message."""
+    line = output_error(err, [Path(p).expanduser().resolve() for p in outputs])
+    fail(line or str(err), EXIT_OUTPUT_ERROR if line else default_code)
+
+
 def fail(message: str, code: int) -> None:
     """Print ``error: MESSAGE`` (first line kept, the rest indented) and exit with ``code``."""
     first, *rest = str(message).strip().splitlines() or [""]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .errors import reported_errors
 from .options import config_argument, overrides_option, trust_pickle_option
 
 
@@ -19,6 +20,7 @@ from .options import config_argument, overrides_option, trust_pickle_option
 @click.option("-o", "--output-dir", default=None, help="Shortcut for --set output_dir=...")
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
 @trust_pickle_option("the resumed checkpoint's optimizer.pt, needed only for checkpoints of older versions")
+@reported_errors(lambda kw: kw["output_dir"] or _configured_output_dir(kw))
 def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
     `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. The mini Stable Diffusion of
@@ -43,3 +45,10 @@ def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
         raise click.ClickException(str(err)) from None
     if trainer.acc.is_main_process:
         click.echo(f"done: {trainer.step} steps, checkpoints in {trainer.out / 'checkpoints'}")
+
+
+def _configured_output_dir(params: dict) -> str:
+    """The output folder the config and ``--set`` overrides give (named by a write error)."""
+    from ..training.config import load_config
+
+    return load_config(params["config"], list(params["overrides"]))["output_dir"]

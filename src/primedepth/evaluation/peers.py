@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..pipelines.model_folder import check_library_folder
 from .predictors import Predictor, _device, _generator, _require_dir
 
 
@@ -42,6 +43,7 @@ class DepthAnythingV1Predictor(Predictor):
 
         path = _require_dir(path, self.title, self.hub_id)
         self.device = _device(device)
+        check_library_folder(path)
         self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         self.model = DepthAnythingForDepthEstimation.from_pretrained(path, local_files_only=True).to(self.device).eval()
 
@@ -75,6 +77,7 @@ class DepthProPredictor(Predictor):
         self.mean = torch.tensor(settings.get("image_mean", [0.5] * 3)).view(1, 3, 1, 1)
         self.std = torch.tensor(settings.get("image_std", [0.5] * 3)).view(1, 3, 1, 1)
         self.rescale = float(settings.get("rescale_factor", 1 / 255))
+        check_library_folder(path)
         self.model = DepthProForDepthEstimation.from_pretrained(path, local_files_only=True, use_fov_model=False)
         self.model = self.model.to(self.device).eval()
 
@@ -143,6 +146,7 @@ class MarigoldPredictor(Predictor):
         self.format = replace(MARIGOLD_FORMATS[kind], **{k: v for k, v in overrides.items() if v is not None})
         path = _require_dir(path, self.format.title, self.format.hub_id)
         self.name, self.seed, self.device = kind, seed, _device(device)
+        check_library_folder(path)
         self.pipe = MarigoldDepthPipeline.from_pretrained(path, local_files_only=True).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 

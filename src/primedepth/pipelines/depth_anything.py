@@ -16,6 +16,7 @@ from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
 from ..utils.hub import cache_only, offline_reason
 from .loading import WeightsNotFoundError
+from .model_folder import check_library_folder
 
 DEPTH_ANYTHING_V2 = {
     "depth-anything-v2-small": "depth-anything/Depth-Anything-V2-Small-hf",
@@ -50,6 +51,7 @@ class DepthAnything:
         self.name, self.source, self.device = name, str(source), torch.device(device)
         local = cache_only(local_files_only)
         kwargs = dict(cache_dir=cache_dir, local_files_only=local)
+        check_library_folder(source)  # a local folder: weights-only checks, code noted as ignored
         try:
             self.processor = AutoImageProcessor.from_pretrained(source, **kwargs)
             self.model = AutoModelForDepthEstimation.from_pretrained(source, **kwargs)

@@ -11,6 +11,7 @@ Sub-models named in ``model_index.json`` must be folders inside the model folder
 from __future__ import annotations
 
 import json
+import logging
 import pickle
 import re
 import struct
@@ -22,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 
 from .loading import MODEL_INDEX
 
+logger = logging.getLogger(__name__)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # model_index.json settings: type check and allowed range of each (None: absent is fine)
 _NUMBER = (int, float)
@@ -41,6 +43,8 @@ OPTIONAL_SETTINGS = {
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 # what diffusers / transformers read when a folder has no safetensors file: checked the same way
 PICKLE_WEIGHT_FILES = ("diffusion_pytorch_model.bin", "pytorch_model.bin")
+# settings asking a library to import code shipped with the model; the package never passes them on
+CODE_KEYS = ("trust_remote_code", "custom_pipeline", "auto_map")
 
 
 class ModelError(ValueError):
@@ -210,3 +214,52 @@ def load_checked(
         return load()
     except (ValueError, RuntimeError, NotImplementedError, KeyError, TypeError) as err:
         raise ModelError(f"{folder}: {what} could not be loaded ({err})") from None
+
+
+def _folders(root: Path) -> list[Path]:
+    """``root`` and its sub-model folders (one level, as the libraries lay models out)."""
+    return [root, *sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]
+
+
+def ignored_code(root: Path) -> list[str]:
+    """What in ``root`` asks for code to be run (``trust_remote_code`` / ``custom_pipeline`` / ``auto_map`` in its
+    JSON files, ``.py`` files), relative to ``root``."""
+    found = []
+    for folder in _folders(root):
+        for path in sorted(folder.glob("*.json")):
+            try:
+                value = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # the loader names a broken JSON file
+            if isinstance(value, dict):
+                found += [f"{key} in {path.relative_to(root)}" for key in CODE_KEYS if key in value]
+        found += [str(p.relative_to(root)) for p in sorted(folder.glob("*.py"))]
+    return found
+
+
+def note_ignored_code(root: Path) -> None:
+    """One note (a logged warning) if ``root`` ships code or asks for it to run: it is ignored, never imported."""
+    found = ignored_code(root)
+    if found:
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        logger.warning(
+            "note: %s: ignored %s%s (primedepth never imports or runs code shipped with a model)",
+            root,
+            ", ".join(found[:5]),
+            more,
+        )
+
+
+def check_library_folder(root: str | Path) -> None:
+    """Check a local model folder handed to diffusers or transformers as it is (a peer model, an ensemble member,
+    a labeller): every ``.bin`` weight file they would read (no safetensors beside it) is read weights-only first,
+    so that a file holding Python objects is one ``ModelError`` naming it, not a deep ``UnpicklingError``; code it
+    ships is noted as ignored. Hub ids are left to the hub client."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for folder in _folders(root):
+        if not _weight_files(folder, WEIGHT_FILES):
+            for file in _weight_files(folder, PICKLE_WEIGHT_FILES):
+                _pickle_shapes(file)
+    note_ignored_code(root)
