@@ -5,7 +5,6 @@ fresh folder under the app's own temporary folder, plus the honest account of wh
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,14 @@ from ..pipelines.export import output_path, write_prediction
 from ..pipelines.image_processor import load_image
 from ..utils.atomic import atomic_write
 from .models import ModelRegistry
+from .results import store_for
 
 DOWNLOAD_FORMATS = ["npy", "png16", "color", "side", "ply", "glb"]
 DEFAULT_DEPTH_RANGE = (1.0, 10.0)
 MAX_VIEW_PIXELS = 1_000_000  # larger meshes are offered as downloads only: a browser would struggle to show them
+# The PLY / GLB files are built from at most this many depth pixels (larger maps are subsampled for them): at full
+# size a 25 MP photo made a 1 GB GLB and needed gigabytes of memory to build it.
+MAX_3D_PIXELS = 1_000_000
 # The GLB writer uses camera coordinates (x right, y down, z forward); the page's viewer is y up, looking along -z.
 VIEWER_FROM_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -45,6 +48,8 @@ def check_pixels(path: str | Path, max_pixels: int, name: str) -> None:
     try:
         with Image.open(path) as opened:
             w, h = opened.size
+    except Image.DecompressionBombError as err:  # far over PIL's own limit: named like `primedepth predict` does
+        raise InputRejected(f"{name}: image too large to decode safely ({err})") from None
     except (OSError, ValueError, SyntaxError):
         return
     if w * h > max_pixels:
@@ -97,8 +102,36 @@ def predict_image(
     options.check(DOWNLOAD_FORMATS)
     check_pixels(path, max_pixels, name)
     image = load_image(path, name=name)
-    stem = workdir / "results" / uuid.uuid4().hex / Path(name).stem
-    stem.parent.mkdir(parents=True)
+    store = store_for(workdir)
+    folder = store.new_folder()
+    try:
+        return _predict_into(
+            registry,
+            image,
+            folder / Path(name).stem,
+            choice,
+            member,
+            caption,
+            caption_mode,
+            options,
+            model=model,
+            seed=seed,
+            max_size=max_size,
+        )
+    finally:
+        store.done(folder)
+
+
+def subsampled_for_3d(inverse_depth: np.ndarray, max_pixels: int = MAX_3D_PIXELS) -> np.ndarray:
+    """``inverse_depth`` on a grid of at most ``max_pixels`` (every k-th pixel in both directions, so that no
+    depth is blended across an edge), for the PLY / GLB files."""
+    h, w = inverse_depth.shape
+    step = int(np.ceil(np.sqrt(h * w / max_pixels)))
+    return inverse_depth if step <= 1 else np.ascontiguousarray(inverse_depth[::step, ::step])
+
+
+def _predict_into(registry, image, stem, choice, member, caption, caption_mode, options, *, model, seed, max_size):
+    """The pipeline run and the files of ``predict_image``, written under ``stem``."""
 
     def work(pipe):
         start = time.perf_counter()
@@ -107,8 +140,14 @@ def predict_image(
 
     out, seconds, device = registry.run(model, work)
     inverse_depth = out.inverse_depth[0]
-    extra, notes = product_writers(DOWNLOAD_FORMATS, inverse_depth, image, options)
-    downloads = write_prediction(stem, DOWNLOAD_FORMATS, inverse_depth, product_writers=extra)
+    flat = [f for f in DOWNLOAD_FORMATS if f not in ("ply", "glb")]
+    extra, notes = product_writers(flat, inverse_depth, image, options)
+    grid = subsampled_for_3d(inverse_depth)
+    extra_3d, notes_3d = product_writers(["ply", "glb"], grid, image, options)
+    notes += notes_3d
+    downloads = write_prediction(stem, DOWNLOAD_FORMATS, inverse_depth, product_writers={**extra, **extra_3d})
+    if grid.shape != inverse_depth.shape:
+        notes.append(f"built on {grid.shape[1]} x {grid.shape[0]} points (at most {MAX_3D_PIXELS:,})")
 
     (ph, pw), (h, w) = out.metadata["processing_sizes"][0], image.size
     caption_note = {"none": "no caption", "auto": f'BLIP-2 caption "{out.captions[0]}"'}.get(
@@ -121,7 +160,7 @@ def predict_image(
         f"3D files: {'; '.join(notes)}"
     )
     view = None
-    if h * w <= MAX_VIEW_PIXELS:
+    if grid.size <= MAX_VIEW_PIXELS:
         import trimesh
 
         surface = trimesh.load(output_path(stem, "glb"), force="mesh")
