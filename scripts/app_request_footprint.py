@@ -36,7 +36,8 @@ def main():
     result = predict_image(registry, image, model=a.model, workdir=a.work / "app", max_pixels=a.side * a.side)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     written = folder_bytes(a.work / "app" / "results") / 2**20
-    print(f"{a.side} x {a.side}, {a.model}: {time.perf_counter() - start:.0f} s, peak RSS {peak:.2f} GB, {written:.0f} MB")
+    seconds = time.perf_counter() - start
+    print(f"{a.side} x {a.side}, {a.model}: {seconds:.0f} s, peak RSS {peak:.2f} GB, results {written:.0f} MB")
     for path in [*result.downloads, result.view_glb]:
         if path is not None:
             print(f"  {path.name}: {path.stat().st_size / 2**20:.1f} MB")
