@@ -72,9 +72,17 @@ def fail_for(err: BaseException, outputs: list[Path], default_code: int = EXIT_U
     fail(line or str(err), EXIT_OUTPUT_ERROR if line else default_code)
 
 
+def _close_progress_bars() -> None:
+    """End the progress bars still drawn (a loop left by the error), so the error line starts a line of its own."""
+    tqdm = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def fail(message: str, code: int) -> None:
     """Print ``error: MESSAGE`` (first line kept, the rest indented) and exit with ``code``."""
     first, *rest = str(message).strip().splitlines() or [""]
+    _close_progress_bars()
     click.echo(f"error: {first}", err=True)
     for line in rest:
         click.echo(f"  {line}", err=True)

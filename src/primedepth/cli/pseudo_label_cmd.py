@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class Labellers:
         if kind in self._models:
             return self._models[kind]
         model_id = self.ids[kind]
-        from ..pipelines.model_folder import check_library_folder
+        from ..pipelines.model_folder import ModelError, check_library_folder
 
         check_library_folder(model_id)  # a local folder: weights-only checks, code noted as ignored
         try:
@@ -91,6 +92,11 @@ class Labellers:
                 from ..pipelines.captioning import Blip2Captioner
 
                 m = (None, Blip2Captioner(model_id, device=self.device, local_files_only=self.local))
+        except pickle.UnpicklingError:  # a downloaded .bin that transformers' weights-only load refused
+            raise ModelError(
+                f"{kind} model {model_id!r}: its weights hold Python objects besides tensors; refused without "
+                "unpickling them"
+            ) from None
         except OSError as err:
             raise WeightsNotFoundError(
                 f"{kind} model {model_id!r} could not be loaded ({err}). Download it first (e.g. "

@@ -8,6 +8,7 @@ weights are one clear error within seconds.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
 from ..utils.hub import cache_only, offline_reason
 from .loading import WeightsNotFoundError
-from .model_folder import check_library_folder
+from .model_folder import ModelError, check_library_folder
 
 DEPTH_ANYTHING_V2 = {
     "depth-anything-v2-small": "depth-anything/Depth-Anything-V2-Small-hf",
@@ -55,6 +56,10 @@ class DepthAnything:
         try:
             self.processor = AutoImageProcessor.from_pretrained(source, **kwargs)
             self.model = AutoModelForDepthEstimation.from_pretrained(source, **kwargs)
+        except pickle.UnpicklingError:  # a downloaded .bin that transformers' weights-only load refused
+            raise ModelError(
+                f"{name} weights at {source} hold Python objects besides tensors; refused without unpickling them"
+            ) from None
         except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
             where = "" if Path(source).exists() else (" (" + offline_reason() + ")" if local else "")
             raise WeightsNotFoundError(
