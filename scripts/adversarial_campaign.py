@@ -1,12 +1,15 @@
 """Adversarial campaign against the CLI: SIGKILLs mid-run, hostile inputs, broken model folders and checkpoints.
 
-    python scripts/adversarial_campaign.py WORKDIR [--kills-only | --inputs-only | --models-only]
+    python scripts/adversarial_campaign.py WORKDIR [--kills-only | --inputs-only | --models-only | --disks-only]
 
 Kills: ``predict``, ``eval``, ``train`` and ``convert`` are SIGKILLed at random moments, then rerun; every output that
 exists must be complete (npy loads, PNGs decode, checkpoints load) and no temporary file of ours may remain.
 Inputs: one folder of broken, odd and hostile files; each must be written or reported by name, never dropped.
 Models: copies of a valid model folder and of the reference checkpoint, each broken one way; each must end in one
-``error:`` line, exit 2 and no traceback. Prints one line per case and the totals (numbers quoted in the docs).
+``error:`` line, exit 2 and no traceback; parts stored as ``.bin`` (incomplete, or a pickle that runs code) too.
+Disks (as root: a 1 MiB tmpfs, and a read-only one): ``eval``, ``train``, ``convert`` and ``video`` writing there
+must end in one ``error:`` line naming the output, exit 3, no traceback. Prints one line per case and the totals
+(numbers quoted in the docs).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -249,7 +253,26 @@ def broken_models(work: Path) -> tuple[int, int]:
         shutil.rmtree(d / "text_encoder")
         CLIPTextModel(c).save_pretrained(d / "text_encoder")
 
+    def as_bin(part, drop=False, hostile=False):
+        def edit(d):
+            st = "model.safetensors" if part == "text_encoder" else "diffusion_pytorch_model.safetensors"
+            name = "pytorch_model.bin" if part == "text_encoder" else "diffusion_pytorch_model.bin"
+            sd = load_file(str(d / part / st))
+            (d / part / st).unlink()
+            if drop:
+                del sd[sorted(sd)[3]]
+            if hostile:
+                sd = {"x": RunsCode(work / "PWNED")}
+            torch.save(sd, d / part / name)
+
+        return edit
+
     cases = {
+        "text .bin missing tensor": as_bin("text_encoder", drop=True),
+        "unet .bin missing tensor": as_bin("unet", drop=True),
+        "labeller .bin missing tensor": as_bin("labeller", drop=True),
+        "text .bin hostile pickle": as_bin("text_encoder", hostile=True),
+        "vae .bin hostile pickle": as_bin("vae", hostile=True),
         "model_index not JSON": lambda d: (d / "model_index.json").write_text("{x"),
         "model_index a list": lambda d: (d / "model_index.json").write_text("[1]"),
         "unet config not JSON": lambda d: (d / "unet" / "config.json").write_text("{"),
@@ -288,7 +311,7 @@ def broken_models(work: Path) -> tuple[int, int]:
         edit(d)
         r = run(["predict", work / "m.png", "-o", work / "broken-out" / d.name, "--model", d])
         errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
-        ok = r.returncode == 2 and errors and "Traceback" not in r.stderr
+        ok = r.returncode == 2 and errors and "Traceback" not in r.stderr and not (work / "PWNED").exists()
         handled += bool(ok)
         detail = errors[0][:160] if errors else r.stderr[-200:]
         print(f"model {name}: {'ok' if ok else 'BAD'} exit {r.returncode}: {detail}")
@@ -314,6 +337,64 @@ def broken_models(work: Path) -> tuple[int, int]:
     return handled, len(cases)
 
 
+class RunsCode:
+    """Unpickling this leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+# ------------------------------------------------------------------------------------------------------ disks
+def disk_errors(work: Path) -> tuple[int, int]:
+    """Commands writing to a full (1 MiB) and a read-only tmpfs: one error: line naming the output, exit 3."""
+    if os.geteuid() != 0:
+        print("disks: skipped (mounting a tmpfs needs root)")
+        return 0, 0
+    from primedepth.outputs.video import write_video
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from evaluation import fixtures
+
+    data = work / "scannet"
+    if not data.is_dir():
+        fixtures.make_scannet(data, n=4, h=480, w=640)
+    clip = work / "clip.mp4"
+    write_video(clip, (np.full((96, 128, 3), i * 8, np.uint8) for i in range(24)), Fraction(12))
+    commands = {
+        "eval": lambda out: ["eval", "--dataset", "scannet", "--data-root", data, "--output", out, "--allow-partial"],
+        "train": lambda out: ["train", "tiny_cpu", "--max-steps", "2", "-o", out],
+        "convert": lambda out: [
+            "convert",
+            REFERENCE / "official_tiny.ckpt",
+            out,
+            "--config",
+            REFERENCE / "official_tiny_config.json",
+            "--local-files-only",
+        ],
+        "video": lambda out: ["video", clip, "-o", out, "--model", "tiny-random"],
+    }
+    handled = total = 0
+    for disk, options in (("full", "size=1m"), ("read-only", "ro,size=1m")):
+        mount = work / f"{disk}-disk"
+        mount.mkdir(exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], check=True)
+        try:
+            for name, args in commands.items():
+                out = mount / name
+                r = run(args(out))
+                errors = [x for x in r.stderr.splitlines() if x.startswith("error:")]
+                ok = r.returncode == 3 and len(errors) == 1 and str(out) in errors[0] and "Traceback" not in r.stderr
+                handled, total = handled + ok, total + 1
+                detail = (errors or [r.stderr[-200:]])[0]
+                print(f"{disk} disk {name}: {'ok' if ok else 'BAD'} exit {r.returncode}: {detail}")
+        finally:
+            subprocess.run(["umount", str(mount)], check=False)
+    return handled, total
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("work", type=Path)
@@ -321,14 +402,17 @@ def main():
     parser.add_argument("--kills-only", action="store_true")
     parser.add_argument("--inputs-only", action="store_true")
     parser.add_argument("--models-only", action="store_true")
+    parser.add_argument("--disks-only", action="store_true")
     a = parser.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    everything = not (a.kills_only or a.inputs_only or a.models_only)
+    everything = not (a.kills_only or a.inputs_only or a.models_only or a.disks_only)
     totals = {}
     if everything or a.inputs_only:
         totals["bad inputs handled"] = bad_inputs(a.work)
     if everything or a.models_only:
         totals["broken models / checkpoints handled"] = broken_models(a.work)
+    if everything or a.disks_only:
+        totals["full / read-only disk errors reported"] = disk_errors(a.work)
     if everything or a.kills_only:
         totals["kills survived (nothing lost, no temp left)"] = kills(a.work, random.Random(a.seed))
     for what, (good, total) in totals.items():

@@ -133,7 +133,8 @@ def test_eval_errors_are_clear(tmp_path):
             f"depth-anything-v2={tmp_path / 'none'}",
         ],
     )
-    assert result.exit_code == 1 and "Depth Anything V2 weights not found" in result.output
+    # missing weights are a model error: exit 2 and one error: line, as for predict (docs/reliability.md)
+    assert result.exit_code == 2 and "error: Depth Anything V2 weights not found" in result.output
 
 
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)

@@ -21,6 +21,7 @@ from ..pipelines.loading import WeightsNotFoundError
 from ..utils.atomic import atomic_path
 from .models import ModelRegistry
 from .predict import DEFAULT_DEPTH_RANGE, InputRejected, predict_image
+from .results import upload_cache_policy
 from .video import predict_clip
 
 DEVICE_QUEUE = "device"
@@ -111,7 +112,7 @@ def build_app(
     def model_defaults(model):
         return gr.update(value=registry.choice(model).default_caption)
 
-    with gr.Blocks(title="PrimeDepth", analytics_enabled=False) as app:
+    with gr.Blocks(title="PrimeDepth", analytics_enabled=False, delete_cache=upload_cache_policy(workdir)) as app:
         gr.Markdown(
             "# PrimeDepth\nZero-shot monocular depth from one step of a frozen Stable Diffusion. "
             "Drop or paste a photo, pick a model, and download the depth."

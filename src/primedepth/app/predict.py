@@ -5,8 +5,7 @@ fresh folder under the app's own temporary folder, plus the honest account of wh
 from __future__ import annotations
 
 import time
-import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,14 @@ from ..pipelines.export import output_path, write_prediction
 from ..pipelines.image_processor import load_image
 from ..utils.atomic import atomic_write
 from .models import ModelRegistry
+from .results import store_for
 
 DOWNLOAD_FORMATS = ["npy", "png16", "color", "side", "ply", "glb"]
 DEFAULT_DEPTH_RANGE = (1.0, 10.0)
 MAX_VIEW_PIXELS = 1_000_000  # larger meshes are offered as downloads only: a browser would struggle to show them
+# The PLY / GLB files are built from at most this many depth pixels (larger maps are subsampled for them): at full
+# size a 25 MP photo made a 1 GB GLB and needed gigabytes of memory to build it.
+MAX_3D_PIXELS = 1_000_000
 # The GLB writer uses camera coordinates (x right, y down, z forward); the page's viewer is y up, looking along -z.
 VIEWER_FROM_CAMERA = np.diag([1.0, -1.0, -1.0, 1.0])
 
@@ -47,6 +50,8 @@ def check_pixels(path: str | Path, max_pixels: int, name: str) -> None:
     try:
         with Image.open(path) as opened:
             w, h = opened.size
+    except Image.DecompressionBombError as err:  # far over PIL's own limit: named like `primedepth predict` does
+        raise InputRejected(f"{name}: image too large to decode safely ({err})") from None
     except (OSError, ValueError, SyntaxError):
         return
     if w * h > max_pixels:
@@ -104,8 +109,59 @@ def predict_image(
     options.check(DOWNLOAD_FORMATS)
     check_pixels(path, max_pixels, name)
     image = load_image(path, name=name)
-    stem = workdir / "results" / uuid.uuid4().hex / Path(name).stem
-    stem.parent.mkdir(parents=True)
+    store = store_for(workdir)
+    folder = store.new_folder()
+    try:
+        return _predict_into(
+            registry,
+            image,
+            folder / Path(name).stem,
+            choice,
+            member,
+            prior,
+            caption,
+            caption_mode,
+            options,
+            model=model,
+            seed=seed,
+            max_size=max_size,
+        )
+    finally:
+        store.done(folder)
+
+
+def step_for_3d(height: int, width: int, max_pixels: int = MAX_3D_PIXELS) -> int:
+    """The grid step (every k-th pixel in both directions) that keeps a map within ``max_pixels``."""
+    return max(1, int(np.ceil(np.sqrt(height * width / max_pixels))))
+
+
+def subsampled_for_3d(inverse_depth: np.ndarray, max_pixels: int = MAX_3D_PIXELS) -> np.ndarray:
+    """``inverse_depth`` on a grid of at most ``max_pixels`` (every k-th pixel in both directions, so that no
+    depth is blended across an edge), for the PLY / GLB files."""
+    step = step_for_3d(*inverse_depth.shape, max_pixels)
+    return inverse_depth if step <= 1 else np.ascontiguousarray(inverse_depth[::step, ::step])
+
+
+def metric_on_grid(result, step: int):
+    """A ``MetricResult`` on the grid of ``subsampled_for_3d`` (maps subsampled, focal length and principal point
+    scaled), so that metric 3D files of a large image stay within the same bound."""
+    if result is None or step <= 1:
+        return result
+    fusion = result.fusion
+    grid = {k: np.ascontiguousarray(getattr(fusion, k)[::step, ::step]) for k in ("depth", "residual", "confidence")}
+    if fusion.correction is not None:
+        grid["correction"] = np.ascontiguousarray(fusion.correction[::step, ::step])
+    k = result.intrinsics
+    camera = replace(k, fx=k.fx / step, fy=k.fy / step, cx=k.cx / step, cy=k.cy / step)
+    return replace(
+        result, fusion=replace(fusion, **grid), prior_depth=result.prior_depth[::step, ::step], intrinsics=camera
+    )
+
+
+def _predict_into(
+    registry, image, stem, choice, member, prior, caption, caption_mode, options, *, model, seed, max_size
+):
+    """The pipeline run and the files of ``predict_image``, written under ``stem``."""
 
     def work(pipe):
         start = time.perf_counter()
@@ -117,8 +173,15 @@ def predict_image(
     formats = DOWNLOAD_FORMATS + (["depth", *METRIC_FORMATS] if prior else [])
     result = out.metric[0] if prior else None
     metadata = {"model": choice.name, "licences": licence_metadata([choice.name, prior.name])} if prior else None
-    extra, notes = product_writers(formats, inverse_depth, image, options, metric=result, metadata=metadata)
-    downloads = write_prediction(stem, formats, inverse_depth, product_writers=extra)
+    flat = [f for f in formats if f not in ("ply", "glb")]
+    extra, notes = product_writers(flat, inverse_depth, image, options, metric=result, metadata=metadata)
+    step = step_for_3d(*inverse_depth.shape)
+    grid = subsampled_for_3d(inverse_depth)
+    extra_3d, notes_3d = product_writers(["ply", "glb"], grid, image, options, metric=metric_on_grid(result, step))
+    notes += notes_3d
+    downloads = write_prediction(stem, formats, inverse_depth, product_writers={**extra, **extra_3d})
+    if grid.shape != inverse_depth.shape:
+        notes.append(f"built on {grid.shape[1]} x {grid.shape[0]} points (at most {MAX_3D_PIXELS:,})")
 
     (ph, pw), (h, w) = out.metadata["processing_sizes"][0], image.size
     caption_note = {"none": "no caption", "auto": f'BLIP-2 caption "{out.captions[0]}"'}.get(
@@ -133,7 +196,7 @@ def predict_image(
     if prior:
         label += f"\n\nMetres: {licence_line([choice.name, prior.name])}"
     view = None
-    if h * w <= MAX_VIEW_PIXELS:
+    if grid.size <= MAX_VIEW_PIXELS:
         import trimesh
 
         surface = trimesh.load(output_path(stem, "glb"), force="mesh")

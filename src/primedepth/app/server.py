@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -17,15 +18,37 @@ from PIL import Image
 
 from ..miniature.scene import held_out_scenes
 from ..utils.atomic import atomic_path
+from . import results
 
 
 @dataclass(frozen=True)
 class AppLimits:
-    """What one visitor may ask of the app: the largest upload, image (width x height) and video request."""
+    """What one visitor may ask of the app: the largest upload, image (width x height) and video request; and
+    how long (minutes) and how much (MB in all) the results are kept while the app runs."""
 
     upload_mb: int = 100
     pixels: int = 25_000_000
     video_frames: int = 300
+    results_minutes: int = results.DEFAULT_MAX_AGE_MIN
+    results_mb: int = results.DEFAULT_MAX_MB
+
+
+EXIT_SIGNALS = ("SIGTERM", "SIGHUP", "SIGINT")
+
+
+def remove_on_exit(folder: Path) -> None:
+    """Remove ``folder`` at a normal exit and on SIGTERM / SIGHUP / SIGINT (whose default actions would skip
+    ``atexit``): the handler removes it, then the process ends with the signal's usual status."""
+    atexit.register(shutil.rmtree, folder, True)
+
+    def handler(signum, frame):
+        shutil.rmtree(folder, ignore_errors=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for name in EXIT_SIGNALS:
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handler)
 
 
 def write_examples(folder: Path, count: int = 3, resolution: int = 192) -> list[Path]:
@@ -65,9 +88,14 @@ def launch(
     ``block`` is False; otherwise serves until interrupted. ``ensemble``: a Depth Anything spec
     (``depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]``) whose weights are loaded now, to offer the
     ensemble toggle; ``metric``: a metric prior spec (``pipelines.metric``) loaded now, to offer depth in metres.
-    The temporary folder is removed at exit."""
+    The temporary folder is removed at exit (and, when ``block``, on an exit signal); results are kept within
+    ``limits``' age and size."""
     workdir = Path(tempfile.mkdtemp(prefix="primedepth-app-")).resolve()
-    atexit.register(shutil.rmtree, workdir, True)
+    if block and threading.current_thread() is threading.main_thread():
+        remove_on_exit(workdir)
+    else:
+        atexit.register(shutil.rmtree, workdir, True)
+    store = results.configure(workdir, limits.results_minutes * 60, limits.results_mb * 2**20)
     # Gradio's upload cache and example cache live in the app's folder, so that is all it can serve.
     os.environ["GRADIO_TEMP_DIR"] = str(workdir)
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(workdir / "examples-cache")
@@ -116,6 +144,7 @@ def launch(
     )
     # The page answers first; the default model then loads while the visitor picks an image.
     threading.Thread(target=_warm_up, args=(registry,), daemon=True).start()
+    store.start_timer()
     if block:
         app.block_thread()
     return app

@@ -4,7 +4,6 @@ progress reported per predicted frame and the honest account of what ran."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from ..outputs.video import predict_video, probe
 from .models import ModelRegistry
 from .predict import InputRejected
+from .results import store_for
 
 TEMPORAL_LABELS = {
     "flow": "flow (stabilised along optical-flow tracks; occlusions keep the current frame)",
@@ -54,7 +54,8 @@ def predict_clip(
             f"{Path(path).name}: {info.width} x {info.height} frames are over this app's limit of {max_pixels:,} pixels"
         )
     total = min(max_frames, info.frames // stride) if info.frames else max_frames
-    out_dir = workdir / "results" / uuid.uuid4().hex
+    store = store_for(workdir)
+    out_dir = store.new_folder()
     done = []
 
     def frame_done(number: int) -> None:
@@ -67,7 +68,10 @@ def predict_clip(
         result = predict_video(pipe, path, out_dir, model_id=model, progress=False, on_frame=frame_done, **sampling)
         return result, pipe.device
 
-    result, device = registry.run(model, work)
+    try:
+        result, device = registry.run(model, work)
+    finally:
+        store.done(out_dir)
     label = (
         f"**{choice.name}** on {device} · {result.frames} frames (frame stride {stride}) "
         f"at {float(result.fps):.3g} fps, {info.width} x {info.height} px, "

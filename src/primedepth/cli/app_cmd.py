@@ -32,11 +32,22 @@ def _limit(default: int, help: str) -> dict:
 @click.option("--max-upload-mb", **_limit(AppLimits.upload_mb, "Largest file a visitor may upload."))
 @click.option("--max-pixels", **_limit(AppLimits.pixels, "Largest image (width x height) the app processes."))
 @click.option("--max-video-frames", **_limit(AppLimits.video_frames, "Most frames one video request may ask for."))
+@click.option(
+    "--results-minutes",
+    **_limit(AppLimits.results_minutes, "Results (and uploads) older than this are deleted while the app runs."),
+)
+@click.option(
+    "--results-mb",
+    **_limit(AppLimits.results_mb, "The results kept are at most this size in all (the oldest go first)."),
+)
 @local_files_only_option()
 @ensemble_option(help="Offer the ensemble with Depth Anything V2 (its weights are loaded at start).")
 @metric_option(help="Offer depth in metres: fusion with this metric prior (its weights are loaded at start).")
-def command(models, device, max_upload_mb, max_pixels, max_video_frames, **settings):
-    """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth."""
+def command(models, device, max_upload_mb, max_pixels, max_video_frames, results_minutes, results_mb, **settings):
+    """Serve the PrimeDepth web app: upload an image or a clip, see and download its depth.
+
+    Everything it writes lives in one temporary folder, removed when the app ends (normal exit, Ctrl-C, SIGTERM,
+    SIGHUP). PLY / GLB downloads of images over 1 MP are built on a subsampled grid of at most 1,000,000 points."""
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -45,7 +56,7 @@ def command(models, device, max_upload_mb, max_pixels, max_video_frames, **setti
     from ..app import launch
 
     try:
-        limits = AppLimits(max_upload_mb, max_pixels, max_video_frames)
+        limits = AppLimits(max_upload_mb, max_pixels, max_video_frames, results_minutes, results_mb)
         launch(models, device=device_argument(device), limits=limits, **settings)
     except (ValueError, OSError) as err:
         click.echo(f"error: {err}", err=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
+from .errors import fail_for, reported_errors
 from .options import cache_dir_option, local_files_only_option, trust_pickle_option
 
 
@@ -30,6 +30,7 @@ from .options import cache_dir_option, local_files_only_option, trust_pickle_opt
 @click.option("--tokenizer", default=None, help="Hub id or folder of the CLIP tokenizer [default: --text-encoder].")
 @cache_dir_option()
 @local_files_only_option()
+@reported_errors(lambda kw: kw["out_dir"] or _default_out_dir())
 def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokenizer, cache_dir, local_files_only):
     """Convert an official PrimeDepth CHECKPOINT (a .ckpt file, or a hub id OWNER/NAME[/FILE.ckpt] such as
     CVL-Heidelberg/PrimeDepth) into OUT_DIR [default: ~/.cache/primedepth/PrimeDepth; for a hub id the conversion
@@ -77,9 +78,14 @@ def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokeni
         WeightsNotFoundError,
         OSError,
     ) as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
+        fail_for(err, [out_dir or default_model_dir()])
     counts = ", ".join(f"{k} {v} tensors" for k, v in report.counts.items())
     click.echo(f"converted {checkpoint} -> {report.out_dir} ({counts})")
     for note in report.notes:
         click.echo(f"note: {note}")
+
+
+def _default_out_dir():
+    from ..pipelines.loading import default_model_dir
+
+    return default_model_dir()

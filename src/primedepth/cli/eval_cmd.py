@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from . import options as opt
+from .errors import model_errors, reported_errors
 
 # primedepth.evaluation (torch, the datasets, the adapters) is imported inside the commands, so that
 # ``primedepth --help`` and the other commands do not import torch.
@@ -132,6 +133,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 @click.option(
     "--no-save-predictions", is_flag=True, help="Do not keep raw predictions (disables ensembles and strips)."
 )
+@reported_errors("output_root")
 def command(
     dataset_name,
     suite,
@@ -199,6 +201,7 @@ def command(
             predictor.name = name or predictor.name
             processes = distributed_context()
             save = not no_save_predictions
+            settings = run_settings(model_spec, predictions, prediction_space, seed, dtype, marigold_setting)
             summary = evaluate(
                 dataset,
                 predictor,
@@ -207,7 +210,10 @@ def command(
                 save_predictions=save,
                 progress=True,
                 resize_predictions=resize_predictions,
+                settings=settings,
             )
+    except model_errors():
+        raise  # one error: line, exit 2 (reported_errors)
     except (DatasetError, WeightsNotFoundError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     if summary is not None:
@@ -217,6 +223,26 @@ def command(
             f"AbsRel {100 * m['abs_rel']:.2f}, δ1 {100 * m['delta1']:.2f} %  "
             f"-> {output_root}/{dataset_name}/{summary['model']}"
         )
+
+
+def run_settings(model_spec, predictions, prediction_space, seed, dtype, marigold_setting) -> dict:
+    """What decides a run's predictions, recorded with its rows so that a resume under other settings is refused:
+    the model (a folder by its absolute path), and the seed, precision and Marigold setting where they apply."""
+    if predictions:
+        return {"predictions": str(Path(predictions).resolve()), "prediction_space": prediction_space}
+    kind, sep, arg = model_spec.partition("=")
+    if sep and Path(arg).exists():
+        model_spec = f"{kind}={Path(arg).resolve()}"
+    elif not sep and Path(model_spec).exists():
+        model_spec = str(Path(model_spec).resolve())
+    settings = {"model": model_spec}
+    if kind not in ("ensemble", "python", "depth-anything-v2", "depth-anything", "depth-pro") or not sep:
+        settings["seed"] = seed
+    if not sep:
+        settings["dtype"] = dtype
+    if kind == "marigold" and sep:
+        settings["marigold_setting"] = marigold_setting
+    return settings
 
 
 def _pairs(values, option):

@@ -16,18 +16,33 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 
 import click
 
 from ..constants import DEFAULT_CAPTIONER
+from .errors import EXIT_INPUTS_FAILED, reported_errors
 from .options import local_files_only_option
 from .shard_runner import shard_options
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 DEFAULT_DEPTH = "depth-anything/Depth-Anything-V2-Large-hf"
 DEFAULT_SEGMENTATION = "facebook/mask2former-swin-large-ade-semantic"
+NO_CAPTIONS = "none"  # --caption-model none: empty captions, no caption model
+
+
+def read_rgb(path: Path):
+    """The image at ``path`` as RGB, or None with the reason when it cannot be read (one bad file never stops a
+    labelling run)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB"), None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        return None, f"{path}: cannot read the image ({err})"
 
 
 def list_images(root: Path) -> list[str]:
@@ -50,9 +65,14 @@ class Labellers:
         self._models = {}
 
     def _load(self, kind):
+        from ..pipelines.loading import WeightsNotFoundError
+
         if kind in self._models:
             return self._models[kind]
         model_id = self.ids[kind]
+        from ..pipelines.model_folder import ModelError, check_library_folder
+
+        check_library_folder(model_id)  # a local folder: weights-only checks, code noted as ignored
         try:
             if kind == "depth":
                 from transformers import AutoImageProcessor, AutoModelForDepthEstimation
@@ -72,10 +92,16 @@ class Labellers:
                 from ..pipelines.captioning import Blip2Captioner
 
                 m = (None, Blip2Captioner(model_id, device=self.device, local_files_only=self.local))
+        except pickle.UnpicklingError:  # a downloaded .bin that transformers' weights-only load refused
+            raise ModelError(
+                f"{kind} model {model_id!r}: its weights hold Python objects besides tensors; refused without "
+                "unpickling them"
+            ) from None
         except OSError as err:
-            raise click.ClickException(
+            raise WeightsNotFoundError(
                 f"{kind} model {model_id!r} could not be loaded ({err}). Download it first (e.g. "
-                f"`huggingface-cli download {model_id}`) or pass a local folder with --{kind}-model."
+                f"`huggingface-cli download {model_id}`) or pass a local folder with --{kind}-model"
+                + (f" (or label without captions: --caption-model {NO_CAPTIONS})." if kind == "caption" else ".")
             ) from None
         if m[0] is not None:
             m[1].to(self.device).eval()
@@ -104,8 +130,20 @@ class Labellers:
         return seg.cpu().numpy().astype("uint8")
 
     def caption(self, image):
+        from ..pipelines.captioning import CaptionModelUnavailableError
+        from ..pipelines.loading import WeightsNotFoundError
+
+        if self.ids["caption"] == NO_CAPTIONS:
+            return ""
         _, captioner = self._load("caption")
-        return captioner([image])[0]
+        try:
+            return captioner([image])[0]
+        except CaptionModelUnavailableError as err:  # loaded on first use
+            reason = str(err).splitlines()[0]
+            raise WeightsNotFoundError(
+                f"{reason}. Download it once with network access, or label without captions: "
+                f"--caption-model {NO_CAPTIONS}."
+            ) from None
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -113,7 +151,12 @@ class Labellers:
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--depth-model", default=DEFAULT_DEPTH, show_default=True)
 @click.option("--segmentation-model", default=DEFAULT_SEGMENTATION, show_default=True)
-@click.option("--caption-model", default=DEFAULT_CAPTIONER, show_default=True)
+@click.option(
+    "--caption-model",
+    default=DEFAULT_CAPTIONER,
+    show_default=True,
+    help=f"BLIP-2 id or folder; '{NO_CAPTIONS}' labels without captions (empty ones).",
+)
 @click.option("--no-segmentation", is_flag=True, help="Depth and captions only.")
 @click.option(
     "--captions-only", is_flag=True, help="Only captions: OUT/captions.json, keyed by path relative to IMAGES."
@@ -121,6 +164,7 @@ class Labellers:
 @local_files_only_option()
 @click.option("--limit", type=int, default=None, help="Label at most this many images (testing).")
 @shard_options
+@reported_errors("out")
 def command(
     images,
     out,
@@ -136,7 +180,6 @@ def command(
     ray_address,
 ):
     """Label the images under IMAGES (a folder, or WebDataset shards) into OUT (see docs/training.md)."""
-    from PIL import Image
 
     from ..data.pseudo import INFO, MANIFEST, read_manifest, write_outputs
     from ..data.shards import is_shard_spec
@@ -168,6 +211,7 @@ def command(
     if not names:
         raise click.ClickException(f"{images_root}: no images ({', '.join(sorted(IMAGE_EXTS))})")
     labellers = Labellers(depth_model, segmentation_model, caption_model, device, local_files_only)
+    failures = []
 
     if captions_only:
         cap_path = out / "captions.json"
@@ -175,13 +219,17 @@ def command(
         for i, name in enumerate(names):
             if i % world != rank or name in captions:
                 continue
-            with Image.open(images_root / name) as im:
-                captions[name] = labellers.caption(im.convert("RGB"))
+            image, failure = read_rgb(images_root / name)
+            if image is None:
+                failures.append(failure)
+                continue
+            captions[name] = labellers.caption(image)
             if world == 1:
                 atomic_write(cap_path, json.dumps(captions).encode())
         part = out / f"captions.rank{rank:05d}.json" if world > 1 else cap_path
         atomic_write(part, json.dumps(captions).encode())
         click.echo(f"{len(captions)} captions in {part}")
+        report_failures(failures)
         return
 
     if is_main:
@@ -200,8 +248,10 @@ def command(
         for i, name in enumerate(names):
             if i % world != rank or name in done:
                 continue
-            with Image.open(images_root / name) as im:
-                image = im.convert("RGB")
+            image, failure = read_rgb(images_root / name)
+            if image is None:
+                failures.append(failure)
+                continue
             depth = labellers.depth(image)
             seg = None if no_segmentation else labellers.segmentation(image)
             entry = {
@@ -225,3 +275,13 @@ def command(
         for part in out.glob("manifest.rank*.jsonl"):
             part.unlink()
         click.echo(f"{len(entries)} images in {out / MANIFEST}")
+    report_failures(failures)
+
+
+def report_failures(failures: list[str]) -> None:
+    """Name each image that could not be labelled (a rerun retries them); exit 1 if there is any."""
+    if failures:
+        click.echo(f"{len(failures)} image(s) failed (not labelled; a rerun retries them):", err=True)
+        for failure in failures:
+            click.echo(f"  failed: {failure}", err=True)
+        sys.exit(EXIT_INPUTS_FAILED)

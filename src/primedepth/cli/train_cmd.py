@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from .errors import reported_errors
 from .options import config_argument, overrides_option, trust_pickle_option
 
 
@@ -21,6 +22,7 @@ from .options import config_argument, overrides_option, trust_pickle_option
 @click.option("-o", "--output-dir", default=None, help="Shortcut for --set output_dir=...")
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
 @trust_pickle_option("the resumed checkpoint's optimizer.pt, needed only for checkpoints of older versions")
+@reported_errors(lambda kw: kw["output_dir"] or _configured_output_dir(kw))
 def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via
     `accelerate launch`). Checkpoints load with PrimeDepthPipeline.from_pretrained. The mini Stable Diffusion of
@@ -49,3 +51,10 @@ def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
         sys.exit(2)
     if trainer.acc.is_main_process:
         click.echo(f"done: {trainer.step} steps, checkpoints in {trainer.out / 'checkpoints'}")
+
+
+def _configured_output_dir(params: dict) -> str:
+    """The output folder the config and ``--set`` overrides give (named by a write error)."""
+    from ..training.config import load_config
+
+    return load_config(params["config"], list(params["overrides"]))["output_dir"]

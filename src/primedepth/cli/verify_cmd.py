@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .errors import reported_errors
 from .options import trust_pickle_option
 
 FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
@@ -20,6 +21,7 @@ FILE = click.Path(dir_okay=False, exists=True, path_type=Path)
     "--manifest", type=FILE, help="JSON manifest of a full official checkpoint: check the key mapping without weights."
 )
 @trust_pickle_option()
+@reported_errors()
 def command(checkpoint, config_path, vectors, manifest, trust_pickle):
     """Exit 0 only if every stored tensor is reproduced to max|ours - ref| / max|ref| <= 1e-4 (or, with
     --manifest, every official tensor maps onto one of our parameters of the same shape)."""

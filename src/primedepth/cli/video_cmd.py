@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from . import options as opt
+from .errors import fail_for, reported_errors
 from .model_loading import load_command_pipeline, prepare_for_inference
 
 
@@ -60,6 +61,7 @@ from .model_loading import load_command_pipeline, prepare_for_inference
 @click.option("--overwrite", is_flag=True, help="Recompute videos whose outputs exist (and drop resume caches).")
 @opt.cache_dir_option()
 @opt.local_files_only_option()
+@reported_errors("output_dir")
 def command(
     inputs,
     output_dir,
@@ -152,9 +154,8 @@ def command(
         except OutputClashError as err:
             failures.append(f"{path}: {err}")
             continue
-        except OSError as err:  # a missing caption model: every video would fail
-            click.echo(f"error: {err}", err=True)
-            sys.exit(2)
+        except OSError as err:  # a missing caption model or a full disk: every video would fail
+            fail_for(err, [output_dir])
         except KeyboardInterrupt:
             click.echo(f"interrupted: {path}: computed frames are kept, rerun to resume", err=True)
             sys.exit(130)

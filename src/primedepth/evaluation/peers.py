@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..pipelines.model_folder import check_library_folder
 from .predictors import Predictor, _device, _generator, _require_dir
 
 
@@ -42,6 +43,7 @@ class DepthAnythingV1Predictor(Predictor):
 
         path = _require_dir(path, self.title, self.hub_id)
         self.device = _device(device)
+        check_library_folder(path)
         self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         self.model = DepthAnythingForDepthEstimation.from_pretrained(path, local_files_only=True).to(self.device).eval()
 
@@ -70,6 +72,7 @@ class DepthProPredictor(Predictor):
         self.device = _device(device)
         config_file = path / "preprocessor_config.json"
         self.settings = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        check_library_folder(path)
         self.model = DepthProForDepthEstimation.from_pretrained(path, local_files_only=True, use_fov_model=False)
         self.model = self.model.to(self.device).eval()
 
@@ -147,6 +150,7 @@ class MarigoldPredictor(Predictor):
         self.resolution = self.format.processing_resolution
         path = _require_dir(path, self.format.title, self.format.hub_id)
         self.name, self.seed, self.device = kind, seed, _device(device)
+        check_library_folder(path)
         self.pipe = MarigoldDepthPipeline.from_pretrained(path, local_files_only=True).to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 

@@ -32,6 +32,37 @@ from .predictors import Predictor, prediction_filename
 from .protocol import resize_long_side, score_prediction
 
 FIELDS = ("index", "sample_id", "category", *METRIC_NAMES, "seconds")
+SETTINGS_FILE = "settings.json"
+
+
+class RunSettingsError(ValueError):
+    """A run folder holds rows scored with other settings than the ones asked for now."""
+
+
+def check_run_settings(run_dir: Path, settings: dict | None, record: bool = True) -> None:
+    """Record ``settings`` (what decides a prediction: model, seed, precision, ...) beside the rows of a new run, and
+    refuse to resume a run scored with other settings: mixing both into one summary would report numbers that no
+    single configuration produced. A run folder from before settings were recorded adopts the current ones. Every
+    process checks (so all of them stop alike); one ``record``s."""
+    if settings is None:
+        return
+    path = run_dir / SETTINGS_FILE
+    wanted = json.loads(json.dumps(settings))  # the JSON form, as it will be read back
+    if path.is_file():
+        try:
+            recorded = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RunSettingsError(f"{path}: not valid JSON ({err}); remove the run folder to start again") from None
+        if isinstance(recorded, dict) and recorded != wanted:
+            changed = sorted(k for k in {*recorded, *wanted} if recorded.get(k) != wanted.get(k))
+            differences = ", ".join(f"{k} {recorded.get(k)!r} now {wanted.get(k)!r}" for k in changed)
+            raise RunSettingsError(
+                f"{path}: this run was scored with other settings ({differences}); rerun with the recorded "
+                f"settings to resume it, or start a separate run with --name or --output (or remove {run_dir})"
+            )
+        return
+    if record:
+        write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
 
 
 def run_directory(output_root: str | Path, dataset_name: str, model_name: str) -> Path:
@@ -108,14 +139,17 @@ def evaluate(
     progress: bool = False,
     reports: bool = True,
     resize_predictions: bool = False,
+    settings: dict | None = None,
 ) -> dict | None:
     """Evaluate ``predictor`` on this process's share of ``dataset``; returns the summary on the merging process
     (rank 0 of ``processes``). ``reports=False`` leaves the cross-run reports to the caller (a suite draws them once
     per dataset). ``resize_predictions`` resizes a prediction of another aspect ratio than its GT instead of
-    refusing it."""
+    refusing it. ``settings`` (JSON-able) are recorded with the run; resuming under other ones raises
+    ``RunSettingsError``."""
     rank = processes.rank
     run_dir = run_directory(output_root, dataset.config.name, predictor.name)
     remove_stale_temps(run_dir)  # temporaries of killed runs
+    check_run_settings(run_dir, settings, record=rank == 0)
     part = run_dir / "parts" / f"rank{rank}.csv"
     if not part.is_file():
         write_text(part, ",".join(FIELDS) + "\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 from pathlib import Path
 
 from ..constants import cache_root
@@ -32,9 +33,18 @@ class WeightsNotFoundError(FileNotFoundError):
 @contextlib.contextmanager
 def weights_or_error(name: str, source, hub_id: str, hub_kwargs: dict):
     """Around a library's ``from_pretrained`` of another model (an ensemble member, a metric prior): a missing
-    folder, an unreachable hub or an unknown repo become one ``WeightsNotFoundError`` saying how to get them."""
+    folder, an unreachable hub or an unknown repo become one ``WeightsNotFoundError`` saying how to get them. A local
+    folder is checked first (weights-only reads of its ``.bin`` files, shipped code noted as ignored), and a
+    downloaded ``.bin`` that the library's weights-only load refuses is one ``ModelError``."""
+    from .model_folder import ModelError, check_library_folder  # model_folder imports this module
+
+    check_library_folder(source)
     try:
         yield
+    except pickle.UnpicklingError:
+        raise ModelError(
+            f"{name} weights at {source} hold Python objects besides tensors; refused without unpickling them"
+        ) from None
     except (OSError, ValueError) as err:  # ValueError: a path that is neither a folder nor a repo id
         from ..utils.hub import offline_reason
 

@@ -11,7 +11,10 @@ Sub-models named in ``model_index.json`` must be folders inside the model folder
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from safetensors import SafetensorError, safe_open
 
 from .loading import MODEL_INDEX
 
+logger = logging.getLogger(__name__)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # model_index.json settings: type check and allowed range of each (None: absent is fine)
 _NUMBER = (int, float)
@@ -37,6 +41,10 @@ OPTIONAL_SETTINGS = {
     "tokenizer": (str, lambda v: bool(v), "a folder name or hub id"),
 }
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+# what diffusers / transformers read when a folder has no safetensors file: checked the same way
+PICKLE_WEIGHT_FILES = ("diffusion_pytorch_model.bin", "pytorch_model.bin")
+# settings asking a library to import code shipped with the model; the package never passes them on
+CODE_KEYS = ("trust_remote_code", "custom_pipeline", "auto_map")
 
 
 class ModelError(ValueError):
@@ -99,24 +107,60 @@ def component_source(root: Path, settings: dict, key: str, allow_external: bool 
     raise ModelError(f"{where}: no such folder in the model folder, and not a hub id")
 
 
-def _file_shapes(folder: Path) -> tuple[Path, dict[str, tuple[int, ...]]] | None:
-    """(weight file, tensor name -> shape) read from safetensors headers only; None if there is no such file."""
-    files = [folder / name for name in WEIGHT_FILES if (folder / name).is_file()]
-    for index in (folder / f"{name}.index.json" for name in WEIGHT_FILES):
+def _weight_files(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """The weight files a loader reads for ``names``: one of them, or the shards listed by its ``.index.json``."""
+    files = [folder / name for name in names if (folder / name).is_file()]
+    for index in (folder / f"{name}.index.json" for name in names):
         if index.is_file():
             weight_map = read_json(index).get("weight_map", {})
-            files = [folder / f for f in sorted(set(weight_map.values()))]
-    if not files:
-        return None
-    shapes = {}
-    for file in files:
+            if not isinstance(weight_map, dict):
+                raise ModelError(f"{index}: 'weight_map' must be a JSON object")
+            files = [folder / f for f in sorted(set(map(str, weight_map.values())))]
+    return files
+
+
+def _safetensors_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118 (not a dict)
+    except (SafetensorError, OSError) as err:
+        raise ModelError(f"{file}: not a readable safetensors file ({err})") from None
+
+
+def _pickle_shapes(file: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of a ``torch.save`` weight file, read weights-only (memory-mapped where the format allows):
+    a file holding other Python objects is refused without unpickling them, as the libraries would do later
+    with a less clear message."""
+    try:
         try:
-            with safe_open(str(file), framework="pt") as f:
-                for key in f.keys():  # noqa: SIM118 (a safetensors handle, not a dict)
-                    shapes[key] = tuple(f.get_slice(key).get_shape())
-        except (SafetensorError, OSError) as err:
-            raise ModelError(f"{file}: not a readable safetensors file ({err})") from None
-    return files[0] if len(files) == 1 else folder, shapes
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err):
+                raise
+            state = torch.load(file, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
+    except pickle.UnpicklingError:
+        raise ModelError(
+            f"{file}: holds Python objects besides tensors; refused without unpickling it (a weight file needs "
+            "tensors only; convert it to safetensors if you trust it)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, struct.error) as err:
+        raise ModelError(f"{file}: not a readable PyTorch weight file ({err})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"{file}: expected a dict of tensors, found {type(state).__name__} with other values")
+    return {str(k): tuple(v.shape) for k, v in state.items()}
+
+
+def _file_shapes(folder: Path) -> tuple[Path, dict[str, tuple[int, ...]]] | None:
+    """(weight file, tensor name -> shape) of the files the loader will read: safetensors (headers only) if any,
+    else ``.bin`` files (read weights-only); None if there is neither."""
+    for names, read in ((WEIGHT_FILES, _safetensors_shapes), (PICKLE_WEIGHT_FILES, _pickle_shapes)):
+        files = _weight_files(folder, names)
+        if files:
+            shapes = {}
+            for file in files:
+                shapes.update(read(file))
+            return files[0] if len(files) == 1 else folder, shapes
+    return None
 
 
 def check_weights(folder: Path, expected: dict[str, torch.Size], what: str) -> None:
@@ -124,7 +168,7 @@ def check_weights(folder: Path, expected: dict[str, torch.Size], what: str) -> N
     shape; raises ModelError listing what is missing or mis-shaped."""
     found = _file_shapes(folder)
     if found is None:
-        return  # no safetensors file: the loader reports it (or reads .bin files weights-only)
+        return  # no weight file: the loader reports it
     file, shapes = found
     # transformers loads weights saved with or without the model's base prefix (e.g. a CLIPModel's text half under
     # ``text_model.``), so a tensor counts as present under either spelling.
@@ -170,3 +214,52 @@ def load_checked(
         return load()
     except (ValueError, RuntimeError, NotImplementedError, KeyError, TypeError) as err:
         raise ModelError(f"{folder}: {what} could not be loaded ({err})") from None
+
+
+def _folders(root: Path) -> list[Path]:
+    """``root`` and its sub-model folders (one level, as the libraries lay models out)."""
+    return [root, *sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]
+
+
+def ignored_code(root: Path) -> list[str]:
+    """What in ``root`` asks for code to be run (``trust_remote_code`` / ``custom_pipeline`` / ``auto_map`` in its
+    JSON files, ``.py`` files), relative to ``root``."""
+    found = []
+    for folder in _folders(root):
+        for path in sorted(folder.glob("*.json")):
+            try:
+                value = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # the loader names a broken JSON file
+            if isinstance(value, dict):
+                found += [f"{key} in {path.relative_to(root)}" for key in CODE_KEYS if key in value]
+        found += [str(p.relative_to(root)) for p in sorted(folder.glob("*.py"))]
+    return found
+
+
+def note_ignored_code(root: Path) -> None:
+    """One note (a logged warning) if ``root`` ships code or asks for it to run: it is ignored, never imported."""
+    found = ignored_code(root)
+    if found:
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        logger.warning(
+            "note: %s: ignored %s%s (primedepth never imports or runs code shipped with a model)",
+            root,
+            ", ".join(found[:5]),
+            more,
+        )
+
+
+def check_library_folder(root: str | Path) -> None:
+    """Check a local model folder handed to diffusers or transformers as it is (a peer model, an ensemble member,
+    a labeller): every ``.bin`` weight file they would read (no safetensors beside it) is read weights-only first,
+    so that a file holding Python objects is one ``ModelError`` naming it, not a deep ``UnpicklingError``; code it
+    ships is noted as ignored. Hub ids are left to the hub client."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for folder in _folders(root):
+        if not _weight_files(folder, WEIGHT_FILES):
+            for file in _weight_files(folder, PICKLE_WEIGHT_FILES):
+                _pickle_shapes(file)
+    note_ignored_code(root)

@@ -27,7 +27,14 @@ from .hub_weights import resolve_model
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .loading import MODEL_INDEX
 from .metric import MetricPrior, load_prior, metric_depth
-from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
+from .model_folder import (
+    ModelError,
+    component_source,
+    load_checked,
+    note_ignored_code,
+    read_json,
+    read_model_index,
+)
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 from .precision import fp32_arithmetic, precision_of, resolve_precision
 from .tiny_random import tiny_random_components
@@ -227,6 +234,7 @@ class PrimeDepthPipeline:
         else:
             root = resolve_model(model, cache_dir=cache_dir, local_files_only=local_files_only)
             settings = read_model_index(root)
+            note_ignored_code(root)
             text_path, tok_path = (
                 component_source(root, settings, key, allow_external_components)
                 for key in ("text_encoder", "tokenizer")
