@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import config_argument, overrides_option, trust_pickle_option
+from .options import config_argument, overrides_option, threads_option, trust_pickle_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +18,7 @@ from .options import config_argument, overrides_option, trust_pickle_option
 )
 @click.option("-o", "--output-dir", default=None, help="Shortcut for --set output_dir=...")
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
+@threads_option()
 @trust_pickle_option("the resumed checkpoint's optimizer.pt, needed only for checkpoints of older versions")
 def command(config, overrides, resume, output_dir, max_steps, trust_pickle):
     """Train PrimeDepth's labeller on a frozen Stable Diffusion (single GPU, multi-GPU or multi-node via

@@ -9,6 +9,7 @@ import click
 
 from . import options as opt
 from .model_loading import load_command_pipeline, prepare_for_inference
+from .usage import check_before_loading
 
 
 @click.command("video")
@@ -44,6 +45,7 @@ from .model_loading import load_command_pipeline, prepare_for_inference
 @opt.max_size_option()
 @opt.device_option()
 @opt.dtype_option()
+@opt.threads_option()
 @opt.caption_option(help="auto (BLIP-2 on the first frame, reused), none, or a text [default: the model's setting].")
 @opt.seed_option(help="The noise draw (the same for every frame).")
 @opt.noise_option()
@@ -76,8 +78,9 @@ def command(
     local_files_only,
 ):
     """Depth videos for INPUTS (any video ffmpeg reads). Interrupted runs resume where they stopped."""
+    check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
     from ..outputs.colour import colour_lut
-    from ..outputs.video import VideoReadError, predict_video, require_av
+    from ..outputs.video import VideoReadError, output_paths, predict_video, require_av
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError
@@ -92,10 +95,15 @@ def command(
     missing = [p for p in inputs if not p.is_file()]
     failures = [f"{p}: no such file" for p in missing]
     todo = [p for p in inputs if p.is_file()]
+    frames = None if frame_format == "none" else frame_format
+    done = lambda p: all(
+        q.exists() for q in output_paths(output_dir, p.stem, side_by_side, frames, not no_npz).values()
+    )
+    needed = any(overwrite or not done(p) for p in todo)  # no model when every output exists
 
     try:
         model, pipe, notice = load_command_pipeline(
-            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=bool(todo)
+            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=needed
         )
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
