@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
 
 DEFAULT_TEXT_ENCODER = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 CONTEXT_LENGTH = 77
@@ -123,6 +124,32 @@ def _clip_tokenizer(merges: list[tuple[str, str]]) -> CLIPTokenizer:
         (Path(tmp) / "vocab.json").write_text(json.dumps(vocab))
         (Path(tmp) / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
         return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), pad_token="!")
+
+
+# The other half of a full CLIP checkpoint (e.g. laion/CLIP-ViT-H-14-laion2B-s32B-b79K): never loaded into the tower.
+CLIP_NON_TEXT_KEYS = ("vision_model.", "visual_projection.", "text_projection.", "logit_scale")
+
+
+def load_text_tower(source, **hub_kwargs) -> CLIPTextModel:
+    """``CLIPTextModel.from_pretrained`` from a text-tower folder or a full CLIP repo, whose vision half is dropped
+    without transformers' load report (a coloured table with one line per vision key, ~500 for ViT-H/14). What the
+    report would have said that matters is checked here instead: a text weight missing from ``source``, of another
+    shape, or a key that belongs to neither tower is an ``OSError`` naming it."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, info = CLIPTextModel.from_pretrained(source, output_loading_info=True, **hub_kwargs)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    problems = [f"missing {k}" for k in sorted(info.get("missing_keys") or ())]
+    problems += [f"{k} has another shape" for k in sorted(str(k) for k in info.get("mismatched_keys") or ())]
+    problems += [
+        f"unexpected {k}" for k in sorted(info.get("unexpected_keys") or ()) if not k.startswith(CLIP_NON_TEXT_KEYS)
+    ]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise OSError(f"text encoder {str(source)!r}: not a CLIP text tower: {', '.join(problems[:5])}{more}")
+    return model
 
 
 def load_clip_tokenizer(source, **hub_kwargs) -> CLIPTokenizer:
