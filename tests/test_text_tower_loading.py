@@ -1,6 +1,8 @@
 """The text tower loads from a full CLIP repo without transformers' load report, and refuses what the report would
 only have listed: a missing text weight or a key of neither tower."""
 
+import re
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -44,3 +46,30 @@ def test_a_tower_missing_a_text_weight_is_refused(tmp_path):
     expected = r"missing (text_model\.)?final_layer_norm.weight, unexpected something_else.weight"
     with pytest.raises(OSError, match=expected):
         load_text_tower(tmp_path / "clip")
+
+
+def test_hub_failures_name_the_endpoint_in_use_and_no_advice_that_does_not_apply(monkeypatch, tmp_path):
+    """With HF_ENDPOINT at a hub that lacks the repo, and with HF_HUB_OFFLINE=1: no public hub URL, no token hint."""
+    from hub_server import HubServer
+    from test_hub import point_hub_at
+
+    from primedepth.models.frozen.text_encoder import load_clip_tokenizer
+    from primedepth.pipelines.captioning import Blip2Captioner, CaptionModelUnavailableError
+
+    hub = {"cache_dir": str(tmp_path / "hf")}
+    with HubServer() as server:
+        for offline in (False, True):
+            point_hub_at(monkeypatch, server.url, offline=offline)
+            messages = []
+            for load in (load_text_tower, load_clip_tokenizer):
+                with pytest.raises(OSError) as err:
+                    load("someone/absent-clip", local_files_only=offline, **hub)
+                messages.append(str(err.value))
+            with pytest.raises(CaptionModelUnavailableError) as err:
+                Blip2Captioner("someone/absent-blip", local_files_only=offline, **hub)._load()
+            messages.append(str(err.value))
+            for message in messages:
+                assert "huggingface.co" not in message and not re.search(r"\btoken\b|login", message), message
+                assert "internet connection" not in message, message
+                expected = "HF_HUB_OFFLINE=1" if offline else f"the hub {server.url} does not serve it"
+                assert expected in message, message

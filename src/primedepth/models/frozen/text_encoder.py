@@ -17,6 +17,8 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
+from ...utils.hub import hub_failure
+
 DEFAULT_TEXT_ENCODER = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 CONTEXT_LENGTH = 77
 
@@ -139,6 +141,11 @@ def load_text_tower(source, **hub_kwargs) -> CLIPTextModel:
     transformers_logging.set_verbosity_error()
     try:
         model, info = CLIPTextModel.from_pretrained(source, output_loading_info=True, **hub_kwargs)
+    except OSError as err:
+        if Path(source).is_dir():
+            raise
+        why = hub_failure(err, cache_only_now=bool(hub_kwargs.get("local_files_only")))
+        raise OSError(f"text encoder {str(source)!r}: {why}") from None
     finally:
         transformers_logging.set_verbosity(verbosity)
     problems = [f"missing {k}" for k in sorted(info.get("missing_keys") or ())]
@@ -155,7 +162,16 @@ def load_text_tower(source, **hub_kwargs) -> CLIPTextModel:
 def load_clip_tokenizer(source, **hub_kwargs) -> CLIPTokenizer:
     """``CLIPTokenizer.from_pretrained`` that fails loudly: transformers returns an empty tokenizer when the
     vocabulary files are missing, which would silently turn every caption into padding."""
-    tokenizer = CLIPTokenizer.from_pretrained(source, pad_token="!", **hub_kwargs)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(source, pad_token="!", **hub_kwargs)
+    except OSError as err:
+        if Path(source).is_dir():
+            raise
+        why = hub_failure(err, cache_only_now=bool(hub_kwargs.get("local_files_only")))
+        raise OSError(f"tokenizer {str(source)!r}: {why}") from None
     if len(tokenizer.get_vocab()) < 258:
-        raise OSError(f"tokenizer {str(source)!r}: no vocabulary found (vocab.json/merges.txt or tokenizer.json)")
+        why = "no vocabulary found (vocab.json/merges.txt or tokenizer.json)"
+        if hub_kwargs.get("local_files_only") and not Path(source).is_dir():  # a hub id looked up in the cache only
+            why = hub_failure(OSError(why), cache_only_now=True)
+        raise OSError(f"tokenizer {str(source)!r}: {why}")
     return tokenizer
