@@ -126,6 +126,13 @@ def test_threads_reach_torch_before_and_after_it_is_imported(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_help_shows_no_docstring_markup():
+    for args in ([], ["eval"]):
+        result = CliRunner().invoke(main, [*args, "--help"])
+        assert result.exit_code == 0 and "``" not in result.output
+    assert "eval      Score one model on one benchmark" in CliRunner().invoke(main, ["--help"]).output
+
+
 def test_eval_takes_the_output_option_of_the_other_commands():
     result = CliRunner().invoke(main, ["eval", "--help"])
     assert "-o, --output-dir, --output" in result.output
