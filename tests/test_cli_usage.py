@@ -130,7 +130,7 @@ def test_help_shows_no_docstring_markup():
     for args in ([], ["eval"]):
         result = CliRunner().invoke(main, [*args, "--help"])
         assert result.exit_code == 0 and "``" not in result.output
-    assert "eval      Score one model on one benchmark" in CliRunner().invoke(main, ["--help"]).output
+    assert "Score one model on one benchmark" in CliRunner().invoke(main, ["--help"]).output
 
 
 def test_eval_takes_the_output_option_of_the_other_commands():

@@ -69,9 +69,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
     raise click.BadParameter(f"unknown model kind {kind!r}", param_hint="--model")
 
 
-@click.command(
-    help=__doc__.replace("``", ""), short_help="Score one model on one benchmark under the documented protocol."
-)
+@click.command(help=__doc__.replace("``", ""), short_help="Score one model on one benchmark (docs/evaluation.md).")
 @click.option(
     "--dataset",
     "dataset_name",
