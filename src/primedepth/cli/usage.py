@@ -7,7 +7,9 @@ decided here first, with the same ``error:`` lines and exit codes as the later c
 
 from __future__ import annotations
 
+import errno
 import glob
+import os
 import sys
 from pathlib import Path
 
@@ -58,9 +60,21 @@ def check_device(device: str) -> None:
     sys.exit(2)
 
 
+def check_writable_folder(folder) -> None:
+    """Raise the ``OSError`` that creating files in ``folder`` would meet, creating nothing (a usage error later on
+    must leave no folder behind): its nearest existing ancestor must be a folder this process may write in."""
+    existing = Path(folder).expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+
+
 def check_before_loading(inputs, output_dir, device: str) -> None:
     """The checks of ``predict`` and ``video`` that need no model: the device, inputs that name nothing (when none
-    is usable: exit 1 with the usual summary) and the output folder (created if needed; exit 3 if not writable).
+    is usable: exit 1 with the usual summary) and the output folder (exit 3 if it cannot be written; not created).
     Shard specs and URLs are left to the shard runner."""
     check_device(device)
     items = [str(item) for item in inputs]
@@ -72,10 +86,8 @@ def check_before_loading(inputs, output_dir, device: str) -> None:
         for item in missing:
             click.echo(f"  failed: {item}: no such file or folder", err=True)
         sys.exit(1)
-    from ..utils.atomic import ensure_writable_folder
-
     try:
-        ensure_writable_folder(output_dir)
+        check_writable_folder(output_dir)
     except OSError as err:
         click.echo(f"error: {err.filename}: output folder is not writable ({err.strerror})", err=True)
         sys.exit(3)
