@@ -45,6 +45,7 @@ def test_app_writes_what_predict_writes(registry, tmp_path, rgb_image):
     np.testing.assert_array_equal(result.rgb, rgb_image)
     assert "**tiny-random** on cpu · processed at 96 x 72 px" in result.label and "output 93 x 75 px" in result.label
     assert "random weights" in result.label and "depth assumed to span 1-10 m" in result.label
+    assert "set on this page" in result.label and "--" not in result.label  # no CLI options the page lacks
     # the viewer's copy of the mesh is the downloaded one turned y up, looking along -z
     import trimesh
 

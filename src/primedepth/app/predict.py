@@ -39,6 +39,20 @@ class ImageResult:
     view_glb: Path | None  # the GLB mesh turned for the page's 3D viewer (None when the image is too large)
 
 
+# The writers' notes name the CLI options; the page has fields instead (and no focal length or field of view).
+PAGE_WORDING = {
+    "(--depth-range)": "(the nearest and farthest depth set on this page)",
+    "(no --focal-px, --fov or EXIF)": "(the image has no EXIF focal length)",
+}
+
+
+def page_wording(note: str) -> str:
+    """A writer's note in the page's terms."""
+    for cli, page in PAGE_WORDING.items():
+        note = note.replace(cli, page)
+    return note
+
+
 def check_pixels(path: str | Path, max_pixels: int, name: str) -> None:
     """Refuse images over ``max_pixels`` from their header alone, before anything decodes them (a small file can
     hold a huge image). Files PIL cannot identify pass: the loader names their problem."""
@@ -118,7 +132,7 @@ def predict_image(
     label = (
         f"**{choice.name}**{combined} on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
         f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"
-        f"3D files: {'; '.join(notes)}"
+        f"3D files: {'; '.join(page_wording(note) for note in notes)}"
     )
     view = None
     if h * w <= MAX_VIEW_PIXELS:
