@@ -27,6 +27,12 @@ DEVICE_QUEUE = "device"
 MAX_PROCESSING_SIZE = 2048
 LOCAL_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
 
+# The 3D view opens where the photo was taken, looking along its axis (Babylon's orbit camera around the mesh's
+# centre: longitude 90 deg, latitude 90 deg, at the distance from that centre to the photo's camera, set per result):
+# the mesh then looks like the photo, and dragging turns it to show the depth. The viewer's own default looks down
+# on the mesh from far away, where it is an unrecognisable wedge.
+VIEW_CAMERA = (90, 90, None)
+
 
 def undecoded_upload(image: gr.Image) -> gr.Image:
     """Make ``image`` hand the function the uploaded file itself, undecoded: the pipeline's own loader then reads it
@@ -76,7 +82,10 @@ def build_app(
             str(result.color),
             result.label,
             (result.rgb, str(result.color)),
-            str(result.view_glb) if result.view_glb else None,
+            gr.Model3D(
+                str(result.view_glb) if result.view_glb else None,
+                camera_position=(*VIEW_CAMERA[:2], result.view_distance),
+            ),
             [str(p) for p in result.downloads],
         )
 
@@ -192,7 +201,10 @@ def build_app(
                     label="RGB | depth", type="filepath", format="png", interactive=False, elem_id="compare"
                 )
                 view = gr.Model3D(
-                    label="3D view (mesh, assumed depth range)", clear_color=(1, 1, 1, 1), elem_id="view-3d"
+                    label="3D view (mesh, assumed depth range)",
+                    clear_color=(1, 1, 1, 1),
+                    camera_position=VIEW_CAMERA,
+                    elem_id="view-3d",
                 )
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
         with gr.Tab("Video"), gr.Row():
