@@ -27,11 +27,11 @@ DEVICE_QUEUE = "device"
 MAX_PROCESSING_SIZE = 2048
 LOCAL_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
 
-# The 3D view opens where the photo was taken, looking along its axis (Babylon's orbit camera around the mesh's
-# centre: longitude 90 deg, latitude 90 deg, at the distance from that centre to the photo's camera, set per result):
-# the mesh then looks like the photo, and dragging turns it to show the depth. The viewer's own default looks down
-# on the mesh from far away, where it is an unrecognisable wedge.
-VIEW_CAMERA = (90, 90, None)
+# The 3D view opens on the photo's axis, a step behind where it was taken (Babylon's orbit camera around the mesh's
+# centre: longitude 90 deg, latitude 90 deg, radius 1.6 where the view mesh is scaled so that the photo's camera is 1
+# from that centre; the viewer's field of view is narrower than a photo's): the mesh then looks like the photo, and
+# dragging turns it to show the depth. The viewer's own default looks at it from far above, a small wedge.
+VIEW_CAMERA = (90, 90, 1.6)
 
 
 def undecoded_upload(image: gr.Image) -> gr.Image:
@@ -82,10 +82,7 @@ def build_app(
             str(result.color),
             result.label,
             (result.rgb, str(result.color)),
-            gr.Model3D(
-                str(result.view_glb) if result.view_glb else None,
-                camera_position=(*VIEW_CAMERA[:2], result.view_distance),
-            ),
+            str(result.view_glb) if result.view_glb else None,
             [str(p) for p in result.downloads],
         )
 

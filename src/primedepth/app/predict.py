@@ -37,10 +37,7 @@ class ImageResult:
     label: str  # model, device, sizes, time, caption, assumptions and the model's caveat
     rgb: np.ndarray  # the input as the pipeline read it (uint8 H x W x 3), for the RGB | depth slider
     view_glb: Path | None  # the GLB mesh turned for the page's 3D viewer (None when the image is too large)
-    view_distance: float | None = None  # from the mesh's centre to where the photo was taken (viewer units)
 
-
-VIEW_STEP_BACK = 1.6  # the 3D view's camera distance from the mesh's centre, in units of the photo camera's
 
 # The writers' notes name the CLI options; the page has fields instead (and no focal length or field of view).
 PAGE_WORDING = {
@@ -137,19 +134,22 @@ def predict_image(
         f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"
         f"3D files: {'; '.join(page_wording(note) for note in notes)}"
     )
-    view, view_distance = None, None
+    view = None
     if h * w <= MAX_VIEW_PIXELS:
         import trimesh
 
         surface = trimesh.load(output_path(stem, "glb"), force="mesh")
         view = stem.parent / "view.glb"
         surface.apply_transform(VIEWER_FROM_CAMERA)
-        # the photo's camera is the origin; the viewer's narrower field of view needs a step back to hold the mesh
-        view_distance = VIEW_STEP_BACK * float(np.linalg.norm(surface.bounds.mean(axis=0)))
+        # shown at the scale where the photo's camera (the origin) is 1 from the mesh's centre, so that the viewer's
+        # fixed orbit radius (blocks.VIEW_CAMERA) puts it on the photo's axis, a step behind that camera
+        distance = float(np.linalg.norm(surface.bounds.mean(axis=0)))
+        if distance > 0:
+            surface.apply_scale(1.0 / distance)
         atomic_write(view, glb_bytes(surface))
     else:
         label += f"\n\n3D view skipped: over {MAX_VIEW_PIXELS:,} pixels (the PLY/GLB downloads are complete)"
     if choice.caveat:
         label += f"\n\n_{choice.caveat}_"
     rgb = (image.pixels.permute(1, 2, 0) * 255).round().byte().numpy()
-    return ImageResult(output_path(stem, "color"), downloads, label, rgb, view, view_distance)
+    return ImageResult(output_path(stem, "color"), downloads, label, rgb, view)
