@@ -39,6 +39,7 @@ def test_usage_errors_are_decided_before_torch_is_imported(tmp_path):
     cases = {
         "bad format": (["predict", str(image), "-o", out, "--format", "npy,colr"], 2, "unknown format(s) ['colr']"),
         "missing input": (["predict", str(tmp_path / "nope.png"), "-o", out], 1, "nope.png: no such file or folder"),
+        "empty glob": (["predict", str(tmp_path / "*.jpg"), "-o", out], 1, "*.jpg: no files match this pattern"),
         "unwritable -o": (["predict", str(image), "-o", str(image / "sub")], 3, "output folder is not writable"),
         "video, missing input": (["video", str(tmp_path / "nope.mp4"), "-o", out], 1, "nope.mp4: no such file"),
     }

@@ -83,8 +83,9 @@ def check_before_loading(inputs, output_dir, device: str) -> None:
     missing = [item for item in items if not _exists_or_matches(item)]
     if missing and len(missing) == len(items):
         click.echo(f"done: 0 written, 0 skipped (outputs exist), {len(missing)} failed", err=True)
-        for item in missing:
-            click.echo(f"  failed: {item}: no such file or folder", err=True)
+        for item in missing:  # worded as pipelines.inputs.collect_inputs words them
+            problem = "no files match this pattern" if glob.has_magic(item) else "no such file or folder"
+            click.echo(f"  failed: {item}: {problem}", err=True)
         sys.exit(1)
     try:
         check_writable_folder(output_dir)
