@@ -66,10 +66,11 @@ def check_writable_folder(folder) -> None:
     existing = Path(folder).expanduser().absolute()
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
+    where = "" if existing == Path(folder).expanduser().absolute() else f": {existing}"
     if not existing.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR) + where, str(folder))
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(existing))
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES) + where, str(folder))
 
 
 def check_before_loading(inputs, output_dir, device: str) -> None:
