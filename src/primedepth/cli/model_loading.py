@@ -31,7 +31,7 @@ def load_command_pipeline(
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     notice = None
-    chosen = model is None and not os.environ.get(DEFAULT_MODEL_ENV)  # neither --model nor $PRIMEDEPTH_MODEL
+    defaulted = model is None and not os.environ.get(DEFAULT_MODEL_ENV)  # neither --model nor $PRIMEDEPTH_MODEL
     if model is None:
         model, notice = default_model(cache_dir=cache_dir, local_files_only=local_files_only)
     if not needed:
@@ -48,7 +48,7 @@ def load_command_pipeline(
     except (WeightsNotFoundError, ModelError, OSError) as err:
         if model == EMBEDDED_MODEL:
             raise
-        if not chosen:
+        if not defaulted:
             err.args = (f"{err}; {EMBEDDED_HINT}",)
             raise
         first_line = str(err).splitlines()[0]
