@@ -227,6 +227,9 @@ def test_bad_repos_give_one_clear_line(online, hub, tmp_path, rgb_image, args, m
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in result.output
+    if args[0] == "predict":  # one line, naming a command predict's user can run (predict has no --trust-pickle)
+        assert all(line.startswith(("error:", "note:")) for line in result.output.splitlines()), result.output
+        assert "pass --trust-pickle" not in result.output and "--model primedepth-mini" in errors[0]
     assert not list((tmp_path / "pd-cache").rglob("model_index.json"))  # nothing half-converted
 
 

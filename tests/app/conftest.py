@@ -23,6 +23,15 @@ CHROMIUM_FLAGS = [
 STARTUP_TIMEOUT = 240  # seconds; the machine these tests run on may be shared
 
 
+class AppURL(str):
+    """The app's address, with ``log``: the file holding what the app printed."""
+
+    def __new__(cls, url: str, log):
+        self = super().__new__(cls, url)
+        self.log = log
+        return self
+
+
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory):
     port = free_port()
@@ -61,7 +70,7 @@ def app_url(tmp_path_factory):
                 pytest.fail(f"the app did not answer within {STARTUP_TIMEOUT} s:\n{log.read_text()}")
             time.sleep(0.2)
         print(f"app answered after {time.perf_counter() - start:.1f} s")
-        yield url
+        yield AppURL(url, log)
     finally:
         proc.terminate()
         try:

@@ -45,11 +45,16 @@ def test_app_writes_what_predict_writes(registry, tmp_path, rgb_image):
     np.testing.assert_array_equal(result.rgb, rgb_image)
     assert "**tiny-random** on cpu · processed at 96 x 72 px" in result.label and "output 93 x 75 px" in result.label
     assert "random weights" in result.label and "depth assumed to span 1-10 m" in result.label
-    # the viewer's copy of the mesh is the downloaded one turned y up, looking along -z
+    assert "set on this page" in result.label and "--" not in result.label  # no CLI options the page lacks
+    # the viewer's copy of the mesh is the downloaded one turned y up, looking along -z ...
     import trimesh
 
     surface, view = (trimesh.load(p, force="mesh") for p in (result.downloads[-1], result.view_glb))
-    np.testing.assert_allclose(view.vertices, surface.vertices * [1, -1, -1], rtol=1e-6)
+    turned = surface.vertices * [1, -1, -1]
+    # ... scaled so that the photo's camera (the origin) is 1 from its centre: the viewer's orbit radius assumes it
+    distance = np.linalg.norm((turned.min(axis=0) + turned.max(axis=0)) / 2)
+    np.testing.assert_allclose(view.vertices, turned / distance, rtol=1e-5, atol=1e-6)
+    assert np.linalg.norm(view.bounds.mean(axis=0)) == pytest.approx(1.0, rel=1e-5)
     assert len(view.faces) == len(surface.faces) > 0
 
 

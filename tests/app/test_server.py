@@ -38,3 +38,9 @@ def test_files_outside_the_app_folder_are_never_served(app_url, target):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{app_url}/gradio_api/file={target}", timeout=30)
     assert err.value.code == 403
+
+
+def test_the_terminal_names_the_option_for_a_public_link(app_url):
+    printed = app_url.log.read_text()
+    assert f"Running on local URL:  {app_url}" in printed and "start the app with --share" in printed
+    assert "share=True" not in printed and "launch()" not in printed

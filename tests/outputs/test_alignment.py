@@ -35,6 +35,12 @@ def test_twenty_percent_outliers_are_rejected():
     np.testing.assert_allclose(result.depth, gt, rtol=1e-4)
     rejected = ~result.fit.inliers
     assert rejected.sum() >= 0.9 * outliers.sum()  # (a few outliers may land on the truth by chance)
+    # the report says over which points its AbsRel is taken, and gives both
+    assert result.abs_rel < 1e-4
+    every = sparse[known].astype(np.float64)
+    expected_all = np.mean(np.abs(gt[known] - every) / every)
+    assert result.abs_rel_all == pytest.approx(expected_all, rel=1e-3) and expected_all > 0.05
+    assert f"AbsRel {result.abs_rel:.4g} over the inliers, {result.abs_rel_all:.4g} over all points" in result.summary()
     # plain least squares on the same points is far off, which is why the fit is robust
     from primedepth.evaluation.alignment import fit_scale_shift
 

@@ -66,3 +66,23 @@ def test_side_by_side_has_the_rgb_the_colour_map_and_a_labelled_bar():
     np.testing.assert_array_equal(strip[0, 0], colour_lut()[0])
     np.testing.assert_array_equal(strip[0, -1], colour_lut()[255])
     assert (strip[strip.shape[0] // 2 + 2 :] < 100).any()
+
+
+def test_log_depth_colours_spread_a_far_horizon_and_keep_both_end_labels():
+    """A rendered outdoor scene: 1.1 m to a 416 m horizon. On a linear scale everything within 10 m takes the first
+    2 % of the colours; on the log scale the demo uses, a third of them. Both ends stay labelled (float32 ends)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from primedepth.outputs.colour import show_depth
+
+    depth = np.geomspace(1.1, 416.0, 64).astype(np.float32).reshape(8, 8)
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    linear_ax, log_ax = fig.subplots(1, 2)
+    lo, hi = np.nanmin(depth), np.nanmax(depth)
+    linear, logged = show_depth(linear_ax, depth, lo, hi), show_depth(log_ax, depth, lo, hi, log=True)
+    assert linear.norm(10.0) < 0.03 and logged.norm(10.0) > 0.3
+    fig.canvas.draw()
+    labels = [t.label1.get_text() for t in logged.colorbar.ax.yaxis._update_ticks() if t.label1.get_text()]
+    assert labels == ["near 1.1 m", "far 416 m"]

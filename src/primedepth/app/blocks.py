@@ -28,6 +28,12 @@ DEVICE_QUEUE = "device"
 MAX_PROCESSING_SIZE = 2048
 LOCAL_FONTS = {"font": ["ui-sans-serif", "system-ui", "sans-serif"], "font_mono": ["ui-monospace", "monospace"]}
 
+# The 3D view opens on the photo's axis, a step behind where it was taken (Babylon's orbit camera around the mesh's
+# centre: longitude 90 deg, latitude 90 deg, radius 1.6 where the view mesh is scaled so that the photo's camera is 1
+# from that centre; the viewer's field of view is narrower than a photo's): the mesh then looks like the photo, and
+# dragging turns it to show the depth. The viewer's own default looks at it from far above, a small wedge.
+VIEW_CAMERA = (90, 90, 1.6)
+
 
 def undecoded_upload(image: gr.Image) -> gr.Image:
     """Make ``image`` hand the function the uploaded file itself, undecoded: the pipeline's own loader then reads it
@@ -202,7 +208,10 @@ def build_app(
                     label="RGB | depth", type="filepath", format="png", interactive=False, elem_id="compare"
                 )
                 view = gr.Model3D(
-                    label="3D view (mesh, assumed depth range)", clear_color=(1, 1, 1, 1), elem_id="view-3d"
+                    label="3D view (mesh, assumed depth range)",
+                    clear_color=(1, 1, 1, 1),
+                    camera_position=VIEW_CAMERA,
+                    elem_id="view-3d",
                 )
                 downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
         with gr.Tab("Video"), gr.Row():

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..pipelines.loading import EMBEDDED_MODEL, MODEL_INDEX, default_model_dir, embedded_model_dir
+from ..pipelines.conversion_cache import local_default_models
+from ..pipelines.loading import EMBEDDED_MODEL, MODEL_INDEX, embedded_model_dir
 
 if TYPE_CHECKING:
     from ..pipelines.pipeline import PrimeDepthPipeline
@@ -52,11 +53,10 @@ def model_choice(name: str) -> ModelChoice:
 
 
 def available_models(named: list[str] | tuple[str, ...] = ()) -> list[ModelChoice]:
-    """The models named on the command line first, then the converted official weights when present, then the
+    """The models named on the command line first, then those ``primedepth predict`` would pick without the network
+    (``$PRIMEDEPTH_MODEL``, the converted official weights, the conversion of the official hub repo), then the
     embedded PrimeDepth-mini when this installation has it; duplicates dropped."""
-    names = list(named)
-    if (default_model_dir() / MODEL_INDEX).is_file():
-        names.append(str(default_model_dir()))
+    names = [*named, *local_default_models()]
     if (embedded_model_dir() / MODEL_INDEX).is_file():
         names.append(EMBEDDED_MODEL)
     return [model_choice(name) for name in dict.fromkeys(names)]

@@ -44,6 +44,20 @@ class ImageResult:
     view_glb: Path | None  # the GLB mesh turned for the page's 3D viewer (None when the image is too large)
 
 
+# The writers' notes name the CLI options; the page has fields instead (and no focal length or field of view).
+PAGE_WORDING = {
+    "(--depth-range)": "(the nearest and farthest depth set on this page)",
+    "(no --focal-px, --fov or EXIF)": "(the image has no EXIF focal length)",
+}
+
+
+def page_wording(note: str) -> str:
+    """A writer's note in the page's terms."""
+    for cli, page in PAGE_WORDING.items():
+        note = note.replace(cli, page)
+    return note
+
+
 def check_pixels(path: str | Path, max_pixels: int, name: str) -> None:
     """Refuse images over ``max_pixels`` from their header alone, before anything decodes them (a small file can
     hold a huge image). Files PIL cannot identify pass: the loader names their problem."""
@@ -191,7 +205,7 @@ def _predict_into(
     label = (
         f"**{choice.name}**{combined} on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
         f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"
-        f"3D files: {'; '.join(notes)}"
+        f"3D files: {'; '.join(page_wording(note) for note in notes)}"
     )
     if prior:
         label += f"\n\nMetres: {licence_line([choice.name, prior.name])}"
@@ -201,7 +215,13 @@ def _predict_into(
 
         surface = trimesh.load(output_path(stem, "glb"), force="mesh")
         view = stem.parent / "view.glb"
-        atomic_write(view, glb_bytes(surface.apply_transform(VIEWER_FROM_CAMERA)))
+        surface.apply_transform(VIEWER_FROM_CAMERA)
+        # shown at the scale where the photo's camera (the origin) is 1 from the mesh's centre, so that the viewer's
+        # fixed orbit radius (blocks.VIEW_CAMERA) puts it on the photo's axis, a step behind that camera
+        distance = float(np.linalg.norm(surface.bounds.mean(axis=0)))
+        if distance > 0:
+            surface.apply_scale(1.0 / distance)
+        atomic_write(view, glb_bytes(surface))
     else:
         label += f"\n\n3D view skipped: over {MAX_VIEW_PIXELS:,} pixels (the PLY/GLB downloads are complete)"
     if choice.caveat:

@@ -138,10 +138,13 @@ def launch(
         ssr_mode=False,
         show_error=False,
         prevent_thread_lock=True,
-        quiet=False,
+        quiet=True,  # Gradio's own lines end with "set `share=True` in `launch()`": ours name the option
         theme=gr.themes.Default(**LOCAL_FONTS),
         footer_links=["api"],
     )
+    print(f"* Running on local URL:  {app.local_url}", flush=True)  # a public URL is printed by Gradio itself
+    if not share:
+        print("* For a temporary public link, start the app with --share.", flush=True)
     # The page answers first; the default model then loads while the visitor picks an image.
     threading.Thread(target=_warm_up, args=(registry,), daemon=True).start()
     store.start_timer()

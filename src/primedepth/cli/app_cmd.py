@@ -7,7 +7,14 @@ import sys
 import click
 
 from ..app.server import AppLimits
-from .options import device_argument, device_option, ensemble_option, local_files_only_option, metric_option
+from .options import (
+    device_argument,
+    device_option,
+    ensemble_option,
+    local_files_only_option,
+    metric_option,
+    threads_option,
+)
 
 
 def _limit(default: int, help: str) -> dict:
@@ -29,6 +36,7 @@ def _limit(default: int, help: str) -> dict:
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--share", is_flag=True, help="Also create a temporary public link through Gradio's share servers.")
 @device_option()
+@threads_option()
 @click.option("--max-upload-mb", **_limit(AppLimits.upload_mb, "Largest file a visitor may upload."))
 @click.option("--max-pixels", **_limit(AppLimits.pixels, "Largest image (width x height) the app processes."))
 @click.option("--max-video-frames", **_limit(AppLimits.video_frames, "Most frames one video request may ask for."))

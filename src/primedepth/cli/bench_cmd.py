@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from .options import output_dir_option
+from .options import output_dir_option, threads_option
 
 
 @click.command(name="bench")
@@ -31,7 +31,7 @@ from .options import output_dir_option
 @click.option("--warmup", default=1, show_default=True, help="Untimed runs before timing.")
 @click.option("--repeats", default=3, show_default=True, help="Timed runs; the median is reported.")
 @click.option("--batch-size", default=1, show_default=True, help="Images per forward pass (times are per image).")
-@click.option("--threads", default=None, type=int, help="torch CPU threads (default: torch's choice).")
+@threads_option(expose_value=True)
 @click.option("--timeout", default=None, type=float, help="Seconds allowed per contender and resolution.")
 @click.option("--in-process", is_flag=True, help="Run contenders in this process (peak memory is then shared).")
 @click.option(

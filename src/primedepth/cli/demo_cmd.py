@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .options import device_argument, device_option, model_option, noise_option, output_dir_option
+from .options import device_argument, device_option, model_option, noise_option, output_dir_option, threads_option
 
 
 @click.command("demo")
@@ -40,6 +40,7 @@ from .options import device_argument, device_option, model_option, noise_option,
     "fusion against the metric ground truth without any alignment (docs/metric.md).",
 )
 @device_option()
+@threads_option()
 def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""

@@ -27,7 +27,8 @@ SPACES = click.Choice(["disparity", "depth"])
 SPACE_HELP = "Space in which the saved predictions are affine-invariant (with --predictions)."
 
 MODEL_HELP = (
-    "PrimeDepth id or folder (default 'tiny-random'), or KIND=ARG: depth-anything-v2=DIR, marigold=DIR, "
+    "PrimeDepth id or folder (default: the model predict uses: $PRIMEDEPTH_MODEL, the converted PrimeDepth, "
+    "else primedepth-mini), or KIND=ARG: depth-anything-v2=DIR, marigold=DIR, "
     "depth-anything=DIR (V1), depth-pro=DIR, marigold-v1-1=DIR, marigold-lcm=DIR, marigold-e2e-ft=DIR "
     "(any Marigold-format one-step model), python=module:factory (a callable returning a Predictor; "
     "given the dataset if it takes an argument), ensemble=RUN_A,RUN_B (saved predictions of two "
@@ -69,7 +70,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
     raise click.BadParameter(f"unknown model kind {kind!r}", param_hint="--model")
 
 
-@click.command(help=__doc__)
+@click.command(help=__doc__.replace("``", ""), short_help="Score one model on one benchmark (docs/evaluation.md).")
 @click.option(
     "--dataset",
     "dataset_name",
@@ -102,8 +103,17 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 @click.option(
     "--pair", help="With --suite paper-table2: the two runs averaged and oracled (default primedepth,depth-anything)."
 )
-@click.option("--output", "output_root", default="eval_results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--model", "model_spec", default="tiny-random", show_default=True, help=MODEL_HELP)
+@click.option(
+    "-o",
+    "--output-dir",
+    "--output",
+    "output_root",
+    default="eval_results",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Output root: one folder per dataset and run, and the comparison table.",
+)
+@click.option("--model", "model_spec", default=None, help=MODEL_HELP)
 @click.option(
     "--predictions",
     type=EXISTING_DIR,
@@ -129,6 +139,7 @@ def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root,
 @click.option("--marigold-setting", type=click.Choice(["v1-0", "1-step"]), default="v1-0", show_default=True)
 @opt.device_option()
 @opt.dtype_option(default="fp32", help="Precision of PrimeDepth (the paper's tables are fp32; see predict --help).")
+@opt.threads_option()
 @opt.seed_option()
 @click.option(
     "--no-save-predictions", is_flag=True, help="Do not keep raw predictions (disables ensembles and strips)."
@@ -182,13 +193,22 @@ def command(
     extra = {"scene_list": scene_list} if dataset_name == "nuscenes_c" else {}
     try:
         dataset = DATASETS[dataset_name](data_root, split_file=split_file, allow_partial=allow_partial, **extra)
-        if model_spec.startswith("oracle="):
+        if model_spec and model_spec.startswith("oracle="):
             a, b = model_spec.partition("=")[2].split(",")
             summary = write_oracle_run(output_root, dataset, a, b)
         else:
             if predictions:
                 predictor = SavedPredictor(predictions, prediction_space, name)
             else:
+                if model_spec is None:  # the same default as predict, video and the app
+                    from ..pipelines.hub_weights import default_model
+                    from ..pipelines.loading import EMBEDDED_MODEL
+
+                    model_spec, notice = default_model()
+                    if notice:
+                        click.echo(f"note: {notice}", err=True)
+                    if model_spec == EMBEDDED_MODEL:
+                        name = name or EMBEDDED_MODEL  # not to be mistaken for the full PrimeDepth in the table
                 predictor = build_predictor(
                     model_spec,
                     device=device,

@@ -202,3 +202,31 @@ def trust_pickle_option(what: str = "the checkpoint"):
 def device_argument(device: str) -> str | None:
     """``--device auto`` as the library spells it (None: let the pipeline choose)."""
     return None if device == "auto" else device
+
+
+THREADS_HELP = (
+    "CPU threads for torch (also $PRIMEDEPTH_THREADS) [default: torch's, one per physical core: the fastest for one "
+    "process on an idle machine; when other jobs share the CPU, fewer (e.g. 1) can be several times faster]."
+)
+
+
+def _set_threads(ctx, param, value: int | None) -> int | None:
+    if value is not None:
+        from ..utils.threads import set_threads
+
+        set_threads(value)
+    return value
+
+
+def threads_option(help: str = THREADS_HELP, expose_value: bool = False):
+    """``--threads N``: torch's CPU threads, set as soon as the option is parsed (before torch is imported)."""
+    return click.option(
+        "--threads",
+        default=None,
+        type=click.IntRange(min=1),
+        envvar="PRIMEDEPTH_THREADS",
+        callback=_set_threads,
+        expose_value=expose_value,
+        is_eager=True,
+        help=help,
+    )

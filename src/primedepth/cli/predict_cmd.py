@@ -10,6 +10,7 @@ import click
 from . import options as opt
 from .model_loading import load_command_pipeline, prepare_for_inference
 from .shard_runner import shard_options
+from .usage import check_before_loading, formats_callback
 
 MAP_FORMATS = ("npy", "png16", "color")  # formats written for each ensemble member with --save-members
 # Exit codes: every image done (or skipped) / some inputs failed / bad usage or model / an output could not be written.
@@ -25,7 +26,8 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
     "formats",
     default="npy,png16,color",
     show_default=True,
-    help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color (near = warm), "
+    callback=formats_callback,
+    help="Comma-separated: npy (float32 inverse depth), png16 (16-bit normalised), color or colour (near = warm), "
     "seg (segmentation, indexed PNG), grey (8-bit, white = near), side (RGB | colour depth with a "
     "colour bar), tiff / exr / pfm (float32, see --output-kind), ply (point cloud), glb (mesh), "
     "depth (metric depth npy, metres; implied by --align-to and --metric). ply, glb and depth need --metric, "
@@ -78,6 +80,7 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 )
 @opt.device_option()
 @opt.dtype_option()
+@opt.threads_option()
 @click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1))
 @opt.caption_option()
 @opt.seed_option()
@@ -134,6 +137,7 @@ def command(
 ):
     """Predict affine-invariant inverse depth for INPUTS (files, folders, globs; or WebDataset shards: paths, fsspec
     URLs, brace patterns like shards/{00000..00099}.tar, written as result shards of the same names)."""
+    check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
     from tqdm.auto import tqdm
 
     from ..data.shards import is_shard_spec

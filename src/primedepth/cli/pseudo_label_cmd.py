@@ -24,7 +24,7 @@ import click
 
 from ..constants import DEFAULT_CAPTIONER
 from .errors import EXIT_INPUTS_FAILED, reported_errors
-from .options import local_files_only_option
+from .options import local_files_only_option, threads_option
 from .shard_runner import shard_options
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -162,6 +162,7 @@ class Labellers:
     "--captions-only", is_flag=True, help="Only captions: OUT/captions.json, keyed by path relative to IMAGES."
 )
 @local_files_only_option()
+@threads_option()
 @click.option("--limit", type=int, default=None, help="Label at most this many images (testing).")
 @shard_options
 @reported_errors("out")

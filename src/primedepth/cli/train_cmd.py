@@ -7,7 +7,7 @@ import sys
 import click
 
 from .errors import reported_errors
-from .options import config_argument, overrides_option, trust_pickle_option
+from .options import config_argument, overrides_option, threads_option, trust_pickle_option
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +21,7 @@ from .options import config_argument, overrides_option, trust_pickle_option
 )
 @click.option("-o", "--output-dir", default=None, help="Shortcut for --set output_dir=...")
 @click.option("--max-steps", type=int, default=None, help="Shortcut for --set train.max_steps=...")
+@threads_option()
 @trust_pickle_option("the resumed checkpoint's optimizer.pt, needed only for checkpoints of older versions")
 @reported_errors(lambda kw: kw["output_dir"] or _configured_output_dir(kw))
 def command(config, overrides, resume, output_dir, max_steps, trust_pickle):

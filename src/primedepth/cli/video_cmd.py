@@ -10,6 +10,7 @@ import click
 from . import options as opt
 from .errors import fail_for, reported_errors
 from .model_loading import load_command_pipeline, prepare_for_inference
+from .usage import check_before_loading
 
 
 @click.command("video")
@@ -54,6 +55,7 @@ from .model_loading import load_command_pipeline, prepare_for_inference
 @opt.max_size_option()
 @opt.device_option()
 @opt.dtype_option()
+@opt.threads_option()
 @opt.caption_option(help="auto (BLIP-2 on the first frame, reused), none, or a text [default: the model's setting].")
 @opt.seed_option(help="The noise draw (the same for every frame).")
 @opt.noise_option()
@@ -89,11 +91,12 @@ def command(
 ):
     """Depth videos for INPUTS (any video ffmpeg reads, or a folder of PNG/JPEG/TIFF/EXR frames in natural order).
     Interrupted runs resume where they stopped."""
+    check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
     from ..licences import licence_line, weight_names
     from ..outputs.colour import colour_lut
-    from ..outputs.manifest import OutputClashError
+    from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.temporal import require_cv2
-    from ..outputs.video import VideoReadError, distinct_names, predict_video, require_av
+    from ..outputs.video import VideoReadError, distinct_names, output_paths, predict_video, require_av
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError
@@ -111,10 +114,18 @@ def command(
     failures = [f"{p}: {'not a regular file' if p.exists() else 'no such file'}" for p in missing]
     todo, clashes = distinct_names([p for p in inputs if p.is_file() or p.is_dir()])
     failures += clashes
+    frames = None if frame_format == "none" else frame_format
+
+    def done(path: Path) -> bool:
+        name = path.name if path.is_dir() else path.stem
+        outputs = output_paths(output_dir, name, side_by_side, frames, not no_npz).values()
+        return OutputManifest(output_dir, inputs=[path]).done(outputs)
+
+    needed = any(overwrite or not done(p) for p in todo)  # no model when every output exists
 
     try:
         model, pipe, notice = load_command_pipeline(
-            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=bool(todo)
+            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=needed
         )
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig
 
-from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer
+from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer, load_text_tower
 from ..pipelines.loading import MODEL_INDEX
 from ..utils.atomic import atomic_dir
 from ..utils.hub import cache_only
@@ -99,7 +99,7 @@ def convert_official_checkpoint(
     def save_hub_text_encoder(folder: Path) -> None:
         text_config = CLIPTextConfig.from_pretrained(text_encoder, **hub)
         check_text_width(f"text encoder {text_encoder!r}", text_config.hidden_size, context_width)
-        CLIPTextModel.from_pretrained(text_encoder, **hub).save_pretrained(folder)
+        load_text_tower(text_encoder, **hub).save_pretrained(folder)
 
     with atomic_dir(out_dir) as tmp:  # a normal folder (umask respected), renamed into place when complete
         with no_library_progress_bars():

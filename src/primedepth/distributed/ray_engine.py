@@ -18,6 +18,7 @@ from collections.abc import Callable
 import ray
 import ray.data
 
+from ..utils.threads import apply_thread_setting
 from .shard_jobs import ShardJob, ShardResult, run_job
 
 
@@ -25,6 +26,7 @@ class ShardActor:
     """A Ray Data actor: one model, many shards."""
 
     def __init__(self, make_worker: Callable[[], Callable]):
+        apply_thread_setting()  # --threads / $PRIMEDEPTH_THREADS of the command that started the run
         self.worker = make_worker()
 
     def __call__(self, batch: dict) -> dict:

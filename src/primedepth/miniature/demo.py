@@ -47,8 +47,8 @@ def write_gallery(path: Path, scenes: list, predictions: list[np.ndarray], score
             valid, np.abs(aligned - np.where(valid, scene.depth, 1.0)) / np.where(valid, scene.depth, 1.0), np.nan
         )
         row[0].imshow(scene.image, interpolation="nearest")
-        show_depth(row[1], gt, vmin, vmax)
-        show_depth(row[2], np.where(valid, aligned, np.nan), vmin, vmax)
+        show_depth(row[1], gt, vmin, vmax, log=True)  # outdoor scenes reach hundreds of metres
+        show_depth(row[2], np.where(valid, aligned, np.nan), vmin, vmax, log=True)
         image = row[3].imshow(error, cmap="magma", vmin=0, vmax=0.3, interpolation="nearest")
         fig.colorbar(image, ax=row[3], fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
         titles = [

@@ -46,12 +46,14 @@ class MetricAlignment:
     points: int
     abs_rel: float  # mean |depth - sparse| / sparse over the inliers
     rmse_m: float  # over the inliers
+    abs_rel_all: float = float("nan")  # mean |depth - sparse| / sparse over every sparse point, outliers included
 
     def summary(self) -> str:
         return (
             f"aligned to {self.points} metric points: scale {self.fit.scale:.5g}, shift {self.fit.shift:.5g} "
             f"(disparity), {int(self.fit.inliers.sum())} inliers ({100 * self.fit.inliers.mean():.1f} %), "
-            f"inlier RMSE {self.rmse_m:.4g} m, AbsRel {self.abs_rel:.4g}"
+            f"inlier RMSE {self.rmse_m:.4g} m, AbsRel {self.abs_rel:.4g} over the inliers, "
+            f"{self.abs_rel_all:.4g} over all points"
         )
 
 
@@ -116,14 +118,15 @@ def align_to_metric(inverse_depth: np.ndarray, sparse_depth: np.ndarray, seed: i
     for top in range(0, depth.shape[0], 256):  # row tiles: float32 throughout
         rows = inverse_depth[top : top + 256].astype(np.float32) * np.float32(fit.scale) + np.float32(fit.shift)
         depth[top : top + 256] = 1.0 / np.maximum(rows, np.float32(MIN_DISPARITY))
-    aligned = depth[valid][fit.inliers].astype(np.float64)
-    truth = known[fit.inliers]
+    everywhere = depth[valid].astype(np.float64)
+    aligned, truth = everywhere[fit.inliers], known[fit.inliers]
     return MetricAlignment(
         depth,
         fit,
         int(valid.sum()),
         float(np.mean(np.abs(aligned - truth) / truth)),
         float(np.sqrt(np.mean((aligned - truth) ** 2))),
+        float(np.mean(np.abs(everywhere - known) / known)),
     )
 
 

@@ -93,13 +93,30 @@ def depth_colormap(cmap: str = DEFAULT_CMAP):
 
 
 def show_depth(
-    ax, depth: np.ndarray, vmin: float, vmax: float, cmap: str = DEFAULT_CMAP, unit: str = "m", colorbar: bool = True
+    ax,
+    depth: np.ndarray,
+    vmin: float,
+    vmax: float,
+    cmap: str = DEFAULT_CMAP,
+    unit: str = "m",
+    colorbar: bool = True,
+    log: bool = False,
 ):
-    """``imshow`` of metric depth in the package's convention, with a colour bar whose ends read near / far."""
-    image = ax.imshow(depth, cmap=depth_colormap(cmap), vmin=vmin, vmax=vmax, interpolation="nearest")
+    """``imshow`` of metric depth in the package's convention, with a colour bar whose ends read near / far.
+    ``log``: colours spaced in log depth, so that a far horizon (hundreds of metres) does not squeeze everything
+    within a few metres into the colour of "near" (a linear scale spends the colours where nothing is)."""
+    from matplotlib.colors import LogNorm, Normalize
+    from matplotlib.ticker import NullFormatter
+
+    vmin, vmax = float(vmin), float(vmax)  # float32 ends drift when the colour bar maps them back
+    norm = LogNorm(vmin, vmax) if log and vmin > 0 else Normalize(vmin, vmax)
+    image = ax.imshow(depth, cmap=depth_colormap(cmap), norm=norm, interpolation="nearest")
     if colorbar:
         bar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
-        bar.set_ticks([vmin, vmax], labels=[f"near {vmin:.3g} {unit}", f"far {vmax:.3g} {unit}"])
+        low, high = sorted(bar.ax.get_ylim())  # the ends as drawn: a tick a rounding error outside is dropped
+        ends = [min(max(vmin, low), high), max(min(vmax, high), low)]
+        bar.set_ticks(ends, labels=[f"near {vmin:.3g} {unit}", f"far {vmax:.3g} {unit}"])
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
         bar.ax.tick_params(labelsize=6)
     return image
 

@@ -16,7 +16,7 @@ import torch
 
 from ..constants import DEFAULT_CAPTIONER, cache_root
 from ..utils.atomic import atomic_write_text
-from ..utils.hub import cache_only, offline_reason
+from ..utils.hub import cache_only, hub_failure, offline_reason
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Blip2Captioner:
                 f"not in {where}, and {offline_reason()}"
                 if kwargs["local_files_only"] and not self.local_files_only
                 else f"looked in {where}{'' if kwargs['local_files_only'] else ' and on the hub'}: "
-                f"{str(err).splitlines()[0]}"
+                f"{hub_failure(err, cache_only_now=kwargs['local_files_only'])}"
             )
             raise CaptionModelUnavailableError(
                 f"caption model {self.model_id!r} is not available ({why})\n"

@@ -21,12 +21,12 @@ from pathlib import Path
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from ..constants import cache_root
 from ..conversion.convert import convert_official_checkpoint
 from ..conversion.official_checkpoint import UntrustedCheckpointError
 from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER
 from ..utils.atomic import atomic_write
 from ..utils.hub import cache_only, offline_reason
+from .conversion_cache import OFFICIAL_REPO, cached_conversion, conversion_cache, converted_dir, ref_file
 from .loading import (
     DEFAULT_MODEL_ENV,
     EMBEDDED_MODEL,
@@ -39,7 +39,6 @@ from .loading import (
 
 logger = logging.getLogger(__name__)
 
-OFFICIAL_REPO = "CVL-Heidelberg/PrimeDepth"
 CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -53,35 +52,6 @@ def split_hub_id(name: str) -> tuple[str, str | None] | None:
         return "/".join(parts), None
     filename = "/".join(parts[2:])
     return ("/".join(parts[:2]), filename) if filename.endswith(CHECKPOINT_SUFFIXES) else None
-
-
-def conversion_cache() -> Path:
-    return cache_root() / "hub"
-
-
-def _repo_cache(repo_id: str) -> Path:
-    return conversion_cache() / repo_id.replace("/", "--")
-
-
-def converted_dir(repo_id: str, commit: str, filename: str) -> Path:
-    """Where the checkpoint ``filename`` of ``repo_id`` at ``commit`` is converted (one folder per file)."""
-    stem = filename.rsplit(".", 1)[0].replace("/", "--")
-    return _repo_cache(repo_id) / commit / stem
-
-
-def _ref_file(repo_id: str, revision: str | None, filename: str | None) -> Path:
-    name = (revision or "main").replace("/", "--") + (f"--{filename.replace('/', '--')}" if filename else "")
-    return _repo_cache(repo_id) / "refs" / f"{name}.json"
-
-
-def cached_conversion(repo_id: str, revision: str | None = None, filename: str | None = None) -> Path | None:
-    """The converted folder the last online run resolved ``repo_id`` (at ``revision``) to, if it is still there."""
-    ref = _ref_file(repo_id, revision, filename)
-    try:
-        target = Path(json.loads(ref.read_text())["folder"])
-    except (OSError, ValueError, KeyError):
-        return None
-    return target if (target / MODEL_INDEX).is_file() else None
 
 
 def human_size(n: int | None) -> str:
@@ -191,15 +161,16 @@ def resolve_hub_model(
                 cache_dir=cache_dir,
                 source=f"{repo_id}/{file}",
             )
-        except UntrustedCheckpointError as err:
+        except UntrustedCheckpointError:  # its text names the library's flag; the command to run is convert's
             raise WeightsNotFoundError(
-                f"{err}\nIf you trust it: `primedepth convert {name} --trust-pickle` converts "
-                f"it into the cache, where --model {name} finds it."
+                f"{repo_id}/{file}: the checkpoint holds Python objects besides tensors, and unpickling them can "
+                f"run arbitrary code; if you trust it, `primedepth convert {name} --trust-pickle` converts it "
+                f"into the cache, where --model {name} finds it"
             ) from None
         logger.warning("note: converted %s/%s (commit %s) into %s", repo_id, file, commit[:12], target)
         for note in report.notes:
             logger.warning("note: %s", note)
-    ref = _ref_file(repo_id, revision, filename)
+    ref = ref_file(repo_id, revision, filename)
     ref.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(ref, json.dumps({"commit": commit, "file": file, "folder": str(target)}).encode())
     return target

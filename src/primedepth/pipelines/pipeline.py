@@ -14,7 +14,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from ..constants import DEFAULT_CAPTIONER
 from ..models.frozen.single_step import FrozenStableDiffusion, draw_noise
 from ..models.frozen.stable_diffusion import official_unet, official_vae
-from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer
+from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer, load_text_tower
 from ..models.preimage import Preimage
 from ..models.trained.classes import labeller_classes
 from ..models.trained.labeller import LabellerOutput, PrimeDepthLabeller
@@ -248,7 +248,7 @@ class PrimeDepthPipeline:
                         "text encoder",
                         text_path,
                         lambda: CLIPTextModel(CLIPTextConfig.from_pretrained(text_path)),
-                        lambda: CLIPTextModel.from_pretrained(text_path, **hub),
+                        lambda: load_text_tower(text_path, **hub),
                     )
                     tokenizer = load_clip_tokenizer(tok_path, **hub)
                 except OSError as err:

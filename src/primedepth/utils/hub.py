@@ -10,9 +10,11 @@ not cached. The probe's answer is kept for a minute per endpoint.
 
 from __future__ import annotations
 
+import re
 import time
 
 from huggingface_hub import constants
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.utils import get_session
 
 PROBE_TIMEOUT_S = 3.0
@@ -48,3 +50,27 @@ def offline_reason() -> str:
     if constants.is_offline_mode():
         return "hub access is off (HF_HUB_OFFLINE=1)"
     return f"the hub {constants.ENDPOINT} cannot be reached"
+
+
+PUBLIC_HUB = "https://huggingface.co"
+
+
+def hub_failure(err: BaseException, *, cache_only_now: bool) -> str:
+    """Why a library call could not fetch a model, in words that hold here. transformers' messages name the public
+    hub and suggest a token or an internet check whatever the configuration; here the reason is the cache-only one
+    when the hub was not asked (``HF_HUB_OFFLINE=1``, unreachable, ``local_files_only``), and the endpoint actually
+    asked (``HF_ENDPOINT``) when the library's own line names another or gives advice that does not apply."""
+    if cache_only_now:
+        reason = offline_reason() if hub_offline() else "local_files_only is set"
+        return f"not in the Hugging Face cache, and {reason}"
+    first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    chain, cause = [], err
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    absent = any(isinstance(e, (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError)) for e in chain)
+    custom_endpoint = constants.ENDPOINT.rstrip("/") != PUBLIC_HUB
+    advice = re.search(r"\btoken\b|internet connection", first)
+    if absent or advice or first.startswith("404") or (custom_endpoint and PUBLIC_HUB in first):
+        return f"the hub {constants.ENDPOINT} does not serve it ({type(err).__name__})"
+    return first

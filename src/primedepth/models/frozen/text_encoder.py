@@ -15,6 +15,9 @@ from pathlib import Path
 
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
+
+from ...utils.hub import hub_failure
 
 DEFAULT_TEXT_ENCODER = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 CONTEXT_LENGTH = 77
@@ -125,10 +128,50 @@ def _clip_tokenizer(merges: list[tuple[str, str]]) -> CLIPTokenizer:
         return CLIPTokenizer(str(Path(tmp) / "vocab.json"), str(Path(tmp) / "merges.txt"), pad_token="!")
 
 
+# The other half of a full CLIP checkpoint (e.g. laion/CLIP-ViT-H-14-laion2B-s32B-b79K): never loaded into the tower.
+CLIP_NON_TEXT_KEYS = ("vision_model.", "visual_projection.", "text_projection.", "logit_scale")
+
+
+def load_text_tower(source, **hub_kwargs) -> CLIPTextModel:
+    """``CLIPTextModel.from_pretrained`` from a text-tower folder or a full CLIP repo, whose vision half is dropped
+    without transformers' load report (a coloured table with one line per vision key, ~500 for ViT-H/14). What the
+    report would have said that matters is checked here instead: a text weight missing from ``source``, of another
+    shape, or a key that belongs to neither tower is an ``OSError`` naming it."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, info = CLIPTextModel.from_pretrained(source, output_loading_info=True, **hub_kwargs)
+    except OSError as err:
+        if Path(source).is_dir():
+            raise
+        why = hub_failure(err, cache_only_now=bool(hub_kwargs.get("local_files_only")))
+        raise OSError(f"text encoder {str(source)!r}: {why}") from None
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+    problems = [f"missing {k}" for k in sorted(info.get("missing_keys") or ())]
+    problems += [f"{k} has another shape" for k in sorted(str(k) for k in info.get("mismatched_keys") or ())]
+    problems += [
+        f"unexpected {k}" for k in sorted(info.get("unexpected_keys") or ()) if not k.startswith(CLIP_NON_TEXT_KEYS)
+    ]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise OSError(f"text encoder {str(source)!r}: not a CLIP text tower: {', '.join(problems[:5])}{more}")
+    return model
+
+
 def load_clip_tokenizer(source, **hub_kwargs) -> CLIPTokenizer:
     """``CLIPTokenizer.from_pretrained`` that fails loudly: transformers returns an empty tokenizer when the
     vocabulary files are missing, which would silently turn every caption into padding."""
-    tokenizer = CLIPTokenizer.from_pretrained(source, pad_token="!", **hub_kwargs)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(source, pad_token="!", **hub_kwargs)
+    except OSError as err:
+        if Path(source).is_dir():
+            raise
+        why = hub_failure(err, cache_only_now=bool(hub_kwargs.get("local_files_only")))
+        raise OSError(f"tokenizer {str(source)!r}: {why}") from None
     if len(tokenizer.get_vocab()) < 258:
-        raise OSError(f"tokenizer {str(source)!r}: no vocabulary found (vocab.json/merges.txt or tokenizer.json)")
+        why = "no vocabulary found (vocab.json/merges.txt or tokenizer.json)"
+        if hub_kwargs.get("local_files_only") and not Path(source).is_dir():  # a hub id looked up in the cache only
+            why = hub_failure(OSError(why), cache_only_now=True)
+        raise OSError(f"tokenizer {str(source)!r}: {why}")
     return tokenizer
