@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-from primedepth.miniature.scene import render_trajectory
+from primedepth.data.scenes import render_trajectory
 from primedepth.outputs.video import write_video
 
 FLAGS = [

@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 
+from primedepth.alignment import align_to_depth
 from primedepth.constants import HELD_OUT_SEED
-from primedepth.evaluation.alignment import align_to_depth
+from primedepth.data.scenes import held_out_scenes
 from primedepth.miniature.metric_prior import TRAIN_DATA_SEED, metric_scores, train_metric_prior, training_scenes
-from primedepth.miniature.scene import held_out_scenes
 from primedepth.outputs.metric_fusion import fuse_with_prior
 from primedepth.pipelines.pipeline import PrimeDepthPipeline
 

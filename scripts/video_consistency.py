@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+from primedepth.data.scenes import render_trajectory
 from primedepth.evaluation.metrics import compute_metrics
 from primedepth.evaluation.protocol import score_in_own_range
-from primedepth.miniature.scene import render_trajectory
 from primedepth.outputs.temporal import TEMPORAL_MODES, TemporalFusion
 from primedepth.outputs.video import predict_video, read_frames, write_video
 from primedepth.utils.atomic import atomic_path, atomic_write

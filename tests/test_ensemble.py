@@ -8,10 +8,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from primedepth.cli import main
+from primedepth.conversion.loading import WeightsNotFoundError
 from primedepth.evaluation import DepthAnythingV2Predictor, EnsemblePredictor, PrimeDepthPredictor
 from primedepth.pipelines.depth_anything import DepthAnything, parse_member
 from primedepth.pipelines.ensemble import average_normalised, normalise_affine_invariant
-from primedepth.pipelines.loading import WeightsNotFoundError
 
 
 def test_normalisation_by_hand():

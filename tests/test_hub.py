@@ -17,11 +17,11 @@ from hub_server import HubServer
 from PIL import Image
 
 from primedepth.cli import main
+from primedepth.conversion import hub_weights
 from primedepth.conversion.config_inference import ConfigInferenceError, infer_official_config
+from primedepth.conversion.loading import WeightsNotFoundError
 from primedepth.conversion.official_config import FULL_OFFICIAL_CONFIG
 from primedepth.models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, byte_level_tokenizer
-from primedepth.pipelines import hub_weights
-from primedepth.pipelines.loading import WeightsNotFoundError
 from primedepth.utils import hub as hub_probe
 
 REPO = "CVL-Heidelberg/PrimeDepth"

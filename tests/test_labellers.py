@@ -9,12 +9,12 @@ import json
 import pytest
 import torch
 
+from primedepth.conversion.loading import embedded_model_dir
 from primedepth.models.frozen.latent_preimage import LatentPreimageExtractor
 from primedepth.models.frozen.preimage_extractor import PreimageExtractor
 from primedepth.models.trained.base import Labeller, LabellerArguments
 from primedepth.models.trained.block_preimage import BlockPreimageLabeller
 from primedepth.models.trained.labeller import PrimeDepthLabeller
-from primedepth.pipelines.loading import embedded_model_dir
 from primedepth.training.ablations import ABLATIONS
 
 SHARED = [f.name for f in dataclasses.fields(LabellerArguments)]

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageFile
 
 import primedepth.pipelines.image_processor as image_processor
-from primedepth.pipelines.export import min_max_normalise, png16_bytes, write_prediction
+from primedepth.outputs.writers import min_max_normalise, png16_bytes, write_prediction
 from primedepth.pipelines.image_processor import (
     ImageLoadError,
     PrimeDepthImageProcessor,

@@ -132,7 +132,7 @@ def test_priors_load_from_the_hub_and_then_offline(tiny_depth_pro, tiny_da_metri
     np.testing.assert_allclose(
         offline[0].predict(rgb_image).depth, load_prior(f"depth-pro={tiny_depth_pro}").predict(rgb_image).depth
     )
-    from primedepth.pipelines.loading import WeightsNotFoundError
+    from primedepth.conversion.loading import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError, match="depth-anything-v2-metric-indoor weights not found"):
         load_prior("depth-anything-v2-metric-indoor", cache_dir=cache)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from primedepth.data.scenes import render_scene
 from primedepth.miniature.metric_prior import MiniMetricPrior, train_metric_prior, training_scenes
-from primedepth.miniature.scene import render_scene
 
 
 def test_a_short_training_learns_the_scale_and_the_focal_length():
@@ -33,8 +33,8 @@ def test_the_shipped_prior_gives_metres_and_demo_scores_the_fusion(tmp_path):
     from click.testing import CliRunner
 
     from primedepth.cli import main
+    from primedepth.data.scenes import held_out_scenes
     from primedepth.miniature.metric_prior import metric_scores
-    from primedepth.miniature.scene import held_out_scenes
     from primedepth.pipelines.metric import load_prior
 
     prior = load_prior("primedepth-mini-metric")

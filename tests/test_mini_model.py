@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from primedepth.cli import main
+from primedepth.conversion.loading import EMBEDDED_MODEL, embedded_model_dir
+from primedepth.data.scenes import held_out_scenes
 from primedepth.evaluation.protocol import score_in_own_range
-from primedepth.miniature.scene import held_out_scenes
-from primedepth.pipelines.loading import EMBEDDED_MODEL, embedded_model_dir
 from primedepth.pipelines.pipeline import PrimeDepthPipeline
 
 # mean δ1 over the first 8 held-out scenes; the embedded model scores ~0.94, a random model ~0.24

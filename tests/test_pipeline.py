@@ -138,7 +138,7 @@ def test_captions_condition_the_model_and_are_cached(tiny_pipe, rgb_image, tmp_p
 
 
 def test_missing_weights_give_one_clear_error(tmp_path):
-    from primedepth.pipelines.loading import WeightsNotFoundError
+    from primedepth.conversion.loading import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError, match="primedepth convert"):
         PrimeDepthPipeline.from_pretrained(tmp_path / "nothing-here")

@@ -170,7 +170,7 @@ def test_broken_model_folders_give_one_error_line_and_exit_2(saved_model, tmp_pa
 
 
 def test_external_sub_models_load_only_when_allowed(saved_model, tmp_path):
-    from primedepth.pipelines.model_folder import ModelError
+    from primedepth.conversion.model_folder import ModelError
 
     model = tmp_path / "model"
     shutil.copytree(saved_model, model)

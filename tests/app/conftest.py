@@ -124,7 +124,7 @@ def clip(tmp_path_factory):
     """8 frames, 48 x 64, 8 fps: a camera moving through a rendered scene (written with the package's encoder)."""
     from fractions import Fraction
 
-    from primedepth.miniature.scene import render_trajectory
+    from primedepth.data.scenes import render_trajectory
     from primedepth.outputs.video import write_video
 
     path = tmp_path_factory.mktemp("clip") / "walk.mp4"

@@ -17,9 +17,9 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from primedepth.alignment import fit_subsample_columns
 from primedepth.cli import main
 from primedepth.evaluation import DATASETS, Predictor, SavedPredictor, evaluate
-from primedepth.evaluation.alignment import fit_subsample_columns
 from primedepth.evaluation.datasets import DatasetConfig
 from primedepth.evaluation.peers import MARIGOLD_FORMATS, MarigoldPredictor
 from primedepth.evaluation.predictors import marigold_prediction_path

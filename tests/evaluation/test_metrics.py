@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from primedepth.evaluation.alignment import align_to_depth, fit_scale_shift
+from primedepth.alignment import align_to_depth, fit_scale_shift
 from primedepth.evaluation.metrics import compute_metrics
 
 from .fixtures import smooth_depth

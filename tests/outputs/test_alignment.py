@@ -42,7 +42,7 @@ def test_twenty_percent_outliers_are_rejected():
     assert result.abs_rel_all == pytest.approx(expected_all, rel=1e-3) and expected_all > 0.05
     assert f"AbsRel {result.abs_rel:.4g} over the inliers, {result.abs_rel_all:.4g} over all points" in result.summary()
     # plain least squares on the same points is far off, which is why the fit is robust
-    from primedepth.evaluation.alignment import fit_scale_shift
+    from primedepth.alignment import fit_scale_shift
 
     scale, _ = fit_scale_shift(inverse_depth, np.where(sparse > 0, 1.0 / np.maximum(sparse, 1e-6), 0), sparse > 0)
     assert abs(scale - 0.25) > 0.01

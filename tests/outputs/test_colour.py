@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from primedepth.outputs.colour import colorize, colour_bar_strip, colour_lut, grey, nearness_index, side_by_side
-from primedepth.pipelines.export import color_bytes
+from primedepth.outputs.writers import color_bytes
 
 
 def test_near_is_warm_and_far_is_cool():

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from primedepth.cli import main
-from primedepth.miniature.scene import render_trajectory
+from primedepth.data.scenes import render_trajectory
 from primedepth.outputs.video import predict_video, probe, read_frames, write_video
 
 

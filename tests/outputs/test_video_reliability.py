@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from primedepth.cli import main
-from primedepth.miniature.scene import render_trajectory
+from primedepth.data.scenes import render_trajectory
 from primedepth.outputs.manifest import OutputClashError
 from primedepth.outputs.video import predict_video, write_video
 from primedepth.utils.atomic import is_our_temp

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from primedepth.miniature.scene import (
+from primedepth.data.scenes import (
     ADE_BALL,
     ADE_BOX,
     ADE_COLUMN,

@@ -14,10 +14,10 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from ..conversion.loading import WeightsNotFoundError
 from ..outputs.colour import DEFAULT_CMAP, colour_bar_strip
 from ..outputs.video import VideoReadError
 from ..pipelines.image_processor import ImageLoadError
-from ..pipelines.loading import WeightsNotFoundError
 from ..utils.atomic import atomic_path
 from .models import ModelRegistry
 from .predict import DEFAULT_DEPTH_RANGE, InputRejected, predict_image

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..pipelines.conversion_cache import local_default_models
-from ..pipelines.loading import EMBEDDED_MODEL, MODEL_INDEX, embedded_model_dir
+from ..conversion.cache import local_default_models
+from ..conversion.loading import EMBEDDED_MODEL, MODEL_INDEX, embedded_model_dir
 
 if TYPE_CHECKING:
     from ..pipelines.pipeline import PrimeDepthPipeline

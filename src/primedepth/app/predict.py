@@ -15,7 +15,7 @@ from ..licences import licence_line, licence_metadata
 from ..outputs.formats import METRIC_FORMATS
 from ..outputs.geometry import glb_bytes
 from ..outputs.products import OutputOptions, product_writers
-from ..pipelines.export import output_path, write_prediction
+from ..outputs.writers import output_path, write_prediction
 from ..pipelines.image_processor import load_image
 from ..utils.atomic import atomic_write
 from .models import ModelRegistry

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..miniature.scene import held_out_scenes
+from ..data.scenes import held_out_scenes
 from ..utils.atomic import atomic_path
 from . import results
 

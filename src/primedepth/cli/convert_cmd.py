@@ -37,10 +37,10 @@ def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokeni
     cache, keyed by repo and commit, which `predict --model OWNER/NAME` uses]."""
     # Imported when the command runs: they load torch (seconds), and `convert --help` answers in a fraction of one.
     from ..conversion.convert import convert_official_checkpoint
+    from ..conversion.hub_weights import download_official_checkpoint, resolve_hub_model, split_hub_id
+    from ..conversion.loading import MODEL_INDEX, WeightsNotFoundError, default_model_dir
     from ..conversion.official_checkpoint import UntrustedCheckpointError
     from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER
-    from ..pipelines.hub_weights import download_official_checkpoint, resolve_hub_model, split_hub_id
-    from ..pipelines.loading import MODEL_INDEX, WeightsNotFoundError, default_model_dir
     from ..utils.hub import cache_only, offline_reason
 
     hub_id = None if Path(checkpoint).expanduser().exists() else split_hub_id(checkpoint)
@@ -86,6 +86,6 @@ def command(checkpoint, out_dir, config_path, trust_pickle, text_encoder, tokeni
 
 
 def _default_out_dir():
-    from ..pipelines.loading import default_model_dir
+    from ..conversion.loading import default_model_dir
 
     return default_model_dir()

@@ -44,8 +44,8 @@ from .options import device_argument, device_option, model_option, noise_option,
 def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     """Render held-out scenes (never seen in training), predict, print δ1 / AbsRel, write a gallery
     (RGB | ground truth | prediction | error)."""
+    from ..conversion.loading import WeightsNotFoundError
     from ..miniature.demo import run_demo
-    from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
     from ..utils.atomic import atomic_path
 
@@ -64,8 +64,8 @@ def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     m = result.metrics
     metres = None
     if metric:
+        from ..data.scenes import held_out_scenes
         from ..miniature.metric_prior import MiniMetricPrior, embedded_metric_prior_dir, metric_demo
-        from ..miniature.scene import held_out_scenes
 
         try:
             prior = MiniMetricPrior.from_pretrained(embedded_metric_prior_dir())

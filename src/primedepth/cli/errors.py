@@ -39,9 +39,9 @@ SHORT_WRITE = re.compile(
 def model_errors() -> tuple[type[Exception], ...]:
     """Errors meaning "this model, checkpoint or run folder cannot be used as given" (exit 2). Imported when asked:
     the CLI module itself stays light."""
+    from ..conversion.loading import WeightsNotFoundError
+    from ..conversion.model_folder import ModelError
     from ..evaluation.runner import RunSettingsError
-    from ..pipelines.loading import WeightsNotFoundError
-    from ..pipelines.model_folder import ModelError
     from ..utils.torch_files import UntrustedCheckpointError
 
     return ModelError, WeightsNotFoundError, UntrustedCheckpointError, RunSettingsError

@@ -201,8 +201,8 @@ def command(
                 predictor = SavedPredictor(predictions, prediction_space, name)
             else:
                 if model_spec is None:  # the same default as predict, video and the app
-                    from ..pipelines.hub_weights import default_model
-                    from ..pipelines.loading import EMBEDDED_MODEL
+                    from ..conversion.hub_weights import default_model
+                    from ..conversion.loading import EMBEDDED_MODEL
 
                     model_spec, notice = default_model()
                     if notice:

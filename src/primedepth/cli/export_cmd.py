@@ -46,8 +46,8 @@ def onnx_command(model, output, dtype, caption, opset, check, local_files_only):
         sys.exit(2)
     import torch
 
+    from ..conversion.loading import WeightsNotFoundError
     from ..export.onnx import check_export, export_onnx
-    from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     try:

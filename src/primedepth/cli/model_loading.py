@@ -24,10 +24,10 @@ def load_command_pipeline(
     (``WeightsNotFoundError``, ``DeviceUnavailableError``, ``ModelError``, ``OSError``), with a hint to the embedded
     model. A default model that cannot be loaded (e.g. a converted checkpoint whose text tower could not be fetched)
     falls back to PrimeDepth-mini with a notice, as when there are no full weights at all."""
+    from ..conversion.hub_weights import default_model
+    from ..conversion.loading import DEFAULT_MODEL_ENV, EMBEDDED_MODEL, EMBEDDED_NOTICE, WeightsNotFoundError
+    from ..conversion.model_folder import ModelError
     from ..pipelines.captioning import default_cache_file
-    from ..pipelines.hub_weights import default_model
-    from ..pipelines.loading import DEFAULT_MODEL_ENV, EMBEDDED_MODEL, EMBEDDED_NOTICE, WeightsNotFoundError
-    from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import PrimeDepthPipeline
 
     notice = None

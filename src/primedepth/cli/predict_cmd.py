@@ -140,6 +140,8 @@ def command(
     check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
     from tqdm.auto import tqdm
 
+    from ..conversion.loading import WeightsNotFoundError
+    from ..conversion.model_folder import ModelError
     from ..data.shards import is_shard_spec
     from ..licences import check_commercial, licence_line, licence_metadata, weight_names
     from ..outputs.alignment import SparseDepthError
@@ -147,15 +149,13 @@ def command(
     from ..outputs.formats import METRIC_FORMATS
     from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.products import OutputOptions, product_writers
+    from ..outputs.writers import FORMATS, output_paths, write_prediction
     from ..pipelines.depth_anything import DepthAnything
-    from ..pipelines.export import FORMATS, output_paths, write_prediction
     from ..pipelines.image_processor import ImageLoadError, load_image
-    from ..pipelines.inputs import collect_inputs
-    from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.metric import load_prior, parse_prior
-    from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError
     from ..utils.atomic import ensure_writable_folder, remove_stale_temps
+    from .inputs import collect_inputs
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
     unknown = [f for f in fmt_list if f not in FORMATS]

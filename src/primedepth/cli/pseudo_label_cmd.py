@@ -65,12 +65,12 @@ class Labellers:
         self._models = {}
 
     def _load(self, kind):
-        from ..pipelines.loading import WeightsNotFoundError
+        from ..conversion.loading import WeightsNotFoundError
 
         if kind in self._models:
             return self._models[kind]
         model_id = self.ids[kind]
-        from ..pipelines.model_folder import ModelError, check_library_folder
+        from ..conversion.model_folder import ModelError, check_library_folder
 
         check_library_folder(model_id)  # a local folder: weights-only checks, code noted as ignored
         try:
@@ -130,8 +130,8 @@ class Labellers:
         return seg.cpu().numpy().astype("uint8")
 
     def caption(self, image):
+        from ..conversion.loading import WeightsNotFoundError
         from ..pipelines.captioning import CaptionModelUnavailableError
-        from ..pipelines.loading import WeightsNotFoundError
 
         if self.ids["caption"] == NO_CAPTIONS:
             return ""

@@ -110,8 +110,8 @@ def predict_shards(
 ) -> int:
     """``predict`` over shards: ``pipeline_kwargs`` load the model in each worker (``model`` None: the default one),
     ``worker_args`` are the worker's (formats, call options, batch size)."""
+    from ..conversion.hub_weights import default_model
     from ..distributed.shard_workers import PredictShardWorker
-    from ..pipelines.hub_weights import default_model
 
     if pipeline_kwargs.get("model") is None:
         model, notice = default_model()

@@ -22,7 +22,7 @@ SHARD_MARKERS = ("://", "{", ".tar")
 
 def formats_callback(ctx, param, value: str) -> str:
     """``--format``: comma-separated names, aliases replaced, unknown names refused (before anything heavy loads)."""
-    from ..pipelines.export import FORMATS  # numpy, Pillow, matplotlib: no torch
+    from ..outputs.writers import FORMATS  # numpy, Pillow, matplotlib: no torch
 
     names = [FORMAT_ALIASES.get(f.strip(), f.strip()) for f in value.split(",") if f.strip()]
     unknown = [f for f in names if f not in FORMATS]
@@ -84,7 +84,7 @@ def check_before_loading(inputs, output_dir, device: str) -> None:
     missing = [item for item in items if not _exists_or_matches(item)]
     if missing and len(missing) == len(items):
         click.echo(f"done: 0 written, 0 skipped (outputs exist), {len(missing)} failed", err=True)
-        for item in missing:  # worded as pipelines.inputs.collect_inputs words them
+        for item in missing:  # worded as cli.inputs.collect_inputs words them
             problem = "no files match this pattern" if glob.has_magic(item) else "no such file or folder"
             click.echo(f"  failed: {item}: {problem}", err=True)
         sys.exit(1)

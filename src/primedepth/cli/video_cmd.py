@@ -92,13 +92,13 @@ def command(
     """Depth videos for INPUTS (any video ffmpeg reads, or a folder of PNG/JPEG/TIFF/EXR frames in natural order).
     Interrupted runs resume where they stopped."""
     check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
+    from ..conversion.loading import WeightsNotFoundError
+    from ..conversion.model_folder import ModelError
     from ..licences import licence_line, weight_names
     from ..outputs.colour import colour_lut
     from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.temporal import require_cv2
     from ..outputs.video import VideoReadError, distinct_names, output_paths, predict_video, require_av
-    from ..pipelines.loading import WeightsNotFoundError
-    from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError
 
     try:

@@ -10,11 +10,11 @@ from pathlib import Path
 from transformers import CLIPTextConfig
 
 from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, load_clip_tokenizer, load_text_tower
-from ..pipelines.loading import MODEL_INDEX
 from ..utils.atomic import atomic_dir
 from ..utils.hub import cache_only
 from ..utils.quiet import no_library_progress_bars
 from .config_inference import infer_official_config
+from .loading import MODEL_INDEX
 from .official_checkpoint import load_official_checkpoint
 from .official_config import load_official_config
 from .official_parts import build_official_parts, check_text_width

@@ -12,15 +12,15 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ..constants import SEED_STRIDE
-from ..miniature.scene import render_scene
 from .common import RawSample, prepare_sample
 from .hypersim import HypersimDataset
 from .pseudo import PseudoLabelledFolder
+from .scenes import render_scene
 from .vkitti import VKITTI2Dataset
 
 
 class SceneSource:
-    """Procedural scenes (``primedepth.miniature.scene``), rendered on the fly at the training resolution."""
+    """Procedural scenes (``primedepth.data.scenes``), rendered on the fly at the training resolution."""
 
     def __init__(
         self, resolution, length: int = 1_000_000, seed: int = 0, indoor: bool | None = None, max_objects: int = 5

@@ -21,8 +21,8 @@ from webdataset.writer import numpy_dumps
 
 from ..data.common import DataError
 from ..data.shards import decode_image, decode_text, image_field
+from ..outputs.writers import color_bytes, npy_bytes, png16_bytes, segmentation_bytes
 from ..pipelines.captioning import default_cache_file
-from ..pipelines.export import color_bytes, npy_bytes, png16_bytes, segmentation_bytes
 from ..pipelines.image_processor import load_image
 from ..pipelines.pipeline import PrimeDepthPipeline
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..pipelines.model_folder import check_library_folder
+from ..conversion.model_folder import check_library_folder
 from .predictors import Predictor, _device, _generator, _require_dir
 
 

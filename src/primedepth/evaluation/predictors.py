@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..pipelines.loading import WeightsNotFoundError
+from ..conversion.loading import WeightsNotFoundError
 
 
 def _require_dir(path: str | Path, what: str, hub_id: str) -> Path:

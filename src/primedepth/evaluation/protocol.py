@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .alignment import align_to_depth
+from ..alignment import align_to_depth
 from .datasets.base import DatasetConfig, Sample
 from .metrics import compute_metrics
 

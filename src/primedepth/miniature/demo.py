@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import HELD_OUT_SEED
+from ..data.scenes import held_out_scenes
 from ..evaluation.protocol import score_in_own_range
 from ..outputs.colour import show_depth
 from ..utils.atomic import atomic_path
-from .scene import held_out_scenes
 
 
 @dataclass

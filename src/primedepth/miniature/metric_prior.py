@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..constants import SEED_STRIDE
-from .scene import render_scene
+from ..data.scenes import render_scene
 
 TRAIN_DATA_SEED = 3  # rendered-scene data seed of the prior's training set (the held-out seed is another)
 

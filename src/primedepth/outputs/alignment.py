@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..evaluation.alignment import MIN_DISPARITY, fit_scale_shift
+from ..alignment import MIN_DISPARITY, fit_scale_shift
 
 INLIER_SIGMAS = 3.0
 KITTI_DEPTH_SCALE = 256.0  # KITTI-style 16-bit depth PNGs store metres * 256, 0 = no measurement

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ..evaluation.alignment import MIN_DISPARITY
+from ..alignment import MIN_DISPARITY
 from .alignment import INLIER_SIGMAS, RobustFit, robust_fit_scale_shift
 
 CORRECTION_GRID = 32  # cells along the long side of the coarse grid the correction is estimated on

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..pipelines.export import _png_bytes, npy_bytes
 from ..utils.atomic import atomic_write
 from .alignment import SPARSE_SUFFIXES, align_to_metric, read_sparse_depth
 from .colour import DEFAULT_CMAP, grey, side_by_side
@@ -29,6 +28,7 @@ from .formats import (
     write_exr,
 )
 from .geometry import check_camera, depth_from_range, glb_bytes, intrinsics_for, mesh, ply_bytes, point_cloud
+from .writers import _png_bytes, npy_bytes
 
 
 @dataclass

@@ -32,7 +32,6 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..pipelines.export import _png_bytes
 from ..pipelines.image_processor import load_image
 from ..utils.atomic import atomic_dir, atomic_path, atomic_write, remove_stale_temps
 from .colour import DEFAULT_CMAP, colorize, side_by_side
@@ -40,6 +39,7 @@ from .formats import tiff_bytes, write_exr
 from .manifest import OutputManifest
 from .sequence import DEFAULT_FPS, list_frames, read_frame
 from .temporal import TemporalFusion
+from .writers import _png_bytes
 
 FRAME_FORMATS = ("png16", "exr", "tiff")
 RANGE_PERCENTILES = (1.0, 99.0)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
+from ..conversion.loading import weights_or_error
 from ..utils.hub import cache_only
-from .loading import weights_or_error
 
 DEPTH_ANYTHING_V2 = {
     "depth-anything-v2-small": "depth-anything/Depth-Anything-V2-Small-hf",

@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..conversion.loading import WeightsNotFoundError, weights_or_error
 from ..licences import licence_metadata
 from ..outputs.alignment import read_sparse_depth
 from ..outputs.geometry import Intrinsics, intrinsics_for
 from ..outputs.metric_fusion import MetricFusion, fuse_with_prior
 from ..utils.hub import cache_only
 from .depth_anything import DepthAnything
-from .loading import WeightsNotFoundError, weights_or_error
 
 DEPTH_PRO = {"depth-pro": "apple/DepthPro-hf"}
 DEPTH_ANYTHING_V2_METRIC = {

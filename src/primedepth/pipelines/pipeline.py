@@ -12,6 +12,16 @@ from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 from ..constants import DEFAULT_CAPTIONER
+from ..conversion.hub_weights import resolve_model
+from ..conversion.loading import MODEL_INDEX
+from ..conversion.model_folder import (
+    ModelError,
+    component_source,
+    load_checked,
+    note_ignored_code,
+    read_json,
+    read_model_index,
+)
 from ..models.frozen.single_step import FrozenStableDiffusion, draw_noise
 from ..models.frozen.stable_diffusion import official_unet, official_vae
 from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer, load_text_tower
@@ -23,18 +33,8 @@ from ..utils.quiet import no_library_progress_bars
 from .captioning import Blip2Captioner, CaptionCache
 from .depth_anything import DepthAnything
 from .ensemble import COMBINATION, NORMALISATION, average_normalised
-from .hub_weights import resolve_model
 from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
-from .loading import MODEL_INDEX
 from .metric import MetricPrior, load_prior, metric_depth
-from .model_folder import (
-    ModelError,
-    component_source,
-    load_checked,
-    note_ignored_code,
-    read_json,
-    read_model_index,
-)
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 from .precision import fp32_arithmetic, precision_of, resolve_precision
 from .tiny_random import tiny_random_components

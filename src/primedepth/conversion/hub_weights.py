@@ -21,12 +21,11 @@ from pathlib import Path
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from ..conversion.convert import convert_official_checkpoint
-from ..conversion.official_checkpoint import UntrustedCheckpointError
 from ..models.frozen.text_encoder import DEFAULT_TEXT_ENCODER
 from ..utils.atomic import atomic_write
 from ..utils.hub import cache_only, offline_reason
-from .conversion_cache import OFFICIAL_REPO, cached_conversion, conversion_cache, converted_dir, ref_file
+from .cache import OFFICIAL_REPO, cached_conversion, conversion_cache, converted_dir, ref_file
+from .convert import convert_official_checkpoint
 from .loading import (
     DEFAULT_MODEL_ENV,
     EMBEDDED_MODEL,
@@ -36,6 +35,7 @@ from .loading import (
     default_model_dir,
     resolve_model_dir,
 )
+from .official_checkpoint import UntrustedCheckpointError
 
 logger = logging.getLogger(__name__)
 

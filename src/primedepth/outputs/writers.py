@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..outputs.colour import DEFAULT_CMAP, colorize
-from ..outputs.formats import PRODUCT_FORMATS
 from ..utils.atomic import atomic_path, atomic_write
+from .colour import DEFAULT_CMAP, colorize
+from .formats import PRODUCT_FORMATS
 
 FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png", **PRODUCT_FORMATS}
 
