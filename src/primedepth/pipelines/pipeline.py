@@ -29,6 +29,7 @@ from .loading import MODEL_INDEX
 from .model_folder import ModelError, component_source, load_checked, read_json, read_model_index
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 from .precision import precision_of, resolve_precision
+from .tiling import predict_tiles, resolve_tiles
 from .tiny_random import tiny_random_components
 
 NOISE_MODES = ("sampled", "none")
@@ -443,6 +444,7 @@ class PrimeDepthPipeline:
         progress: bool = False,
         low_memory: bool = False,
         ensemble: str | DepthAnything | None = None,
+        tiles: str | int = "off",
     ) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
@@ -461,6 +463,10 @@ class PrimeDepthPipeline:
         ensemble: ``"depth-anything-v2[-small|-base|-large][=HUB_ID_OR_FOLDER]"`` or a loaded ``DepthAnything``:
             the output becomes the pixel-wise mean of both models' normalised maps (the paper's best method); the
             members are kept in ``output.members``.
+        tiles: ``"off"``, ``"auto"`` or a number of tiles along the long side: above the processing size, tiles at
+            the processing size add detail at the input's resolution on top of the whole-image prediction (see
+            ``primedepth.pipelines.tiling``; ``"auto"`` only for inputs at least 4x the processing size);
+            ``metadata["tiling"]`` has the tile count and seconds per image (None where not tiled).
         """
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
@@ -468,6 +474,8 @@ class PrimeDepthPipeline:
         loaded = [load_image(img) for img in ([images] if single else images)]
         caption, processor = self._caption_and_processor(caption, max_size, match_input_size)
         captions = self.captions_for(loaded, caption)
+        tile_counts = [resolve_tiles(tiles, img.size, max(processor.processing_size(*img.size))) for img in loaded]
+        tiling = [None] * len(loaded)
         depth_maps, seg_maps = [None] * len(loaded), [None] * len(loaded)
         order = sorted(range(len(loaded)), key=lambda i: processor.processing_size(*loaded[i].size))
         batches, current = [], []
@@ -495,7 +503,24 @@ class PrimeDepthPipeline:
                 low_memory=low_memory,
             )
             for j, i in enumerate(batch):
-                depth_maps[i] = processor.postprocess_depth(out.depth[j].float().mean(dim=0), loaded[i].size)
+                depth = out.depth[j].float().mean(dim=0)
+                if tile_counts[i]:
+                    depth_maps[i], tiling[i] = predict_tiles(
+                        self,
+                        loaded[i].pixels,
+                        depth,
+                        tile_counts[i],
+                        context[j : j + 1],
+                        tile=max(processor.processing_size(*loaded[i].size)),
+                        seed=seed + i if noise == "sampled" else None,
+                        batch_size=batch_size,
+                        attention=attention,
+                        low_memory=low_memory,
+                        output_size=processor.output_size(loaded[i].size),
+                        progress=progress,
+                    )
+                else:
+                    depth_maps[i] = processor.postprocess_depth(depth, loaded[i].size)
                 if segmentation:
                     seg_maps[i] = processor.postprocess_segmentation(out.segmentation[j].float(), loaded[i].size)
             bar.update(len(batch))
@@ -519,6 +544,8 @@ class PrimeDepthPipeline:
         }
         if ensemble_info is not None:
             metadata["ensemble"] = ensemble_info
+        if tiles not in (None, "off"):
+            metadata["tiling"] = tiling
         return PrimeDepthOutput(depth_maps, seg_maps if segmentation else None, captions, metadata, members=members)
 
     def _ensemble(self, images: list[LoadedImage], depth_maps: list, member: str | DepthAnything):

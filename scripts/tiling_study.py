@@ -1,0 +1,248 @@
+"""Tiled high-resolution inference measured in the miniature world: global only vs naive tiles vs tiles on the prior.
+
+    nice -n 10 python scripts/tiling_study.py quality --scenes 100 --resolution 256 --tiles 2 3 5
+    nice -n 10 python scripts/tiling_study.py cost --size 2048 1536 --tiles 0 2 4 8
+    python scripts/tiling_study.py gallery --scene 3 --tiles 5 --out docs/tiling-gallery.png
+
+quality: held-out scenes (data seed 7, never trained on) rendered at ``--resolution`` (PrimeDepth-mini processes
+64 px) with exact depth, predicted by PrimeDepth-mini (the scene's caption, noise-free) as
+(a) global only: the whole image at 64 px, upsampled (``tiles="off"``);
+(b) naive tiles: 64 px tiles at the chosen scale, each chained to the blend before it over the overlap, no prior;
+(c) tiled: the same tiles aligned to the global prior, low frequencies from the prior (``tiles=N``).
+Every map is aligned to the ground truth in disparity at full resolution (the evaluation's ``score_in_own_range``)
+and scored with δ1 / AbsRel, the depth-boundary F1 of Depth Pro (occluding contours of neighbouring pixels, depth
+ratio above 1 + t, F1 averaged over t in 5 .. 25 %), a seam measure (mean gradient magnitude of the disparity error in
+the tiles' overlap bands over that elsewhere: 1 = no seams) and seconds per image.
+
+cost: time and peak memory (RSS, each setting in its own process) of one ``--size`` image against the tile count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from primedepth.evaluation.protocol import score_in_own_range
+from primedepth.miniature.scene import held_out_scenes
+from primedepth.pipelines.pipeline import PrimeDepthPipeline
+from primedepth.pipelines.tiling import TileLayout, predict_tiles
+
+MODEL = "primedepth-mini"
+F1_THRESHOLDS = np.linspace(0.05, 0.25, 5)
+
+
+def contours(depth: np.ndarray, valid: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Occluding contours between right and lower neighbours: depth ratio above ``1 + t`` (either way)."""
+    out = []
+    for a, b, ok in (
+        (depth[:, :-1], depth[:, 1:], valid[:, :-1] & valid[:, 1:]),
+        (depth[:-1], depth[1:], valid[:-1] & valid[1:]),
+    ):
+        ratio = np.maximum(a / b, b / a)
+        out.append(np.where(ok, ratio > 1 + t, False))
+    return out[0], out[1]
+
+
+def boundary_f1(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
+    """Depth Pro's boundary F1: contours of ``pred`` against those of ``gt``, averaged over ``F1_THRESHOLDS``."""
+    safe_gt = np.where(valid, gt, 1.0)
+    safe_pred = np.where(valid, np.maximum(pred, 1e-6), 1.0)
+    scores = []
+    for t in F1_THRESHOLDS:
+        true, found = contours(safe_gt, valid, t), contours(safe_pred, valid, t)
+        hits = sum(int((a & b).sum()) for a, b in zip(true, found))
+        n_true, n_found = sum(int(a.sum()) for a in true), sum(int(b.sum()) for b in found)
+        precision = hits / n_found if n_found else 1.0
+        recall = hits / n_true if n_true else 1.0
+        scores.append(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+    return float(np.mean(scores))
+
+
+def overlap_bands(layout: TileLayout, size: tuple[int, int]) -> np.ndarray:
+    """Full-resolution mask of the tiles' overlap bands (where two tiles' weights are blended)."""
+    mask = np.zeros(size, bool)
+    for axis, starts, length in ((0, layout.tops, layout.tile[0]), (1, layout.lefts, layout.tile[1])):
+        scale = size[axis] / layout.size[axis]
+        for a, b in zip(starts[:-1], starts[1:]):
+            lo, hi = int(round(b * scale)), int(round((a + length) * scale))
+            if axis == 0:
+                mask[lo:hi] = True
+            else:
+                mask[:, lo:hi] = True
+    return mask
+
+
+def seam_measure(aligned: np.ndarray, gt: np.ndarray, valid: np.ndarray, bands: np.ndarray) -> float:
+    """Mean gradient magnitude of the disparity error in the overlap bands over that elsewhere (1: no seams)."""
+    error = np.where(valid, 1.0 / np.maximum(aligned, 1e-6) - 1.0 / np.where(valid, gt, 1.0), 0.0)
+    gy, gx = np.gradient(error)
+    magnitude = np.hypot(gx, gy)
+    ok = valid.copy()
+    ok[1:] &= valid[:-1]
+    ok[:-1] &= valid[1:]
+    ok[:, 1:] &= valid[:, :-1]
+    ok[:, :-1] &= valid[:, 1:]
+    inside, outside = magnitude[ok & bands], magnitude[ok & ~bands]
+    if inside.size == 0 or outside.size == 0 or outside.mean() == 0:
+        return float("nan")
+    return float(inside.mean() / outside.mean())
+
+
+def predict(pipe, scene, method: str, tiles: int) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    if method == "global":
+        depth = pipe(scene.image, caption=scene.caption, noise="none").inverse_depth[0]
+    elif method == "tiled":
+        depth = pipe(scene.image, caption=scene.caption, noise="none", tiles=tiles, batch_size=32).inverse_depth[0]
+    else:
+        pixels = torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255.0
+        context = pipe._encode_prompts([scene.caption])
+        depth, _ = predict_tiles(
+            pipe, pixels, torch.zeros(64, 64), tiles, context, tile=64, seed=None, batch_size=32, use_prior=False
+        )
+    return depth, time.perf_counter() - start
+
+
+def quality(args) -> None:
+    torch.set_num_threads(args.threads)
+    pipe = PrimeDepthPipeline.from_pretrained(MODEL, device="cpu")
+    scenes = held_out_scenes(args.scenes, args.resolution)
+    size = (args.resolution, args.resolution)
+    rows = {("global", 0): []}
+    for n in args.tiles:
+        rows[("naive", n)], rows[("tiled", n)] = [], []
+    for index, scene in enumerate(scenes):
+        valid = np.isfinite(scene.depth) & (scene.depth > 0)
+        for method, n in rows:
+            layout = TileLayout.build(size, 64, n or max(args.tiles))
+            depth, seconds = predict(pipe, scene, method, n)
+            score, aligned = score_in_own_range(depth, scene.depth)
+            rows[(method, n)].append(
+                {
+                    "delta1": score["delta1"],
+                    "abs_rel": score["abs_rel"],
+                    "boundary_f1": boundary_f1(aligned, scene.depth, valid),
+                    "seam": seam_measure(aligned, scene.depth, valid, overlap_bands(layout, size)),
+                    "seconds": seconds,
+                }
+            )
+        if (index + 1) % 10 == 0:
+            print(f"{index + 1}/{len(scenes)} scenes", file=sys.stderr, flush=True)
+    print(f"\n{len(scenes)} held-out scenes at {args.resolution}x{args.resolution}, PrimeDepth-mini (64 px)\n")
+    print("| method | tiles (grid, working size) | δ1 ↑ | AbsRel ↓ | boundary F1 ↑ | seam (1 = none) | s / image |")
+    print("|---|---|---|---|---|---|---|")
+    for (method, n), values in rows.items():
+        mean = {k: float(np.nanmean([v[k] for v in values])) for k in values[0]}
+        if n:
+            layout = TileLayout.build(size, 64, n)
+            where = f"{len(layout)} ({layout.grid[0]}x{layout.grid[1]}, {layout.size[0]} px)"
+        else:
+            where = f"- (seam bands of the {max(args.tiles)}-tile layout)"
+        print(
+            f"| {method} | {where} | {mean['delta1']:.4f} | {mean['abs_rel']:.4f} | {mean['boundary_f1']:.4f} | "
+            f"{mean['seam']:.3f} | {mean['seconds']:.3f} |"
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({f"{m}-{n}": v for (m, n), v in rows.items()}, f)
+
+
+def gallery(args) -> None:
+    from matplotlib.figure import Figure
+
+    from primedepth.outputs.colour import show_depth
+
+    pipe = PrimeDepthPipeline.from_pretrained(MODEL, device="cpu")
+    scene = held_out_scenes(args.scene + 1, args.resolution)[args.scene]
+    valid = np.isfinite(scene.depth) & (scene.depth > 0)
+    gt = np.where(valid, scene.depth, np.nan)
+    vmin, vmax = np.nanmin(gt), np.nanmax(gt)
+    panels = [("RGB", None), ("ground truth", gt)]
+    for method, label in (("global", "global only (64 px, upsampled)"), ("naive", "naive tiles"), ("tiled", "tiled")):
+        depth, _ = predict(pipe, scene, method, args.tiles)
+        score, aligned = score_in_own_range(depth, scene.depth)
+        f1 = boundary_f1(aligned, scene.depth, valid)
+        title = f"{label}\nAbsRel {score['abs_rel']:.3f}  boundary F1 {f1:.3f}"
+        panels.append((title, np.where(valid, aligned, np.nan)))
+    crop = slice(args.resolution // 4, args.resolution // 4 + args.resolution // 2)
+    fig = Figure(figsize=(2.4 * len(panels), 4.9), layout="constrained")
+    axes = fig.subplots(2, len(panels), squeeze=False)
+    for column, (title, values) in enumerate(panels):
+        for row, window in enumerate((np.s_[:, :], np.s_[crop, crop])):
+            ax = axes[row, column]
+            if values is None:
+                ax.imshow(scene.image[window], interpolation="nearest")
+            else:
+                show_depth(ax, values[window], vmin, vmax, colorbar=False)
+            ax.set_title(title if row == 0 else "centre, 2x", fontsize=7)
+            ax.set_xticks([]), ax.set_yticks([])
+    layout = TileLayout.build((args.resolution,) * 2, 64, args.tiles)
+    fig.suptitle(
+        f"held-out scene {args.scene} at {args.resolution} px; PrimeDepth-mini processes 64 px; "
+        f"{len(layout)} tiles ({layout.grid[0]}x{layout.grid[1]}, working size {layout.size[0]} px)",
+        fontsize=8,
+    )
+    fig.savefig(args.out, dpi=120, format="png")
+    print(args.out)
+
+
+def cost_one(args) -> None:
+    """One setting, in this process: prints seconds and peak RSS (MiB) as JSON."""
+    torch.set_num_threads(args.threads)
+    pipe = PrimeDepthPipeline.from_pretrained(MODEL, device="cpu")
+    h, w = args.size[1], args.size[0]
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    pipe(image[:64, :64], caption="none", noise="none")  # warm-up
+    start = time.perf_counter()
+    out = pipe(image, caption="none", noise="none", tiles=args.tiles or "off", batch_size=args.batch_size)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tiling = (out.metadata.get("tiling") or [None])[0]
+    print(json.dumps({"tiles": tiling["tiles"] if tiling else 0, "seconds": seconds, "peak_mib": peak}))
+
+
+def cost(args) -> None:
+    w, h = args.size
+    print(f"\nPrimeDepth-mini, one {w}x{h} image, CPU, {args.threads} thread(s), tile batch {args.batch_size}\n")
+    print("| tiles along the long side | tiles | seconds | peak RSS (MiB) |")
+    print("|---|---|---|---|")
+    for n in args.tiles:
+        command = [sys.executable, __file__, "cost-one", "--size", str(w), str(h), "--tiles", str(n)]
+        command += ["--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+        result = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        print(f"| {n or 'off'} | {result['tiles']} | {result['seconds']:.2f} | {result['peak_mib']:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    q = commands.add_parser("quality")
+    q.add_argument("--scenes", type=int, default=100)
+    q.add_argument("--resolution", type=int, default=256)
+    q.add_argument("--tiles", type=int, nargs="+", default=[2, 3, 5])
+    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--json", default=None, help="Also write the per-scene values here.")
+    g = commands.add_parser("gallery")
+    g.add_argument("--scene", type=int, default=0)
+    g.add_argument("--resolution", type=int, default=256)
+    g.add_argument("--tiles", type=int, default=5)
+    g.add_argument("--out", default="docs/tiling-gallery.png")
+    for name in ("cost", "cost-one"):
+        c = commands.add_parser(name)
+        c.add_argument("--size", type=int, nargs=2, default=[2048, 1536], metavar=("W", "H"))
+        c.add_argument("--tiles", type=int, nargs="+" if name == "cost" else None, default=[0, 2, 4, 8])
+        c.add_argument("--threads", type=int, default=1)
+        c.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    {"quality": quality, "gallery": gallery, "cost": cost, "cost-one": cost_one}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
