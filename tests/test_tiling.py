@@ -220,3 +220,28 @@ def test_memory_of_a_24_megapixel_input_is_bounded():
     assert peaks["tiling"]["tiles"] == 6 * 4
     full_map = 4000 * 6000 * 4
     assert peaks["tiled"] - peaks["untiled"] < 0.75 * full_map, (peaks["tiled"] - peaks["untiled"]) / full_map
+
+
+def test_predict_tiles_option(tmp_path):
+    """``--tiles auto`` (the default) tiles a large input and says so once; ``off`` gives the plain prediction; a
+    bad value is a usage error."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from primedepth.cli import main
+
+    y, x = np.mgrid[0:256, 0:512]
+    image = (np.stack([x, y, x + y], axis=-1) % 256).astype(np.uint8)
+    for name in ("a", "b"):
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+    base = ["predict", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", "tiny-random"]
+    base += ["--max-size", "64", "--noise", "none", "--format", "npy"]
+    auto = CliRunner().invoke(main, [*base, "-o", str(tmp_path / "auto")])
+    assert auto.exit_code == 0, auto.output
+    assert auto.output.count("tiles: inputs of at least 4x the processing size") == 1, auto.output
+    off = CliRunner().invoke(main, [*base, "-o", str(tmp_path / "off"), "--tiles", "off"])
+    assert off.exit_code == 0 and "tiles:" not in off.output, off.output
+    tiled, plain = np.load(tmp_path / "auto" / "a.npy"), np.load(tmp_path / "off" / "a.npy")
+    assert tiled.shape == plain.shape == (256, 512) and not np.array_equal(tiled, plain)
+    bad = CliRunner().invoke(main, [*base, "-o", str(tmp_path / "bad"), "--tiles", "many"])
+    assert bad.exit_code == 2 and "expected auto, off or a number of tiles" in bad.output

@@ -52,7 +52,7 @@ def build_app(
     with atomic_path(colour_bar) as tmp:
         Image.fromarray(colour_bar_strip(512, DEFAULT_CMAP)).save(tmp)
 
-    def run_image(path, model, caption_mode, caption_text, max_size, near, far, ensemble=False):
+    def run_image(path, model, caption_mode, caption_text, max_size, near, far, ensemble=False, tiles="auto"):
         if not path:
             raise gr.Error("upload an image first (drop a file, paste one, or pick an example)", print_exception=False)
         if not 0 <= int(max_size) <= MAX_PROCESSING_SIZE:
@@ -69,6 +69,7 @@ def build_app(
                 workdir=workdir,
                 max_pixels=max_pixels,
                 ensemble=bool(ensemble),
+                tiles=tiles if tiles in ("auto", "off") else int(tiles),
             )
         except (InputRejected, ImageLoadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
             raise page_error(err) from None
@@ -155,6 +156,13 @@ def build_app(
                     label=f"Average with {member.name if member else 'Depth Anything'} "
                     "(the paper's best method: both maps normalised, then averaged)",
                 )
+                tiles = gr.Dropdown(
+                    ["auto", "off", "2", "3", "4", "6", "8"],
+                    value="auto",
+                    elem_id="tiles",
+                    label="Tiles along the long side (detail at the input's resolution; auto: inputs at least 4x "
+                    "the processing size)",
+                )
                 with gr.Accordion("3D files", open=False):
                     gr.Markdown(
                         "The prediction is affine-invariant: it has no metric scale. The point cloud "
@@ -238,7 +246,7 @@ def build_app(
         )
         run.click(
             run_image,
-            inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble],
+            inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble, tiles],
             outputs=[depth, label, compare, view, downloads],
             api_name="predict_image",
             concurrency_id=DEVICE_QUEUE,

@@ -79,12 +79,14 @@ def predict_image(
     name: str | None = None,
     seed: int = 0,
     ensemble: bool = False,
+    tiles: str | int = "auto",
 ) -> ImageResult:
     """Depth for the image file ``path`` with model ``model``; ``max_size`` 0 means the model's own processing size;
     ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the affine-invariant prediction
-    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member. Raises ``InputRejected``
-    (bad input or option), ``ImageLoadError`` (not an image), ``OSError`` (weights or a caption model that cannot be
-    loaded) or the pipeline's ``ValueError`` / ``RuntimeError``."""
+    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member; ``tiles`` (``"auto"``,
+    ``"off"`` or a number) adds detail at the input's resolution from tiles (``PrimeDepthPipeline.__call__``).
+    Raises ``InputRejected`` (bad input or option), ``ImageLoadError`` (not an image), ``OSError`` (weights or a
+    caption model that cannot be loaded) or the pipeline's ``ValueError`` / ``RuntimeError``."""
     name = name or Path(path).name
     choice = registry.choice(model)
     member = registry.ensemble_member if ensemble else None
@@ -102,7 +104,7 @@ def predict_image(
 
     def work(pipe):
         start = time.perf_counter()
-        out = pipe(image, caption=caption, seed=seed, max_size=max_size or "auto", ensemble=member)
+        out = pipe(image, caption=caption, seed=seed, max_size=max_size or "auto", ensemble=member, tiles=tiles)
         return out, time.perf_counter() - start, pipe.device
 
     out, seconds, device = registry.run(model, work)
@@ -115,6 +117,9 @@ def predict_image(
         caption_mode, f'caption "{out.captions[0]}"'
     )
     combined = f" + {member.name} (pixel-wise average after normalisation)" if member else ""
+    tiling = (out.metadata.get("tiling") or [None])[0]
+    if tiling:
+        combined += f" · detail from {tiling['tiles']} tiles ({tiling['seconds']:.1f} s)"
     label = (
         f"**{choice.name}**{combined} on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
         f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"

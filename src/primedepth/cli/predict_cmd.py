@@ -75,6 +75,7 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @opt.seed_option()
 @opt.noise_option()
 @opt.low_memory_option()
+@opt.tiles_option()
 @click.option("--overwrite", is_flag=True, help="Recompute images whose outputs already exist.")
 @opt.ensemble_option()
 @click.option(
@@ -105,6 +106,7 @@ def command(
     seed,
     noise,
     low_memory,
+    tiles,
     ensemble,
     save_members,
     overwrite,
@@ -129,6 +131,7 @@ def command(
     from ..pipelines.loading import WeightsNotFoundError
     from ..pipelines.model_folder import ModelError
     from ..pipelines.pipeline import DeviceUnavailableError
+    from ..pipelines.tiling import AUTO_MIN_RATIO
     from ..utils.atomic import ensure_writable_folder, remove_stale_temps
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
@@ -157,6 +160,7 @@ def command(
         match_input_size=not native_size,
         segmentation="seg" in fmt_list,
         low_memory=low_memory,
+        tiles=tiles,
     )
     if all(is_shard_spec(item) for item in inputs):
         from .shard_runner import predict_shards
@@ -209,6 +213,20 @@ def command(
 
     written, write_error = 0, None
     options["ensemble"] = member
+    announced = []
+
+    def announce_tiling(out, tiles):
+        """One line, the first time ``auto`` tiles an image."""
+        tiled = [info for info in out.metadata.get("tiling") or [] if info]
+        if tiles == "auto" and tiled and not announced:
+            announced.append(True)
+            tqdm.write(
+                f"tiles: inputs of at least {AUTO_MIN_RATIO}x the processing size are predicted in "
+                f"{tiled[0]['tiles']} tiles on top of the whole-image prediction ({tiled[0]['seconds']:.1f} s for "
+                "the first); --tiles off for one whole-image prediction",
+                file=sys.stderr,
+            )
+
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
         for start in range(0, len(todo), batch_size):
@@ -233,6 +251,7 @@ def command(
                         failures.append(f"{group[0][0].source}: prediction failed ({err})")
                         bar.update(1)
                     continue
+                announce_tiling(out, tiles)
                 for k, (img, stem) in enumerate(group):
                     seg = out.segmentation[k] if out.segmentation is not None else None
                     sparse = products.sparse_file(stem)

@@ -48,6 +48,11 @@ from .model_loading import load_command_pipeline, prepare_for_inference
 @opt.seed_option(help="The noise draw (the same for every frame).")
 @opt.noise_option()
 @opt.low_memory_option()
+@opt.tiles_option(
+    default="off",
+    help="auto|N|off as for predict: N tiles per frame along the long side, merged onto the whole-frame "
+    "prediction (detail at the frame's resolution, N^2-fold cost per frame; off by default for video).",
+)
 @click.option("--overwrite", is_flag=True, help="Recompute videos whose outputs exist (and drop resume caches).")
 @opt.cache_dir_option()
 @opt.local_files_only_option()
@@ -71,6 +76,7 @@ def command(
     seed,
     noise,
     low_memory,
+    tiles,
     overwrite,
     cache_dir,
     local_files_only,
@@ -124,6 +130,7 @@ def command(
                 caption=caption,
                 max_size="auto" if max_size is None else (max_size or None),
                 low_memory=low_memory,
+                tiles=tiles,
                 overwrite=overwrite,
                 model_id=model,
             )

@@ -207,6 +207,7 @@ def predict_video(
     caption: str | None = None,
     max_size: int | str | None = "auto",
     low_memory: bool = False,
+    tiles: str | int = "off",
     overwrite: bool = False,
     model_id: str | None = None,
     progress: bool = True,
@@ -218,7 +219,8 @@ def predict_video(
     ``stride`` / ``start`` / ``end`` (seconds) / ``max_frames`` choose frames; the output runs at the input's fps
     divided by ``stride`` so it keeps the input's duration. ``stabilise=False`` keeps each frame's own affine map.
     ``caption="auto"`` captions the first frame and conditions every frame on that text. ``on_frame`` is called
-    with each newly predicted frame number (progress reporting). Raises ``VideoReadError`` for unreadable input.
+    with each newly predicted frame number (progress reporting). ``tiles``: the pipeline's tiled high-resolution
+    inference per frame. Raises ``VideoReadError`` for unreadable input.
     """
     path, out_dir = Path(path), Path(out_dir)
     if frames is not None and frames not in FRAME_FORMATS:
@@ -243,6 +245,8 @@ def predict_video(
         "model": model_id,
         "source_bytes": path.stat().st_size,
     }
+    if tiles != "off":
+        settings["tiles"] = tiles
     cache = out_dir / f"{name}_frames_raw"
     settings_file = cache / "settings.json"
     if cache.exists() and (
@@ -266,7 +270,7 @@ def predict_video(
             if text == "auto":
                 text = pipe.captions_for([load_image(rgb)], "auto")[0]
             raw = pipe(
-                rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory
+                rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory, tiles=tiles
             ).inverse_depth[0]
             with atomic_path(raw_file) as tmp:
                 np.save(tmp, raw)
