@@ -1,6 +1,7 @@
 """Tiled high-resolution inference measured in the miniature world: global only vs naive tiles vs tiles on the prior.
 
-    nice -n 10 python scripts/tiling_study.py quality --scenes 100 --resolution 256 --tiles 2 3 5
+    nice -n 10 python scripts/tiling_study.py quality --scenes 100 --resolution 256 --tiles 7 --json q.json
+    python scripts/tiling_study.py table q.json  # or the halves of two runs side by side (--first 50 --scenes 50)
     nice -n 10 python scripts/tiling_study.py cost --size 2048 1536 --tiles 0 2 4 8
     python scripts/tiling_study.py gallery --scene 3 --tiles 5 --out docs/tiling-gallery.png
 
@@ -113,45 +114,69 @@ def predict(pipe, scene, method: str, tiles: int) -> tuple[np.ndarray, float]:
 def quality(args) -> None:
     torch.set_num_threads(args.threads)
     pipe = PrimeDepthPipeline.from_pretrained(MODEL, device="cpu")
-    scenes = held_out_scenes(args.scenes, args.resolution)
+    scenes = held_out_scenes(args.first + args.scenes, args.resolution)[args.first :]
     size = (args.resolution, args.resolution)
+    bands = {n: TileLayout.build(size, 64, n) for n in args.tiles}
     rows = {("global", 0): []}
     for n in args.tiles:
         rows[("naive", n)], rows[("tiled", n)] = [], []
     for index, scene in enumerate(scenes):
         valid = np.isfinite(scene.depth) & (scene.depth > 0)
         for method, n in rows:
-            layout = TileLayout.build(size, 64, n or max(args.tiles))
             depth, seconds = predict(pipe, scene, method, n)
             score, aligned = score_in_own_range(depth, scene.depth)
-            rows[(method, n)].append(
-                {
-                    "delta1": score["delta1"],
-                    "abs_rel": score["abs_rel"],
-                    "boundary_f1": boundary_f1(aligned, scene.depth, valid),
-                    "seam": seam_measure(aligned, scene.depth, valid, overlap_bands(layout, size)),
-                    "seconds": seconds,
-                }
-            )
+            values = {
+                "delta1": score["delta1"],
+                "abs_rel": score["abs_rel"],
+                "boundary_f1": boundary_f1(aligned, scene.depth, valid),
+                "seconds": seconds,
+            }
+            for m in [n] if n else args.tiles:  # the global map on every layout's bands: the seam-free reference
+                values[f"seam{m}"] = seam_measure(aligned, scene.depth, valid, overlap_bands(bands[m], size))
+            rows[(method, n)].append(values)
         if (index + 1) % 10 == 0:
             print(f"{index + 1}/{len(scenes)} scenes", file=sys.stderr, flush=True)
-    print(f"\n{len(scenes)} held-out scenes at {args.resolution}x{args.resolution}, PrimeDepth-mini (64 px)\n")
-    print("| method | tiles (grid, working size) | δ1 ↑ | AbsRel ↓ | boundary F1 ↑ | seam (1 = none) | s / image |")
-    print("|---|---|---|---|---|---|---|")
-    for (method, n), values in rows.items():
-        mean = {k: float(np.nanmean([v[k] for v in values])) for k in values[0]}
-        if n:
-            layout = TileLayout.build(size, 64, n)
-            where = f"{len(layout)} ({layout.grid[0]}x{layout.grid[1]}, {layout.size[0]} px)"
-        else:
-            where = f"- (seam bands of the {max(args.tiles)}-tile layout)"
-        print(
-            f"| {method} | {where} | {mean['delta1']:.4f} | {mean['abs_rel']:.4f} | {mean['boundary_f1']:.4f} | "
-            f"{mean['seam']:.3f} | {mean['seconds']:.3f} |"
-        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({f"{m}-{n}": v for (m, n), v in rows.items()}, f)
+    print_table(rows, args.resolution, args.tiles)
+
+
+def print_table(rows: dict, resolution: int, tiles: list[int]) -> None:
+    size = (resolution, resolution)
+    bands = {n: TileLayout.build(size, 64, n) for n in tiles}
+    count = len(rows[("global", 0)])
+    print(f"\n{count} held-out scenes at {resolution}x{resolution}, PrimeDepth-mini (64 px)\n")
+    print("| method | tiles (grid, working size) | δ1 ↑ | AbsRel ↓ | boundary F1 ↑ | seam | s / image |")
+    print("|---|---|---|---|---|---|---|")
+    means = {key: {k: float(np.nanmean([v[k] for v in values])) for k in values[0]} for key, values in rows.items()}
+    for (method, n), mean in means.items():
+        if n:
+            layout = bands[n]
+            where = f"{len(layout)} ({layout.grid[0]}x{layout.grid[1]}, {layout.size[0]} px)"
+            seam = f"{mean[f'seam{n}']:.3f} (global: {means[('global', 0)][f'seam{n}']:.3f})"
+        else:
+            where, seam = "-", " / ".join(f"{mean[f'seam{m}']:.3f}" for m in tiles)
+        print(
+            f"| {method} | {where} | {mean['delta1']:.4f} | {mean['abs_rel']:.4f} | {mean['boundary_f1']:.4f} | "
+            f"{seam} | {mean['seconds']:.3f} |"
+        )
+    print(
+        "\nseam: mean gradient magnitude of the disparity error in the tiles' overlap bands over that elsewhere "
+        "(the global map on the same bands is the seam-free reference; global row: on each layout's bands)"
+    )
+
+
+def table(args) -> None:
+    """The table of several ``quality --json`` runs (e.g. halves of the scenes run side by side)."""
+    rows: dict = {}
+    for path in args.json:
+        with open(path) as f:
+            for key, values in json.load(f).items():
+                method, n = key.rsplit("-", 1)
+                rows.setdefault((method, int(n)), []).extend(values)
+    tiles = sorted({n for _, n in rows if n})
+    print_table(rows, args.resolution, tiles)
 
 
 def gallery(args) -> None:
@@ -225,10 +250,14 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     q = commands.add_parser("quality")
     q.add_argument("--scenes", type=int, default=100)
+    q.add_argument("--first", type=int, default=0, help="Index of the first held-out scene.")
     q.add_argument("--resolution", type=int, default=256)
     q.add_argument("--tiles", type=int, nargs="+", default=[2, 3, 5])
     q.add_argument("--threads", type=int, default=1)
     q.add_argument("--json", default=None, help="Also write the per-scene values here.")
+    t = commands.add_parser("table")
+    t.add_argument("json", nargs="+")
+    t.add_argument("--resolution", type=int, default=256)
     g = commands.add_parser("gallery")
     g.add_argument("--scene", type=int, default=0)
     g.add_argument("--resolution", type=int, default=256)
@@ -241,7 +270,7 @@ def main() -> None:
         c.add_argument("--threads", type=int, default=1)
         c.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    {"quality": quality, "gallery": gallery, "cost": cost, "cost-one": cost_one}[args.command](args)
+    {"quality": quality, "table": table, "gallery": gallery, "cost": cost, "cost-one": cost_one}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -36,9 +36,9 @@ from tqdm.auto import tqdm
 from ..outputs.alignment import robust_fit_scale_shift
 from .image_processor import resize
 
-OVERLAP = 0.25  # smallest share of a tile overlapping its neighbour
+OVERLAP = 0.5  # smallest share of a tile overlapping its neighbour
 AUTO_MIN_RATIO = 4  # "auto" tiles only images whose long side is at least this many processing sizes
-AUTO_TILES = 3  # tiles along the long side under "auto" (see docs/high-resolution.md for the measured choice)
+AUTO_TILES = 5  # tiles along the long side under "auto" (see docs/high-resolution.md for the measured choice)
 DETAIL_SIGMA = 1.0  # the low-pass's standard deviation, in prior pixels
 FIT_ITERATIONS = 64  # random two-point fits of the robust alignment (per tile)
 
