@@ -3,7 +3,7 @@
     nice -n 10 python scripts/tiling_study.py quality --scenes 100 --resolution 256 --tiles 7 --json q.json
     python scripts/tiling_study.py table q.json  # or the halves of two runs side by side (--first 50 --scenes 50)
     nice -n 10 python scripts/tiling_study.py cost --size 2048 1536 --tiles 0 2 4 8
-    python scripts/tiling_study.py gallery --scene 3 --tiles 5 --out docs/tiling-gallery.png
+    python scripts/tiling_study.py gallery --scenes 0 1 --tiles 7 --out docs/tiling-gallery.png
 
 quality: held-out scenes (data seed 7, never trained on) rendered at ``--resolution`` (PrimeDepth-mini processes
 64 px) with exact depth, predicted by PrimeDepth-mini (the scene's caption, noise-free) as
@@ -12,8 +12,9 @@ quality: held-out scenes (data seed 7, never trained on) rendered at ``--resolut
 (c) tiled: the same tiles aligned to the global prior, low frequencies from the prior (``tiles=N``).
 Every map is aligned to the ground truth in disparity at full resolution (the evaluation's ``score_in_own_range``)
 and scored with δ1 / AbsRel, the depth-boundary F1 of Depth Pro (occluding contours of neighbouring pixels, depth
-ratio above 1 + t, F1 averaged over t in 5 .. 25 %), a seam measure (mean gradient magnitude of the disparity error in
-the tiles' overlap bands over that elsewhere: 1 = no seams) and seconds per image.
+ratio above 1 + t, F1 averaged over t in 5 .. 25 %), a seam measure (mean gradient magnitude of the disparity
+error on the tiles' borders over that elsewhere; the global map on the same borders is the seam-free reference) and
+seconds per image.
 
 cost: time and peak memory (RSS, each setting in its own process) of one ``--size`` image against the tile count.
 """
@@ -66,22 +67,24 @@ def boundary_f1(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray) -> float:
     return float(np.mean(scores))
 
 
-def overlap_bands(layout: TileLayout, size: tuple[int, int]) -> np.ndarray:
-    """Full-resolution mask of the tiles' overlap bands (where two tiles' weights are blended)."""
+def tile_borders(layout: TileLayout, size: tuple[int, int]) -> np.ndarray:
+    """Full-resolution mask of the tiles' edges inside the image (2 px wide): where a tile's contribution starts
+    or stops, hence where a seam would show."""
     mask = np.zeros(size, bool)
     for axis, starts, length in ((0, layout.tops, layout.tile[0]), (1, layout.lefts, layout.tile[1])):
         scale = size[axis] / layout.size[axis]
-        for a, b in zip(starts[:-1], starts[1:]):
-            lo, hi = int(round(b * scale)), int(round((a + length) * scale))
-            if axis == 0:
-                mask[lo:hi] = True
-            else:
-                mask[:, lo:hi] = True
+        for edge in {*starts, *(s + length for s in starts)}:
+            at = int(round(edge * scale))
+            if 1 <= at < size[axis] - 1:
+                if axis == 0:
+                    mask[at - 1 : at + 1] = True
+                else:
+                    mask[:, at - 1 : at + 1] = True
     return mask
 
 
-def seam_measure(aligned: np.ndarray, gt: np.ndarray, valid: np.ndarray, bands: np.ndarray) -> float:
-    """Mean gradient magnitude of the disparity error in the overlap bands over that elsewhere (1: no seams)."""
+def seam_measure(aligned: np.ndarray, gt: np.ndarray, valid: np.ndarray, borders: np.ndarray) -> float:
+    """Mean gradient magnitude of the disparity error on the tile borders over that elsewhere (1: no seams)."""
     error = np.where(valid, 1.0 / np.maximum(aligned, 1e-6) - 1.0 / np.where(valid, gt, 1.0), 0.0)
     gy, gx = np.gradient(error)
     magnitude = np.hypot(gx, gy)
@@ -90,7 +93,7 @@ def seam_measure(aligned: np.ndarray, gt: np.ndarray, valid: np.ndarray, bands: 
     ok[:-1] &= valid[1:]
     ok[:, 1:] &= valid[:, :-1]
     ok[:, :-1] &= valid[:, 1:]
-    inside, outside = magnitude[ok & bands], magnitude[ok & ~bands]
+    inside, outside = magnitude[ok & borders], magnitude[ok & ~borders]
     if inside.size == 0 or outside.size == 0 or outside.mean() == 0:
         return float("nan")
     return float(inside.mean() / outside.mean())
@@ -116,7 +119,7 @@ def quality(args) -> None:
     pipe = PrimeDepthPipeline.from_pretrained(MODEL, device="cpu")
     scenes = held_out_scenes(args.first + args.scenes, args.resolution)[args.first :]
     size = (args.resolution, args.resolution)
-    bands = {n: TileLayout.build(size, 64, n) for n in args.tiles}
+    layouts = {n: TileLayout.build(size, 64, n) for n in args.tiles}
     rows = {("global", 0): []}
     for n in args.tiles:
         rows[("naive", n)], rows[("tiled", n)] = [], []
@@ -131,8 +134,8 @@ def quality(args) -> None:
                 "boundary_f1": boundary_f1(aligned, scene.depth, valid),
                 "seconds": seconds,
             }
-            for m in [n] if n else args.tiles:  # the global map on every layout's bands: the seam-free reference
-                values[f"seam{m}"] = seam_measure(aligned, scene.depth, valid, overlap_bands(bands[m], size))
+            for m in [n] if n else args.tiles:  # the global map on every layout's borders: the reference
+                values[f"seam{m}"] = seam_measure(aligned, scene.depth, valid, tile_borders(layouts[m], size))
             rows[(method, n)].append(values)
         if (index + 1) % 10 == 0:
             print(f"{index + 1}/{len(scenes)} scenes", file=sys.stderr, flush=True)
@@ -144,7 +147,7 @@ def quality(args) -> None:
 
 def print_table(rows: dict, resolution: int, tiles: list[int]) -> None:
     size = (resolution, resolution)
-    bands = {n: TileLayout.build(size, 64, n) for n in tiles}
+    layouts = {n: TileLayout.build(size, 64, n) for n in tiles}
     count = len(rows[("global", 0)])
     print(f"\n{count} held-out scenes at {resolution}x{resolution}, PrimeDepth-mini (64 px)\n")
     print("| method | tiles (grid, working size) | δ1 ↑ | AbsRel ↓ | boundary F1 ↑ | seam | s / image |")
@@ -152,7 +155,7 @@ def print_table(rows: dict, resolution: int, tiles: list[int]) -> None:
     means = {key: {k: float(np.nanmean([v[k] for v in values])) for k in values[0]} for key, values in rows.items()}
     for (method, n), mean in means.items():
         if n:
-            layout = bands[n]
+            layout = layouts[n]
             where = f"{len(layout)} ({layout.grid[0]}x{layout.grid[1]}, {layout.size[0]} px)"
             seam = f"{mean[f'seam{n}']:.3f} (global: {means[('global', 0)][f'seam{n}']:.3f})"
         else:
@@ -162,8 +165,8 @@ def print_table(rows: dict, resolution: int, tiles: list[int]) -> None:
             f"{seam} | {mean['seconds']:.3f} |"
         )
     print(
-        "\nseam: mean gradient magnitude of the disparity error in the tiles' overlap bands over that elsewhere "
-        "(the global map on the same bands is the seam-free reference; global row: on each layout's bands)"
+        "\nseam: mean gradient magnitude of the disparity error on the tiles' borders over that elsewhere "
+        "(the global map on the same borders is the seam-free reference; global row: on each layout's borders)"
     )
 
 
@@ -185,36 +188,43 @@ def gallery(args) -> None:
     from primedepth.outputs.colour import show_depth
 
     pipe = PrimeDepthPipeline.from_pretrained(MODEL, device="cpu")
-    scene = held_out_scenes(args.scene + 1, args.resolution)[args.scene]
-    valid = np.isfinite(scene.depth) & (scene.depth > 0)
-    gt = np.where(valid, scene.depth, np.nan)
-    vmin, vmax = np.nanmin(gt), np.nanmax(gt)
-    panels = [("RGB", None), ("ground truth", gt)]
-    for method, label in (("global", "global only (64 px, upsampled)"), ("naive", "naive tiles"), ("tiled", "tiled")):
-        depth, _ = predict(pipe, scene, method, args.tiles)
-        score, aligned = score_in_own_range(depth, scene.depth)
-        f1 = boundary_f1(aligned, scene.depth, valid)
-        title = f"{label}\nAbsRel {score['abs_rel']:.3f}  boundary F1 {f1:.3f}"
-        panels.append((title, np.where(valid, aligned, np.nan)))
+    rendered = held_out_scenes(max(args.scenes) + 1, args.resolution)
     crop = slice(args.resolution // 4, args.resolution // 4 + args.resolution // 2)
-    fig = Figure(figsize=(2.4 * len(panels), 4.9), layout="constrained")
-    axes = fig.subplots(2, len(panels), squeeze=False)
-    for column, (title, values) in enumerate(panels):
-        for row, window in enumerate((np.s_[:, :], np.s_[crop, crop])):
-            ax = axes[row, column]
-            if values is None:
-                ax.imshow(scene.image[window], interpolation="nearest")
-            else:
-                show_depth(ax, values[window], vmin, vmax, colorbar=False)
-            ax.set_title(title if row == 0 else "centre, 2x", fontsize=7)
-            ax.set_xticks([]), ax.set_yticks([])
+    fig = Figure(figsize=(12, 2.45 * 2 * len(args.scenes)), layout="constrained")
+    axes = fig.subplots(2 * len(args.scenes), 5, squeeze=False)
+    for k, index in enumerate(args.scenes):
+        scene = rendered[index]
+        valid = np.isfinite(scene.depth) & (scene.depth > 0)
+        gt = np.where(valid, scene.depth, np.nan)
+        vmin, vmax = np.nanpercentile(gt, [1, 95])  # outdoor ground runs to the horizon: clip the far end
+        panels = [(f"scene {index}: RGB", None), ("ground truth", gt)]
+        for method, label in (
+            ("global", "global only (64 px, upsampled)"),
+            ("naive", "naive tiles"),
+            ("tiled", "tiled"),
+        ):
+            depth, _ = predict(pipe, scene, method, args.tiles)
+            score, aligned = score_in_own_range(depth, scene.depth)
+            f1 = boundary_f1(aligned, scene.depth, valid)
+            panels.append(
+                (f"{label}\nAbsRel {score['abs_rel']:.3f}  boundary F1 {f1:.3f}", np.where(valid, aligned, np.nan))
+            )
+        for column, (title, values) in enumerate(panels):
+            for row, window in enumerate((np.s_[:, :], np.s_[crop, crop])):
+                ax = axes[2 * k + row, column]
+                if values is None:
+                    ax.imshow(scene.image[window], interpolation="nearest")
+                else:
+                    show_depth(ax, values[window], vmin, vmax, colorbar=False)
+                ax.set_title(title if row == 0 else "centre, 2x", fontsize=7)
+                ax.set_xticks([]), ax.set_yticks([])
     layout = TileLayout.build((args.resolution,) * 2, 64, args.tiles)
     fig.suptitle(
-        f"held-out scene {args.scene} at {args.resolution} px; PrimeDepth-mini processes 64 px; "
+        f"held-out scenes at {args.resolution} px; PrimeDepth-mini processes 64 px; "
         f"{len(layout)} tiles ({layout.grid[0]}x{layout.grid[1]}, working size {layout.size[0]} px)",
         fontsize=8,
     )
-    fig.savefig(args.out, dpi=120, format="png")
+    fig.savefig(args.out, dpi=100, format="png")
     print(args.out)
 
 
@@ -259,9 +269,9 @@ def main() -> None:
     t.add_argument("json", nargs="+")
     t.add_argument("--resolution", type=int, default=256)
     g = commands.add_parser("gallery")
-    g.add_argument("--scene", type=int, default=0)
+    g.add_argument("--scenes", type=int, nargs="+", default=[0, 1])
     g.add_argument("--resolution", type=int, default=256)
-    g.add_argument("--tiles", type=int, default=5)
+    g.add_argument("--tiles", type=int, default=7)
     g.add_argument("--out", default="docs/tiling-gallery.png")
     for name in ("cost", "cost-one"):
         c = commands.add_parser(name)
