@@ -3,15 +3,22 @@ evaluation does it (``script/depth/eval.py`` and ``src/util/alignment.py`` of pr
 
 Zero-shot models predict depth (or inverse depth) only up to an unknown scale and shift, so the benchmark fits both
 per image against the ground truth before scoring. Models that predict inverse depth are fitted in disparity space
-(to ``1/gt``), which is what their output is affine in."""
+(to ``1/gt``), which is what their output is affine in.
+
+``robust_fit_scale_shift`` is the same fit made robust to outliers (least median of squares over two-point fits,
+then least squares on the inliers: points within ``INLIER_SIGMAS`` robust standard deviations), for references that
+are partly wrong: sparse metric points, a metric prior, a neighbouring tile, the previous video frame."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 SPACES = ("depth", "disparity")
 MIN_DISPARITY = 1e-3  # aligned disparity is clipped here before inversion (at most 1000 m)
+INLIER_SIGMAS = 3.0  # robust fits: inliers lie within this many robust standard deviations
 MIN_SCORED_DEPTH = 1e-6  # every aligned depth is at least this, so that log and ratio metrics are defined
 
 
@@ -83,3 +90,58 @@ def align_to_depth(
         depth = 1 / np.maximum(pred * np.float32(scale) + np.float32(shift), np.float32(MIN_DISPARITY))
     depth = np.clip(depth, np.float32(min_depth), np.float32(max_depth))
     return np.maximum(depth, np.float32(MIN_SCORED_DEPTH))
+
+
+@dataclass
+class RobustFit:
+    """``scale * pred + shift ~ target`` on the points in ``inliers``; residuals are on the target's scale."""
+
+    scale: float
+    shift: float
+    inliers: np.ndarray  # bool, one per fitted point
+    residual_rms: float  # over the inliers
+    residual_median: float  # of |residual| over all points
+
+
+def robust_fit_scale_shift(
+    pred: np.ndarray, target: np.ndarray, iterations: int = 256, refinements: int = 3, seed: int = 0
+) -> RobustFit:
+    """Robust ``(scale, shift)`` for 1-D ``pred`` and ``target``: least median of squares over random two-point
+    fits (deterministic with ``seed``), then least squares on the inliers, ``refinements`` times."""
+    pred, target = np.asarray(pred, np.float64).ravel(), np.asarray(target, np.float64).ravel()
+    n = pred.size
+    if n < 2:
+        raise ValueError(f"cannot fit scale and shift on {n} point(s)")
+    rng = np.random.default_rng(seed)
+    pairs = rng.integers(0, n, size=(iterations, 2))
+    dx = pred[pairs[:, 1]] - pred[pairs[:, 0]]
+    usable = np.abs(dx) > 1e-12 * max(1.0, float(np.abs(pred).max()))
+    best, best_score = fit_scale_shift(pred, target, np.ones(n, bool)), np.inf
+    sample = rng.choice(n, size=min(n, 4096), replace=False)  # score on a subsample: cost independent of n
+    i, j = pairs[usable, 0], pairs[usable, 1]
+    scales = (target[j] - target[i]) / (pred[j] - pred[i])
+    shifts = target[i] - scales * pred[i]
+    for chunk in range(0, scales.size, 64):  # all candidates of a chunk scored at once; the first best wins
+        s, t = scales[chunk : chunk + 64, None], shifts[chunk : chunk + 64, None]
+        scores = np.median(np.abs(s * pred[sample] + t - target[sample]), axis=1)
+        k = int(np.argmin(scores))
+        if scores[k] < best_score:
+            best, best_score = (float(s[k, 0]), float(t[k, 0])), scores[k]
+    scale, shift = best
+    floor = 1e-5 * float(np.median(np.abs(target)))  # float32 inputs: residuals below this are rounding
+    inliers = np.ones(n, bool)
+    for _ in range(refinements):
+        residual = scale * pred + shift - target
+        sigma = 1.4826 * np.median(np.abs(residual))
+        inliers = np.abs(residual) <= max(INLIER_SIGMAS * sigma, floor)
+        if inliers.sum() < 2:
+            break
+        scale, shift = fit_scale_shift(pred, target, inliers)
+    residual = scale * pred + shift - target
+    return RobustFit(
+        float(scale),
+        float(shift),
+        inliers,
+        float(np.sqrt(np.mean(residual[inliers] ** 2))),
+        float(np.median(np.abs(residual))),
+    )

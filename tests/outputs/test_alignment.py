@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from primedepth.outputs.alignment import SparseDepthError, align_to_metric, read_sparse_depth, robust_fit_scale_shift
+from primedepth.alignment import robust_fit_scale_shift
+from primedepth.outputs.alignment import SparseDepthError, align_to_metric, read_sparse_depth
 
 
 def _case(seed=0, h=48, w=64, fraction=0.1):

@@ -59,7 +59,9 @@ def build_app(
     with atomic_path(colour_bar) as tmp:
         Image.fromarray(colour_bar_strip(512, DEFAULT_CMAP)).save(tmp)
 
-    def run_image(path, model, caption_mode, caption_text, max_size, near, far, ensemble=False, metric=False):
+    def run_image(
+        path, model, caption_mode, caption_text, max_size, near, far, ensemble=False, metric=False, tiles="auto"
+    ):
         if not path:
             raise gr.Error("upload an image first (drop a file, paste one, or pick an example)", print_exception=False)
         if not 0 <= int(max_size) <= MAX_PROCESSING_SIZE:
@@ -77,6 +79,7 @@ def build_app(
                 max_pixels=max_pixels,
                 ensemble=bool(ensemble),
                 metric=bool(metric),
+                tiles=tiles if tiles in ("auto", "off") else int(tiles),
             )
         except (InputRejected, ImageLoadError, WeightsNotFoundError, OSError, ValueError, RuntimeError) as err:
             raise page_error(err) from None
@@ -171,6 +174,13 @@ def build_app(
                     label=f"Metres: fuse with {prior.name if prior else 'a metric prior'} (its scale and camera, "
                     "PrimeDepth's detail; replaces the assumed range below)",
                 )
+                tiles = gr.Dropdown(
+                    ["auto", "off", "2", "3", "4", "6", "8"],
+                    value="auto",
+                    elem_id="tiles",
+                    label="Tiles along the long side (detail at the input's resolution; auto: inputs at least 4x "
+                    "the processing size)",
+                )
                 with gr.Accordion("3D files", open=False):
                     gr.Markdown(
                         "The prediction is affine-invariant: it has no metric scale. The point cloud "
@@ -259,7 +269,7 @@ def build_app(
         )
         run.click(
             run_image,
-            inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble, metric],
+            inputs=[image, model, caption_mode, caption_text, max_size, near, far, ensemble, metric, tiles],
             outputs=[depth, label, compare, view, downloads],
             api_name="predict_image",
             concurrency_id=DEVICE_QUEUE,

@@ -101,13 +101,15 @@ def predict_image(
     seed: int = 0,
     ensemble: bool = False,
     metric: bool = False,
+    tiles: str | int = "auto",
 ) -> ImageResult:
     """Depth for the image file ``path`` with model ``model``; ``max_size`` 0 means the model's own processing size;
     ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the affine-invariant prediction
     into the 3D files; ``ensemble`` averages with the registry's Depth Anything member; ``metric`` fuses with the
-    registry's metric prior instead (metres, its camera, a confidence map, no assumed range). Raises ``InputRejected``
-    (bad input or option), ``ImageLoadError`` (not an image), ``OSError`` (weights or a caption model that cannot be
-    loaded) or the pipeline's ``ValueError`` / ``RuntimeError``."""
+    registry's metric prior instead (metres, its camera, a confidence map, no assumed range); ``tiles`` (``"auto"``,
+    ``"off"`` or a number) adds detail at the input's resolution from tiles (``PrimeDepthPipeline.__call__``).
+    Raises ``InputRejected`` (bad input or option), ``ImageLoadError`` (not an image), ``OSError`` (weights or a
+    caption model that cannot be loaded) or the pipeline's ``ValueError`` / ``RuntimeError``."""
     name = name or Path(path).name
     choice = registry.choice(model)
     member = registry.ensemble_member if ensemble else None
@@ -139,6 +141,7 @@ def predict_image(
             model=model,
             seed=seed,
             max_size=max_size,
+            tiles=tiles,
         )
     finally:
         store.done(folder)
@@ -173,13 +176,21 @@ def metric_on_grid(result, step: int):
 
 
 def _predict_into(
-    registry, image, stem, choice, member, prior, caption, caption_mode, options, *, model, seed, max_size
+    registry, image, stem, choice, member, prior, caption, caption_mode, options, *, model, seed, max_size, tiles
 ):
     """The pipeline run and the files of ``predict_image``, written under ``stem``."""
 
     def work(pipe):
         start = time.perf_counter()
-        out = pipe(image, caption=caption, seed=seed, max_size=max_size or "auto", ensemble=member, metric=prior)
+        out = pipe(
+            image,
+            caption=caption,
+            seed=seed,
+            max_size=max_size or "auto",
+            ensemble=member,
+            metric=prior,
+            tiles=tiles,
+        )
         return out, time.perf_counter() - start, pipe.device
 
     out, seconds, device = registry.run(model, work)
@@ -202,6 +213,9 @@ def _predict_into(
         caption_mode, f'caption "{out.captions[0]}"'
     )
     combined = f" + {member.name} (pixel-wise average after normalisation)" if member else ""
+    tiling = (out.metadata.get("tiling") or [None])[0]
+    if tiling:
+        combined += f" · detail from {tiling['tiles']} tiles ({tiling['seconds']:.1f} s)"
     label = (
         f"**{choice.name}**{combined} on {device} · processed at {pw} x {ph} px, output {w} x {h} px · "
         f"{seconds:.2f} s · {caption_note} · values: affine-invariant inverse depth (near = large)\n\n"

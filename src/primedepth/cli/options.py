@@ -230,3 +230,26 @@ def threads_option(help: str = THREADS_HELP, expose_value: bool = False):
         is_eager=True,
         help=help,
     )
+
+
+def _tiles_value(ctx, param, value):
+    if value in ("auto", "off"):
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected auto, off or a number of tiles, got {value!r}") from None
+    if count < 0:
+        raise click.BadParameter(f"expected auto, off or a number of tiles >= 0, got {count}")
+    return count or "off"
+
+
+def tiles_option(
+    default: str = "auto",
+    help: str = "Detail at the input's resolution: N tiles along the long side at the processing size, aligned to "
+    "and merged onto the whole-image prediction; auto tiles inputs at least 4x the processing size "
+    "(docs/high-resolution.md); off: one whole-image prediction, upsampled.",
+):
+    return click.option(
+        "--tiles", default=default, show_default=True, metavar="auto|N|off", callback=_tiles_value, help=help
+    )

@@ -86,6 +86,7 @@ EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 @opt.seed_option()
 @opt.noise_option()
 @opt.low_memory_option()
+@opt.tiles_option()
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -123,6 +124,7 @@ def command(
     seed,
     noise,
     low_memory,
+    tiles,
     ensemble,
     save_members,
     metric,
@@ -154,6 +156,7 @@ def command(
     from ..pipelines.image_processor import ImageLoadError, load_image
     from ..pipelines.metric import load_prior, parse_prior
     from ..pipelines.pipeline import DeviceUnavailableError
+    from ..pipelines.tiling import AUTO_MIN_RATIO
     from ..utils.atomic import ensure_writable_folder, remove_stale_temps
     from .inputs import collect_inputs
 
@@ -190,6 +193,7 @@ def command(
         match_input_size=not native_size,
         segmentation="seg" in fmt_list,
         low_memory=low_memory,
+        tiles=tiles,
     )
     if all(is_shard_spec(item) for item in inputs):
         from .shard_runner import predict_shards
@@ -253,6 +257,20 @@ def command(
     options["ensemble"] = member
     if prior is not None:
         options.update(metric=prior, focal_px=focal_px, fov=fov_deg, metric_correction=metric_correction)
+    announced = []
+
+    def announce_tiling(out, tiles):
+        """One line, the first time ``auto`` tiles an image."""
+        tiled = [info for info in out.metadata.get("tiling") or [] if info]
+        if tiles == "auto" and tiled and not announced:
+            announced.append(True)
+            tqdm.write(
+                f"tiles: inputs of at least {AUTO_MIN_RATIO}x the processing size are predicted in "
+                f"{tiled[0]['tiles']} tiles on top of the whole-image prediction ({tiled[0]['seconds']:.1f} s for "
+                "the first); --tiles off for one whole-image prediction",
+                file=sys.stderr,
+            )
+
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
         for start in range(0, len(todo), batch_size):
@@ -277,6 +295,7 @@ def command(
                         failures.append(f"{group[0][0].source}: prediction failed ({err})")
                         bar.update(1)
                     continue
+                announce_tiling(out, tiles)
                 for k, (img, stem) in enumerate(group):
                     seg = out.segmentation[k] if out.segmentation is not None else None
                     sparse = products.sparse_file(stem)

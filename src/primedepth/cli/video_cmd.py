@@ -60,6 +60,11 @@ from .usage import check_before_loading
 @opt.seed_option(help="The noise draw (the same for every frame).")
 @opt.noise_option()
 @opt.low_memory_option()
+@opt.tiles_option(
+    default="off",
+    help="auto|N|off as for predict: N tiles per frame along the long side, merged onto the whole-frame "
+    "prediction (detail at the frame's resolution, N^2-fold cost per frame; off by default for video).",
+)
 @click.option("--overwrite", is_flag=True, help="Recompute videos whose outputs exist (and drop resume caches).")
 @opt.cache_dir_option()
 @opt.local_files_only_option()
@@ -85,6 +90,7 @@ def command(
     seed,
     noise,
     low_memory,
+    tiles,
     overwrite,
     cache_dir,
     local_files_only,
@@ -156,6 +162,7 @@ def command(
                 caption=caption,
                 max_size="auto" if max_size is None else (max_size or None),
                 low_memory=low_memory,
+                tiles=tiles,
                 overwrite=overwrite,
                 model_id=model,
             )

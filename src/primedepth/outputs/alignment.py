@@ -1,9 +1,8 @@
 """Metric depth from the affine-invariant prediction and a few metric depths (LiDAR points, a sparse depth image).
 
-The prediction is affine in disparity, so scale and shift are fitted to ``1 / depth`` at the known pixels. The fit
-is robust: a least-median-of-squares search over two-point fits finds the model most points agree with (it
-tolerates up to half of the points being wrong), then least squares (the evaluation's ``fit_scale_shift``) is
-repeated on the inliers. Inliers are points within ``INLIER_SIGMAS`` robust standard deviations of the fit.
+The prediction is affine in disparity, so scale and shift are fitted to ``1 / depth`` at the known pixels with the
+robust fit of ``primedepth.alignment`` (least median of squares over two-point fits, then least squares on the
+inliers), which tolerates up to half of the points being wrong.
 """
 
 from __future__ import annotations
@@ -15,26 +14,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..alignment import MIN_DISPARITY, fit_scale_shift
+from ..alignment import MIN_DISPARITY, RobustFit, robust_fit_scale_shift
 
-INLIER_SIGMAS = 3.0
 KITTI_DEPTH_SCALE = 256.0  # KITTI-style 16-bit depth PNGs store metres * 256, 0 = no measurement
 SPARSE_SUFFIXES = (".npy", ".png", ".csv")
 
 
 class SparseDepthError(ValueError):
     """A sparse-depth file that cannot be used; the message names the file and the problem."""
-
-
-@dataclass
-class RobustFit:
-    """``scale * pred + shift ~ target`` on the points in ``inliers``; residuals are on the target's scale."""
-
-    scale: float
-    shift: float
-    inliers: np.ndarray  # bool, one per fitted point
-    residual_rms: float  # over the inliers
-    residual_median: float  # of |residual| over all points
 
 
 @dataclass
@@ -55,50 +42,6 @@ class MetricAlignment:
             f"inlier RMSE {self.rmse_m:.4g} m, AbsRel {self.abs_rel:.4g} over the inliers, "
             f"{self.abs_rel_all:.4g} over all points"
         )
-
-
-def robust_fit_scale_shift(
-    pred: np.ndarray, target: np.ndarray, iterations: int = 256, refinements: int = 3, seed: int = 0
-) -> RobustFit:
-    """Robust ``(scale, shift)`` for 1-D ``pred`` and ``target``: least median of squares over random two-point
-    fits (deterministic with ``seed``), then least squares on the inliers, ``refinements`` times."""
-    pred, target = np.asarray(pred, np.float64).ravel(), np.asarray(target, np.float64).ravel()
-    n = pred.size
-    if n < 2:
-        raise ValueError(f"cannot fit scale and shift on {n} point(s)")
-    rng = np.random.default_rng(seed)
-    pairs = rng.integers(0, n, size=(iterations, 2))
-    dx = pred[pairs[:, 1]] - pred[pairs[:, 0]]
-    usable = np.abs(dx) > 1e-12 * max(1.0, float(np.abs(pred).max()))
-    best, best_score = fit_scale_shift(pred, target, np.ones(n, bool)), np.inf
-    sample = rng.choice(n, size=min(n, 4096), replace=False)  # score on a subsample: cost independent of n
-    i, j = pairs[usable, 0], pairs[usable, 1]
-    scales = (target[j] - target[i]) / (pred[j] - pred[i])
-    shifts = target[i] - scales * pred[i]
-    for chunk in range(0, scales.size, 64):  # all candidates of a chunk scored at once; the first best wins
-        s, t = scales[chunk : chunk + 64, None], shifts[chunk : chunk + 64, None]
-        scores = np.median(np.abs(s * pred[sample] + t - target[sample]), axis=1)
-        k = int(np.argmin(scores))
-        if scores[k] < best_score:
-            best, best_score = (float(s[k, 0]), float(t[k, 0])), scores[k]
-    scale, shift = best
-    floor = 1e-5 * float(np.median(np.abs(target)))  # float32 inputs: residuals below this are rounding
-    inliers = np.ones(n, bool)
-    for _ in range(refinements):
-        residual = scale * pred + shift - target
-        sigma = 1.4826 * np.median(np.abs(residual))
-        inliers = np.abs(residual) <= max(INLIER_SIGMAS * sigma, floor)
-        if inliers.sum() < 2:
-            break
-        scale, shift = fit_scale_shift(pred, target, inliers)
-    residual = scale * pred + shift - target
-    return RobustFit(
-        float(scale),
-        float(shift),
-        inliers,
-        float(np.sqrt(np.mean(residual[inliers] ** 2))),
-        float(np.median(np.abs(residual))),
-    )
 
 
 def align_to_metric(inverse_depth: np.ndarray, sparse_depth: np.ndarray, seed: int = 0) -> MetricAlignment:

@@ -26,8 +26,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ..alignment import MIN_DISPARITY
-from .alignment import INLIER_SIGMAS, RobustFit, robust_fit_scale_shift
+from ..alignment import INLIER_SIGMAS, MIN_DISPARITY, RobustFit, robust_fit_scale_shift
 
 CORRECTION_GRID = 32  # cells along the long side of the coarse grid the correction is estimated on
 CORRECTION_SIGMA = 2.0  # smoothing of the correction, in grid cells

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .alignment import robust_fit_scale_shift
+from ..alignment import robust_fit_scale_shift
 
 TEMPORAL_MODES = ("flow", "affine", "off")
 FIT_PIXELS = 4096  # pixels per reference frame used by the scale/shift fits

@@ -294,6 +294,7 @@ def predict_video(
     caption: str | None = None,
     max_size: int | str | None = "auto",
     low_memory: bool = False,
+    tiles: str | int = "off",
     overwrite: bool = False,
     model_id: str | None = None,
     progress: bool = True,
@@ -307,7 +308,8 @@ def predict_video(
     (``fps`` for a folder, default 24) divided by ``stride`` so it keeps the input's duration. ``temporal`` is one of
     ``outputs.temporal.TEMPORAL_MODES`` (``window``: frames the affine mode fits to; ``memory``: the longest track
     the flow mode averages). ``caption="auto"`` captions the first frame and conditions every frame on that text.
-    ``on_frame`` is called with each newly predicted frame number (progress reporting). Raises ``VideoReadError``
+    ``on_frame`` is called with each newly predicted frame number (progress reporting). ``tiles``: the pipeline's
+    tiled high-resolution inference per frame. Raises ``VideoReadError``
     for unreadable input and ``outputs.manifest.OutputClashError`` when an output would replace the input or a file
     we did not write.
     """
@@ -341,6 +343,8 @@ def predict_video(
         "source_bytes": sum(p.stat().st_size for p in source),
         "source_frames": len(source),
     }
+    if tiles != "off":
+        settings["tiles"] = tiles
     settings_file = cache / "settings.json"
     if cache.exists() and (
         overwrite or not settings_file.is_file() or json.loads(settings_file.read_text()) != settings
@@ -365,7 +369,7 @@ def predict_video(
                 if text == "auto":
                     text = pipe.captions_for([load_image(rgb)], "auto")[0]
                 raw = pipe(
-                    rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory
+                    rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory, tiles=tiles
                 ).inverse_depth[0]
                 with atomic_path(raw_file) as tmp:
                     np.save(tmp, raw)

@@ -37,6 +37,7 @@ from .image_processor import LoadedImage, PrimeDepthImageProcessor, load_image
 from .metric import MetricPrior, load_prior, metric_depth
 from .output import INVERSE_DEPTH_MEANING, PrimeDepthOutput
 from .precision import fp32_arithmetic, precision_of, resolve_precision
+from .tiling import predict_tiles, resolve_tiles
 from .tiny_random import tiny_random_components
 
 NOISE_MODES = ("sampled", "none")
@@ -465,6 +466,7 @@ class PrimeDepthPipeline:
         focal_px: float | None = None,
         fov: float | None = None,
         metric_correction: bool = False,
+        tiles: str | int = "off",
     ) -> PrimeDepthOutput:
         """Predict affine-invariant inverse depth for one image or a list.
 
@@ -491,6 +493,10 @@ class PrimeDepthPipeline:
             metric depth and its camera; otherwise from EXIF, else the prior's estimate, else 60 degrees.
         metric_correction: let a dense prior bend the map by a smooth low-frequency correction after the global
             scale-and-shift fit (``outputs.metric_fusion``).
+        tiles: ``"off"``, ``"auto"`` or a number of tiles along the long side: above the processing size, tiles at
+            the processing size add detail at the input's resolution on top of the whole-image prediction (see
+            ``primedepth.pipelines.tiling``; ``"auto"`` only for inputs at least 4x the processing size);
+            ``metadata["tiling"]`` has the tile count and seconds per image (None where not tiled).
         """
         if noise not in NOISE_MODES:
             raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
@@ -498,6 +504,8 @@ class PrimeDepthPipeline:
         loaded = [load_image(img) for img in ([images] if single else images)]
         caption, processor = self._caption_and_processor(caption, max_size, match_input_size)
         captions = self.captions_for(loaded, caption)
+        tile_counts = [resolve_tiles(tiles, img.size, max(processor.processing_size(*img.size))) for img in loaded]
+        tiling = [None] * len(loaded)
         depth_maps, seg_maps = [None] * len(loaded), [None] * len(loaded)
         order = sorted(range(len(loaded)), key=lambda i: processor.processing_size(*loaded[i].size))
         batches, current = [], []
@@ -525,7 +533,24 @@ class PrimeDepthPipeline:
                 low_memory=low_memory,
             )
             for j, i in enumerate(batch):
-                depth_maps[i] = processor.postprocess_depth(out.depth[j].float().mean(dim=0), loaded[i].size)
+                depth = out.depth[j].float().mean(dim=0)
+                if tile_counts[i]:
+                    depth_maps[i], tiling[i] = predict_tiles(
+                        self,
+                        loaded[i].pixels,
+                        depth,
+                        tile_counts[i],
+                        context[j : j + 1],
+                        tile=max(processor.processing_size(*loaded[i].size)),
+                        seed=seed if noise == "sampled" else None,
+                        batch_size=batch_size,
+                        attention=attention,
+                        low_memory=low_memory,
+                        output_size=processor.output_size(loaded[i].size),
+                        progress=progress,
+                    )
+                else:
+                    depth_maps[i] = processor.postprocess_depth(depth, loaded[i].size)
                 if segmentation:
                     seg_maps[i] = processor.postprocess_segmentation(out.segmentation[j].float(), loaded[i].size)
             bar.update(len(batch))
@@ -549,6 +574,8 @@ class PrimeDepthPipeline:
         }
         if ensemble_info is not None:
             metadata["ensemble"] = ensemble_info
+        if tiles not in (None, "off"):
+            metadata["tiling"] = tiling
         metric_results = None
         if metric is not None:
             metric_results = self._metric(loaded, depth_maps, metric, focal_px, fov, metric_correction)
