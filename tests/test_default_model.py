@@ -11,7 +11,8 @@ from PIL import Image
 from test_hub import REPO, point_hub_at
 
 from primedepth.cli import main
-from primedepth.pipelines import conversion_cache, hub_weights
+from primedepth.conversion import cache as conversion_cache
+from primedepth.conversion import hub_weights
 
 
 @pytest.fixture(scope="module")
