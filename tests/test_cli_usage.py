@@ -66,6 +66,7 @@ def test_colour_is_a_format_spelling():
 
 @pytest.mark.slow  # over 10 s on the 2-core machine (the video module imports the pipeline)
 def test_video_loads_no_model_when_every_output_exists(tmp_path, monkeypatch):
+    from primedepth.outputs.manifest import OutputManifest
     from primedepth.outputs.video import write_video
     from primedepth.pipelines.pipeline import PrimeDepthPipeline
 
@@ -73,8 +74,10 @@ def test_video_loads_no_model_when_every_output_exists(tmp_path, monkeypatch):
     write_video(clip, (np.full((16, 16, 3), 90, np.uint8) for _ in range(2)), Fraction(5))
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("clip_depth.mp4", "clip_depth.npz"):
-        (out / name).write_bytes(b"done")
+    outputs = [out / "clip_depth.mp4", out / "clip_depth.npz"]
+    OutputManifest(out, inputs=[clip]).claim(outputs)  # outputs are ours only when a run of ours recorded them
+    for path in outputs:
+        path.write_bytes(b"done")
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded although every output exists")
