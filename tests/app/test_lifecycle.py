@@ -53,7 +53,6 @@ def test_results_past_the_age_limit_go_first_then_the_oldest_over_the_size_limit
 
 def test_3d_files_of_large_images_are_built_on_a_bounded_grid(registry, tmp_path, monkeypatch, rgb_image):
     monkeypatch.setattr(app_predict, "MAX_3D_PIXELS", 1000)
-    monkeypatch.setattr(app_predict.subsampled_for_3d, "__defaults__", (1000,))
     Image.fromarray(rgb_image).save(tmp_path / "x.png")  # 93 x 75 = 6975 pixels
     result = predict_image(registry, tmp_path / "x.png", model="tiny-random", workdir=tmp_path, max_pixels=10**6)
     files = {p.suffix: p for p in result.downloads}

@@ -147,16 +147,15 @@ def predict_image(
         store.done(folder)
 
 
-def step_for_3d(height: int, width: int, max_pixels: int = MAX_3D_PIXELS) -> int:
-    """The grid step (every k-th pixel in both directions) that keeps a map within ``max_pixels``."""
-    return max(1, int(np.ceil(np.sqrt(height * width / max_pixels))))
+def step_for_3d(height: int, width: int) -> int:
+    """The grid step (every k-th pixel in both directions) that keeps a map within ``MAX_3D_PIXELS``."""
+    return max(1, int(np.ceil(np.sqrt(height * width / MAX_3D_PIXELS))))
 
 
-def subsampled_for_3d(inverse_depth: np.ndarray, max_pixels: int = MAX_3D_PIXELS) -> np.ndarray:
-    """``inverse_depth`` on a grid of at most ``max_pixels`` (every k-th pixel in both directions, so that no
-    depth is blended across an edge), for the PLY / GLB files."""
-    step = step_for_3d(*inverse_depth.shape, max_pixels)
-    return inverse_depth if step <= 1 else np.ascontiguousarray(inverse_depth[::step, ::step])
+def subsampled_for_3d(values: np.ndarray, step: int) -> np.ndarray:
+    """``values`` on the grid of every ``step``-th pixel in both directions (so that no depth is blended across an
+    edge), for the PLY / GLB files."""
+    return values if step <= 1 else np.ascontiguousarray(values[::step, ::step])
 
 
 def metric_on_grid(result, step: int):
@@ -165,14 +164,13 @@ def metric_on_grid(result, step: int):
     if result is None or step <= 1:
         return result
     fusion = result.fusion
-    grid = {k: np.ascontiguousarray(getattr(fusion, k)[::step, ::step]) for k in ("depth", "residual", "confidence")}
+    grid = {k: subsampled_for_3d(getattr(fusion, k), step) for k in ("depth", "residual", "confidence")}
     if fusion.correction is not None:
-        grid["correction"] = np.ascontiguousarray(fusion.correction[::step, ::step])
+        grid["correction"] = subsampled_for_3d(fusion.correction, step)
     k = result.intrinsics
     camera = replace(k, fx=k.fx / step, fy=k.fy / step, cx=k.cx / step, cy=k.cy / step)
-    return replace(
-        result, fusion=replace(fusion, **grid), prior_depth=result.prior_depth[::step, ::step], intrinsics=camera
-    )
+    prior_depth = subsampled_for_3d(result.prior_depth, step)
+    return replace(result, fusion=replace(fusion, **grid), prior_depth=prior_depth, intrinsics=camera)
 
 
 def _predict_into(
@@ -201,9 +199,10 @@ def _predict_into(
     flat = [f for f in formats if f not in ("ply", "glb")]
     extra, notes = product_writers(flat, inverse_depth, image, options, metric=result, metadata=metadata)
     step = step_for_3d(*inverse_depth.shape)
-    grid = subsampled_for_3d(inverse_depth)
+    grid = subsampled_for_3d(inverse_depth, step)
     extra_3d, notes_3d = product_writers(["ply", "glb"], grid, image, options, metric=metric_on_grid(result, step))
-    notes += notes_3d
+    if result is None:  # with a prior, the flat files' note already states the fit and the camera, at full size
+        notes += notes_3d
     downloads = write_prediction(stem, formats, inverse_depth, product_writers={**extra, **extra_3d})
     if grid.shape != inverse_depth.shape:
         notes.append(f"built on {grid.shape[1]} x {grid.shape[0]} points (at most {MAX_3D_PIXELS:,})")
