@@ -86,6 +86,6 @@ def rgb_image():
 @pytest.fixture(scope="session")
 def tiny_depth_anything(tmp_path_factory):
     """A random-weight Depth Anything (DINOv2 backbone + DPT head) saved like a hub checkpoint."""
-    from evaluation.tiny_peers import save_tiny_depth_anything
+    from helpers.tiny_peers import save_tiny_depth_anything
 
     return save_tiny_depth_anything(tmp_path_factory.mktemp("depth-anything-v2"))

@@ -134,12 +134,12 @@ def test_predict_removes_temps_of_killed_runs(tmp_path, rgb_image):
 
 
 def test_eval_removes_temps_of_killed_runs(tmp_path):
-    from evaluation import fixtures
-    from evaluation.fakes import AffineOfGT
+    from helpers import benchmark_files
+    from helpers.fakes import AffineOfGT
 
     from primedepth.evaluation import DATASETS, evaluate
 
-    fixtures.make_nyu(tmp_path / "data")
+    benchmark_files.make_nyu(tmp_path / "data")
     ds = DATASETS["nyu"](tmp_path / "data", allow_partial=True)
     predictor = AffineOfGT(ds, "disparity")
     run = tmp_path / "out" / "nyu" / predictor.name

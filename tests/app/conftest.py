@@ -9,7 +9,7 @@ import time
 import urllib.request
 
 import pytest
-from launchers import free_port
+from helpers.launchers import free_port
 from PIL import Image
 
 CHROMIUM_FLAGS = [

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 import trimesh
-from launchers import free_port
+from helpers.launchers import free_port
 from PIL import Image
 
 from primedepth.app import predict as app_predict

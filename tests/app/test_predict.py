@@ -108,7 +108,7 @@ def test_metric_toggle_gives_metres_with_the_priors_camera(tmp_path, rgb_image):
     import json
     import math
 
-    from test_metric import FOV_DEG, save_tiny_depth_pro_with_fov
+    from helpers.metric_priors import FOV_DEG, save_tiny_depth_pro_with_fov
 
     from primedepth.pipelines.metric import load_prior
     from primedepth.pipelines.pipeline import PrimeDepthPipeline

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import ray
 from click.testing import CliRunner
+from helpers.input_shards import make_input_shards
 
 from primedepth.cli import main
-
-from .fixtures import make_input_shards
 
 SHARDS = 6
 
@@ -94,14 +93,13 @@ def test_ray_engine_matches_local_and_survives_a_kill(tmp_path, ray_address):
 
 @pytest.mark.slow
 def test_ray_engine_pseudo_labels_like_the_local_engine(tmp_path, ray_address, monkeypatch):
+    from helpers import input_shards
     from ray import cloudpickle
 
     from primedepth.cli import pseudo_label_cmd
 
-    from . import fixtures
-
-    cloudpickle.register_pickle_by_value(fixtures)  # the actors cannot import the tests package
-    monkeypatch.setattr(pseudo_label_cmd, "Labellers", fixtures.TinyRandomLabellers)
+    cloudpickle.register_pickle_by_value(input_shards)  # the actors cannot import the tests package
+    monkeypatch.setattr(pseudo_label_cmd, "Labellers", input_shards.TinyRandomLabellers)
     make_input_shards(tmp_path / "in", shards=3, per_shard=2)
     spec = str(tmp_path / "in" / "{00000..00002}.tar")
     local = CliRunner().invoke(main, ["pseudo-label", spec, str(tmp_path / "local")])

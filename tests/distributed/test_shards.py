@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers.input_shards import TinyRandomLabellers, make_input_shards
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -15,8 +16,6 @@ from primedepth.cli import main
 from primedepth.data.common import DataError
 from primedepth.data.shards import expand_shards, is_shard_spec, read_shard, shard_exists, write_shard
 from primedepth.data.streaming import StreamingShards
-
-from .fixtures import TinyRandomLabellers, make_input_shards
 
 
 def _members(path):

@@ -7,11 +7,10 @@ import textwrap
 
 import pytest
 from click.testing import CliRunner
-from launchers import accelerate_launch
+from helpers import benchmark_files
+from helpers.launchers import accelerate_launch
 
 from primedepth.cli import main
-
-from . import fixtures
 
 KILLABLE_MODEL = textwrap.dedent(
     """
@@ -49,7 +48,7 @@ def run_cli(args, env):
 
 
 def test_eval_killed_half_way_resumes_without_recomputing(tmp_path):
-    fixtures.make_scannet(tmp_path / "data", n=4)
+    benchmark_files.make_scannet(tmp_path / "data", n=4)
     (tmp_path / "killable_model.py").write_text(KILLABLE_MODEL)
     log = tmp_path / "calls.txt"
     env = {
@@ -86,7 +85,7 @@ def test_eval_killed_half_way_resumes_without_recomputing(tmp_path):
 
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_eval_tiny_random_primedepth_writes_outputs_and_resumes(tmp_path):
-    fixtures.make_diode(tmp_path / "data", h=24, w=32)
+    benchmark_files.make_diode(tmp_path / "data", h=24, w=32)
     args = [
         "eval",
         "--dataset",
@@ -117,7 +116,7 @@ def test_eval_tiny_random_primedepth_writes_outputs_and_resumes(tmp_path):
 
 
 def test_eval_errors_are_clear(tmp_path):
-    fixtures.make_nyu(tmp_path / "nyu", n=1)
+    benchmark_files.make_nyu(tmp_path / "nyu", n=1)
     result = CliRunner().invoke(main, ["eval", "--dataset", "nyu", "--data-root", str(tmp_path / "nyu")])
     assert result.exit_code == 1 and "found 1 samples" in result.output and "--allow-partial" in result.output
     result = CliRunner().invoke(
@@ -140,7 +139,7 @@ def test_eval_errors_are_clear(tmp_path):
 @pytest.mark.slow  # over 10 s on the 2-core machine (pytest --durations, -m 'not slow' run)
 def test_accelerate_launch_shards_over_two_processes(tmp_path):
 
-    fixtures.make_scannet(tmp_path / "data", n=4)
+    benchmark_files.make_scannet(tmp_path / "data", n=4)
     (tmp_path / "killable_model.py").write_text(KILLABLE_MODEL)
     env = {
         **os.environ,

@@ -3,12 +3,11 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from helpers import benchmark_files
 from PIL import Image
 
 from primedepth.evaluation.datasets import DATASETS, DatasetConfig, DatasetError
 from primedepth.evaluation.datasets.nuscenes_c import load_scene_list, quaternion_to_matrix
-
-from . import fixtures
 
 PROTOCOL_COUNTS = {
     "nyu": 654,
@@ -38,13 +37,13 @@ def test_protocol_values():
 
 
 def test_count_mismatch_is_a_clear_error(tmp_path):
-    fixtures.make_nyu(tmp_path, n=2)
+    benchmark_files.make_nyu(tmp_path, n=2)
     with pytest.raises(DatasetError, match=r"found 2 samples .* protocol has 654"):
         DATASETS["nyu"](tmp_path)
 
 
 def test_nyu_units_and_eigen_crop(tmp_path):
-    gts = fixtures.make_nyu(tmp_path)
+    gts = benchmark_files.make_nyu(tmp_path)
     ds = DATASETS["nyu"](tmp_path, allow_partial=True)
     assert len(ds) == 3 and ds.partial
     s = ds[0]
@@ -55,7 +54,7 @@ def test_nyu_units_and_eigen_crop(tmp_path):
 
 
 def test_kitti_png_reads_back_in_metres_and_is_cropped(tmp_path):
-    gts = fixtures.make_kitti(tmp_path)
+    gts = benchmark_files.make_kitti(tmp_path)
     ds = DATASETS["kitti"](tmp_path, allow_partial=True)
     assert len(ds) == 2  # the frame without GT is not in the split
     s = ds[1]
@@ -72,7 +71,7 @@ def test_kitti_png_reads_back_in_metres_and_is_cropped(tmp_path):
 
 
 def test_eth3d_raw_float_with_inf_invalid(tmp_path):
-    gts = fixtures.make_eth3d(tmp_path)
+    gts = benchmark_files.make_eth3d(tmp_path)
     ds = DATASETS["eth3d"](tmp_path, allow_partial=True)
     s = ds[0]
     assert not s.valid[:5].any() and s.valid[5:].all()
@@ -80,7 +79,7 @@ def test_eth3d_raw_float_with_inf_invalid(tmp_path):
 
 
 def test_eth3d_wrong_size_names_the_file(tmp_path):
-    fixtures.make_eth3d(tmp_path, n=1)
+    benchmark_files.make_eth3d(tmp_path, n=1)
     ds = DATASETS["eth3d"](tmp_path, allow_partial=True)
     path = tmp_path / ds.entries[0][1]
     path.write_bytes(path.read_bytes()[:-4])
@@ -89,7 +88,7 @@ def test_eth3d_wrong_size_names_the_file(tmp_path):
 
 
 def test_scannet_units(tmp_path):
-    gts = fixtures.make_scannet(tmp_path)
+    gts = benchmark_files.make_scannet(tmp_path)
     ds = DATASETS["scannet"](tmp_path, allow_partial=True)
     s = ds[1]
     np.testing.assert_allclose(s.depth, gts[s.sample_id], rtol=1e-6)
@@ -97,7 +96,7 @@ def test_scannet_units(tmp_path):
 
 
 def test_diode_mask_and_categories(tmp_path):
-    gts = fixtures.make_diode(tmp_path)
+    gts = benchmark_files.make_diode(tmp_path)
     ds = DATASETS["diode"](tmp_path, allow_partial=True)
     assert [ds.category(e) for e in ds.entries] == ["indoors", "outdoor", "outdoor"]
     s = ds[1]
@@ -107,7 +106,7 @@ def test_diode_mask_and_categories(tmp_path):
 
 
 def test_corrupt_png_names_the_file(tmp_path):
-    fixtures.make_scannet(tmp_path, n=1)
+    benchmark_files.make_scannet(tmp_path, n=1)
     ds = DATASETS["scannet"](tmp_path, allow_partial=True)
     (tmp_path / ds.entries[0][1]).write_bytes(b"not a png")
     with pytest.raises(DatasetError, match=ds.entries[0][1]):
@@ -115,7 +114,7 @@ def test_corrupt_png_names_the_file(tmp_path):
 
 
 def test_split_file_in_marigold_format(tmp_path):
-    fixtures.make_scannet(tmp_path, n=2)
+    benchmark_files.make_scannet(tmp_path, n=2)
     ds = DATASETS["scannet"](tmp_path, allow_partial=True)
     split = tmp_path / "list.txt"
     split.write_text(" ".join(ds.entries[1]) + "\n")
@@ -126,13 +125,13 @@ def test_split_file_in_marigold_format(tmp_path):
 
 
 def test_quaternion_matches_camera_convention():
-    r = quaternion_to_matrix(fixtures.EGO_TO_CAMERA_QUATERNION)
+    r = quaternion_to_matrix(benchmark_files.EGO_TO_CAMERA_QUATERNION)
     np.testing.assert_allclose(r, [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], atol=1e-12)
 
 
 def test_nuscenes_projection_categories_and_counts(tmp_path):
-    expected = fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0001": 3, "scene-0002": 2, "scene-0003": 1})
-    scene_list = fixtures.write_scene_list(
+    expected = benchmark_files.make_nuscenes(tmp_path / "nusc", {"scene-0001": 3, "scene-0002": 2, "scene-0003": 1})
+    scene_list = benchmark_files.write_scene_list(
         tmp_path / "scenes.json", {"Night": ["scene-0002"], "Day Rain": ["scene-0001"]}
     )
     ds = DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=scene_list, allow_partial=True)
@@ -171,7 +170,7 @@ def test_packaged_scene_list_is_consistent_with_the_protocol():
 
 
 def test_nuscenes_uses_the_packaged_list_and_skips_absent_scenes_when_partial(tmp_path):
-    fixtures.make_nuscenes(tmp_path, {"scene-0062": 2, "scene-1077": 1, "scene-0001": 1})
+    benchmark_files.make_nuscenes(tmp_path, {"scene-0062": 2, "scene-1077": 1, "scene-0001": 1})
     ds = DATASETS["nuscenes_c"](tmp_path, allow_partial=True)
     assert [ds[i].category for i in range(len(ds))] == ["Day Cloudy", "Day Cloudy", "Night"]  # scene-0001 is not listed
     assert len(ds.missing_scenes) == 85
@@ -182,13 +181,13 @@ def test_nuscenes_uses_the_packaged_list_and_skips_absent_scenes_when_partial(tm
 
 
 def test_nuscenes_frame_counts_are_checked_per_category(tmp_path):
-    fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0062": 2, "scene-1077": 3})
-    good = fixtures.write_packaged_style_scene_list(
+    benchmark_files.make_nuscenes(tmp_path / "nusc", {"scene-0062": 2, "scene-1077": 3})
+    good = benchmark_files.write_packaged_style_scene_list(
         tmp_path / "good.json", [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 3)]
     )
     ds = DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=good)  # complete: no --allow-partial needed
     assert len(ds) == 5 and not ds.partial and ds.config.expected_count == 5
-    bad = fixtures.write_packaged_style_scene_list(
+    bad = benchmark_files.write_packaged_style_scene_list(
         tmp_path / "bad.json", [("Day Cloudy", ["scene-0062"], 2), ("Night", ["scene-1077"], 4)]
     )
     with pytest.raises(DatasetError, match=r"per category differ .*bad.json: Night 3 \(expected 4\)"):
@@ -197,13 +196,13 @@ def test_nuscenes_frame_counts_are_checked_per_category(tmp_path):
 
 
 def test_scene_in_two_categories_is_an_error(tmp_path):
-    path = fixtures.write_scene_list(tmp_path / "s.json", {"Night": ["scene-1077"], "Day Rain": ["scene-1077"]})
+    path = benchmark_files.write_scene_list(tmp_path / "s.json", {"Night": ["scene-1077"], "Day Rain": ["scene-1077"]})
     with pytest.raises(DatasetError, match="scene-1077 is listed under both Night and Day Rain"):
         load_scene_list(path)
 
 
 def test_rabbitai_pairs_images_with_ground_truth_by_name(tmp_path):
-    gts = fixtures.make_rabbitai(tmp_path)
+    gts = benchmark_files.make_rabbitai(tmp_path)
     ds = DATASETS["rabbitai"](tmp_path, allow_partial=True)
     assert [e[0] for e in ds.entries] == sorted(gts)
     assert ds.entries[0][1] == "train/alley/proj_depth/groundtruth/image_01/0000.png"
@@ -216,7 +215,7 @@ def test_rabbitai_pairs_images_with_ground_truth_by_name(tmp_path):
 
 
 def test_rabbitai_layout_mismatch_says_what_was_expected(tmp_path):
-    fixtures.make_rabbitai(tmp_path, scenes=("alley",), per_scene=1)
+    benchmark_files.make_rabbitai(tmp_path, scenes=("alley",), per_scene=1)
     gt = tmp_path / "train/alley/proj_depth/groundtruth/image_01/0000.png"
     gt.rename(gt.with_name("0000_depth.png"))
     with pytest.raises(DatasetError) as err:
@@ -228,7 +227,7 @@ def test_rabbitai_layout_mismatch_says_what_was_expected(tmp_path):
 
 
 def test_nuscenes_custom_list_missing_scene_is_named(tmp_path):
-    fixtures.make_nuscenes(tmp_path / "nusc", {"scene-0001": 1})
-    scene_list = fixtures.write_scene_list(tmp_path / "s.json", {"Night": ["scene-0001", "scene-0999"]})
+    benchmark_files.make_nuscenes(tmp_path / "nusc", {"scene-0001": 1})
+    scene_list = benchmark_files.write_scene_list(tmp_path / "s.json", {"Night": ["scene-0001", "scene-0999"]})
     with pytest.raises(DatasetError, match="s.json: scene-0999"):
         DATASETS["nuscenes_c"](tmp_path / "nusc", scene_list=scene_list)

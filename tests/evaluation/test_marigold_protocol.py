@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers.benchmark_files import smooth_depth
 from PIL import Image
 
 from primedepth.alignment import fit_subsample_columns
@@ -23,8 +24,6 @@ from primedepth.evaluation import DATASETS, Predictor, SavedPredictor, evaluate
 from primedepth.evaluation.datasets import DatasetConfig
 from primedepth.evaluation.peers import MARIGOLD_FORMATS, MarigoldPredictor
 from primedepth.evaluation.predictors import marigold_prediction_path
-
-from .fixtures import smooth_depth
 
 # -- Marigold's rules, re-implemented ---------------------------------------------------------------------------
 

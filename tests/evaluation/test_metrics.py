@@ -2,11 +2,10 @@ import math
 
 import numpy as np
 import pytest
+from helpers.benchmark_files import smooth_depth
 
 from primedepth.alignment import align_to_depth, fit_scale_shift
 from primedepth.evaluation.metrics import compute_metrics
-
-from .fixtures import smooth_depth
 
 
 def test_hand_computed_values():

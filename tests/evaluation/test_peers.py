@@ -1,9 +1,8 @@
 import numpy as np
 import pytest
+from helpers import benchmark_files
 
 from primedepth.evaluation import DATASETS, DepthAnythingV2Predictor, MarigoldPredictor, WeightsNotFoundError, evaluate
-
-from . import fixtures
 
 
 def test_depth_anything_adapter_runs_through_the_harness(tiny_depth_anything, tmp_path):
@@ -11,7 +10,7 @@ def test_depth_anything_adapter_runs_through_the_harness(tiny_depth_anything, tm
     assert (model.name, model.space) == ("depth-anything-v2", "disparity")
     pred = model.predict("x", np.zeros((30, 50, 3), np.uint8))
     assert pred.shape == (30, 50) and pred.dtype == np.float32
-    fixtures.make_scannet(tmp_path / "data")
+    benchmark_files.make_scannet(tmp_path / "data")
     summary = evaluate(DATASETS["scannet"](tmp_path / "data", allow_partial=True), model, tmp_path / "out")
     assert summary["samples"] == 2 and 0 <= summary["metrics"]["delta1"] <= 1
 
@@ -36,7 +35,7 @@ def test_marigold_settings_are_the_protocols():
 @pytest.mark.slow  # 150 denoising steps of the tiny UNet: over 10 s on the 2-core machine under load
 def test_marigold_v1_0_ensembles_its_members(tmp_path):
     """The v1-0 protocol averages an ensemble (diffusers aligns the members with scipy, a dependency for that)."""
-    from . import tiny_peers
+    from helpers import tiny_peers
 
     path = tiny_peers.save_tiny_marigold(tmp_path / "mg")
     rgb = (np.mgrid[0:24, 0:40, 0:3].sum(0) * 9 % 256).astype(np.uint8)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import benchmark_files, tiny_peers
 from PIL import Image
 
 from primedepth.evaluation import DATASETS, WeightsNotFoundError, evaluate
@@ -13,8 +14,6 @@ from primedepth.evaluation.peers import (
     DepthProPredictor,
     MarigoldPredictor,
 )
-
-from . import fixtures, tiny_peers
 
 RGB = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
 
@@ -109,7 +108,7 @@ def test_e2e_ft_is_one_step_from_a_zero_latent(checkpoints):
 
 
 def test_peers_run_through_the_harness(checkpoints, tmp_path):
-    fixtures.make_scannet(tmp_path / "data")
+    benchmark_files.make_scannet(tmp_path / "data")
     dataset = DATASETS["scannet"](tmp_path / "data", allow_partial=True)
     for kind in ("depth-pro", "marigold-lcm"):
         summary = evaluate(dataset, PEERS[kind](checkpoints[kind], device="cpu"), tmp_path / "out")

@@ -3,10 +3,9 @@
 import json
 
 from click.testing import CliRunner
+from helpers import benchmark_files
 
 from primedepth.cli import main
-
-from . import fixtures
 
 
 def _eval(tmp_path, *extra):
@@ -15,7 +14,7 @@ def _eval(tmp_path, *extra):
 
 
 def test_resume_with_another_seed_is_refused_and_names_the_file(tmp_path, one_thread):
-    fixtures.make_scannet(tmp_path / "data", n=2)
+    benchmark_files.make_scannet(tmp_path / "data", n=2)
     first = _eval(tmp_path, "--seed", "0")
     assert first.exit_code == 0, first.output
     run = tmp_path / "out/scannet/primedepth-tiny-random"

@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
+from helpers import benchmark_files
+from helpers.fakes import AffineOfGT, Constant
 
 from primedepth.evaluation import DATASETS, EnsemblePredictor, SavedPredictor, evaluate, write_oracle_run
 from primedepth.evaluation.runner import FIELDS, Processes
 from primedepth.utils.atomic import is_our_temp
-
-from . import fixtures
-from .fakes import AffineOfGT, Constant
 
 
 def rows_of(path):
@@ -23,17 +22,17 @@ def no_temp_files(root):
 
 def build(name, root, tmp_path):
     if name == "nuscenes_c":
-        fixtures.make_nuscenes(root, {"scene-0001": 2, "scene-0002": 2})
-        scenes = fixtures.write_scene_list(
+        benchmark_files.make_nuscenes(root, {"scene-0001": 2, "scene-0002": 2})
+        scenes = benchmark_files.write_scene_list(
             tmp_path / "scenes.json", {"Day Sunny": ["scene-0001"], "Night Dark": ["scene-0002"]}
         )
         return DATASETS[name](root, scene_list=scenes, allow_partial=True)
     {
-        "nyu": fixtures.make_nyu,
-        "kitti": fixtures.make_kitti,
-        "eth3d": fixtures.make_eth3d,
-        "scannet": fixtures.make_scannet,
-        "diode": fixtures.make_diode,
+        "nyu": benchmark_files.make_nyu,
+        "kitti": benchmark_files.make_kitti,
+        "eth3d": benchmark_files.make_eth3d,
+        "scannet": benchmark_files.make_scannet,
+        "diode": benchmark_files.make_diode,
     }[name](root)
     return DATASETS[name](root, allow_partial=True)
 

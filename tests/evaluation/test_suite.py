@@ -4,11 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from launchers import accelerate_launch
+from helpers import benchmark_files, fakes
+from helpers.launchers import accelerate_launch
 
 from primedepth.evaluation.suite import average_ranks, load_suite, run_suite
-
-from . import fakes, fixtures
 
 
 def published_table(suite):
@@ -105,18 +104,18 @@ SUITE_SCENES = {"scene-0062": 2, "scene-0039": 1, "scene-0441": 1, "scene-1077":
 def make_table2_data(root):
     """Fixture datasets of Table 2 in their real layouts under ``root/<dataset>``; nuScenes-C with real scene names,
     one or two per category."""
-    fixtures.make_kitti(root / "kitti", n=1)
-    fixtures.make_nyu(root / "nyu", n=1)
-    fixtures.make_eth3d(root / "eth3d", n=2)
-    fixtures.make_rabbitai(root / "rabbitai")
-    fixtures.make_nuscenes(root / "nuscenes_c", SUITE_SCENES)
+    benchmark_files.make_kitti(root / "kitti", n=1)
+    benchmark_files.make_nyu(root / "nyu", n=1)
+    benchmark_files.make_eth3d(root / "eth3d", n=2)
+    benchmark_files.make_rabbitai(root / "rabbitai")
+    benchmark_files.make_nuscenes(root / "nuscenes_c", SUITE_SCENES)
 
 
 def test_suite_table_2_with_fakes_ranks_resumes_and_reports_a_missing_dataset(tmp_path):
     data = tmp_path / "data"
-    fixtures.make_eth3d(data / "eth3d", n=2)
-    fixtures.make_rabbitai(data / "rabbitai")
-    fixtures.make_nuscenes(data / "nuscenes_c", SUITE_SCENES)
+    benchmark_files.make_eth3d(data / "eth3d", n=2)
+    benchmark_files.make_rabbitai(data / "rabbitai")
+    benchmark_files.make_nuscenes(data / "nuscenes_c", SUITE_SCENES)
     roots = {d: data / d for d in ("kitti", "nyu", "eth3d", "rabbitai", "nuscenes_c")}  # kitti, nyu absent
     calls = []
 
@@ -215,10 +214,9 @@ def hand_ranks(rows, ranked, columns):
 @pytest.mark.slow
 def test_cli_paper_table2_with_a_tiny_random_model_two_peers_and_a_perfect_fake(tmp_path):
     from click.testing import CliRunner
+    from helpers import tiny_peers
 
     from primedepth.cli import main
-
-    from . import tiny_peers
 
     data = tmp_path / "data"
     make_table2_data(data)
@@ -298,8 +296,8 @@ def test_cli_paper_table3_reports_a_missing_dataset_and_an_error_without_stoppin
     from primedepth.cli import main
 
     data = tmp_path / "data"
-    fixtures.make_rabbitai(data / "rabbitai")
-    fixtures.make_nuscenes(data / "nuscenes_c", {"scene-0062": 1, "scene-1110": 1})
+    benchmark_files.make_rabbitai(data / "rabbitai")
+    benchmark_files.make_nuscenes(data / "nuscenes_c", {"scene-0062": 1, "scene-1110": 1})
     out = tmp_path / "out"
     args = [
         "eval",
@@ -341,8 +339,8 @@ def test_suite_shards_over_two_processes_like_single_runs(tmp_path):
     import subprocess
 
     data = tmp_path / "data"
-    fixtures.make_rabbitai(data / "rabbitai")
-    fixtures.make_nuscenes(data / "nuscenes_c", {"scene-0062": 2, "scene-1077": 2})
+    benchmark_files.make_rabbitai(data / "rabbitai")
+    benchmark_files.make_nuscenes(data / "nuscenes_c", {"scene-0062": 2, "scene-1077": 2})
     # the folder that `fakes.__name__` imports from (the repository or tests/, depending on the rootdir)
     importable = Path(fakes.__file__).resolve().parents[fakes.__name__.count(".")]
     env = {**os.environ, "PYTHONPATH": f"{importable}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from launchers import accelerate_launch, free_port
+from helpers.launchers import accelerate_launch, free_port
 from safetensors.torch import load_file
 
 from primedepth.training.config import load_config

@@ -5,8 +5,8 @@ import re
 
 import pytest
 import torch
+from helpers.hub import tiny_clip_repo
 from safetensors.torch import load_file, save_file
-from test_hub import tiny_clip_repo
 from transformers import CLIPTextModel
 
 from primedepth.models.frozen.text_encoder import load_text_tower
@@ -50,8 +50,8 @@ def test_a_tower_missing_a_text_weight_is_refused(tmp_path):
 
 def test_hub_failures_name_the_endpoint_in_use_and_no_advice_that_does_not_apply(monkeypatch, tmp_path):
     """With HF_ENDPOINT at a hub that lacks the repo, and with HF_HUB_OFFLINE=1: no public hub URL, no token hint."""
-    from hub_server import HubServer
-    from test_hub import point_hub_at
+    from helpers.hub import point_hub_at
+    from helpers.hub_server import HubServer
 
     from primedepth.models.frozen.text_encoder import load_clip_tokenizer
     from primedepth.pipelines.captioning import Blip2Captioner, CaptionModelUnavailableError

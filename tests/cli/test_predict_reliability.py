@@ -85,7 +85,7 @@ def test_full_disk_stops_with_one_error_a_summary_and_exit_3(tmp_path, rgb_image
 def test_readme_documents_the_exit_codes():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "Exit code: 0 = every image written or skipped, 1 = some inputs failed, 2 = usage or model error" in readme
     assert "3 = an output could not be written" in readme
 

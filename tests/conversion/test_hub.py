@@ -1,5 +1,6 @@
-"""Official checkpoints by hub id, through the real ``huggingface_hub`` client and a loopback hub (tests/hub_server.py):
-listing, download + resume, config inference, conversion cache, offline runs, and one clear line for each failure."""
+"""Official checkpoints by hub id, through the real ``huggingface_hub`` client and a loopback hub
+(helpers/hub_server.py): listing, download + resume, config inference, conversion cache, offline runs, and one clear
+line for each failure."""
 
 import argparse
 import json
@@ -8,12 +9,12 @@ import subprocess
 import sys
 import time
 
-import huggingface_hub
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hub_server import HubServer
+from helpers.hub import REPO, point_hub_at, tiny_clip_repo
+from helpers.hub_server import HubServer
 from PIL import Image
 
 from primedepth.cli import main
@@ -22,33 +23,6 @@ from primedepth.conversion.config_inference import ConfigInferenceError, infer_o
 from primedepth.conversion.loading import WeightsNotFoundError
 from primedepth.conversion.official_config import FULL_OFFICIAL_CONFIG
 from primedepth.models.frozen.text_encoder import DEFAULT_TEXT_ENCODER, byte_level_tokenizer
-from primedepth.utils import hub as hub_probe
-
-REPO = "CVL-Heidelberg/PrimeDepth"
-
-
-def tiny_clip_repo(folder, width):
-    """A full transformers ``CLIPModel`` (like laion/CLIP-ViT-H-14-laion2B-s32B-b79K) with the byte tokenizer."""
-    from transformers import CLIPConfig, CLIPModel
-
-    torch.manual_seed(width)
-    text = dict(
-        vocab_size=514,
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        bos_token_id=512,
-        eos_token_id=513,
-        pad_token_id=0,
-    )
-    vision = dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
-    )
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
-    byte_level_tokenizer().save_pretrained(folder)
-    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +50,6 @@ def online(hub, monkeypatch, tmp_path):
     monkeypatch.setenv("PRIMEDEPTH_CACHE", str(tmp_path / "pd-cache"))
     monkeypatch.delenv("PRIMEDEPTH_MODEL", raising=False)
     return tmp_path / "hf-cache"
-
-
-def point_hub_at(monkeypatch, url, offline=False):
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
-    monkeypatch.setattr(
-        huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
-    )
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
-    monkeypatch.setattr(hub_probe, "_probes", {})
 
 
 def image(tmp_path, rgb_image):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 from click.testing import CliRunner
-from evaluation import fixtures, tiny_peers
+from helpers import benchmark_files, tiny_peers
 from PIL import Image
 
 from primedepth.cli import main
@@ -66,7 +66,7 @@ def test_eval_peer(kind, hostile_depth_anything, tmp_path):
     else:
         folder, marker = hostile_depth_anything
         file = folder / "pytorch_model.bin"
-    fixtures.make_scannet(tmp_path / "data", n=1)
+    benchmark_files.make_scannet(tmp_path / "data", n=1)
     args = ["eval", "--dataset", "scannet", "--data-root", str(tmp_path / "data"), "--output", str(tmp_path / "out")]
     result = CliRunner().invoke(main, [*args, "--model", f"{kind}={folder}", "--allow-partial"])
     _refused(result, file)

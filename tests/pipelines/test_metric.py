@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_hub import point_hub_at
+from helpers.hub import point_hub_at
+from helpers.metric_priors import FOV_DEG, hub_files, save_tiny_depth_pro_with_fov, save_tiny_metric_depth_anything
 
 from primedepth.licences import LICENCES, NonCommercialError, check_commercial, licence_line
 from primedepth.pipelines.depth_anything import DepthAnything
@@ -18,41 +19,6 @@ from primedepth.pipelines.metric import (
     metric_depth,
     parse_prior,
 )
-
-FOV_DEG = 55.0
-
-
-def hub_files(folder):
-    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
-
-
-def save_tiny_depth_pro_with_fov(path, fov=FOV_DEG):
-    """The tiny random Depth Pro of the evaluation tests, its FoV head answering ``fov`` degrees for any image."""
-    from evaluation.tiny_peers import save_tiny_depth_pro
-    from transformers import DepthProForDepthEstimation
-
-    save_tiny_depth_pro(path)
-    model = DepthProForDepthEstimation.from_pretrained(path)
-    last = model.fov_model.head.layers[-1]
-    with torch.no_grad():
-        last.weight.zero_()
-        last.bias.fill_(fov)
-    model.save_pretrained(path)
-    return path
-
-
-def save_tiny_metric_depth_anything(path, max_depth=20, kind="metric"):
-    """A random Depth Anything V2 metric model (as the -hf metric checkpoints: depth_estimation_type "metric")."""
-    from evaluation.tiny_peers import save_tiny_depth_anything
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
-
-    save_tiny_depth_anything(path)
-    config = DepthAnythingConfig.from_pretrained(path)
-    config.depth_estimation_type, config.max_depth = kind, max_depth
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        DepthAnythingForDepthEstimation(config).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +82,7 @@ def test_depth_anything_metric_prior(tiny_da_metric, tiny_depth_anything, rgb_im
 
 
 def test_priors_load_from_the_hub_and_then_offline(tiny_depth_pro, tiny_da_metric, monkeypatch, tmp_path, rgb_image):
-    from hub_server import HubServer
+    from helpers.hub_server import HubServer
 
     with HubServer() as hub:
         hub.add_repo("apple/DepthPro-hf", hub_files(tiny_depth_pro))

@@ -1,14 +1,14 @@
 """One default-model policy for every entry point: a default that cannot be loaded falls back to PrimeDepth-mini with
 one note (also on later runs, also offline), a named model that cannot be loaded says how to try the embedded one,
-and the web app offers what ``predict`` would pick. Hub access goes to the loopback hub (tests/hub_server.py)."""
+and the web app offers what ``predict`` would pick. Hub access goes to the loopback hub (helpers/hub_server.py)."""
 
 import json
 
 import pytest
 from click.testing import CliRunner
-from hub_server import HubServer
+from helpers.hub import REPO, point_hub_at
+from helpers.hub_server import HubServer
 from PIL import Image
-from test_hub import REPO, point_hub_at
 
 from primedepth.cli import main
 from primedepth.conversion import cache as conversion_cache

@@ -7,7 +7,7 @@ import os
 import click
 import pytest
 from click.testing import CliRunner
-from evaluation import fixtures
+from helpers import benchmark_files
 
 from primedepth.cli import main
 from primedepth.cli.errors import output_error, reported_errors
@@ -28,7 +28,7 @@ def _disk(failure):
 
 @pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EROFS])
 def test_eval_on_a_full_or_read_only_disk(tmp_path, monkeypatch, failure, one_thread):
-    fixtures.make_scannet(tmp_path / "data", n=2)
+    benchmark_files.make_scannet(tmp_path / "data", n=2)
     monkeypatch.setattr(os, "fsync", _disk(failure))
     out = tmp_path / "out"
     args = ["eval", "--dataset", "scannet", "--data-root", str(tmp_path / "data"), "--output", str(out)]
