@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import loopback_only
 
 # "auto" precision means fp32 in the tests (subprocesses included), so results compare across machines whatever
 # their bf16 speed; tests of the auto choice itself remove this.
@@ -11,6 +12,7 @@ os.environ["PRIMEDEPTH_AUTO_PRECISION"] = "fp32"
 # Ray on loopback only: a local, single-machine Ray (node address 127.0.0.1, every server bound to it) in the tests
 # and the processes they start; read when ray is imported, so set before any test module imports it.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+loopback_only.install()
 
 REFERENCE = Path(os.environ.get("PRIMEDEPTH_REFERENCE", Path(__file__).resolve().parent / "reference"))
 
@@ -29,6 +31,11 @@ def check_reference(folder: Path) -> list[str]:
         elif hashlib.sha256(file.read_bytes()).hexdigest() != digest:
             problems.append(f"{file}: SHA-256 differs from SHA256SUMS")
     return problems
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    loopback_only.check_after_test()
 
 
 @pytest.fixture(scope="session")
