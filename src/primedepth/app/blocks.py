@@ -45,6 +45,12 @@ def undecoded_upload(image: gr.Image) -> gr.Image:
     return image
 
 
+def optional_checkbox(model, elem_id: str, label: str) -> gr.Checkbox:
+    """An unticked checkbox for a model the server may not have loaded (the ensemble member, the metric prior):
+    shown only when ``model`` is there."""
+    return gr.Checkbox(False, visible=model is not None, elem_id=elem_id, label=label)
+
+
 def page_error(err: Exception) -> gr.Error:
     return gr.Error(str(err), duration=None, print_exception=False)
 
@@ -159,19 +165,17 @@ def build_app(
                     f"{default.default_max_size} for {default.name})",
                 )
                 member = registry.ensemble_member
-                ensemble = gr.Checkbox(
-                    False,
-                    visible=member is not None,
-                    elem_id="ensemble",
-                    label=f"Average with {member.name if member else 'Depth Anything'} "
+                ensemble = optional_checkbox(
+                    member,
+                    "ensemble",
+                    f"Average with {member.name if member else 'Depth Anything'} "
                     "(the paper's best method: both maps normalised, then averaged)",
                 )
                 prior = registry.metric_prior
-                metric = gr.Checkbox(
-                    False,
-                    visible=prior is not None,
-                    elem_id="metric",
-                    label=f"Metres: fuse with {prior.name if prior else 'a metric prior'} (its scale and camera, "
+                metric = optional_checkbox(
+                    prior,
+                    "metric",
+                    f"Metres: fuse with {prior.name if prior else 'a metric prior'} (its scale and camera, "
                     "PrimeDepth's detail; replaces the assumed range below)",
                 )
                 tiles = gr.Dropdown(
