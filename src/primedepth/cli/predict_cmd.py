@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
+from ..outputs.formats import MAP_FORMATS  # written for each ensemble member with --save-members
 from . import options as opt
 from .model_loading import load_command_pipeline, prepare_for_inference
 from .shard_runner import shard_options
 from .usage import check_before_loading, formats_callback
 
-MAP_FORMATS = ("npy", "png16", "color")  # formats written for each ensemble member with --save-members
 # Exit codes: every image done (or skipped) / some inputs failed / bad usage or model / an output could not be written.
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..outputs.formats import FRAME_FORMATS
 from . import options as opt
 from .errors import fail_for, reported_errors
 from .model_loading import load_command_pipeline, prepare_for_inference
@@ -46,7 +47,7 @@ from .usage import check_before_loading
     "--frames",
     "frame_format",
     default="none",
-    type=click.Choice(["none", "png16", "exr", "tiff"]),
+    type=click.Choice(["none", *FRAME_FORMATS]),
     show_default=True,
     help="Also write a frame sequence in NAME_frames/: 16-bit PNG (one value range per clip), float EXR or TIFF.",
 )

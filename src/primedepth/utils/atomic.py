@@ -59,6 +59,15 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, text.encode())
 
 
+def atomic_save_npy(path: str | Path, array) -> None:
+    """Write ``array`` as ``.npy`` to ``path`` atomically, streamed to the temporary file (no in-memory copy of a
+    large map; the name is kept as given, numpy adds no suffix)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder next to ``path`` (created with the process's umask, like ``mkdir``); on
