@@ -14,6 +14,12 @@ def cache_root() -> Path:
     return Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
 
 
+# The noise of the single step: "sampled" (the authors' pipeline: drawn from the seed) or "none" (no noise added).
+NOISE_MODES = ("sampled", "none")
+
+# Said with every result of the tiny-random model (the command line's model line, the app's result label).
+TINY_RANDOM_CAVEAT = "random weights: a smoke test, its depth is meaningless"
+
 # The captioner of the authors' pipeline (BLIP-2 OPT-2.7b).
 DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
 

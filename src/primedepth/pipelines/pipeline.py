@@ -11,7 +11,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from ..constants import DEFAULT_CAPTIONER
+from ..constants import DEFAULT_CAPTIONER, NOISE_MODES
 from ..conversion.hub_weights import resolve_model
 from ..conversion.loading import MODEL_INDEX
 from ..conversion.model_folder import (
@@ -40,7 +40,6 @@ from .precision import fp32_arithmetic, precision_of, resolve_precision
 from .tiling import predict_tiles, resolve_tiles
 from .tiny_random import tiny_random_components
 
-NOISE_MODES = ("sampled", "none")
 ATTENTION_MODES = ("pooled", "naive")
 
 
