@@ -7,6 +7,8 @@ from pathlib import Path
 
 # Stable Diffusion 2.x latent scaling (the VAE latent is multiplied by it before the UNet).
 SD_LATENT_SCALE = 0.18215
+# Stable Diffusion 2.x's noise schedule: diffusers' "scaled_linear" (betas linear in sqrt(beta)) over 1000 steps.
+SD_NOISE_SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000}
 
 
 def cache_root() -> Path:
