@@ -108,15 +108,9 @@ class Labellers:
         return m
 
     def depth(self, image):
-        import torch
-        import torch.nn.functional as F
+        from ..pipelines.depth_anything import predict_inverse_depth
 
-        proc, model = self._load("depth")
-        inputs = proc(images=image, return_tensors="pt").to(self.device)
-        with torch.no_grad():
-            pred = model(**inputs).predicted_depth
-        pred = F.interpolate(pred[:, None].float(), size=(image.height, image.width), mode="bicubic")[0, 0]
-        return pred.cpu().numpy()
+        return predict_inverse_depth(*self._load("depth"), image)
 
     def segmentation(self, image):
         import torch

@@ -21,14 +21,8 @@ import torch
 from PIL import Image
 
 from ..conversion.model_folder import check_library_folder
+from ..pipelines.depth_anything import predict_inverse_depth, upsample
 from .predictors import Predictor, _device, _generator, _require_dir
-
-
-def _upsample(pred: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
-    """A ``[1, h, w]`` (or ``[h, w]``) prediction, bilinearly resized to ``shape``, as float32 numpy."""
-    out = pred.reshape(1, 1, *pred.shape[-2:]).float()
-    out = torch.nn.functional.interpolate(out, size=tuple(shape), mode="bilinear", align_corners=False)
-    return out[0, 0].cpu().numpy()
 
 
 class DepthAnythingV1Predictor(Predictor):
@@ -47,10 +41,8 @@ class DepthAnythingV1Predictor(Predictor):
         self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         self.model = DepthAnythingForDepthEstimation.from_pretrained(path, local_files_only=True).to(self.device).eval()
 
-    @torch.no_grad()
     def predict(self, sample_id, rgb):
-        inputs = self.processor(images=rgb, return_tensors="pt").to(self.device)
-        return _upsample(self.model(**inputs).predicted_depth, rgb.shape[:2])
+        return predict_inverse_depth(self.processor, self.model, rgb)
 
 
 class DepthProPredictor(Predictor):
@@ -84,7 +76,7 @@ class DepthProPredictor(Predictor):
     @torch.no_grad()
     def predict(self, sample_id, rgb):
         out = self.model(pixel_values=self.pixel_values(rgb).to(self.device)).predicted_depth
-        return _upsample(out, rgb.shape[:2])
+        return upsample(out, rgb.shape[:2])
 
 
 @dataclass(frozen=True)
