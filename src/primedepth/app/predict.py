@@ -239,5 +239,5 @@ def _predict_into(
         label += f"\n\n3D view skipped: over {MAX_VIEW_PIXELS:,} pixels (the PLY/GLB downloads are complete)"
     if choice.caveat:
         label += f"\n\n_{choice.caveat}_"
-    rgb = (image.pixels.permute(1, 2, 0) * 255).round().byte().numpy()
+    rgb = image.rgb()
     return ImageResult(output_path(stem, "color"), downloads, label, rgb, view)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ..utils.images import uint8_rgb
 from ..utils.memory import available_memory
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # allow large photos; a true decompression bomb still fails clearly
@@ -45,8 +46,12 @@ class LoadedImage:
     def size(self) -> tuple[int, int]:
         return tuple(self.pixels.shape[-2:])
 
+    def rgb(self) -> np.ndarray:
+        """The image as H x W x 3 uint8 (what the ensemble member, the metric priors and the captioner read)."""
+        return uint8_rgb(self.pixels)
+
     def content_hash(self) -> str:
-        data = (self.pixels * 255).round().to(torch.uint8).numpy().tobytes()
+        data = np.ascontiguousarray(self.rgb().transpose(2, 0, 1)).tobytes()  # channels first, as the cache keys
         return hashlib.sha256(data + str(self.size).encode()).hexdigest()
 
 

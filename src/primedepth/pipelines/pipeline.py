@@ -589,10 +589,7 @@ class PrimeDepthPipeline:
             if member not in self._ensemble_members:
                 self._ensemble_members[member] = DepthAnything.from_spec(member, device=self.device)
             member = self._ensemble_members[member]
-        others = [
-            member.predict((img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), d.shape)
-            for img, d in zip(images, depth_maps)
-        ]
+        others = [member.predict(img.rgb(), d.shape) for img, d in zip(images, depth_maps)]
         combined = [average_normalised([d, o]) for d, o in zip(depth_maps, others)]
         info = {
             "members": {"primedepth": "this pipeline", member.name: member.source},
@@ -610,7 +607,7 @@ class PrimeDepthPipeline:
         return [
             metric_depth(
                 d,
-                (img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(),
+                img.rgb(),
                 prior,
                 focal_px=focal_px,
                 fov_deg=fov,
