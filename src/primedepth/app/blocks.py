@@ -125,7 +125,8 @@ def build_app(
         )
 
     def model_defaults(model):
-        return gr.update(value=registry.choice(model).default_caption)
+        choice = registry.choice(model)
+        return gr.update(value=choice.default_caption), gr.update(value=choice.default_max_size)
 
     with gr.Blocks(title="PrimeDepth", analytics_enabled=False, delete_cache=upload_cache_policy(workdir)) as app:
         gr.Markdown(
@@ -158,11 +159,11 @@ def build_app(
                 max_size = gr.Slider(
                     0,
                     MAX_PROCESSING_SIZE,
-                    value=0,
+                    value=default.default_max_size,
                     step=8,
                     elem_id="max-size",
-                    label="Processing size, long side in px (0 = the model's own: "
-                    f"{default.default_max_size} for {default.name})",
+                    label="Processing size, long side in px (starts at the model's own; 0 = the input's size, "
+                    "as --max-size 0)",
                 )
                 member = registry.ensemble_member
                 ensemble = optional_checkbox(
@@ -263,7 +264,7 @@ def build_app(
                 video_downloads = gr.File(
                     label="Downloads", file_count="multiple", interactive=False, elem_id="video-downloads"
                 )
-        model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
+        model.change(model_defaults, inputs=model, outputs=[caption_mode, max_size], api_name=False, queue=False)
         caption_mode.change(
             lambda mode: gr.update(visible=mode == "text"),
             inputs=caption_mode,

@@ -153,7 +153,7 @@ def command(
     from ..outputs.products import OutputOptions, product_writers
     from ..outputs.writers import FORMATS, output_paths, write_prediction
     from ..pipelines.depth_anything import DepthAnything
-    from ..pipelines.image_processor import ImageLoadError, load_image
+    from ..pipelines.image_processor import ImageLoadError, load_image, max_size_setting
     from ..pipelines.metric import load_prior, parse_prior
     from ..pipelines.pipeline import DeviceUnavailableError
     from ..pipelines.tiling import AUTO_MIN_RATIO
@@ -184,7 +184,7 @@ def command(
         products.check(fmt_list)
     except (ValueError, ImportError) as err:
         raise click.UsageError(str(err)) from None
-    max_size = "auto" if max_size is None else (max_size or None)  # "auto": the model's setting
+    max_size = max_size_setting(max_size)
     options = dict(
         caption=caption,
         seed=seed,

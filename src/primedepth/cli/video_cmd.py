@@ -106,6 +106,7 @@ def command(
     from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.temporal import require_cv2
     from ..outputs.video import VideoReadError, distinct_names, output_paths, predict_video, require_av
+    from ..pipelines.image_processor import max_size_setting
     from ..pipelines.pipeline import DeviceUnavailableError
 
     try:
@@ -161,7 +162,7 @@ def command(
                 seed=seed,
                 noise=noise,
                 caption=caption,
-                max_size="auto" if max_size is None else (max_size or None),
+                max_size=max_size_setting(max_size),
                 low_memory=low_memory,
                 tiles=tiles,
                 overwrite=overwrite,

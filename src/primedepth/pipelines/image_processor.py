@@ -161,6 +161,14 @@ def load_image(image, name: str | None = None) -> LoadedImage:
     return LoadedImage(pixels, source)
 
 
+def max_size_setting(max_size: int | None) -> int | str | None:
+    """The pipeline's ``max_size`` for the processing size a user gave (``primedepth predict --max-size``, the
+    app's slider): none given -> the model's own (``"auto"``), 0 -> the input's size (``None``), n -> long side n."""
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"processing size must be 0 (the input's size) or positive, got {max_size}")
+    return "auto" if max_size is None else (max_size or None)
+
+
 def official_processing_size(h: int, w: int, max_size: int | None) -> tuple[int, int]:
     """torchvision ``Resize(max_size - 1, max_size=max_size)`` (or ``Resize(max_size)`` when square) as used by
     the authors, applied only when the long side exceeds ``max_size``."""
