@@ -183,15 +183,7 @@ def _predict_into(
 
     def work(pipe):
         start = time.perf_counter()
-        out = pipe(
-            image,
-            caption=caption,
-            seed=seed,
-            max_size=max_size,
-            ensemble=member,
-            metric=prior,
-            tiles=tiles,
-        )
+        out = pipe(image, caption=caption, seed=seed, max_size=max_size, ensemble=member, metric=prior, tiles=tiles)
         return out, time.perf_counter() - start, pipe.device
 
     out, seconds, device = registry.run(model, work)
