@@ -24,7 +24,7 @@ from primedepth.alignment import align_to_depth
 from primedepth.constants import HELD_OUT_SEED
 from primedepth.data.scenes import held_out_scenes
 from primedepth.miniature.metric_prior import TRAIN_DATA_SEED, metric_scores, train_metric_prior, training_scenes
-from primedepth.outputs.metric_fusion import fuse_with_prior
+from primedepth.outputs.metric_fusion import LowFrequencyCorrection, fuse_with_prior
 from primedepth.pipelines.pipeline import PrimeDepthPipeline
 
 
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     upper = []
     for s, inv, ok in zip(scenes, inverse, valid):
         gt = np.where(ok, s.depth, 0).astype(np.float32)
-        aligned = align_to_depth(inv, gt, ok, "disparity", float(gt[ok].min()), float(gt[ok].max()))
+        aligned = align_to_depth(inv, gt, ok, "disparity", (float(gt[ok].min()), float(gt[ok].max())))
         upper.append(metric_scores(aligned, s.depth, ok))
     print(f"PrimeDepth-mini on {len(scenes)} test scenes ({time.perf_counter() - start:.0f} s)", flush=True)
 
@@ -96,7 +96,7 @@ def main(argv=None) -> None:
             for name, options in (
                 ("fusion (global fit: the default)", {}),
                 ("fusion + low-frequency correction (32 cells)", {"low_frequency": True}),
-                ("fusion + coarser correction (8 cells)", {"low_frequency": True, "grid": 8, "sigma": 1.0}),
+                ("fusion + coarser correction (8 cells)", {"low_frequency": LowFrequencyCorrection(grid=8, sigma=1.0)}),
             ):
                 rows[name].append(metric_scores(fuse_with_prior(inv, prior, **options).depth, s.depth, ok))
         for k in per_seed:

@@ -59,8 +59,7 @@ def align_to_depth(
     gt: np.ndarray,
     valid: np.ndarray,
     space: str,
-    min_depth: float,
-    max_depth: float,
+    depth_range: tuple[float, float],
     max_res: int | None = None,
     fit_nonpositive: bool = False,
 ) -> np.ndarray:
@@ -69,7 +68,7 @@ def align_to_depth(
     Depth space: fit over the valid pixels. Disparity space: fit to ``1/gt`` over the valid pixels whose GT and
     prediction are both positive (a non-positive prediction has no inverse-depth reading and would pull the fit),
     clip the aligned disparity at ``1e-3`` and invert; every pixel is aligned, including those left out of the fit.
-    The result is clipped to ``[min_depth, max_depth]`` and to at least ``1e-6``, as Marigold's evaluation does.
+    The result is clipped to ``depth_range`` (min, max) and to at least ``1e-6``, as Marigold's evaluation does.
 
     ``fit_nonpositive`` keeps non-positive predictions in the disparity fit (not Marigold's rule; the miniature
     world's figures are made that way, see ``protocol.score_in_own_range``)."""
@@ -88,7 +87,7 @@ def align_to_depth(
         fitted = valid & positive if fit_nonpositive else valid & positive & (pred > 0)
         scale, shift = fit_scale_shift(pred, target, fitted, max_res)
         depth = 1 / np.maximum(pred * np.float32(scale) + np.float32(shift), np.float32(MIN_DISPARITY))
-    depth = np.clip(depth, np.float32(min_depth), np.float32(max_depth))
+    depth = np.clip(depth, np.float32(depth_range[0]), np.float32(depth_range[1]))
     return np.maximum(depth, np.float32(MIN_SCORED_DEPTH))
 
 

@@ -7,12 +7,20 @@ from pathlib import Path
 
 # Stable Diffusion 2.x latent scaling (the VAE latent is multiplied by it before the UNet).
 SD_LATENT_SCALE = 0.18215
+# Stable Diffusion 2.x's noise schedule: diffusers' "scaled_linear" (betas linear in sqrt(beta)) over 1000 steps.
+SD_NOISE_SCHEDULE = {"beta_start": 0.00085, "beta_end": 0.012, "num_train_timesteps": 1000}
 
 
 def cache_root() -> Path:
     """Where primedepth keeps converted models and the caption cache (``$PRIMEDEPTH_CACHE``, read at each call)."""
     return Path(os.environ.get("PRIMEDEPTH_CACHE", Path.home() / ".cache" / "primedepth"))
 
+
+# The noise of the single step: "sampled" (the authors' pipeline: drawn from the seed) or "none" (no noise added).
+NOISE_MODES = ("sampled", "none")
+
+# Said with every result of the tiny-random model (the command line's model line, the app's result label).
+TINY_RANDOM_CAVEAT = "random weights: a smoke test, its depth is meaningless"
 
 # The captioner of the authors' pipeline (BLIP-2 OPT-2.7b).
 DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"

@@ -38,7 +38,7 @@ def test_exact_affine_prediction_scores_perfectly(space):
     valid[:3] = False
     pred = 2.5 * (gt if space == "depth" else 1 / gt) - 0.3
     pred[~valid] = 1e6  # junk outside the mask must not matter
-    depth = align_to_depth(pred, gt, valid, space, 1e-3, 10.0)
+    depth = align_to_depth(pred, gt, valid, space, (1e-3, 10.0))
     m = compute_metrics(depth, gt, valid)
     assert m["abs_rel"] == pytest.approx(0, abs=1e-6)
     assert m["delta1"] == 1.0
@@ -47,14 +47,14 @@ def test_exact_affine_prediction_scores_perfectly(space):
 def test_wrong_space_does_not_score_perfectly():
     gt = smooth_depth(30, 40, 0.5, 9.0, 1)
     valid = np.ones(gt.shape, dtype=bool)
-    depth = align_to_depth(1 / gt, gt, valid, "depth", 1e-3, 10.0)
+    depth = align_to_depth(1 / gt, gt, valid, "depth", (1e-3, 10.0))
     assert compute_metrics(depth, gt, valid)["abs_rel"] > 0.01
 
 
 def test_constant_prediction_scores_the_mean():
     gt = np.array([[1.0, 3.0]])
     valid = np.ones_like(gt, dtype=bool)
-    depth = align_to_depth(np.full_like(gt, 5.0), gt, valid, "depth", 1e-3, 10.0)
+    depth = align_to_depth(np.full_like(gt, 5.0), gt, valid, "depth", (1e-3, 10.0))
     np.testing.assert_allclose(depth, 2.0, rtol=1e-6)  # least squares of a constant = mean of the GT
     m = compute_metrics(depth, gt, valid)
     assert m["abs_rel"] == pytest.approx((1 / 1 + 1 / 3) / 2, rel=1e-6)
@@ -65,7 +65,7 @@ def test_disparity_is_clipped_then_depth_clipped_to_range():
     gt = np.array([[1.0, 2.0, 4.0]])
     valid = np.array([[True, True, False]])
     # Aligned disparity of the third pixel is negative -> clipped to 1e-3 -> 1000 m -> clipped to max depth.
-    depth = align_to_depth(np.array([[1.0, 0.5, -3.0]]), gt, valid, "disparity", 1e-3, 80.0)
+    depth = align_to_depth(np.array([[1.0, 0.5, -3.0]]), gt, valid, "disparity", (1e-3, 80.0))
     np.testing.assert_allclose(depth, [[1.0, 2.0, 80.0]], rtol=1e-6)
 
 

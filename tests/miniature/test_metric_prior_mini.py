@@ -3,7 +3,8 @@
 import numpy as np
 
 from primedepth.data.scenes import render_scene
-from primedepth.miniature.metric_prior import MiniMetricPrior, train_metric_prior, training_scenes
+from primedepth.miniature.metric_prior import train_metric_prior, training_scenes
+from primedepth.models.metric_prior import MiniMetricPrior
 
 
 def test_a_short_training_learns_the_scale_and_the_focal_length():

@@ -45,6 +45,12 @@ def undecoded_upload(image: gr.Image) -> gr.Image:
     return image
 
 
+def optional_checkbox(model, elem_id: str, label: str) -> gr.Checkbox:
+    """An unticked checkbox for a model the server may not have loaded (the ensemble member, the metric prior):
+    shown only when ``model`` is there."""
+    return gr.Checkbox(False, visible=model is not None, elem_id=elem_id, label=label)
+
+
 def page_error(err: Exception) -> gr.Error:
     return gr.Error(str(err), duration=None, print_exception=False)
 
@@ -119,7 +125,8 @@ def build_app(
         )
 
     def model_defaults(model):
-        return gr.update(value=registry.choice(model).default_caption)
+        choice = registry.choice(model)
+        return gr.update(value=choice.default_caption), gr.update(value=choice.default_max_size)
 
     with gr.Blocks(title="PrimeDepth", analytics_enabled=False, delete_cache=upload_cache_policy(workdir)) as app:
         gr.Markdown(
@@ -152,26 +159,24 @@ def build_app(
                 max_size = gr.Slider(
                     0,
                     MAX_PROCESSING_SIZE,
-                    value=0,
+                    value=default.default_max_size,
                     step=8,
                     elem_id="max-size",
-                    label="Processing size, long side in px (0 = the model's own: "
-                    f"{default.default_max_size} for {default.name})",
+                    label="Processing size, long side in px (starts at the model's own; 0 = the input's size, "
+                    "as --max-size 0)",
                 )
                 member = registry.ensemble_member
-                ensemble = gr.Checkbox(
-                    False,
-                    visible=member is not None,
-                    elem_id="ensemble",
-                    label=f"Average with {member.name if member else 'Depth Anything'} "
+                ensemble = optional_checkbox(
+                    member,
+                    "ensemble",
+                    f"Average with {member.name if member else 'Depth Anything'} "
                     "(the paper's best method: both maps normalised, then averaged)",
                 )
                 prior = registry.metric_prior
-                metric = gr.Checkbox(
-                    False,
-                    visible=prior is not None,
-                    elem_id="metric",
-                    label=f"Metres: fuse with {prior.name if prior else 'a metric prior'} (its scale and camera, "
+                metric = optional_checkbox(
+                    prior,
+                    "metric",
+                    f"Metres: fuse with {prior.name if prior else 'a metric prior'} (its scale and camera, "
                     "PrimeDepth's detail; replaces the assumed range below)",
                 )
                 tiles = gr.Dropdown(
@@ -259,7 +264,7 @@ def build_app(
                 video_downloads = gr.File(
                     label="Downloads", file_count="multiple", interactive=False, elem_id="video-downloads"
                 )
-        model.change(model_defaults, inputs=model, outputs=caption_mode, api_name=False, queue=False)
+        model.change(model_defaults, inputs=model, outputs=[caption_mode, max_size], api_name=False, queue=False)
         caption_mode.change(
             lambda mode: gr.update(visible=mode == "text"),
             inputs=caption_mode,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..constants import TINY_RANDOM_CAVEAT
 from ..conversion.cache import local_default_models
 from ..conversion.loading import EMBEDDED_MODEL, MODEL_INDEX, embedded_model_dir
 
@@ -26,7 +27,6 @@ EMBEDDED_CAVEAT = (
     "PrimeDepth-mini is the small model embedded in this package, trained on rendered scenes (not "
     "photos) at 64 px: expect coarse depth on real photographs."
 )
-TINY_RANDOM_CAVEAT = "tiny-random has random weights: a smoke test, its depth is meaningless."
 
 
 @dataclass(frozen=True)

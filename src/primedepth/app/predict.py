@@ -16,7 +16,7 @@ from ..outputs.formats import METRIC_FORMATS
 from ..outputs.geometry import glb_bytes
 from ..outputs.products import OutputOptions, product_writers
 from ..outputs.writers import output_path, write_prediction
-from ..pipelines.image_processor import load_image
+from ..pipelines.image_processor import load_image, max_size_setting
 from ..utils.atomic import atomic_write
 from .models import ModelRegistry
 from .results import store_for
@@ -93,7 +93,7 @@ def predict_image(
     model: str,
     caption_mode: str = "none",
     caption_text: str = "",
-    max_size: int = 0,
+    max_size: int | None = None,
     depth_range: tuple[float, float] = DEFAULT_DEPTH_RANGE,
     workdir: Path,
     max_pixels: int,
@@ -103,13 +103,14 @@ def predict_image(
     metric: bool = False,
     tiles: str | int = "auto",
 ) -> ImageResult:
-    """Depth for the image file ``path`` with model ``model``; ``max_size`` 0 means the model's own processing size;
-    ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the affine-invariant prediction
-    into the 3D files; ``ensemble`` averages with the registry's Depth Anything member; ``metric`` fuses with the
-    registry's metric prior instead (metres, its camera, a confidence map, no assumed range); ``tiles`` (``"auto"``,
-    ``"off"`` or a number) adds detail at the input's resolution from tiles (``PrimeDepthPipeline.__call__``).
-    Raises ``InputRejected`` (bad input or option), ``ImageLoadError`` (not an image), ``OSError`` (weights or a
-    caption model that cannot be loaded) or the pipeline's ``ValueError`` / ``RuntimeError``."""
+    """Depth for the image file ``path`` with model ``model``; ``max_size`` as ``--max-size`` (None: the model's own,
+    0: the input's size); ``depth_range`` is the assumed (nearest, farthest) depth in metres that turns the
+    affine-invariant prediction into the 3D files; ``ensemble`` averages with the registry's Depth Anything member;
+    ``metric`` fuses with the registry's metric prior instead (metres, its camera, a confidence map, no assumed
+    range); ``tiles`` (``"auto"``, ``"off"`` or a number) adds detail at the input's resolution from tiles
+    (``PrimeDepthPipeline.__call__``). Raises ``InputRejected`` (bad input or option), ``ImageLoadError`` (not an
+    image), ``OSError`` (weights or a caption model that cannot be loaded) or the pipeline's ``ValueError`` /
+    ``RuntimeError``."""
     name = name or Path(path).name
     choice = registry.choice(model)
     member = registry.ensemble_member if ensemble else None
@@ -119,8 +120,10 @@ def predict_image(
     if metric and prior is None:
         raise InputRejected("this app has no metric prior for depth in metres (start it with --metric)")
     caption = caption_argument(caption_mode, caption_text)
-    if max_size < 0:
-        raise InputRejected(f"processing size must be 0 (the model's own) or positive, got {max_size}")
+    try:
+        max_size = max_size_setting(max_size)
+    except ValueError as err:
+        raise InputRejected(str(err)) from None
     options = OutputOptions(depth_range=tuple(float(v) for v in depth_range))
     options.check(DOWNLOAD_FORMATS)
     check_pixels(path, max_pixels, name)
@@ -180,15 +183,7 @@ def _predict_into(
 
     def work(pipe):
         start = time.perf_counter()
-        out = pipe(
-            image,
-            caption=caption,
-            seed=seed,
-            max_size=max_size or "auto",
-            ensemble=member,
-            metric=prior,
-            tiles=tiles,
-        )
+        out = pipe(image, caption=caption, seed=seed, max_size=max_size, ensemble=member, metric=prior, tiles=tiles)
         return out, time.perf_counter() - start, pipe.device
 
     out, seconds, device = registry.run(model, work)
@@ -239,5 +234,5 @@ def _predict_into(
         label += f"\n\n3D view skipped: over {MAX_VIEW_PIXELS:,} pixels (the PLY/GLB downloads are complete)"
     if choice.caveat:
         label += f"\n\n_{choice.caveat}_"
-    rgb = (image.pixels.permute(1, 2, 0) * 255).round().byte().numpy()
+    rgb = image.rgb()
     return ImageResult(output_path(stem, "color"), downloads, label, rgb, view)

@@ -19,6 +19,7 @@ from transformers import (
     Dinov2Config,
 )
 
+from ..constants import SD_NOISE_SCHEDULE
 from ..conversion.official_config import FULL_OFFICIAL_CONFIG, labeller_kwargs_from_official, noise_kwargs_from_official
 from ..export.onnx import export_onnx, onnx_session, run_onnx
 from ..models.frozen.stable_diffusion import build_unet, build_vae
@@ -210,9 +211,7 @@ def build_marigold(
     config, unet, vae = _sd_parts(scale, unet_in_channels=8)
     text_encoder, tokenizer = stub_text_encoder(config["unet"]["context_dim"])
     scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
+        **SD_NOISE_SCHEDULE,
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,

@@ -65,7 +65,8 @@ def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     metres = None
     if metric:
         from ..data.scenes import held_out_scenes
-        from ..miniature.metric_prior import MiniMetricPrior, embedded_metric_prior_dir, metric_demo
+        from ..miniature.metric_prior import metric_demo
+        from ..models.metric_prior import MiniMetricPrior, embedded_metric_prior_dir
 
         try:
             prior = MiniMetricPrior.from_pretrained(embedded_metric_prior_dir())

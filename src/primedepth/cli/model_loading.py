@@ -10,10 +10,10 @@ import os
 
 import click
 
+from ..constants import TINY_RANDOM_CAVEAT
 from .options import device_argument
 
 EMBEDDED_HINT = "or try the tool without these weights: --model primedepth-mini (embedded, no download)"
-TINY_RANDOM_CAVEAT = " (random weights: smoke test only, the depth is meaningless)"
 
 
 def load_command_pipeline(
@@ -65,5 +65,5 @@ def prepare_for_inference(pipe, model: str, dtype: str, notice: str | None) -> N
     pipe.set_precision(dtype)
     if notice:
         click.echo(f"note: {notice}", err=True)
-    caveat = TINY_RANDOM_CAVEAT if model == "tiny-random" else ""
+    caveat = f" ({TINY_RANDOM_CAVEAT})" if model == "tiny-random" else ""
     click.echo(f"model: {model} on {pipe.device} ({precision_of(pipe)}, --dtype {dtype}){caveat}", err=True)

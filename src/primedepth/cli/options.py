@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from ..constants import NOISE_MODES
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # primedepth.pipelines.precision.PRECISION_CHOICES (spelled out: the CLI imports torch only when a command runs)
 DTYPES = ("auto", "fp32", "tf32", "bf16-frozen", "bf16", "fp16-frozen", "fp16")
-NOISE_MODES = ("sampled", "none")
 MODEL_DEFAULT_HELP = "[default: $PRIMEDEPTH_MODEL, the cached PrimeDepth when present, else primedepth-mini]"
 
 

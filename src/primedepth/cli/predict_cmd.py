@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
+from ..outputs.formats import MAP_FORMATS  # written for each ensemble member with --save-members
 from . import options as opt
 from .model_loading import load_command_pipeline, prepare_for_inference
 from .shard_runner import shard_options
 from .usage import check_before_loading, formats_callback
 
-MAP_FORMATS = ("npy", "png16", "color")  # formats written for each ensemble member with --save-members
 # Exit codes: every image done (or skipped) / some inputs failed / bad usage or model / an output could not be written.
 EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 
@@ -153,7 +153,7 @@ def command(
     from ..outputs.products import OutputOptions, product_writers
     from ..outputs.writers import FORMATS, output_paths, write_prediction
     from ..pipelines.depth_anything import DepthAnything
-    from ..pipelines.image_processor import ImageLoadError, load_image
+    from ..pipelines.image_processor import ImageLoadError, load_image, max_size_setting
     from ..pipelines.metric import load_prior, parse_prior
     from ..pipelines.pipeline import DeviceUnavailableError
     from ..pipelines.tiling import AUTO_MIN_RATIO
@@ -184,7 +184,7 @@ def command(
         products.check(fmt_list)
     except (ValueError, ImportError) as err:
         raise click.UsageError(str(err)) from None
-    max_size = "auto" if max_size is None else (max_size or None)  # "auto": the model's setting
+    max_size = max_size_setting(max_size)
     options = dict(
         caption=caption,
         seed=seed,

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import click
 
-from ..constants import DEFAULT_CAPTIONER
+from ..constants import DEFAULT_CAPTIONER, IMAGE_EXTENSIONS
 from .errors import EXIT_INPUTS_FAILED, reported_errors
 from .options import local_files_only_option, threads_option
 from .shard_runner import shard_options
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 DEFAULT_DEPTH = "depth-anything/Depth-Anything-V2-Large-hf"
 DEFAULT_SEGMENTATION = "facebook/mask2former-swin-large-ade-semantic"
 NO_CAPTIONS = "none"  # --caption-model none: empty captions, no caption model
@@ -47,7 +46,7 @@ def read_rgb(path: Path):
 
 def list_images(root: Path) -> list[str]:
     return sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
 
 
@@ -109,15 +108,9 @@ class Labellers:
         return m
 
     def depth(self, image):
-        import torch
-        import torch.nn.functional as F
+        from ..pipelines.depth_anything import predict_inverse_depth
 
-        proc, model = self._load("depth")
-        inputs = proc(images=image, return_tensors="pt").to(self.device)
-        with torch.no_grad():
-            pred = model(**inputs).predicted_depth
-        pred = F.interpolate(pred[:, None].float(), size=(image.height, image.width), mode="bicubic")[0, 0]
-        return pred.cpu().numpy()
+        return predict_inverse_depth(*self._load("depth"), image)
 
     def segmentation(self, image):
         import torch
@@ -210,7 +203,7 @@ def command(
     out.mkdir(parents=True, exist_ok=True)
     names = list_images(images_root)[:limit] if limit else list_images(images_root)
     if not names:
-        raise click.ClickException(f"{images_root}: no images ({', '.join(sorted(IMAGE_EXTS))})")
+        raise click.ClickException(f"{images_root}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     labellers = Labellers(depth_model, segmentation_model, caption_model, device, local_files_only)
     failures = []
 

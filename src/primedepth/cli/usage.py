@@ -22,7 +22,7 @@ SHARD_MARKERS = ("://", "{", ".tar")
 
 def formats_callback(ctx, param, value: str) -> str:
     """``--format``: comma-separated names, aliases replaced, unknown names refused (before anything heavy loads)."""
-    from ..outputs.writers import FORMATS  # numpy, Pillow, matplotlib: no torch
+    from ..outputs.formats import FORMATS  # numpy and Pillow: no torch
 
     names = [FORMAT_ALIASES.get(f.strip(), f.strip()) for f in value.split(",") if f.strip()]
     unknown = [f for f in names if f not in FORMATS]

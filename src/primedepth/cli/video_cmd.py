@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..outputs.formats import FRAME_FORMATS
 from . import options as opt
 from .errors import fail_for, reported_errors
 from .model_loading import load_command_pipeline, prepare_for_inference
@@ -46,7 +47,7 @@ from .usage import check_before_loading
     "--frames",
     "frame_format",
     default="none",
-    type=click.Choice(["none", "png16", "exr", "tiff"]),
+    type=click.Choice(["none", *FRAME_FORMATS]),
     show_default=True,
     help="Also write a frame sequence in NAME_frames/: 16-bit PNG (one value range per clip), float EXR or TIFF.",
 )
@@ -105,6 +106,7 @@ def command(
     from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.temporal import require_cv2
     from ..outputs.video import VideoReadError, distinct_names, output_paths, predict_video, require_av
+    from ..pipelines.image_processor import max_size_setting
     from ..pipelines.pipeline import DeviceUnavailableError
 
     try:
@@ -160,7 +162,7 @@ def command(
                 seed=seed,
                 noise=noise,
                 caption=caption,
-                max_size="auto" if max_size is None else (max_size or None),
+                max_size=max_size_setting(max_size),
                 low_memory=low_memory,
                 tiles=tiles,
                 overwrite=overwrite,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from ..constants import SD_LATENT_SCALE
+from ..constants import SD_LATENT_SCALE, SD_NOISE_SCHEDULE
 from ..utils.json_files import read_json
 
 FULL_OFFICIAL_CONFIG = {
@@ -51,7 +51,12 @@ FULL_OFFICIAL_CONFIG = {
         "scale_input_features_with_model": True,
     },
     "scale_factor": SD_LATENT_SCALE,
-    "noise_schedule": {"kind": "scaled_linear", "linear_start": 0.00085, "linear_end": 0.012, "timesteps": 1000},
+    "noise_schedule": {
+        "kind": "scaled_linear",
+        "linear_start": SD_NOISE_SCHEDULE["beta_start"],
+        "linear_end": SD_NOISE_SCHEDULE["beta_end"],
+        "timesteps": SD_NOISE_SCHEDULE["num_train_timesteps"],
+    },
     "timestep": 1,
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..pipelines.ensemble import average_normalised
-from .files import write_text
+from ..utils.atomic import atomic_write_text
 from .metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from .predictors import Predictor
 from .protocol import resize_to
@@ -96,8 +96,8 @@ def write_oracle_run(
         run_dir / "per_sample.csv", rows, fields=("index", "sample_id", "category", *METRIC_NAMES, "picked")
     )
     summary = {**summarise(rows, dataset, name, "/".join(sorted(spaces))), "picks": picks, "criterion": criterion}
-    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_text(run_dir / "summary.md", summary_markdown(summary))
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.md", summary_markdown(summary))
     if reports:
         write_reports(output_root, dataset)
     return summary

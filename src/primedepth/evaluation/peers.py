@@ -21,14 +21,8 @@ import torch
 from PIL import Image
 
 from ..conversion.model_folder import check_library_folder
+from ..pipelines.depth_anything import predict_inverse_depth, upsample
 from .predictors import Predictor, _device, _generator, _require_dir
-
-
-def _upsample(pred: torch.Tensor, shape: tuple[int, int]) -> np.ndarray:
-    """A ``[1, h, w]`` (or ``[h, w]``) prediction, bilinearly resized to ``shape``, as float32 numpy."""
-    out = pred.reshape(1, 1, *pred.shape[-2:]).float()
-    out = torch.nn.functional.interpolate(out, size=tuple(shape), mode="bilinear", align_corners=False)
-    return out[0, 0].cpu().numpy()
 
 
 class DepthAnythingV1Predictor(Predictor):
@@ -47,10 +41,8 @@ class DepthAnythingV1Predictor(Predictor):
         self.processor = AutoImageProcessor.from_pretrained(path, local_files_only=True)
         self.model = DepthAnythingForDepthEstimation.from_pretrained(path, local_files_only=True).to(self.device).eval()
 
-    @torch.no_grad()
     def predict(self, sample_id, rgb):
-        inputs = self.processor(images=rgb, return_tensors="pt").to(self.device)
-        return _upsample(self.model(**inputs).predicted_depth, rgb.shape[:2])
+        return predict_inverse_depth(self.processor, self.model, rgb)
 
 
 class DepthProPredictor(Predictor):
@@ -84,7 +76,7 @@ class DepthProPredictor(Predictor):
     @torch.no_grad()
     def predict(self, sample_id, rgb):
         out = self.model(pixel_values=self.pixel_values(rgb).to(self.device)).predicted_depth
-        return _upsample(out, rgb.shape[:2])
+        return upsample(out, rgb.shape[:2])
 
 
 @dataclass(frozen=True)
@@ -92,7 +84,7 @@ class MarigoldFormat:
     """How one Marigold-format checkpoint is run through ``MarigoldDepthPipeline``: denoising steps, ensemble size
     and processing resolution on datasets outside Marigold's evaluation (None: the checkpoint's
     ``default_denoising_steps`` / ``default_processing_resolution``, with its own scheduler; on Marigold's own
-    datasets ``MARIGOLD_EVAL_RESOLUTIONS`` applies), and whether the initial latent is zero instead of noise
+    datasets their configs' ``processing_res`` applies), and whether the initial latent is zero instead of noise
     (end-to-end fine-tuned one-step models are trained that way)."""
 
     title: str
@@ -102,11 +94,6 @@ class MarigoldFormat:
     processing_resolution: int | None = None
     zero_noise: bool = False
 
-
-# The processing resolution of Marigold's evaluation scripts (prs-eth/Marigold ``script/depth/eval/*_infer_*.sh``,
-# also used by Marigold-LCM and E2E-FT's scripts): native (0) on NYUv2, KITTI and ScanNet, long side 756 on ETH3D
-# and 640 on DIODE, given the full-resolution RGB and upsampled back to it by the pipeline.
-MARIGOLD_EVAL_RESOLUTIONS = {"nyu": 0, "kitti": 0, "scannet": 0, "eth3d": 756, "diode": 640}
 
 # Marigold v1-0 as in the paper's protocol (``--model marigold=DIR --marigold-setting v1-0 / 1-step``), then the
 # recent Marigold-format peers (``--model KIND=DIR``).
@@ -127,7 +114,8 @@ class MarigoldPredictor(Predictor):
     """A Marigold-format depth checkpoint through diffusers ``MarigoldDepthPipeline`` as ``MARIGOLD_FORMATS[kind]``
     says; ``ensemble_size`` / ``processing_resolution`` override the format's. The run is named ``kind``. Output:
     affine-invariant depth, aligned in depth space. On Marigold's own datasets it is given the native RGB and runs
-    at ``MARIGOLD_EVAL_RESOLUTIONS`` (unless ``processing_resolution`` is given), as Marigold's evaluation does."""
+    at the dataset config's ``processing_res`` (unless ``processing_resolution`` is given), as Marigold's evaluation
+    does."""
 
     space, output_kind, resizes_input = "depth", "depth", True
 
@@ -156,7 +144,11 @@ class MarigoldPredictor(Predictor):
 
     def prepare(self, config) -> None:
         if not self.fixed_resolution:
-            self.resolution = MARIGOLD_EVAL_RESOLUTIONS.get(config.name, self.format.processing_resolution)
+            # Marigold's evaluation scripts (prs-eth/Marigold ``script/depth/eval/*_infer_*.sh``, also Marigold-LCM's
+            # and E2E-FT's) run at the dataset config's processing_res (native when none), given the full-resolution
+            # RGB and upsampled back to it by the pipeline
+            marigold = config.processing_res or 0
+            self.resolution = marigold if config.marigold_benchmark else self.format.processing_resolution
 
     def input_note(self, config) -> str:
         resolution = self.resolution if self.resolution is not None else self.pipe.default_processing_resolution

@@ -65,7 +65,7 @@ def score_prediction(
         )
     pred = resize_to(pred, gt_shape)
     depth = align_to_depth(
-        pred, sample.depth, sample.valid, space, config.min_depth, config.max_depth, config.alignment_max_res
+        pred, sample.depth, sample.valid, space, (config.min_depth, config.max_depth), config.alignment_max_res
     )
     return compute_metrics(depth, sample.depth, sample.valid), depth
 
@@ -86,5 +86,5 @@ def score_in_own_range(pred: np.ndarray, depth: np.ndarray, valid: np.ndarray | 
         raise ValueError("scoring needs at least two pixels with finite, positive depth")
     gt = np.where(mask, depth, 0.0).astype(np.float32)
     low, high = float(gt[mask].min()), float(gt[mask].max())
-    aligned = align_to_depth(pred, gt, mask, "disparity", low, high, fit_nonpositive=True)
+    aligned = align_to_depth(pred, gt, mask, "disparity", (low, high), fit_nonpositive=True)
     return compute_metrics(aligned, gt, mask), aligned

@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..outputs.colour import show_depth
+from ..utils.atomic import atomic_path, atomic_write_text
 from .datasets import DATASETS
-from .files import atomic_path, write_text
 from .metrics import HIGHER_IS_BETTER
 from .predictors import SavedPredictor
 from .protocol import score_prediction
@@ -173,7 +173,7 @@ def image_strips(dataset, dataset_dir: Path, path_worst: Path, path_best: Path, 
 def write_reports(output_root: str | Path, dataset) -> None:
     """Rebuild ``table.md`` over all runs and, for ``dataset``, the box plot (categorised datasets) and strips."""
     output_root = Path(output_root)
-    write_text(output_root / "table.md", comparison_table(load_summaries(output_root)))
+    atomic_write_text(output_root / "table.md", comparison_table(load_summaries(output_root)))
     dataset_dir = output_root / dataset.config.name
     if dataset.config.categories:
         category_box_plot(dataset_dir, dataset.config.categories, dataset_dir / "boxplot_delta1.png")

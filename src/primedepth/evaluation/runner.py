@@ -24,9 +24,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..utils.atomic import remove_stale_temps
+from ..utils.atomic import atomic_save_npy, atomic_write_text, remove_stale_temps
 from .datasets.base import DepthDataset
-from .files import save_npy, write_text
 from .metrics import METRIC_NAMES
 from .predictors import Predictor, prediction_filename
 from .protocol import resize_long_side, score_prediction
@@ -62,7 +61,7 @@ def check_run_settings(run_dir: Path, settings: dict | None, record: bool = True
             )
         return
     if record:
-        write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
 
 
 def run_directory(output_root: str | Path, dataset_name: str, model_name: str) -> Path:
@@ -116,7 +115,7 @@ def read_part(path: Path, repair: bool = False) -> list[dict]:
             rows.append(dict(zip(FIELDS, values)))
             good.append(line)
     if repair and (not header_ok or len(good) != len(lines) - 1):
-        write_text(path, header + "".join(good))
+        atomic_write_text(path, header + "".join(good))
     return rows
 
 
@@ -152,7 +151,7 @@ def evaluate(
     check_run_settings(run_dir, settings, record=rank == 0)
     part = run_dir / "parts" / f"rank{rank}.csv"
     if not part.is_file():
-        write_text(part, ",".join(FIELDS) + "\n")
+        atomic_write_text(part, ",".join(FIELDS) + "\n")
     read_part(part, repair=True)
     done = completed(run_dir)
     predictor.prepare(dataset.config)
@@ -185,7 +184,7 @@ def _score_one(dataset, predictor, index, run_dir, save_predictions, resize_pred
         resize_predictions=resize_predictions,
     )
     if save_predictions:
-        save_npy(run_dir / "predictions" / prediction_filename(sample.sample_id), pred.astype(np.float32))
+        atomic_save_npy(run_dir / "predictions" / prediction_filename(sample.sample_id), pred.astype(np.float32))
     row = {"index": index, "sample_id": sample.sample_id, "category": sample.category, **metrics, "seconds": seconds}
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow([row[k] for k in FIELDS])
@@ -220,7 +219,7 @@ def write_per_sample(path: Path, rows: list[dict], fields=FIELDS) -> None:
     writer = csv.DictWriter(buffer, fieldnames=list(fields), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+    atomic_write_text(path, buffer.getvalue())
 
 
 def merge_run(dataset, predictor, run_dir, output_root, reports: bool = True) -> dict:
@@ -232,8 +231,8 @@ def merge_run(dataset, predictor, run_dir, output_root, reports: bool = True) ->
     write_per_sample(run_dir / "per_sample.csv", rows)
     summary = summarise(rows, dataset, predictor.name, predictor.space)
     summary["input"] = predictor.input_note(dataset.config)
-    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-    write_text(run_dir / "summary.md", summary_markdown(summary))
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(run_dir / "summary.md", summary_markdown(summary))
     if reports:
         write_reports(output_root, dataset)
     return summary

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils.atomic import atomic_write_text
 from .datasets import DATASETS, DatasetConfig, DatasetError, DepthDataset
 from .ensemble import EnsemblePredictor, write_oracle_run
-from .files import write_text
 from .predictors import Predictor, SavedPredictor
 from .report import category_box_plot, read_per_sample, write_reports
 from .runner import SINGLE_PROCESS, Processes, evaluate, run_directory
@@ -357,16 +357,16 @@ def fig5(output_root: Path, run_names: list[str], path_png: Path, path_md: Path)
             else:
                 cells.append("–")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    write_text(path_md, "\n".join(lines) + "\n")
+    atomic_write_text(path_md, "\n".join(lines) + "\n")
 
 
 def write_suite_report(suite: Suite, output_root: str | Path, run_names: list[str], status: dict[str, str]) -> Path:
     """``ROOT/<suite>.md`` and ``.json`` and, when nuScenes-C was run, ``ROOT/<suite>_fig5.png`` / ``_fig5.md``."""
     output_root = Path(output_root)
     table = suite_table(suite, output_root, run_names, status)
-    write_text(output_root / f"{suite.name}.json", json.dumps(table, indent=2) + "\n")
+    atomic_write_text(output_root / f"{suite.name}.json", json.dumps(table, indent=2) + "\n")
     path = output_root / f"{suite.name}.md"
-    write_text(path, suite_markdown(table))
+    atomic_write_text(path, suite_markdown(table))
     if status.get("nuscenes_c") == "done":
         fig5(output_root, run_names, output_root / f"{suite.name}_fig5.png", output_root / f"{suite.name}_fig5.md")
     return path

@@ -12,14 +12,14 @@ export keeps fp32 input and output and computes inside in fp16 (GroupNorms in fp
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
+
+from ..utils.atomic import publish, scratch_dir
 
 INPUT_NAME, OUTPUT_NAME = "images", "inverse_depth"
 MIN_SIDE = 64  # the smallest processing side (one latent pixel at the UNet's deepest level)
@@ -66,8 +66,8 @@ def export_onnx(
     model = SingleStepDepth(pipe, text).eval()
     sample = torch.zeros(1, 3, MIN_SIDE, MIN_SIDE + 8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
-        traced = Path(tmp) / "traced.onnx"
+    with scratch_dir(path) as tmp:
+        traced = tmp / "traced.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape branches fixed by design
             warnings.filterwarnings("ignore", message="Constant folding")
@@ -83,11 +83,11 @@ def export_onnx(
                 dynamo=False,
                 do_constant_folding=True,
             )
-        _gather(traced, Path(tmp) / path.name)
-        data = Path(tmp) / (path.name + ".data")
+        _gather(traced, tmp / path.name)
+        data = tmp / (path.name + ".data")
         if data.exists():
-            os.replace(data, path.with_name(data.name))
-        os.replace(Path(tmp) / path.name, path)
+            publish(data, path.with_name(data.name))
+        publish(tmp / path.name, path)
     return path
 
 

@@ -8,7 +8,7 @@ machines this project is built on, so this module trains one from scratch, in tw
    set to ``1 / std`` of the training latents, SD's own convention.
 2. **UNet + text encoder** (``UNet2DConditionModel`` with cross-attention down/up blocks and a middle block, and a
    small ``CLIPTextModel``), trained jointly with the epsilon-prediction objective under the scaled-linear
-   1000-step schedule (beta 0.00085 .. 0.012), captions dropped to the empty prompt 10 % of the time.
+   1000-step schedule (SD's, ``constants.SD_NOISE_SCHEDULE``), captions dropped to the empty prompt 10 % of the time.
 
 The tokenizer (``tokenizer = "captions"``) is a CLIP BPE tokenizer whose merges are learned on the training captions
 until each caption word is one token (``primedepth.models.frozen.text_encoder.caption_vocabulary_tokenizer``); a caption
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from ..data.mixing import build_mixture
+from ..models.frozen.latent_noising import scaled_linear_alpha_bar
 from ..models.frozen.text_encoder import byte_level_tokenizer, caption_vocabulary_tokenizer, tokenize
 from ..pipelines.pipeline import PrimeDepthPipeline
 from ..pipelines.tiny_random import TINY_OFFICIAL_CONFIG
@@ -169,17 +170,9 @@ def vae_loss(
 
 
 def make_noise_schedule(settings: dict) -> torch.Tensor:
-    """alpha-bar of the scaled-linear schedule (SD's), one per training timestep."""
-    betas = (
-        torch.linspace(
-            settings["beta_start"] ** 0.5,
-            settings["beta_end"] ** 0.5,
-            settings["num_train_timesteps"],
-            dtype=torch.float64,
-        )
-        ** 2
-    )
-    return torch.cumprod(1 - betas, 0).float()
+    """alpha-bar of the scaled-linear schedule (SD's), one per training timestep, float32."""
+    alpha_bar = scaled_linear_alpha_bar(settings["beta_start"], settings["beta_end"], settings["num_train_timesteps"])
+    return torch.from_numpy(alpha_bar).float()
 
 
 def caption_context(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:

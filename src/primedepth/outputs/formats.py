@@ -1,9 +1,13 @@
-"""Float and grey map files: float32 TIFF (tifffile), EXR (OpenEXR), PFM, and an 8-bit grey PNG.
+"""The output formats: the one table of format names and file suffixes, and the float and grey map files.
+
+``FORMATS`` is what every writer, the CLI's ``--format`` check, the app's downloads and the manifest of our outputs
+read: a format's name and the suffix its file gets after the input's stem. The name tuples below it pick the
+formats of one kind from it.
 
 Float files hold either the affine-invariant inverse depth or metric depth (``--output-kind``); TIFF and EXR record
 which in their metadata (the TIFF ImageDescription, the EXR attribute ``primedepth_values``). PFM is the
 three-line-header format of the stereo benchmarks: greyscale ``Pf``, little-endian (negative scale), rows stored
-bottom to top.
+bottom to top. This module imports numpy and Pillow only (the command line reads the table before anything heavy).
 """
 
 from __future__ import annotations
@@ -12,31 +16,35 @@ import io
 from pathlib import Path
 
 import numpy as np
-import tifffile
 from PIL import Image
 
 from ..utils.atomic import atomic_path
-from .colour import grey
 
-FLOAT_FORMATS = {"tiff": ".tiff", "exr": ".exr", "pfm": ".pfm"}
-# every output besides the raw map, its 16-bit PNG, colour PNG and segmentation: format name -> file suffix
-PRODUCT_FORMATS = {
+# format name -> file suffix after the input's stem
+FORMATS = {
+    "npy": ".npy",  # the raw map, float32
+    "png16": "_16bit.png",
+    "color": "_color.png",
+    "seg": "_seg.png",
     "grey": "_grey.png",
     "side": "_side.png",
-    **FLOAT_FORMATS,
+    "tiff": ".tiff",
+    "exr": ".exr",
+    "pfm": ".pfm",
     "ply": ".ply",
     "glb": ".glb",
     "depth": "_depth.npy",
-}
-# written with a metric prior (--metric): the fusion's confidence (grey PNG, white = the members agree, and float32),
-# its residual against the prior, and the run's metric metadata (prior, fit, camera, licences)
-METRIC_FORMATS = {
+    # written with a metric prior (--metric): the fusion's confidence (grey PNG, white = the members agree, and
+    # float32), its residual against the prior, and the run's metric metadata (prior, fit, camera, licences)
     "confidence": "_confidence.png",
     "confidence-npy": "_confidence.npy",
     "residual": "_residual.npy",
     "metric-json": "_metric.json",
 }
-PRODUCT_FORMATS.update(METRIC_FORMATS)
+MAP_FORMATS = ("npy", "png16", "color")  # the maps of the prediction itself (and of each ensemble member)
+FLOAT_FORMATS = ("tiff", "exr", "pfm")  # float32 files of inverse depth or metric depth
+METRIC_FORMATS = ("confidence", "confidence-npy", "residual", "metric-json")
+FRAME_FORMATS = ("png16", "exr", "tiff")  # a video's per-frame files
 NEEDS_DEPTH = ("ply", "glb", "depth")
 OUTPUT_KINDS = ("inverse-depth", "depth")
 KIND_DESCRIPTIONS = {
@@ -46,6 +54,8 @@ KIND_DESCRIPTIONS = {
 
 
 def tiff_bytes(values: np.ndarray, kind: str = "inverse-depth") -> bytes:
+    import tifffile
+
     buf = io.BytesIO()
     tifffile.imwrite(
         buf,
@@ -58,6 +68,8 @@ def tiff_bytes(values: np.ndarray, kind: str = "inverse-depth") -> bytes:
 
 
 def read_tiff(path: str | Path) -> np.ndarray:
+    import tifffile
+
     return tifffile.imread(path)
 
 
@@ -122,6 +134,8 @@ def read_pfm(path: str | Path) -> np.ndarray:
 
 def grey_png_bytes(inverse_depth: np.ndarray) -> bytes:
     """8-bit grey PNG: 255 = nearest, 0 = farthest (min-max over the map)."""
+    from .colour import grey
+
     buf = io.BytesIO()
     Image.fromarray(grey(inverse_depth)).save(buf, format="PNG")
     return buf.getvalue()

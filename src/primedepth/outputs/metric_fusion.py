@@ -20,7 +20,7 @@ sparse metric points): the prior gives the scale, PrimeDepth the detail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 from PIL import Image
@@ -88,20 +88,27 @@ def _smooth_log_ratio(log_ratio: np.ndarray, weight: np.ndarray, grid: int, sigm
     return np.asarray(Image.fromarray(field, mode="F").resize((w, h), Image.BILINEAR))
 
 
+@dataclass(frozen=True)
+class LowFrequencyCorrection:
+    """The grid the smooth correction is estimated on (cells along the long side) and its smoothing (in cells)."""
+
+    grid: int = CORRECTION_GRID
+    sigma: float = CORRECTION_SIGMA
+
+
 def fuse_with_prior(
     inverse_depth: np.ndarray,
     prior_depth: np.ndarray,
     *,
-    low_frequency: bool = False,
-    grid: int = CORRECTION_GRID,
-    sigma: float = CORRECTION_SIGMA,
+    low_frequency: bool | LowFrequencyCorrection = False,
     tolerance: float = TOLERANCE,
     seed: int = 0,
 ) -> MetricFusion:
     """Metric depth (metres) from ``inverse_depth`` (affine-invariant) and a same-size ``prior_depth`` (metres;
     0, negative or non-finite = no value), see the module docstring. ``low_frequency`` switches the smooth
     correction on (for dense priors whose global shape is better than the prediction's; sparse points cannot
-    support it)."""
+    support it): ``True`` on the default grid, a ``LowFrequencyCorrection`` on its own; ``seed`` draws the robust
+    fit's samples."""
     if prior_depth.shape != inverse_depth.shape:
         raise ValueError(
             f"the prior is {prior_depth.shape[1]}x{prior_depth.shape[0]}, the prediction "
@@ -121,6 +128,7 @@ def fuse_with_prior(
 
     correction = None
     if low_frequency:
+        grid, sigma = astuple(low_frequency if low_frequency is not True else LowFrequencyCorrection())
         for _ in range(2):  # the second pass re-selects inliers after the first correction
             current = aligned if correction is None else aligned * correction
             log_ratio = np.zeros(pred.shape, np.float32)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..utils.atomic import atomic_write
+from ..utils.images import uint8_rgb
 from .alignment import SPARSE_SUFFIXES, align_to_metric, read_sparse_depth
 from .colour import DEFAULT_CMAP, grey, side_by_side
 from .formats import (
@@ -78,7 +79,7 @@ class OutputOptions:
 
 def _rgb_at(pixels, shape: tuple[int, int]) -> np.ndarray:
     """uint8 H x W x 3 of a (3, h, w) [0, 1] tensor, resized to ``shape`` when the prediction has another size."""
-    rgb = (pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rgb = uint8_rgb(pixels)
     if rgb.shape[:2] != shape:
         rgb = np.asarray(Image.fromarray(rgb).resize((shape[1], shape[0]), Image.BILINEAR))
     return rgb

@@ -63,7 +63,7 @@ def read_frame(path: str | Path) -> np.ndarray:
     from ..pipelines.image_processor import ImageLoadError, load_image
 
     try:
-        pixels = load_image(path).pixels
+        image = load_image(path)
     except ImageLoadError as err:
         raise ValueError(str(err)) from None
-    return np.ascontiguousarray((pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return image.rgb()

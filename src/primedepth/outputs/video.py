@@ -33,15 +33,14 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..pipelines.image_processor import load_image
-from ..utils.atomic import atomic_dir, atomic_path, atomic_write, remove_stale_temps
+from ..utils.atomic import atomic_dir, atomic_path, atomic_save_npy, atomic_write, remove_stale_temps
 from .colour import DEFAULT_CMAP, colorize, side_by_side
-from .formats import tiff_bytes, write_exr
+from .formats import FRAME_FORMATS, tiff_bytes, write_exr
 from .manifest import OutputManifest
 from .sequence import DEFAULT_FPS, list_frames, read_frame
 from .temporal import TemporalFusion
 from .writers import _png_bytes
 
-FRAME_FORMATS = ("png16", "exr", "tiff")
 RANGE_PERCENTILES = (1.0, 99.0)
 RANGE_SAMPLES = 250_000  # values drawn (evenly over frames and pixels) for the clip's colour range: 1 MB at most
 
@@ -371,8 +370,7 @@ def predict_video(
                 raw = pipe(
                     rgb, caption=text, seed=seed, noise=noise, max_size=max_size, low_memory=low_memory, tiles=tiles
                 ).inverse_depth[0]
-                with atomic_path(raw_file) as tmp:
-                    np.save(tmp, raw)
+                atomic_save_npy(raw_file, raw)
                 predicted += 1
                 if on_frame is not None:
                     on_frame(number)

@@ -12,11 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..utils.atomic import atomic_path, atomic_write
+from ..utils.atomic import atomic_save_npy, atomic_write
 from .colour import DEFAULT_CMAP, colorize
-from .formats import PRODUCT_FORMATS
-
-FORMATS = {"npy": ".npy", "png16": "_16bit.png", "color": "_color.png", "seg": "_seg.png", **PRODUCT_FORMATS}
+from .formats import FORMATS
 
 
 def min_max_normalise(values: np.ndarray) -> np.ndarray:
@@ -37,16 +35,10 @@ def _png_bytes(image: Image.Image) -> bytes:
 
 
 def npy_bytes(inverse_depth: np.ndarray) -> bytes:
-    """float32 ``.npy`` in memory (for result shards; files use ``write_npy``)."""
+    """float32 ``.npy`` in memory (for result shards and small maps; large files use ``atomic_save_npy``)."""
     buf = io.BytesIO()
     np.save(buf, np.asarray(inverse_depth, dtype=np.float32))
     return buf.getvalue()
-
-
-def write_npy(path: Path, inverse_depth: np.ndarray) -> None:
-    """float32 ``.npy`` streamed to the file (no in-memory copy of a large map)."""
-    with atomic_path(path) as tmp:
-        np.save(tmp, np.asarray(inverse_depth, dtype=np.float32))
 
 
 def png16_bytes(inverse_depth: np.ndarray) -> bytes:
@@ -101,7 +93,7 @@ def write_prediction(
         manifest.claim(paths)
     for fmt, path in zip(formats, paths):
         if fmt == "npy":
-            write_npy(path, inverse_depth)
+            atomic_save_npy(path, np.asarray(inverse_depth, dtype=np.float32))
         elif fmt in writers:
             atomic_write(path, writers[fmt]())
         elif product_writers and fmt in product_writers:

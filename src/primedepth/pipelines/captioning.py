@@ -17,6 +17,7 @@ import torch
 from ..constants import DEFAULT_CAPTIONER, cache_root
 from ..utils.atomic import atomic_write_text
 from ..utils.hub import cache_only, hub_failure, offline_reason
+from ..utils.images import uint8_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class Blip2Captioner:
         """``images``: list of float (3, H, W) tensors in [0, 1]."""
         if self._model is None:
             self._load()
-        pil = [(img.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() for img in images]
+        pil = [uint8_rgb(img) for img in images]
         inputs = self._processor(images=pil, return_tensors="pt").to(self.device, self._model.dtype)
         ids = self._model.generate(**inputs)
         return [c.strip() for c in self._processor.batch_decode(ids, skip_special_tokens=True)]

@@ -1,7 +1,10 @@
 """Depth Anything V2 through transformers (``AutoModelForDepthEstimation``): the ensemble partner of PrimeDepth at
 inference and the peer of the evaluation.
 
-It predicts affine-invariant inverse depth like PrimeDepth; the map is upsampled (bilinear) to the size asked for.
+It predicts affine-invariant inverse depth like PrimeDepth; the map is upsampled to the size asked for, bilinear
+without corner alignment as Depth Anything's own ``run.py`` does (V2's ``infer_image`` aligns the corners; the two
+differ by a fraction of an output pixel). ``predict_inverse_depth`` is the one inference every user of the model
+runs: the ensemble, the metric prior, the evaluation's V1 and V2 peers and pseudo-labelling.
 Weights come from a folder or a hub id; when the hub cannot be reached only the cache is looked at, so missing
 weights are one clear error within seconds.
 """
@@ -12,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
 from ..conversion.loading import weights_or_error
 from ..utils.hub import cache_only
@@ -36,6 +38,23 @@ def parse_member(spec: str) -> tuple[str, str]:
     return name, source or DEPTH_ANYTHING_V2[name]
 
 
+def upsample(prediction: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """A ``[1, h, w]`` (or ``[h, w]``) map resized to ``size`` (bilinear, corners not aligned), float32 numpy."""
+    out = prediction.reshape(1, 1, *prediction.shape[-2:]).float()
+    out = torch.nn.functional.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
+    return out[0, 0].cpu().numpy().astype(np.float32)
+
+
+@torch.no_grad()
+def predict_inverse_depth(processor, model, image, size: tuple[int, int] | None = None) -> np.ndarray:
+    """float32 inverse depth of ``size`` (default: the image's) for an image (H x W x 3 uint8 array or PIL image)
+    through a transformers depth-estimation ``model`` and its image ``processor``."""
+    if size is None:
+        size = image.shape[:2] if isinstance(image, np.ndarray) else (image.height, image.width)
+    inputs = processor(images=image, return_tensors="pt").to(model.device)
+    return upsample(model(**inputs).predicted_depth, size)
+
+
 class DepthAnything:
     """A loaded Depth Anything model; ``predict`` maps an RGB image to inverse depth of a given size."""
 
@@ -48,6 +67,8 @@ class DepthAnything:
         local_files_only: bool = False,
         hub_id: str | None = None,
     ):
+        from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
         self.name, self.source, self.device = name, str(source), torch.device(device)
         kwargs = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
         with weights_or_error(name, source, hub_id or DEPTH_ANYTHING_V2.get(name, str(source)), kwargs):
@@ -64,12 +85,6 @@ class DepthAnything:
         name, source = parse_member(spec)
         return cls(source, name=name, **kwargs)
 
-    @torch.no_grad()
     def predict(self, rgb: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """float32 inverse depth of ``size`` (default: the image's) for an HxWx3 uint8 image."""
-        inputs = self.processor(images=rgb, return_tensors="pt").to(self.device)
-        out = self.model(**inputs).predicted_depth[:, None].float()
-        out = torch.nn.functional.interpolate(
-            out, size=tuple(size or rgb.shape[:2]), mode="bilinear", align_corners=False
-        )
-        return out[0, 0].cpu().numpy().astype(np.float32)
+        return predict_inverse_depth(self.processor, self.model, rgb, size)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from ..utils.images import uint8_rgb
 from ..utils.memory import available_memory
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # allow large photos; a true decompression bomb still fails clearly
@@ -45,8 +46,12 @@ class LoadedImage:
     def size(self) -> tuple[int, int]:
         return tuple(self.pixels.shape[-2:])
 
+    def rgb(self) -> np.ndarray:
+        """The image as H x W x 3 uint8 (what the ensemble member, the metric priors and the captioner read)."""
+        return uint8_rgb(self.pixels)
+
     def content_hash(self) -> str:
-        data = (self.pixels * 255).round().to(torch.uint8).numpy().tobytes()
+        data = np.ascontiguousarray(self.rgb().transpose(2, 0, 1)).tobytes()  # channels first, as the cache keys
         return hashlib.sha256(data + str(self.size).encode()).hexdigest()
 
 
@@ -154,6 +159,14 @@ def load_image(image, name: str | None = None) -> LoadedImage:
     if pixels.shape[1] < 1 or pixels.shape[2] < 1:
         raise ImageLoadError(f"{source}: empty image")
     return LoadedImage(pixels, source)
+
+
+def max_size_setting(max_size: int | None) -> int | str | None:
+    """The pipeline's ``max_size`` for the processing size a user gave (``primedepth predict --max-size``, the
+    app's slider): none given -> the model's own (``"auto"``), 0 -> the input's size (``None``), n -> long side n."""
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"processing size must be 0 (the input's size) or positive, got {max_size}")
+    return "auto" if max_size is None else (max_size or None)
 
 
 def official_processing_size(h: int, w: int, max_size: int | None) -> tuple[int, int]:

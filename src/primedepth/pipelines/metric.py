@@ -158,10 +158,10 @@ class PointsPrior:
 
 
 class MiniMetricPriorAdapter:
-    """The miniature world's small metric prior (``miniature.metric_prior``): metres and the focal length."""
+    """The miniature world's small metric prior (``models.metric_prior``): metres and the focal length."""
 
     def __init__(self, source, name=MINI_METRIC, device="cpu", **_):
-        from ..miniature.metric_prior import MiniMetricPrior, embedded_metric_prior_dir
+        from ..models.metric_prior import MiniMetricPrior, embedded_metric_prior_dir
 
         folder = embedded_metric_prior_dir() if source == "embedded" else Path(source)
         if not folder.is_dir():

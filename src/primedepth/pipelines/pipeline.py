@@ -11,7 +11,7 @@ from diffusers import AutoencoderKL, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-from ..constants import DEFAULT_CAPTIONER
+from ..constants import DEFAULT_CAPTIONER, NOISE_MODES
 from ..conversion.hub_weights import resolve_model
 from ..conversion.loading import MODEL_INDEX
 from ..conversion.model_folder import (
@@ -40,7 +40,6 @@ from .precision import fp32_arithmetic, precision_of, resolve_precision
 from .tiling import predict_tiles, resolve_tiles
 from .tiny_random import tiny_random_components
 
-NOISE_MODES = ("sampled", "none")
 ATTENTION_MODES = ("pooled", "naive")
 
 
@@ -590,10 +589,7 @@ class PrimeDepthPipeline:
             if member not in self._ensemble_members:
                 self._ensemble_members[member] = DepthAnything.from_spec(member, device=self.device)
             member = self._ensemble_members[member]
-        others = [
-            member.predict((img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(), d.shape)
-            for img, d in zip(images, depth_maps)
-        ]
+        others = [member.predict(img.rgb(), d.shape) for img, d in zip(images, depth_maps)]
         combined = [average_normalised([d, o]) for d, o in zip(depth_maps, others)]
         info = {
             "members": {"primedepth": "this pipeline", member.name: member.source},
@@ -611,7 +607,7 @@ class PrimeDepthPipeline:
         return [
             metric_depth(
                 d,
-                (img.pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy(),
+                img.rgb(),
                 prior,
                 focal_px=focal_px,
                 fov_deg=fov,

@@ -39,13 +39,40 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             yield tmp
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
         except OSError as err:
             raise _named(err, path) from None
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Give the finished file ``tmp`` the name ``path``: fsynced first, so that the name never points at a file
+    whose contents are not on the disk yet; then renamed (atomic within one file system)."""
+    try:
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise _named(err, Path(path)) from None
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | Path) -> Iterator[Path]:
+    """An empty working folder next to ``path`` for files that are finished there and then ``publish``-ed (a graph
+    and its weights file, ...); removed at exit whatever happens, and named like the other temporaries so that a
+    killed run's is swept by ``remove_stale_temps``."""
+    path = Path(path)
+    tmp = temp_path_for(path, "work-")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        try:
+            tmp.mkdir(parents=True)
+        except OSError as err:
+            raise _named(err, path.parent) from None
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
@@ -57,6 +84,15 @@ def atomic_write(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write(path, text.encode())
+
+
+def atomic_save_npy(path: str | Path, array) -> None:
+    """Write ``array`` as ``.npy`` to ``path`` atomically, streamed to the temporary file (no in-memory copy of a
+    large map; the name is kept as given, numpy adds no suffix)."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ class DatasetConfig:
     expected_count: int
     min_depth: float
     max_depth: float
+    marigold_benchmark: bool = False  # one of Marigold's evaluation datasets (its peers then run at processing_res)
     processing_res: int | None = None  # long side of the RGB given to the model; None = native
     alignment_max_res: int | None = None  # long side at which scale/shift is fitted; None = full GT resolution
     eval_crop: tuple[int, int, int, int] | None = None  # fixed valid box (top, bottom, left, right), exclusive ends

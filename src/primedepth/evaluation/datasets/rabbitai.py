@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from ...constants import IMAGE_EXTENSIONS
 from .base import DatasetError, DepthDataset, read_png_depth
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GT_DIR = ("proj_depth", "groundtruth")
 EXPECTED_LAYOUT = (
     "<split>/<scene>/image_0X/<name>.png with <split>/<scene>/proj_depth/groundtruth/image_0X/<name>.png "
@@ -30,9 +30,8 @@ def gt_path(rgb_rel: str) -> str:
 
 
 def is_camera_image(rel: PurePosixPath) -> bool:
-    return (
-        rel.suffix.lower() in IMAGE_SUFFIXES and rel.parent.name.startswith("image_") and "proj_depth" not in rel.parts
-    )
+    in_camera_folder = rel.parent.name.startswith("image_") and "proj_depth" not in rel.parts
+    return in_camera_folder and rel.suffix.lower() in IMAGE_EXTENSIONS
 
 
 def pair_images(root: Path) -> tuple[list[tuple[str, str]], list[str], list[str]]:

@@ -16,10 +16,16 @@ from diffusers import AutoencoderKL
 from ..banded import encoder_low_memory
 
 
-def schedule_coefficients(beta_start: float, beta_end: float, num_train_timesteps: int, timestep: int):
-    """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) of the scaled-linear schedule, float64 like ldm, as floats."""
+def scaled_linear_alpha_bar(beta_start: float, beta_end: float, num_train_timesteps: int) -> np.ndarray:
+    """alpha-bar of every timestep of the scaled-linear schedule (Stable Diffusion's; diffusers' ``scaled_linear``),
+    float64 like ldm."""
     betas = np.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=np.float64) ** 2
-    alpha_bar = np.cumprod(1.0 - betas)[timestep]
+    return np.cumprod(1.0 - betas)
+
+
+def schedule_coefficients(beta_start: float, beta_end: float, num_train_timesteps: int, timestep: int):
+    """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) of the scaled-linear schedule, as floats."""
+    alpha_bar = scaled_linear_alpha_bar(beta_start, beta_end, num_train_timesteps)[timestep]
     return float(np.float32(np.sqrt(alpha_bar))), float(np.float32(np.sqrt(1.0 - alpha_bar)))
 
 
