@@ -12,6 +12,9 @@ os.environ["PRIMEDEPTH_AUTO_PRECISION"] = "fp32"
 # Ray on loopback only: a local, single-machine Ray (node address 127.0.0.1, every server bound to it) in the tests
 # and the processes they start; read when ray is imported, so set before any test module imports it.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Hub calls that no test points at the loopback hub (huggingface_hub's own user-agent registry, a probe) meet a closed
+# loopback port and give up at once; read when huggingface_hub is imported.
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 loopback_only.install()
 
 REFERENCE = Path(os.environ.get("PRIMEDEPTH_REFERENCE", Path(__file__).resolve().parent / "reference"))

@@ -75,7 +75,7 @@ class Blip2Captioner:
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
         dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        kwargs = dict(cache_dir=self.cache_dir, local_files_only=cache_only(self.local_files_only))
+        kwargs = dict(cache_dir=self.cache_dir, local_files_only=cache_only(self.local_files_only, self.model_id))
         try:
             self._processor = Blip2Processor.from_pretrained(self.model_id, **kwargs)
             self._model = Blip2ForConditionalGeneration.from_pretrained(self.model_id, dtype=dtype, **kwargs)

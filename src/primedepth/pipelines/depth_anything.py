@@ -70,7 +70,7 @@ class DepthAnything:
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         self.name, self.source, self.device = name, str(source), torch.device(device)
-        kwargs = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
+        kwargs = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only, source))
         with weights_or_error(name, source, hub_id or DEPTH_ANYTHING_V2.get(name, str(source)), kwargs):
             self.processor = AutoImageProcessor.from_pretrained(source, **kwargs)
             self.model = AutoModelForDepthEstimation.from_pretrained(source, **kwargs)

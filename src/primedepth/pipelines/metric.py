@@ -93,7 +93,7 @@ class DepthProPrior:
         from transformers.image_processing_utils import ImageProcessingMixin
 
         self.name, self.source, self.device = name, str(source), torch.device(device)
-        kwargs = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
+        kwargs = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only, source))
         with weights_or_error(name, source, DEPTH_PRO["depth-pro"], kwargs):
             self.settings, _ = ImageProcessingMixin.get_image_processor_dict(str(source), **kwargs)
             self.model = DepthProForDepthEstimation.from_pretrained(source, **kwargs)

@@ -10,8 +10,10 @@ not cached. The probe's answer is kept for a minute per endpoint.
 
 from __future__ import annotations
 
+import os
 import re
 import time
+from pathlib import Path
 
 from huggingface_hub import constants
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
@@ -40,8 +42,13 @@ def hub_offline() -> bool:
     return not reachable
 
 
-def cache_only(requested: bool = False) -> bool:
-    """The ``local_files_only`` to pass to hub calls: as requested, or forced when the hub cannot be reached."""
+def cache_only(requested: bool = False, source: str | os.PathLike | None = None) -> bool:
+    """The ``local_files_only`` to pass to hub calls: as requested, or forced when the hub cannot be reached.
+
+    A ``source`` that is a local folder needs no hub: the answer is ``True`` without a probe, so loading local weights
+    never touches the network (and costs no probe timeout offline)."""
+    if source is not None and Path(source).is_dir():
+        return True
     return requested or hub_offline()
 
 
