@@ -21,10 +21,12 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..utils import json_files
 from .loading import MODEL_INDEX
+from .model_index import is_our_module
 
 logger = logging.getLogger(__name__)
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # OWNER/NAME, matched whole (fullmatch)
 # model_index.json settings: type check and allowed range of each (None: absent is fine)
 _NUMBER = (int, float)
 SETTINGS = {
@@ -39,7 +41,10 @@ OPTIONAL_SETTINGS = {
     "default_caption": (str, lambda v: True, "a string"),
     "text_encoder": (str, lambda v: bool(v), "a folder name or hub id"),
     "tokenizer": (str, lambda v: bool(v), "a folder name or hub id"),
+    "source_checkpoint": (str, lambda v: True, "a string"),
 }
+# what a pipeline keeps of its index (the rest names its parts)
+PIPELINE_SETTINGS = (*SETTINGS, "max_size", "default_caption", "source_checkpoint")
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 # what diffusers / transformers read when a folder has no safetensors file: checked the same way
 PICKLE_WEIGHT_FILES = ("diffusion_pytorch_model.bin", "pytorch_model.bin")
@@ -52,22 +57,27 @@ class ModelError(ValueError):
 
 
 def read_json(path: Path) -> dict:
-    """A JSON object from ``path`` (ModelError if missing, not JSON, or not an object)."""
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: file missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}: not valid JSON ({err})") from None
+    """A JSON object from a model file ``path`` (ModelError if missing, not JSON, or not an object)."""
+    value = json_files.read_json(path, "file", ModelError)
     if not isinstance(value, dict):
         raise ModelError(f"{path}: expected a JSON object, found a {type(value).__name__}")
     return value
 
 
 def read_model_index(root: Path) -> dict:
-    """The pipeline settings of ``root/model_index.json``, each checked for type and range."""
+    """``root/model_index.json``, its settings checked for type and range."""
     path = root / MODEL_INDEX
-    settings = read_json(path)
+    return check_settings(read_json(path), path)
+
+
+def pipeline_settings(index: dict) -> dict:
+    """The pipeline's step settings in a model index (``PIPELINE_SETTINGS``; parts and private keys left out)."""
+    return {key: index[key] for key in PIPELINE_SETTINGS if key in index}
+
+
+def check_settings(settings: dict, path: Path | str) -> dict:
+    """``settings`` (a model index, or a pipeline's step settings) when each is of its type and in range; otherwise
+    a ModelError naming ``path``, the setting and what it must be."""
     for key, (types, ok, meaning) in {**SETTINGS, **OPTIONAL_SETTINGS}.items():
         if key not in settings:
             if key in SETTINGS:
@@ -102,7 +112,7 @@ def component_source(root: Path, settings: dict, key: str, allow_external: bool 
         return Path(name).expanduser()
     if (root / relative).is_dir():
         return root / relative
-    if HUB_ID.match(name):
+    if HUB_ID.fullmatch(name):
         return name
     raise ModelError(f"{where}: no such folder in the model folder, and not a hub id")
 
@@ -223,7 +233,7 @@ def _folders(root: Path) -> list[Path]:
 
 def ignored_code(root: Path) -> list[str]:
     """What in ``root`` asks for code to be run (``trust_remote_code`` / ``custom_pipeline`` / ``auto_map`` in its
-    JSON files, ``.py`` files), relative to ``root``."""
+    JSON files, ``.py`` files other than the modules ``model_index`` writes), relative to ``root``."""
     found = []
     for folder in _folders(root):
         for path in sorted(folder.glob("*.json")):
@@ -233,7 +243,7 @@ def ignored_code(root: Path) -> list[str]:
                 continue  # the loader names a broken JSON file
             if isinstance(value, dict):
                 found += [f"{key} in {path.relative_to(root)}" for key in CODE_KEYS if key in value]
-        found += [str(p.relative_to(root)) for p in sorted(folder.glob("*.py"))]
+        found += [str(p.relative_to(root)) for p in sorted(folder.glob("*.py")) if not is_our_module(p)]
     return found
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -16,18 +15,22 @@ from ..conversion.hub_weights import resolve_model
 from ..conversion.loading import MODEL_INDEX
 from ..conversion.model_folder import (
     ModelError,
+    check_settings,
     component_source,
     load_checked,
     note_ignored_code,
+    pipeline_settings,
     read_json,
     read_model_index,
 )
+from ..conversion.model_index import FROZEN_CLASSES, model_index, write_model_index
 from ..models.frozen.single_step import FrozenStableDiffusion, draw_noise
 from ..models.frozen.stable_diffusion import official_unet, official_vae
 from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer, load_text_tower
 from ..models.preimage import Preimage
 from ..models.trained.classes import labeller_classes
 from ..models.trained.labeller import LabellerOutput, PrimeDepthLabeller
+from ..utils.devices import DeviceUnavailableError, resolve_device  # noqa: F401 (the commands import it from here)
 from ..utils.hub import cache_only
 from ..utils.quiet import no_library_progress_bars
 from .captioning import Blip2Captioner, CaptionCache
@@ -60,40 +63,21 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
     return load_checked("labeller", folder, lambda: cls.from_config(config), lambda: cls.from_pretrained(folder))
 
 
-class DeviceUnavailableError(RuntimeError):
-    """The requested device does not exist on this machine (or this torch build lacks its backend)."""
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: the best available device; otherwise the one named, checked to exist."""
-    if device is None or str(device) == "auto":
-        return auto_device()
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise DeviceUnavailableError(
-            f"device {device} requested but {build} (torch {torch.__version__}); "
-            "use --device cpu or auto, or install a CUDA build of torch"
-        )
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceUnavailableError(f"device {device} requested but MPS is not available on this machine")
-    return device
-
-
-def auto_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-class PrimeDepthPipeline:
+class PrimeDepthPipeline(DiffusionPipeline):
     """Frozen SD 2.x (VAE encoder, UNet, OpenCLIP text tower) + the trained ``PrimeDepthLabeller``.
 
-    ``settings`` holds the single denoising step (``scale_factor``, schedule, ``timestep``) and
-    ``default_caption`` (``"auto"``, ``"none"`` or a text).
+    A diffusers ``DiffusionPipeline``: its parts are registered modules (``components``), its step settings are its
+    config, and ``save_pretrained``, ``set_progress_bar_config`` / ``progress_bar`` and ``enable_model_cpu_offload``
+    are diffusers'. Loading goes through our ``from_pretrained`` (every file checked first); a saved or converted
+    folder also loads with ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)``
+    (``conversion.model_index`` says why the flag).
+
+    ``settings`` holds the single denoising step (``scale_factor``, schedule, ``timestep``), ``default_caption``
+    (``"auto"``, ``"none"`` or a text) and ``max_size``; given as a dict or, as diffusers passes them from
+    ``model_index.json``, one keyword each (checked as ``model_folder.read_model_index`` checks a folder's).
     """
+
+    model_cpu_offload_seq = "text_encoder->vae->unet->labeller"
 
     def __init__(
         self,
@@ -102,21 +86,50 @@ class PrimeDepthPipeline:
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         labeller: PrimeDepthLabeller,
-        settings: dict,
+        settings: dict | None = None,
         captioner=None,
         caption_cache: CaptionCache | None = None,
+        *,
+        scale_factor: float | None = None,
+        beta_start: float | None = None,
+        beta_end: float | None = None,
+        num_train_timesteps: int | None = None,
+        timestep: int | None = None,
+        default_caption: str = "auto",
+        max_size: int | None = 1024,
+        source_checkpoint: str | None = None,
     ):
-        self.vae, self.unet, self.labeller = official_vae(vae), official_unet(unet), labeller
-        self.text_encoder, self.tokenizer = text_encoder, tokenizer
-        self.settings = dict(settings)
-        self.captioner = captioner
-        self.caption_cache = caption_cache or CaptionCache(None)
+        super().__init__()
+        if settings is None:
+            given = dict(
+                scale_factor=scale_factor,
+                beta_start=beta_start,
+                beta_end=beta_end,
+                num_train_timesteps=num_train_timesteps,
+                timestep=timestep,
+                default_caption=default_caption,
+                source_checkpoint=source_checkpoint,
+            )
+            settings = {k: v for k, v in given.items() if v is not None} | {"max_size": max_size}
+            check_settings(settings, f"{type(self).__name__} settings")
         if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
             raise ModelError(
                 f"the text encoder's width (hidden_size {text_encoder.config.hidden_size}) does not "
                 f"match the UNet's context size (cross_attention_dim {unet.config.cross_attention_dim}): "
                 "they are not parts of the same model"
             )
+        self.register_modules(
+            vae=official_vae(vae),
+            unet=official_unet(unet),
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            labeller=labeller,
+        )
+        self.settings = dict(settings)
+        self.register_to_config(**pipeline_settings(self.settings))
+        self.set_progress_bar_config(desc="PrimeDepth", unit="img")
+        self.captioner = captioner
+        self.caption_cache = caption_cache or CaptionCache(None)
         self.frozen = FrozenStableDiffusion(self.vae, self.unet, self.settings)
         self.channels_last = False  # set by optimize()
         self.allow_tf32 = False  # fp32 parts compute in IEEE fp32 (set_precision("tf32") allows TF32 on CUDA)
@@ -125,6 +138,24 @@ class PrimeDepthPipeline:
         self._metric_priors: dict = {}
         for module in self.modules.values():
             module.eval().requires_grad_(False)
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict, **kwargs):
+        """diffusers' reading of ``model_index.json`` for ``DiffusionPipeline.from_pretrained``, told the classes of
+        a text tower and tokenizer that the index names by their folder (``conversion.model_index``). One named by
+        hub id (a conversion that could not fetch it) is a ``ModelError``: diffusers loads parts from the folder
+        only, ``PrimeDepthPipeline.from_pretrained`` fetches it."""
+        init_dict, unused, hidden = super().extract_init_dict(config_dict, **kwargs)
+        for key in ("text_encoder", "tokenizer"):
+            value = init_dict.get(key)
+            if isinstance(value, str):
+                if value != key:
+                    raise ModelError(
+                        f"{MODEL_INDEX}: {key} = {value!r} is not a folder of the model; DiffusionPipeline loads "
+                        "parts from the folder only (PrimeDepthPipeline.from_pretrained fetches it)"
+                    )
+                init_dict[key] = list(FROZEN_CLASSES[key])
+        return init_dict, unused, hidden
 
     # ------------------------------------------------------------------ components
 
@@ -201,9 +232,19 @@ class PrimeDepthPipeline:
         self.allow_tf32 = chosen.tf32
         return self.optimize(frozen_dtype=chosen.frozen_dtype, labeller_dtype=chosen.labeller_dtype)
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> PrimeDepthPipeline:
+    def to(
+        self, *args, device=None, dtype: torch.dtype | None = None, silence_dtype_warnings: bool = False
+    ) -> PrimeDepthPipeline:
+        """Move and/or cast every part in place (``to(device)``, ``to(dtype)``, ``to(device, dtype)`` as diffusers'),
+        without diffusers' warnings about casting (a half-precision pipeline on the CPU is a supported choice here,
+        see ``set_precision``)."""
+        for arg in args:
+            if isinstance(arg, torch.dtype):
+                dtype = arg
+            else:
+                device = arg
         for module in self.modules.values():
-            torch.nn.Module.to(module, device=device, dtype=dtype)  # diffusers' .to() warns about every cast
+            torch.nn.Module.to(module, device=device, dtype=dtype)
         return self
 
     @classmethod
@@ -234,11 +275,10 @@ class PrimeDepthPipeline:
             pipe = cls.tiny_random()
         else:
             root = resolve_model(model, cache_dir=cache_dir, local_files_only=local_files_only)
-            settings = read_model_index(root)
+            index = read_model_index(root)
             note_ignored_code(root)
             text_path, tok_path = (
-                component_source(root, settings, key, allow_external_components)
-                for key in ("text_encoder", "tokenizer")
+                component_source(root, index, key, allow_external_components) for key in ("text_encoder", "tokenizer")
             )
             hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
             # a text tower named by hub id may download: its bars stay on
@@ -275,7 +315,7 @@ class PrimeDepthPipeline:
                     text_encoder=text_encoder,
                     tokenizer=tokenizer,
                     labeller=labeller,
-                    settings=settings,
+                    settings=pipeline_settings(index),
                 )
             except ModelError as err:
                 raise ModelError(f"{root}: {err} (text encoder from {text_path})") from None
@@ -286,19 +326,36 @@ class PrimeDepthPipeline:
         # fp32 unless asked otherwise, whatever the stored dtype (the embedded model is stored as fp16)
         return pipe.to(device=device, dtype=torch_dtype or torch.float32)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        root = Path(directory)
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        """diffusers' ``save_pretrained`` (each part in its folder, safetensors), without the libraries' progress
+        bars; ``model_index.json`` is written last (``save_config``), so an interrupted save leaves no folder that
+        looks complete."""
+        root = Path(save_directory)
+        (root / MODEL_INDEX).unlink(missing_ok=True)
         root.mkdir(parents=True, exist_ok=True)
         with no_library_progress_bars():
-            for name in ("vae", "unet", "labeller", "text_encoder", "tokenizer"):
-                getattr(self, name).save_pretrained(root / name)
-        settings = {
-            **self.settings,
-            "_class_name": type(self).__name__,
-            "text_encoder": "text_encoder",
-            "tokenizer": "tokenizer",
-        }
-        (root / MODEL_INDEX).write_text(json.dumps(settings, indent=2))
+            super().save_pretrained(
+                str(root),
+                safe_serialization=safe_serialization,
+                variant=variant,
+                max_shard_size=max_shard_size,
+                push_to_hub=push_to_hub,
+                **kwargs,
+            )
+
+    def save_config(self, save_directory: str | Path, push_to_hub: bool = False, **kwargs) -> None:
+        """The folder's ``model_index.json`` and pipeline module, written by ``conversion.model_index`` (the one
+        writer of model indexes)."""
+        index = model_index(pipeline_settings(self.settings), labeller_class=type(self.labeller).__name__)
+        write_model_index(save_directory, index)
 
     # ------------------------------------------------------------------ steps
 
@@ -519,7 +576,7 @@ class PrimeDepthPipeline:
             current.append(i)
         if current:
             batches.append(current)
-        bar = tqdm(total=len(loaded), disable=not progress, desc="PrimeDepth", unit="img")
+        bar = self.progress_bar(total=len(loaded)) if progress else tqdm(total=len(loaded), disable=True)
         for batch in batches:
             pixels = torch.stack([processor.preprocess(loaded[i]) for i in batch])
             context = self._encode_prompts([captions[i] for i in batch])
