@@ -54,7 +54,7 @@ def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     except (WeightsNotFoundError, DeviceUnavailableError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
-    pipe.optimize(channels_last=True, drop_vae_decoder=True)
+    pipe.prepare_for_inference("fp32")
     click.echo(
         f"model: {model} on {pipe.device}; scoring {scenes} held-out rendered scenes "
         f"(disparity-space alignment, noise {noise})",

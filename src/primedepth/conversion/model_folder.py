@@ -64,10 +64,11 @@ def read_json(path: Path) -> dict:
     return value
 
 
-def read_model_index(root: Path) -> dict:
-    """``root/model_index.json``, its settings checked for type and range."""
+def read_model_index(root: Path, complete: bool = True) -> dict:
+    """``root/model_index.json``, its settings checked for type and range (``complete`` False: the step settings
+    may be missing, for a reader that only needs the model's defaults)."""
     path = root / MODEL_INDEX
-    return check_settings(read_json(path), path)
+    return check_settings(read_json(path), path, complete)
 
 
 def pipeline_settings(index: dict) -> dict:
@@ -75,17 +76,20 @@ def pipeline_settings(index: dict) -> dict:
     return {key: index[key] for key in PIPELINE_SETTINGS if key in index}
 
 
-def check_settings(settings: dict, path: Path | str) -> dict:
-    """``settings`` (a model index, or a pipeline's step settings) when each is of its type and in range; otherwise
-    a ModelError naming ``path``, the setting and what it must be."""
+def check_settings(settings: dict, path: Path | str, complete: bool = True) -> dict:
+    """``settings`` (a model index, or a pipeline's step settings) when each is of its type and in range, and none
+    of ``SETTINGS`` is missing unless not ``complete``; otherwise a ModelError naming ``path``, the setting and what
+    it must be."""
     for key, (types, ok, meaning) in {**SETTINGS, **OPTIONAL_SETTINGS}.items():
         if key not in settings:
-            if key in SETTINGS:
+            if key in SETTINGS and complete:
                 raise ModelError(f"{path}: setting {key!r} missing (expected {meaning})")
             continue
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, types) or not ok(value):
             raise ModelError(f"{path}: setting {key!r} must be {meaning}, found {value!r}")
+    if not all(key in settings for key in SETTINGS):
+        return settings
     if settings["timestep"] >= settings["num_train_timesteps"]:
         raise ModelError(
             f"{path}: timestep {settings['timestep']} is outside the schedule of "

@@ -75,7 +75,7 @@ class PrimeDepthPredictor(Predictor):
         from primedepth import PrimeDepthPipeline
 
         self.name, self.seed = "primedepth" if model != "tiny-random" else "primedepth-tiny-random", seed
-        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=_device(device)).set_precision(dtype)
+        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=_device(device)).prepare_for_inference(dtype)
 
     def predict(self, sample_id, rgb):
         out = self.pipe(rgb, caption="none", seed=self.seed)
