@@ -54,7 +54,8 @@ def test_a_saved_pipeline_loads_with_diffusers_and_predicts_the_same_depth(tmp_p
     with caplog.at_level(logging.WARNING):
         ours = aligned(PrimeDepthPipeline.from_pretrained(tmp_path / "model", device="cpu"))
     assert not [r for r in caplog.records if CODE_NOTE in r.getMessage()]  # our own modules are not foreign code
-    assert by_diffusers.settings == {**ours.settings, "max_size": 1024}  # absent max_size: the default, 1024
+    assert by_diffusers.settings == ours.settings == source.settings
+    assert by_diffusers.config.settings == source.settings
     assert set(by_diffusers.components) == {"vae", "unet", "text_encoder", "tokenizer", "labeller"}
     expected = depth(source, rgb_image)
     np.testing.assert_array_equal(depth(ours, rgb_image), expected)

@@ -74,8 +74,8 @@ class PrimeDepthPipeline(DiffusionPipeline):
     flag).
 
     ``settings`` holds the single denoising step (``scale_factor``, schedule, ``timestep``), ``default_caption``
-    (``"auto"``, ``"none"`` or a text) and ``max_size``; given as a dict or, as diffusers passes them from
-    ``model_index.json``, one keyword each (checked as ``model_folder.read_model_index`` checks a folder's).
+    (``"auto"``, ``"none"`` or a text) and ``max_size``, checked as ``model_folder.read_model_index`` checks a
+    folder's (``model_index.json`` holds them flat, beside the parts; ``config.settings`` here).
     """
 
     def __init__(
@@ -85,32 +85,12 @@ class PrimeDepthPipeline(DiffusionPipeline):
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         labeller: PrimeDepthLabeller,
-        settings: dict | None = None,
+        settings: dict | None = None,  # required; a default keeps it out of diffusers' list of parts
         captioner=None,
         caption_cache: CaptionCache | None = None,
-        *,
-        scale_factor: float | None = None,
-        beta_start: float | None = None,
-        beta_end: float | None = None,
-        num_train_timesteps: int | None = None,
-        timestep: int | None = None,
-        default_caption: str = "auto",
-        max_size: int | None = 1024,
-        source_checkpoint: str | None = None,
     ):
         super().__init__()
-        if settings is None:
-            given = dict(
-                scale_factor=scale_factor,
-                beta_start=beta_start,
-                beta_end=beta_end,
-                num_train_timesteps=num_train_timesteps,
-                timestep=timestep,
-                default_caption=default_caption,
-                source_checkpoint=source_checkpoint,
-            )
-            settings = {k: v for k, v in given.items() if v is not None} | {"max_size": max_size}
-            check_settings(settings, f"{type(self).__name__} settings")
+        settings = check_settings(dict(settings or {}), f"{type(self).__name__} settings")
         if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
             raise ModelError(
                 f"the text encoder's width (hidden_size {text_encoder.config.hidden_size}) does not "
@@ -124,8 +104,8 @@ class PrimeDepthPipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             labeller=labeller,
         )
-        self.settings = dict(settings)
-        self.register_to_config(**pipeline_settings(self.settings))
+        self.settings = settings
+        self.register_to_config(settings=pipeline_settings(self.settings))
         self.set_progress_bar_config(desc="PrimeDepth", unit="img")
         self.captioner = captioner
         self.caption_cache = caption_cache or CaptionCache(None)
@@ -140,10 +120,13 @@ class PrimeDepthPipeline(DiffusionPipeline):
 
     @classmethod
     def extract_init_dict(cls, config_dict: dict, **kwargs):
-        """diffusers' reading of ``model_index.json`` for ``DiffusionPipeline.from_pretrained``, told the classes of
-        a text tower and tokenizer that the index names by their folder (``conversion.model_index``). One named by
-        hub id (a conversion that could not fetch it) is a ``ModelError``: diffusers loads parts from the folder
-        only, ``PrimeDepthPipeline.from_pretrained`` fetches it."""
+        """diffusers' reading of ``model_index.json`` for ``DiffusionPipeline.from_pretrained``, given the step
+        settings as one ``settings`` argument and told the classes of a text tower and tokenizer that the index names
+        by their folder (``conversion.model_index``). One named by hub id (a conversion that could not fetch it) is a
+        ``ModelError``: diffusers loads parts from the folder only, ``PrimeDepthPipeline.from_pretrained`` fetches
+        it."""
+        settings = pipeline_settings(config_dict)
+        config_dict = {k: v for k, v in config_dict.items() if k not in settings} | {"settings": settings}
         init_dict, unused, hidden = super().extract_init_dict(config_dict, **kwargs)
         for key in ("text_encoder", "tokenizer"):
             value = init_dict.get(key)
@@ -478,12 +461,9 @@ class PrimeDepthPipeline(DiffusionPipeline):
         embedding and the text context. Same preprocessing, captions and noise draws as ``__call__``; one image per
         pass, tensors on the pipeline's device.
         """
-        if noise not in NOISE_MODES:
-            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-        loaded = [load_image(img) for img in (images if isinstance(images, (list, tuple)) else [images])]
-        caption, processor = self._caption_and_processor(caption, max_size)
+        loaded, _, captions, processor = self._inputs(images, caption, noise, max_size)
         preimages = []
-        for image, text in zip(loaded, self.captions_for(loaded, caption)):
+        for image, text in zip(loaded, captions):
             pixels = processor.preprocess(image)[None].to(device=self.device, dtype=self.dtype)
             noises = (
                 draw_noise(self.frozen.latent_shape(pixels.shape[-2:]), [torch.Generator().manual_seed(seed)])
@@ -495,13 +475,18 @@ class PrimeDepthPipeline(DiffusionPipeline):
                 preimages.append(self.frozen.preimage(pixels, context, *noises, naive=attention == "naive"))
         return preimages
 
-    def _caption_and_processor(self, caption, max_size, match_input_size: bool = True):
-        """The caption mode (``None``: the model's default) and the image processor (``max_size`` ``"auto"``: the
-        model's processing size) of a call."""
+    def _inputs(self, images, caption, noise: str, max_size, match_input_size: bool = True):
+        """What ``__call__`` and ``preimage`` start from: the loaded images, the caption mode (``None``: the model's
+        default), one caption per image, and the image processor (``max_size`` ``"auto"``: the model's processing
+        size)."""
+        if noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+        loaded = [load_image(img) for img in (images if isinstance(images, (list, tuple)) else [images])]
         caption = self.settings.get("default_caption", "auto") if caption is None else caption
         if max_size == "auto":
             max_size = self.settings.get("max_size", 1024)
-        return caption, PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
+        processor = PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
+        return loaded, caption, self.captions_for(loaded, caption), processor
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Text-tower states per prompt, cached per distinct prompt (the empty or a fixed caption costs once)."""
@@ -570,12 +555,7 @@ class PrimeDepthPipeline(DiffusionPipeline):
             ``primedepth.pipelines.tiling``; ``"auto"`` only for inputs at least 4x the processing size);
             ``metadata["tiling"]`` has the tile count and seconds per image (None where not tiled).
         """
-        if noise not in NOISE_MODES:
-            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-        single = not isinstance(images, (list, tuple))
-        loaded = [load_image(img) for img in ([images] if single else images)]
-        caption, processor = self._caption_and_processor(caption, max_size, match_input_size)
-        captions = self.captions_for(loaded, caption)
+        loaded, caption, captions, processor = self._inputs(images, caption, noise, max_size, match_input_size)
         tile_counts = [resolve_tiles(tiles, img.size, max(processor.processing_size(*img.size))) for img in loaded]
         tiling = [None] * len(loaded)
         depth_maps, seg_maps = [None] * len(loaded), [None] * len(loaded)
