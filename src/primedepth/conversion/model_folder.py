@@ -56,7 +56,7 @@ class ModelError(ValueError):
     """A model folder or one of its files is unusable; the message names the file and the problem."""
 
 
-def read_json(path: Path) -> dict:
+def read_json_object(path: Path) -> dict:
     """A JSON object from a model file ``path`` (ModelError if missing, not JSON, or not an object)."""
     value = json_files.read_json(path, "file", ModelError)
     if not isinstance(value, dict):
@@ -68,7 +68,7 @@ def read_model_index(root: Path, complete: bool = True) -> dict:
     """``root/model_index.json``, its settings checked for type and range (``complete`` False: the step settings
     may be missing, for a reader that only needs the model's defaults)."""
     path = root / MODEL_INDEX
-    return check_settings(read_json(path), path, complete)
+    return check_settings(read_json_object(path), path, complete)
 
 
 def pipeline_settings(index: dict) -> dict:
@@ -126,7 +126,7 @@ def _weight_files(folder: Path, names: tuple[str, ...]) -> list[Path]:
     files = [folder / name for name in names if (folder / name).is_file()]
     for index in (folder / f"{name}.index.json" for name in names):
         if index.is_file():
-            weight_map = read_json(index).get("weight_map", {})
+            weight_map = read_json_object(index).get("weight_map", {})
             if not isinstance(weight_map, dict):
                 raise ModelError(f"{index}: 'weight_map' must be a JSON object")
             files = [folder / f for f in sorted(set(map(str, weight_map.values())))]
@@ -217,7 +217,7 @@ def load_checked(
     if isinstance(folder, Path):
         if not (folder / "config.json").is_file():
             raise ModelError(f"{folder}: {what} folder has no config.json")
-        read_json(folder / "config.json")
+        read_json_object(folder / "config.json")
         try:
             with torch.device("meta"):
                 expected = {k: v.shape for k, v in build_empty().state_dict().items()}

@@ -20,7 +20,7 @@ from ..conversion.model_folder import (
     load_checked,
     note_ignored_code,
     pipeline_settings,
-    read_json,
+    read_json_object,
     read_model_index,
 )
 from ..conversion.model_index import FROZEN_CLASSES, model_index, write_model_index
@@ -55,7 +55,7 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
             f"{folder}: no labeller here (config.json missing); expected a folder written by "
             "save_pretrained, e.g. <checkpoint>/labeller"
         )
-    config = read_json(folder / "config.json")
+    config = read_json_object(folder / "config.json")
     name = config.get("_class_name", "PrimeDepthLabeller")
     cls = labeller_classes().get(name)
     if cls is None:
