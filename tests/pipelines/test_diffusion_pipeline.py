@@ -151,3 +151,21 @@ def test_prepare_for_inference_is_nhwc_without_decoder_at_the_named_precision(rg
     np.testing.assert_allclose(depth(pipe, rgb_image), expected, rtol=0, atol=1e-4 * np.ptp(expected))
     bf16 = PrimeDepthPipeline.tiny_random(seed=4).prepare_for_inference("bf16")
     assert bf16.dtype == torch.bfloat16 and bf16.labeller_dtype == torch.bfloat16
+
+
+def test_a_training_checkpoint_loads_with_both_loaders_and_predicts_the_same_depth(tmp_path, rgb_image):
+    from primedepth.training.checkpointing import Checkpointer, TrainingState
+
+    source = aligned(PrimeDepthPipeline.tiny_random(seed=5))
+    checkpointer = Checkpointer(tmp_path / "run", "tiny-random", source.settings, frozen_mode="symlink", keep_last=0)
+    checkpointer.save_frozen_once(source.vae, source.unet, source.text_encoder, source.tokenizer)
+    optimizer = torch.optim.SGD(source.labeller.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    folder = checkpointer.save(
+        1, TrainingState(source.labeller, optimizer, scheduler, None, None), {"ablation": "full"}
+    )
+    expected = depth(source, rgb_image)
+    np.testing.assert_array_equal(
+        depth(aligned(PrimeDepthPipeline.from_pretrained(folder, device="cpu")), rgb_image), expected
+    )
+    np.testing.assert_array_equal(depth(load_with_diffusers(folder), rgb_image), expected)
