@@ -46,8 +46,9 @@ def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     (RGB | ground truth | prediction | error)."""
     from ..conversion.loading import WeightsNotFoundError
     from ..miniature.demo import run_demo
-    from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
+    from ..pipelines.pipeline import PrimeDepthPipeline
     from ..utils.atomic import atomic_path
+    from ..utils.devices import DeviceUnavailableError
 
     try:
         pipe = PrimeDepthPipeline.from_pretrained(model, device=device_argument(device), local_files_only=True)
