@@ -7,7 +7,6 @@ any other caller of the same registry (one model on one device at a time, whatev
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import torch
 from ..constants import TINY_RANDOM_CAVEAT
 from ..conversion.cache import local_default_models
 from ..conversion.loading import EMBEDDED_MODEL, MODEL_INDEX, embedded_model_dir
+from ..conversion.model_folder import read_model_index
 
 if TYPE_CHECKING:
     from ..pipelines.pipeline import PrimeDepthPipeline
@@ -40,10 +40,10 @@ class ModelChoice:
 
 
 def _settings(name: str) -> dict:
-    """``model_index.json`` of a local model folder (empty for hub ids and tiny-random: their defaults apply)."""
+    """``model_index.json`` of a local model folder, checked (empty for hub ids and tiny-random: their defaults
+    apply)."""
     folder = embedded_model_dir() if name == EMBEDDED_MODEL else Path(name).expanduser()
-    index = folder / MODEL_INDEX
-    return json.loads(index.read_text()) if index.is_file() else {}
+    return read_model_index(folder, complete=False) if (folder / MODEL_INDEX).is_file() else {}
 
 
 def model_choice(name: str) -> ModelChoice:
@@ -117,8 +117,7 @@ class ModelRegistry:
             local_files_only=self.local_files_only,
             caption_cache_file=default_cache_file(),
         )
-        pipe.optimize(channels_last=True, drop_vae_decoder=True)
-        pipe.set_precision(self.precision)
+        pipe.prepare_for_inference(self.precision)
         self._loaded[name] = pipe
         return pipe
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..utils import devices
 from .contenders import CPU_DEFAULT_RESOLUTIONS, MARIGOLD_PROTOCOL, RESOLUTIONS, contenders, default_contenders
 from .worker import measure_sizes
 
@@ -21,10 +22,8 @@ def parse_sides(text: str) -> list[int]:
 
 
 def resolve_device(device: str) -> str:
-    """``"auto"``: CUDA when available, else the CPU; any other name as given."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    """The device's name, ``"auto"`` resolved (``utils.devices``)."""
+    return str(devices.resolve_device(device))
 
 
 def plan(device: str, names: str | None = None, resolutions: str | None = None) -> tuple[list[str], list[int]]:

@@ -46,15 +46,16 @@ def command(output_dir, model, scenes, held_out_seed, noise, device, metric):
     (RGB | ground truth | prediction | error)."""
     from ..conversion.loading import WeightsNotFoundError
     from ..miniature.demo import run_demo
-    from ..pipelines.pipeline import DeviceUnavailableError, PrimeDepthPipeline
+    from ..pipelines.pipeline import PrimeDepthPipeline
     from ..utils.atomic import atomic_path
+    from ..utils.devices import DeviceUnavailableError
 
     try:
         pipe = PrimeDepthPipeline.from_pretrained(model, device=device_argument(device), local_files_only=True)
     except (WeightsNotFoundError, DeviceUnavailableError, OSError) as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
-    pipe.optimize(channels_last=True, drop_vae_decoder=True)
+    pipe.prepare_for_inference("fp32")
     click.echo(
         f"model: {model} on {pipe.device}; scoring {scenes} held-out rendered scenes "
         f"(disparity-space alignment, noise {noise})",

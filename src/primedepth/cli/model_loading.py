@@ -57,12 +57,11 @@ def load_command_pipeline(
 
 
 def prepare_for_inference(pipe, model: str, dtype: str, notice: str | None) -> None:
-    """NHWC convolutions (~10 % faster, same outputs), no VAE decoder, the ``--dtype`` precision; then one line
-    saying what runs where (and the default-model notice)."""
+    """``pipe.prepare_for_inference`` at the ``--dtype`` precision; then one line saying what runs where (and the
+    default-model notice)."""
     from ..pipelines.precision import precision_of
 
-    pipe.optimize(channels_last=True, drop_vae_decoder=True)
-    pipe.set_precision(dtype)
+    pipe.prepare_for_inference(dtype)
     if notice:
         click.echo(f"note: {notice}", err=True)
     caveat = f" ({TINY_RANDOM_CAVEAT})" if model == "tiny-random" else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from ..utils.hub import cache_only
 from ..utils.quiet import no_library_progress_bars
 from .config_inference import infer_official_config
 from .loading import MODEL_INDEX
+from .model_index import model_index, write_model_index
 from .official_checkpoint import load_official_checkpoint
 from .official_config import load_official_config
 from .official_parts import build_official_parts, check_text_width
@@ -106,27 +106,28 @@ def convert_official_checkpoint(
             parts.unet.save_pretrained(tmp / "unet")
             parts.vae.save_pretrained(tmp / "vae")
             parts.labeller.save_pretrained(tmp / "labeller")
-        settings = {
-            "_class_name": "PrimeDepthPipeline",
-            **parts.noise,
-            "default_caption": "auto",
-            "source_checkpoint": source or Path(checkpoint).name,
-        }
+        settings = {**parts.noise, "default_caption": "auto", "source_checkpoint": source or Path(checkpoint).name}
         if parts.text_encoder is not None:
             with no_library_progress_bars():
                 parts.text_encoder.save_pretrained(tmp / "text_encoder")
-            settings["text_encoder"] = "text_encoder"
+            text_source = "text_encoder"
         else:
-            settings["text_encoder"] = _save_or_defer(
+            text_source = _save_or_defer(
                 report, "text encoder", text_encoder, save_hub_text_encoder, tmp / "text_encoder"
             )
         tokenizer_source = tokenizer or text_encoder
-        settings["tokenizer"] = _save_or_defer(
+        tokenizer_at = _save_or_defer(
             report,
             "tokenizer",
             tokenizer_source,
             lambda folder: load_clip_tokenizer(tokenizer_source, **hub).save_pretrained(folder),
             tmp / "tokenizer",
         )
-        (tmp / MODEL_INDEX).write_text(json.dumps(settings, indent=2))
+        index = model_index(
+            settings,
+            labeller_class=type(parts.labeller).__name__,
+            text_encoder=text_source,
+            tokenizer=tokenizer_at,
+        )
+        write_model_index(tmp, index)
     return report

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from pathlib import Path
 
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
@@ -35,18 +34,18 @@ from .loading import (
     default_model_dir,
     resolve_model_dir,
 )
+from .model_folder import HUB_ID
 from .official_checkpoint import UntrustedCheckpointError
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".safetensors")
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def split_hub_id(name: str) -> tuple[str, str | None] | None:
     """``OWNER/NAME`` or ``OWNER/NAME/path/in/repo.ckpt`` -> (repo id, file or None); None if it is no hub id."""
     parts = str(name).split("/")
-    if str(name).startswith((".", "/", "~")) or len(parts) < 2 or not _HUB_ID.fullmatch("/".join(parts[:2])):
+    if str(name).startswith((".", "/", "~")) or len(parts) < 2 or not HUB_ID.fullmatch("/".join(parts[:2])):
         return None
     if len(parts) == 2:
         return "/".join(parts), None

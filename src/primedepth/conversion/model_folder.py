@@ -21,10 +21,12 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ..utils import json_files
 from .loading import MODEL_INDEX
+from .model_index import is_our_module
 
 logger = logging.getLogger(__name__)
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # OWNER/NAME, matched whole (fullmatch)
 # model_index.json settings: type check and allowed range of each (None: absent is fine)
 _NUMBER = (int, float)
 SETTINGS = {
@@ -39,7 +41,10 @@ OPTIONAL_SETTINGS = {
     "default_caption": (str, lambda v: True, "a string"),
     "text_encoder": (str, lambda v: bool(v), "a folder name or hub id"),
     "tokenizer": (str, lambda v: bool(v), "a folder name or hub id"),
+    "source_checkpoint": (str, lambda v: True, "a string"),
 }
+# what a pipeline keeps of its index (the rest names its parts)
+PIPELINE_SETTINGS = (*SETTINGS, "max_size", "default_caption", "source_checkpoint")
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 # what diffusers / transformers read when a folder has no safetensors file: checked the same way
 PICKLE_WEIGHT_FILES = ("diffusion_pytorch_model.bin", "pytorch_model.bin")
@@ -51,31 +56,40 @@ class ModelError(ValueError):
     """A model folder or one of its files is unusable; the message names the file and the problem."""
 
 
-def read_json(path: Path) -> dict:
-    """A JSON object from ``path`` (ModelError if missing, not JSON, or not an object)."""
-    try:
-        value = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{path}: file missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelError(f"{path}: not valid JSON ({err})") from None
+def read_json_object(path: Path) -> dict:
+    """A JSON object from a model file ``path`` (ModelError if missing, not JSON, or not an object)."""
+    value = json_files.read_json(path, "file", ModelError)
     if not isinstance(value, dict):
         raise ModelError(f"{path}: expected a JSON object, found a {type(value).__name__}")
     return value
 
 
-def read_model_index(root: Path) -> dict:
-    """The pipeline settings of ``root/model_index.json``, each checked for type and range."""
+def read_model_index(root: Path, complete: bool = True) -> dict:
+    """``root/model_index.json``, its settings checked for type and range (``complete`` False: the step settings
+    may be missing, for a reader that only needs the model's defaults)."""
     path = root / MODEL_INDEX
-    settings = read_json(path)
+    return check_settings(read_json_object(path), path, complete)
+
+
+def pipeline_settings(index: dict) -> dict:
+    """The pipeline's step settings in a model index (``PIPELINE_SETTINGS``; parts and private keys left out)."""
+    return {key: index[key] for key in PIPELINE_SETTINGS if key in index}
+
+
+def check_settings(settings: dict, path: Path | str, complete: bool = True) -> dict:
+    """``settings`` (a model index, or a pipeline's step settings) when each is of its type and in range, and none
+    of ``SETTINGS`` is missing unless not ``complete``; otherwise a ModelError naming ``path``, the setting and what
+    it must be."""
     for key, (types, ok, meaning) in {**SETTINGS, **OPTIONAL_SETTINGS}.items():
         if key not in settings:
-            if key in SETTINGS:
+            if key in SETTINGS and complete:
                 raise ModelError(f"{path}: setting {key!r} missing (expected {meaning})")
             continue
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, types) or not ok(value):
             raise ModelError(f"{path}: setting {key!r} must be {meaning}, found {value!r}")
+    if not all(key in settings for key in SETTINGS):
+        return settings
     if settings["timestep"] >= settings["num_train_timesteps"]:
         raise ModelError(
             f"{path}: timestep {settings['timestep']} is outside the schedule of "
@@ -102,7 +116,7 @@ def component_source(root: Path, settings: dict, key: str, allow_external: bool 
         return Path(name).expanduser()
     if (root / relative).is_dir():
         return root / relative
-    if HUB_ID.match(name):
+    if HUB_ID.fullmatch(name):
         return name
     raise ModelError(f"{where}: no such folder in the model folder, and not a hub id")
 
@@ -112,7 +126,7 @@ def _weight_files(folder: Path, names: tuple[str, ...]) -> list[Path]:
     files = [folder / name for name in names if (folder / name).is_file()]
     for index in (folder / f"{name}.index.json" for name in names):
         if index.is_file():
-            weight_map = read_json(index).get("weight_map", {})
+            weight_map = read_json_object(index).get("weight_map", {})
             if not isinstance(weight_map, dict):
                 raise ModelError(f"{index}: 'weight_map' must be a JSON object")
             files = [folder / f for f in sorted(set(map(str, weight_map.values())))]
@@ -203,7 +217,7 @@ def load_checked(
     if isinstance(folder, Path):
         if not (folder / "config.json").is_file():
             raise ModelError(f"{folder}: {what} folder has no config.json")
-        read_json(folder / "config.json")
+        read_json_object(folder / "config.json")
         try:
             with torch.device("meta"):
                 expected = {k: v.shape for k, v in build_empty().state_dict().items()}
@@ -223,7 +237,7 @@ def _folders(root: Path) -> list[Path]:
 
 def ignored_code(root: Path) -> list[str]:
     """What in ``root`` asks for code to be run (``trust_remote_code`` / ``custom_pipeline`` / ``auto_map`` in its
-    JSON files, ``.py`` files), relative to ``root``."""
+    JSON files, ``.py`` files other than the modules ``model_index`` writes), relative to ``root``."""
     found = []
     for folder in _folders(root):
         for path in sorted(folder.glob("*.json")):
@@ -233,7 +247,7 @@ def ignored_code(root: Path) -> list[str]:
                 continue  # the loader names a broken JSON file
             if isinstance(value, dict):
                 found += [f"{key} in {path.relative_to(root)}" for key in CODE_KEYS if key in value]
-        found += [str(p.relative_to(root)) for p in sorted(folder.glob("*.py"))]
+        found += [str(p.relative_to(root)) for p in sorted(folder.glob("*.py")) if not is_our_module(p)]
     return found
 
 

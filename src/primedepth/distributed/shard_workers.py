@@ -41,8 +41,7 @@ class PredictShardWorker:
         model = kwargs.pop("model")
         precision = kwargs.pop("precision", "fp32")
         self.pipe = PrimeDepthPipeline.from_pretrained(model, caption_cache_file=default_cache_file(), **kwargs)
-        self.pipe.optimize(channels_last=True, drop_vae_decoder=True)
-        self.pipe.set_precision(precision)
+        self.pipe.prepare_for_inference(precision)
         self.model, self.formats, self.options, self.batch_size = model, list(formats), call_options, batch_size
 
     def _encode(self, sample: dict, depth: np.ndarray, seg: np.ndarray | None) -> dict:

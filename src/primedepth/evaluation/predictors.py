@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..conversion.loading import WeightsNotFoundError
+from ..utils.devices import auto_device
 
 
 def _require_dir(path: str | Path, what: str, hub_id: str) -> Path:
@@ -27,7 +28,7 @@ def _require_dir(path: str | Path, what: str, hub_id: str) -> Path:
 
 
 def _device(device: str | None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return device or str(auto_device())
 
 
 def _generator(seed: int, sample_id: str, device) -> torch.Generator:
@@ -74,7 +75,7 @@ class PrimeDepthPredictor(Predictor):
         from primedepth import PrimeDepthPipeline
 
         self.name, self.seed = "primedepth" if model != "tiny-random" else "primedepth-tiny-random", seed
-        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=_device(device)).set_precision(dtype)
+        self.pipe = PrimeDepthPipeline.from_pretrained(model, device=_device(device)).prepare_for_inference(dtype)
 
     def predict(self, sample_id, rgb):
         out = self.pipe(rgb, caption="none", seed=self.seed)

@@ -39,7 +39,7 @@ def precision_rows(
         reference = None
         for name in names:
             pipe = PrimeDepthPipeline.from_pretrained(model, device="cpu", local_files_only=True)
-            pipe.optimize(channels_last=True, drop_vae_decoder=True).set_precision(name)
+            pipe.prepare_for_inference(name)
             result = run_demo(pipe, scenes=scenes, batch_size=batch_size, seed=seed)
             m = result.metrics
             if reference is None:

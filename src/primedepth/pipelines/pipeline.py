@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
 from tqdm.auto import tqdm
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
@@ -16,18 +15,22 @@ from ..conversion.hub_weights import resolve_model
 from ..conversion.loading import MODEL_INDEX
 from ..conversion.model_folder import (
     ModelError,
+    check_settings,
     component_source,
     load_checked,
     note_ignored_code,
-    read_json,
+    pipeline_settings,
+    read_json_object,
     read_model_index,
 )
+from ..conversion.model_index import FROZEN_CLASSES, model_index, write_model_index
 from ..models.frozen.single_step import FrozenStableDiffusion, draw_noise
 from ..models.frozen.stable_diffusion import official_unet, official_vae
 from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer, load_text_tower
 from ..models.preimage import Preimage
 from ..models.trained.classes import labeller_classes
 from ..models.trained.labeller import LabellerOutput, PrimeDepthLabeller
+from ..utils.devices import DeviceUnavailableError, resolve_device  # noqa: F401 (the commands import it from here)
 from ..utils.hub import cache_only
 from ..utils.quiet import no_library_progress_bars
 from .captioning import Blip2Captioner, CaptionCache
@@ -51,7 +54,7 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
             f"{folder}: no labeller here (config.json missing); expected a folder written by "
             "save_pretrained, e.g. <checkpoint>/labeller"
         )
-    config = read_json(folder / "config.json")
+    config = read_json_object(folder / "config.json")
     name = config.get("_class_name", "PrimeDepthLabeller")
     cls = labeller_classes().get(name)
     if cls is None:
@@ -59,39 +62,19 @@ def load_labeller(folder: str | Path) -> torch.nn.Module:
     return load_checked("labeller", folder, lambda: cls.from_config(config), lambda: cls.from_pretrained(folder))
 
 
-class DeviceUnavailableError(RuntimeError):
-    """The requested device does not exist on this machine (or this torch build lacks its backend)."""
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: the best available device; otherwise the one named, checked to exist."""
-    if device is None or str(device) == "auto":
-        return auto_device()
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise DeviceUnavailableError(
-            f"device {device} requested but {build} (torch {torch.__version__}); "
-            "use --device cpu or auto, or install a CUDA build of torch"
-        )
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceUnavailableError(f"device {device} requested but MPS is not available on this machine")
-    return device
-
-
-def auto_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-class PrimeDepthPipeline:
+class PrimeDepthPipeline(DiffusionPipeline):
     """Frozen SD 2.x (VAE encoder, UNet, OpenCLIP text tower) + the trained ``PrimeDepthLabeller``.
 
-    ``settings`` holds the single denoising step (``scale_factor``, schedule, ``timestep``) and
-    ``default_caption`` (``"auto"``, ``"none"`` or a text).
+    A diffusers ``DiffusionPipeline``: its parts are registered modules (``components``), its step settings are its
+    config, ``save_pretrained`` and ``set_progress_bar_config`` / ``progress_bar`` are diffusers' (model CPU offload
+    is not supported, see ``enable_model_cpu_offload``). Loading goes through our ``from_pretrained`` (every file
+    checked first); a saved or converted folder also loads with
+    ``DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)`` (``conversion.model_index`` says why the
+    flag).
+
+    ``settings`` holds the single denoising step (``scale_factor``, schedule, ``timestep``), ``default_caption``
+    (``"auto"``, ``"none"`` or a text) and ``max_size``, checked as ``model_folder.read_model_index`` checks a
+    folder's (``model_index.json`` holds them flat, beside the parts; ``config.settings`` here).
     """
 
     def __init__(
@@ -101,21 +84,30 @@ class PrimeDepthPipeline:
         text_encoder: CLIPTextModel,
         tokenizer: CLIPTokenizer,
         labeller: PrimeDepthLabeller,
-        settings: dict,
+        settings: dict | None = None,  # required; a default keeps it out of diffusers' list of parts
         captioner=None,
         caption_cache: CaptionCache | None = None,
     ):
-        self.vae, self.unet, self.labeller = official_vae(vae), official_unet(unet), labeller
-        self.text_encoder, self.tokenizer = text_encoder, tokenizer
-        self.settings = dict(settings)
-        self.captioner = captioner
-        self.caption_cache = caption_cache or CaptionCache(None)
+        super().__init__()
+        settings = check_settings(dict(settings or {}), f"{type(self).__name__} settings")
         if text_encoder.config.hidden_size != unet.config.cross_attention_dim:
             raise ModelError(
                 f"the text encoder's width (hidden_size {text_encoder.config.hidden_size}) does not "
                 f"match the UNet's context size (cross_attention_dim {unet.config.cross_attention_dim}): "
                 "they are not parts of the same model"
             )
+        self.register_modules(
+            vae=official_vae(vae),
+            unet=official_unet(unet),
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            labeller=labeller,
+        )
+        self.settings = settings
+        self.register_to_config(settings=pipeline_settings(self.settings))
+        self.set_progress_bar_config(desc="PrimeDepth", unit="img")
+        self.captioner = captioner
+        self.caption_cache = caption_cache or CaptionCache(None)
         self.frozen = FrozenStableDiffusion(self.vae, self.unet, self.settings)
         self.channels_last = False  # set by optimize()
         self.allow_tf32 = False  # fp32 parts compute in IEEE fp32 (set_precision("tf32") allows TF32 on CUDA)
@@ -124,6 +116,27 @@ class PrimeDepthPipeline:
         self._metric_priors: dict = {}
         for module in self.modules.values():
             module.eval().requires_grad_(False)
+
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict, **kwargs):
+        """diffusers' reading of ``model_index.json`` for ``DiffusionPipeline.from_pretrained``, given the step
+        settings as one ``settings`` argument and told the classes of a text tower and tokenizer that the index names
+        by their folder (``conversion.model_index``). One named by hub id (a conversion that could not fetch it) is a
+        ``ModelError``: diffusers loads parts from the folder only, ``PrimeDepthPipeline.from_pretrained`` fetches
+        it."""
+        settings = pipeline_settings(config_dict)
+        config_dict = {k: v for k, v in config_dict.items() if k not in settings} | {"settings": settings}
+        init_dict, unused, hidden = super().extract_init_dict(config_dict, **kwargs)
+        for key in ("text_encoder", "tokenizer"):
+            value = init_dict.get(key)
+            if isinstance(value, str):
+                if value != key:
+                    raise ModelError(
+                        f"{MODEL_INDEX}: {key} = {value!r} is not a folder of the model; DiffusionPipeline loads "
+                        "parts from the folder only (PrimeDepthPipeline.from_pretrained fetches it)"
+                    )
+                init_dict[key] = list(FROZEN_CLASSES[key])
+        return init_dict, unused, hidden
 
     # ------------------------------------------------------------------ components
 
@@ -200,9 +213,35 @@ class PrimeDepthPipeline:
         self.allow_tf32 = chosen.tf32
         return self.optimize(frozen_dtype=chosen.frozen_dtype, labeller_dtype=chosen.labeller_dtype)
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> PrimeDepthPipeline:
+    def enable_model_cpu_offload(self, gpu_id: int | None = None, device: torch.device | str | None = None):
+        """Not supported: diffusers' model offload moves a part to the GPU when its ``forward`` is called, but this
+        pipeline runs the parts' inner blocks (the VAE encoder, the UNet's blocks with pooled attention maps, the
+        labeller's stages), so every part would stay on the CPU. For less memory use ``low_memory=True`` and a bf16
+        ``set_precision`` (docs/performance.md)."""
+        raise NotImplementedError(
+            "PrimeDepthPipeline does not support enable_model_cpu_offload (it calls its parts' inner blocks, which "
+            "the offload hooks do not see); use low_memory=True and set_precision('bf16') to save memory"
+        )
+
+    def prepare_for_inference(self, precision: str = "auto") -> PrimeDepthPipeline:
+        """What every command, the app and the workers run: NHWC convolutions (about 10 % faster, outputs equal within
+        float rounding), no VAE decoder (PrimeDepth never runs it; about 200 MB in fp32), then the named ``precision``
+        (``set_precision``). Call it on an fp32 pipeline, as ``from_pretrained`` returns it."""
+        return self.optimize(channels_last=True, drop_vae_decoder=True).set_precision(precision)
+
+    def to(
+        self, *args, device=None, dtype: torch.dtype | None = None, silence_dtype_warnings: bool = False
+    ) -> PrimeDepthPipeline:
+        """Move and/or cast every part in place (``to(device)``, ``to(dtype)``, ``to(device, dtype)`` as diffusers'),
+        without diffusers' warnings about casting (a half-precision pipeline on the CPU is a supported choice here,
+        see ``set_precision``)."""
+        for arg in args:
+            if isinstance(arg, torch.dtype):
+                dtype = arg
+            else:
+                device = arg
         for module in self.modules.values():
-            torch.nn.Module.to(module, device=device, dtype=dtype)  # diffusers' .to() warns about every cast
+            torch.nn.Module.to(module, device=device, dtype=dtype)
         return self
 
     @classmethod
@@ -233,11 +272,10 @@ class PrimeDepthPipeline:
             pipe = cls.tiny_random()
         else:
             root = resolve_model(model, cache_dir=cache_dir, local_files_only=local_files_only)
-            settings = read_model_index(root)
+            index = read_model_index(root)
             note_ignored_code(root)
             text_path, tok_path = (
-                component_source(root, settings, key, allow_external_components)
-                for key in ("text_encoder", "tokenizer")
+                component_source(root, index, key, allow_external_components) for key in ("text_encoder", "tokenizer")
             )
             hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
             # a text tower named by hub id may download: its bars stay on
@@ -274,7 +312,7 @@ class PrimeDepthPipeline:
                     text_encoder=text_encoder,
                     tokenizer=tokenizer,
                     labeller=labeller,
-                    settings=settings,
+                    settings=pipeline_settings(index),
                 )
             except ModelError as err:
                 raise ModelError(f"{root}: {err} (text encoder from {text_path})") from None
@@ -285,19 +323,36 @@ class PrimeDepthPipeline:
         # fp32 unless asked otherwise, whatever the stored dtype (the embedded model is stored as fp16)
         return pipe.to(device=device, dtype=torch_dtype or torch.float32)
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        root = Path(directory)
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        safe_serialization: bool = True,
+        variant: str | None = None,
+        max_shard_size: int | str | None = None,
+        push_to_hub: bool = False,
+        **kwargs,
+    ) -> None:
+        """diffusers' ``save_pretrained`` (each part in its folder, safetensors), without the libraries' progress
+        bars; ``model_index.json`` is written last (``save_config``), so an interrupted save leaves no folder that
+        looks complete."""
+        root = Path(save_directory)
+        (root / MODEL_INDEX).unlink(missing_ok=True)
         root.mkdir(parents=True, exist_ok=True)
         with no_library_progress_bars():
-            for name in ("vae", "unet", "labeller", "text_encoder", "tokenizer"):
-                getattr(self, name).save_pretrained(root / name)
-        settings = {
-            **self.settings,
-            "_class_name": type(self).__name__,
-            "text_encoder": "text_encoder",
-            "tokenizer": "tokenizer",
-        }
-        (root / MODEL_INDEX).write_text(json.dumps(settings, indent=2))
+            super().save_pretrained(
+                str(root),
+                safe_serialization=safe_serialization,
+                variant=variant,
+                max_shard_size=max_shard_size,
+                push_to_hub=push_to_hub,
+                **kwargs,
+            )
+
+    def save_config(self, save_directory: str | Path, push_to_hub: bool = False, **kwargs) -> None:
+        """The folder's ``model_index.json`` and pipeline module, written by ``conversion.model_index`` (the one
+        writer of model indexes)."""
+        index = model_index(pipeline_settings(self.settings), labeller_class=type(self.labeller).__name__)
+        write_model_index(save_directory, index)
 
     # ------------------------------------------------------------------ steps
 
@@ -405,12 +460,9 @@ class PrimeDepthPipeline:
         embedding and the text context. Same preprocessing, captions and noise draws as ``__call__``; one image per
         pass, tensors on the pipeline's device.
         """
-        if noise not in NOISE_MODES:
-            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-        loaded = [load_image(img) for img in (images if isinstance(images, (list, tuple)) else [images])]
-        caption, processor = self._caption_and_processor(caption, max_size)
+        loaded, _, captions, processor = self._inputs(images, caption, noise, max_size)
         preimages = []
-        for image, text in zip(loaded, self.captions_for(loaded, caption)):
+        for image, text in zip(loaded, captions):
             pixels = processor.preprocess(image)[None].to(device=self.device, dtype=self.dtype)
             noises = (
                 draw_noise(self.frozen.latent_shape(pixels.shape[-2:]), [torch.Generator().manual_seed(seed)])
@@ -422,13 +474,18 @@ class PrimeDepthPipeline:
                 preimages.append(self.frozen.preimage(pixels, context, *noises, naive=attention == "naive"))
         return preimages
 
-    def _caption_and_processor(self, caption, max_size, match_input_size: bool = True):
-        """The caption mode (``None``: the model's default) and the image processor (``max_size`` ``"auto"``: the
-        model's processing size) of a call."""
+    def _inputs(self, images, caption, noise: str, max_size, match_input_size: bool = True):
+        """What ``__call__`` and ``preimage`` start from: the loaded images, the caption mode (``None``: the model's
+        default), one caption per image, and the image processor (``max_size`` ``"auto"``: the model's processing
+        size)."""
+        if noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
+        loaded = [load_image(img) for img in (images if isinstance(images, (list, tuple)) else [images])]
         caption = self.settings.get("default_caption", "auto") if caption is None else caption
         if max_size == "auto":
             max_size = self.settings.get("max_size", 1024)
-        return caption, PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
+        processor = PrimeDepthImageProcessor(max_size=max_size, match_input_size=match_input_size)
+        return loaded, caption, self.captions_for(loaded, caption), processor
 
     def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Text-tower states per prompt, cached per distinct prompt (the empty or a fixed caption costs once)."""
@@ -497,12 +554,7 @@ class PrimeDepthPipeline:
             ``primedepth.pipelines.tiling``; ``"auto"`` only for inputs at least 4x the processing size);
             ``metadata["tiling"]`` has the tile count and seconds per image (None where not tiled).
         """
-        if noise not in NOISE_MODES:
-            raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}")
-        single = not isinstance(images, (list, tuple))
-        loaded = [load_image(img) for img in ([images] if single else images)]
-        caption, processor = self._caption_and_processor(caption, max_size, match_input_size)
-        captions = self.captions_for(loaded, caption)
+        loaded, caption, captions, processor = self._inputs(images, caption, noise, max_size, match_input_size)
         tile_counts = [resolve_tiles(tiles, img.size, max(processor.processing_size(*img.size))) for img in loaded]
         tiling = [None] * len(loaded)
         depth_maps, seg_maps = [None] * len(loaded), [None] * len(loaded)
@@ -518,7 +570,7 @@ class PrimeDepthPipeline:
             current.append(i)
         if current:
             batches.append(current)
-        bar = tqdm(total=len(loaded), disable=not progress, desc="PrimeDepth", unit="img")
+        bar = self.progress_bar(total=len(loaded)) if progress else tqdm(total=len(loaded), disable=True)
         for batch in batches:
             pixels = torch.stack([processor.preprocess(loaded[i]) for i in batch])
             context = self._encode_prompts([captions[i] for i in batch])

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..conversion.model_folder import pipeline_settings
+from ..conversion.model_index import model_index, write_model_index
 from ..utils.atomic import atomic_dir, atomic_write_text
 from ..utils.quiet import no_library_progress_bars
 from ..utils.torch_files import load_torch_file
@@ -99,13 +101,9 @@ class Checkpointer:
         source = self._source_folder()
         return (source if source is not None else self.frozen_copy).resolve()
 
-    def model_index(self) -> dict:
-        return {
-            **self.settings,
-            "_class_name": "PrimeDepthPipeline",
-            "text_encoder": "text_encoder",
-            "tokenizer": "tokenizer",
-        }
+    def model_index(self, labeller_class: str | None) -> dict:
+        """The index of a checkpoint (``labeller_class``: its labeller's) or of ``frozen/`` (None: no labeller)."""
+        return model_index(pipeline_settings(self.settings), labeller_class=labeller_class)
 
     def save_frozen_once(self, vae, unet, text_encoder, tokenizer) -> None:
         """Write ``frozen/`` unless the frozen parts already lie in a folder (the source, or an earlier run's)."""
@@ -116,7 +114,7 @@ class Checkpointer:
             unet.save_pretrained(tmp / "unet")
             text_encoder.save_pretrained(tmp / "text_encoder")
             tokenizer.save_pretrained(tmp / "tokenizer")
-            (tmp / "model_index.json").write_text(json.dumps(self.model_index(), indent=2))
+            write_model_index(tmp, self.model_index(None))
 
     def _link_frozen(self, checkpoint: Path) -> None:
         frozen = self.frozen_dir()
@@ -166,7 +164,7 @@ class Checkpointer:
         )
         (training / "state.json").write_text(json.dumps({"step": step, **record}, indent=2))
         self._link_frozen(folder)
-        (folder / "model_index.json").write_text(json.dumps(self.model_index(), indent=2))
+        write_model_index(folder, self.model_index(type(model).__name__))
 
     def prune(self) -> None:
         """Keep the newest ``keep_last`` checkpoints (also run on resume: a kill may have come before the prune)."""

@@ -14,5 +14,5 @@ def read_json(path: str | Path, what: str, error: type[Exception] | None = None)
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise (error or FileNotFoundError)(f"{path}: {what} not found") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise (error or ValueError)(f"{path}: not valid JSON ({err})") from None
