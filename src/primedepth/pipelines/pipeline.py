@@ -277,9 +277,10 @@ class PrimeDepthPipeline(DiffusionPipeline):
             text_path, tok_path = (
                 component_source(root, index, key, allow_external_components) for key in ("text_encoder", "tokenizer")
             )
-            hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only))
-            # a text tower named by hub id may download: its bars stay on
+            # a text tower named by hub id may download: its bars stay on; local folders need no hub probe
             local_text = Path(text_path).is_dir()
+            local = local_text and Path(tok_path).is_dir()
+            hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only or local))
             with no_library_progress_bars() if local_text else contextlib.nullcontext():
                 try:
                     text_encoder = load_checked(
