@@ -100,11 +100,11 @@ def command(
     check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
     from ..conversion.loading import WeightsNotFoundError
     from ..conversion.model_folder import ModelError
+    from ..jobs.video import VideoReadError, distinct_names, output_paths, predict_video, require_av
     from ..licences import licence_line, weight_names
     from ..outputs.colour import colour_lut
     from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.temporal import require_cv2
-    from ..outputs.video import VideoReadError, distinct_names, output_paths, predict_video, require_av
     from ..pipelines.pipeline import DeviceUnavailableError
 
     try:

@@ -6,7 +6,7 @@ prediction is affine-invariant per frame and noisy per pixel, so it would flicke
 frames in one streaming pass (optical-flow tracks by default, or only a scale/shift fit). The colour video then uses
 one value range for the whole clip.
 
-Input: a video file, or a folder of frames (``outputs.sequence``: PNG / JPEG / TIFF / EXR, natural order).
+Input: a video file, or a folder of frames (``jobs.sequence``: PNG / JPEG / TIFF / EXR, natural order).
 
 Resuming: each frame's raw prediction is stored in ``NAME_frames_raw/`` as soon as it is computed (atomically); a
 rerun with the same settings loads those instead of recomputing. The fused maps are appended to one file in that
@@ -32,14 +32,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..outputs.colour import DEFAULT_CMAP, colorize, side_by_side
+from ..outputs.formats import tiff_bytes, write_exr
+from ..outputs.manifest import OutputManifest
+from ..outputs.temporal import TemporalFusion
+from ..outputs.writers import _png_bytes
 from ..pipelines.image_processor import load_image
 from ..utils.atomic import atomic_dir, atomic_path, atomic_write, remove_stale_temps
-from .colour import DEFAULT_CMAP, colorize, side_by_side
-from .formats import tiff_bytes, write_exr
-from .manifest import OutputManifest
 from .sequence import DEFAULT_FPS, list_frames, read_frame
-from .temporal import TemporalFusion
-from .writers import _png_bytes
 
 FRAME_FORMATS = ("png16", "exr", "tiff")
 RANGE_PERCENTILES = (1.0, 99.0)
