@@ -170,7 +170,7 @@ def command(
                         click.echo(f"note: {notice}", err=True)
                     if model_spec == EMBEDDED_MODEL:
                         name = name or EMBEDDED_MODEL  # not to be mistaken for the full PrimeDepth in the table
-                predictor = build_predictor(model_spec, dataset_name=dataset_name, **options)
+                predictor = predictor_for(model_spec, dataset_name=dataset_name, **options)
             predictor.name = name or predictor.name
             processes = distributed_context()
             save = not no_save_predictions
@@ -198,7 +198,7 @@ def command(
         )
 
 
-def build_predictor(spec, **options):
+def predictor_for(spec, **options):
     """``evaluation.model_specs.build_predictor``, an unknown kind reported against --model."""
     from primedepth.evaluation.model_specs import UnknownModelKindError, build_predictor
 
@@ -238,7 +238,7 @@ def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, all
         def build(dataset):
             if name not in cache or spec.startswith("python="):
                 try:
-                    cache[name] = build_predictor(spec, dataset=dataset, dataset_name=dataset.config.name, **options)
+                    cache[name] = predictor_for(spec, dataset=dataset, dataset_name=dataset.config.name, **options)
                 except click.BadParameter as exc:
                     raise click.BadParameter(f"{name}: {exc.message}", param_hint="--run") from exc
             return cache[name]
