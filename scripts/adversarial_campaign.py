@@ -353,7 +353,7 @@ def disk_errors(work: Path) -> tuple[int, int]:
     if os.geteuid() != 0:
         print("disks: skipped (mounting a tmpfs needs root)")
         return 0, 0
-    from primedepth.outputs.video import write_video
+    from primedepth.jobs.video import write_video
 
     sys.path.insert(0, str(REPO / "tests"))
     from evaluation import fixtures

@@ -24,7 +24,7 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 from primedepth.data.scenes import render_trajectory
-from primedepth.outputs.video import write_video
+from primedepth.jobs.video import write_video
 
 FLAGS = [
     "--disable-gpu",

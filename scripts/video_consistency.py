@@ -34,8 +34,8 @@ import numpy as np
 from primedepth.data.scenes import render_trajectory
 from primedepth.evaluation.metrics import compute_metrics
 from primedepth.evaluation.protocol import score_in_own_range
+from primedepth.jobs.video import predict_video, read_frames, write_video
 from primedepth.outputs.temporal import TEMPORAL_MODES, TemporalFusion
-from primedepth.outputs.video import predict_video, read_frames, write_video
 from primedepth.utils.atomic import atomic_path, atomic_write
 
 SEQUENCE_SEEDS = (404, 505, 606, 707, 808, 909, 1010, 1111, 1212, 1313)  # 101, 202, 303 chose the defaults

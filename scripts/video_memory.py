@@ -22,7 +22,7 @@ import numpy as np
 
 
 def panning_clip(path: Path, frames: int, size: int) -> None:
-    from primedepth.outputs.video import write_video
+    from primedepth.jobs.video import write_video
 
     rng = np.random.default_rng(0)
     coarse = rng.integers(0, 256, (size // 4 + 2, (size + frames) // 4 + 2, 3)).astype(np.float32)
@@ -35,7 +35,7 @@ def depth_of(rgb: np.ndarray, **kwargs) -> SimpleNamespace:
 
 
 def child(frames: int, size: int, temporal: str) -> dict:
-    from primedepth.outputs.video import predict_video
+    from primedepth.jobs.video import predict_video
 
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "pan.mp4"

@@ -125,7 +125,7 @@ def clip(tmp_path_factory):
     from fractions import Fraction
 
     from primedepth.data.scenes import render_trajectory
-    from primedepth.outputs.video import write_video
+    from primedepth.jobs.video import write_video
 
     path = tmp_path_factory.mktemp("clip") / "walk.mp4"
     assert write_video(path, (s.image for s in render_trajectory(11, 8, 48, 64)), Fraction(8)) == 8

@@ -7,7 +7,7 @@ import pytest
 from primedepth.app.models import ModelRegistry, model_choice
 from primedepth.app.predict import InputRejected
 from primedepth.app.video import predict_clip
-from primedepth.outputs.video import VideoReadError
+from primedepth.jobs.video import VideoReadError
 
 
 @pytest.fixture(scope="module")

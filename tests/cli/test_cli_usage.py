@@ -66,8 +66,8 @@ def test_colour_is_a_format_spelling():
 
 @pytest.mark.slow  # over 10 s on the 2-core machine (the video module imports the pipeline)
 def test_video_loads_no_model_when_every_output_exists(tmp_path, monkeypatch):
+    from primedepth.jobs.video import write_video
     from primedepth.outputs.manifest import OutputManifest
-    from primedepth.outputs.video import write_video
     from primedepth.pipelines.pipeline import PrimeDepthPipeline
 
     clip = tmp_path / "clip.mp4"

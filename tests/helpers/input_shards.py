@@ -37,7 +37,7 @@ def make_input_shards(root, shards=4, per_shard=3, size=(40, 48), seed=0):
 
 class TinyRandomLabellers:
     """Depth, ADE20K-150 segmentation and captions from tiny random conv nets (seeded): stands in for Depth
-    Anything, Mask2Former and BLIP-2 with the interface of ``pseudo_label_cmd.Labellers``."""
+    Anything, Mask2Former and BLIP-2 with the interface of ``jobs.label_files.Labellers``."""
 
     WORDS = ["a", "room", "street", "tree", "red", "blue", "car", "house", "sky", "wall"]
 

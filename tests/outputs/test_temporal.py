@@ -15,10 +15,10 @@ from PIL import Image
 
 import primedepth
 from primedepth.cli import main
+from primedepth.jobs.sequence import list_frames, natural_key
+from primedepth.jobs.video import VideoReadError, predict_video, probe
 from primedepth.outputs.formats import read_exr, read_tiff
-from primedepth.outputs.sequence import list_frames, natural_key
 from primedepth.outputs.temporal import FlowWarp, TemporalFusion, grey
-from primedepth.outputs.video import VideoReadError, predict_video, probe
 
 
 def _texture(h, w, seed=0):

@@ -15,8 +15,8 @@ import gradio as gr
 from PIL import Image
 
 from ..conversion.loading import WeightsNotFoundError
+from ..jobs.video import VideoReadError
 from ..outputs.colour import DEFAULT_CMAP, colour_bar_strip
-from ..outputs.video import VideoReadError
 from ..pipelines.image_processor import ImageLoadError
 from ..utils.atomic import atomic_path
 from .models import ModelRegistry

@@ -1,6 +1,7 @@
-"""One image through the pipeline and the package's writers, for the app: the same loader, pipeline call and output
-files as ``primedepth predict`` (npy, 16-bit PNG, colour map, RGB | depth, PLY point cloud, GLB mesh), written into a
-fresh folder under the app's own temporary folder, plus the honest account of what ran."""
+"""One image through the pipeline and the package's writers, for the app: the same loader, pipeline call
+(``jobs.predict_files.predict_in_batches``) and output files as ``primedepth predict`` (npy, 16-bit PNG, colour map,
+RGB | depth, PLY point cloud, GLB mesh), written into a fresh folder under the app's own temporary folder, plus the
+honest account of what ran."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..jobs.predict_files import predict_in_batches
 from ..licences import licence_line, licence_metadata
 from ..outputs.formats import METRIC_FORMATS
 from ..outputs.geometry import glb_bytes
@@ -183,7 +185,10 @@ def _predict_into(
 
     def work(pipe):
         start = time.perf_counter()
-        out = pipe(image, caption=caption, seed=seed, max_size=max_size, ensemble=member, metric=prior, tiles=tiles)
+        call = dict(caption=caption, seed=seed, max_size=max_size, ensemble=member, metric=prior, tiles=tiles)
+        [(_, out, error)] = predict_in_batches(pipe, [image], 1, call)  # the path of `primedepth predict`
+        if error is not None:
+            raise error
         return out, time.perf_counter() - start, pipe.device
 
     out, seconds, device = registry.run(model, work)

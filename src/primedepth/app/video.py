@@ -1,4 +1,4 @@
-"""One clip through ``outputs.video.predict_video`` (the code behind ``primedepth video``), for the app's video tab:
+"""One clip through ``jobs.video.predict_video`` (the code behind ``primedepth video``), for the app's video tab:
 the same decoding, temporal fusion and encoding, written into a fresh folder under the app's temporary folder, with
 progress reported per predicted frame and the honest account of what ran."""
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..outputs.video import predict_video, probe
+from ..jobs.video import predict_video, probe
 from .models import ModelRegistry
 from .predict import InputRejected
 from .results import store_for

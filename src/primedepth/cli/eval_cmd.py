@@ -8,9 +8,6 @@ writes it in the paper's layout with the published numbers beside ours."""
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import json
 from pathlib import Path
 
 import click
@@ -34,40 +31,6 @@ MODEL_HELP = (
     "given the dataset if it takes an argument), ensemble=RUN_A,RUN_B (saved predictions of two "
     "finished runs), oracle=RUN_A,RUN_B (per-image best of two finished runs)."
 )
-
-
-def build_predictor(spec, *, device, dtype, seed, marigold_setting, output_root, dataset_name, dataset=None):
-    from primedepth.evaluation import (
-        DepthAnythingV2Predictor,
-        EnsemblePredictor,
-        MarigoldPredictor,
-        PrimeDepthPredictor,
-        SavedPredictor,
-    )
-    from primedepth.evaluation.peers import PEERS
-    from primedepth.evaluation.runner import run_directory
-
-    kind, _, arg = spec.partition("=")
-    if not arg:
-        return PrimeDepthPredictor(spec, device=device, dtype=dtype, seed=seed)
-    if kind == "depth-anything-v2":
-        return DepthAnythingV2Predictor(arg, device=device)
-    if kind == "marigold":
-        return MarigoldPredictor(arg, f"marigold-{marigold_setting}", device=device, seed=seed)
-    if kind in PEERS:
-        return PEERS[kind](arg, device=device, seed=seed)
-    if kind == "python":
-        module, _, attr = arg.partition(":")
-        factory = getattr(importlib.import_module(module), attr)
-        return factory(dataset) if inspect.signature(factory).parameters else factory()
-    if kind == "ensemble":
-        members = []
-        for name in arg.split(","):
-            run = run_directory(output_root, dataset_name, name)
-            space = json.loads((run / "summary.json").read_text())["alignment"]
-            members.append(SavedPredictor(run / "predictions", space, name))
-        return EnsemblePredictor(members)
-    raise click.BadParameter(f"unknown model kind {kind!r}", param_hint="--model")
 
 
 @click.command(help=__doc__.replace("``", ""), short_help="Score one model on one benchmark (docs/evaluation.md).")
@@ -175,14 +138,12 @@ def command(
         evaluate,
         write_oracle_run,
     )
+    from primedepth.evaluation.model_specs import run_settings
     from primedepth.evaluation.runner import distributed_context
 
     device = opt.device_argument(device)
-
+    options = dict(device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting, output_root=output_root)
     if suite:
-        options = dict(
-            device=device, dtype=dtype, seed=seed, marigold_setting=marigold_setting, output_root=output_root
-        )
         extra = {"nuscenes_c": {"scene_list": scene_list}} if scene_list else {}
         return run_suite_command(suite, data_root, roots, runs, pair, output_root, allow_partial, options, extra)
     if not dataset_name or not data_root:
@@ -209,15 +170,7 @@ def command(
                         click.echo(f"note: {notice}", err=True)
                     if model_spec == EMBEDDED_MODEL:
                         name = name or EMBEDDED_MODEL  # not to be mistaken for the full PrimeDepth in the table
-                predictor = build_predictor(
-                    model_spec,
-                    device=device,
-                    dtype=dtype,
-                    seed=seed,
-                    marigold_setting=marigold_setting,
-                    output_root=output_root,
-                    dataset_name=dataset_name,
-                )
+                predictor = predictor_for(model_spec, dataset_name=dataset_name, **options)
             predictor.name = name or predictor.name
             processes = distributed_context()
             save = not no_save_predictions
@@ -245,24 +198,14 @@ def command(
         )
 
 
-def run_settings(model_spec, predictions, prediction_space, seed, dtype, marigold_setting) -> dict:
-    """What decides a run's predictions, recorded with its rows so that a resume under other settings is refused:
-    the model (a folder by its absolute path), and the seed, precision and Marigold setting where they apply."""
-    if predictions:
-        return {"predictions": str(Path(predictions).resolve()), "prediction_space": prediction_space}
-    kind, sep, arg = model_spec.partition("=")
-    if sep and Path(arg).exists():
-        model_spec = f"{kind}={Path(arg).resolve()}"
-    elif not sep and Path(model_spec).exists():
-        model_spec = str(Path(model_spec).resolve())
-    settings = {"model": model_spec}
-    if kind not in ("ensemble", "python", "depth-anything-v2", "depth-anything", "depth-pro") or not sep:
-        settings["seed"] = seed
-    if not sep:
-        settings["dtype"] = dtype
-    if kind == "marigold" and sep:
-        settings["marigold_setting"] = marigold_setting
-    return settings
+def predictor_for(spec, **options):
+    """``evaluation.model_specs.build_predictor``, an unknown kind reported against --model."""
+    from primedepth.evaluation.model_specs import UnknownModelKindError, build_predictor
+
+    try:
+        return build_predictor(spec, **options)
+    except UnknownModelKindError as err:
+        raise click.BadParameter(str(err), param_hint="--model") from None
 
 
 def _pairs(values, option):
@@ -295,7 +238,7 @@ def run_suite_command(suite_name, data_root, roots, runs, pair, output_root, all
         def build(dataset):
             if name not in cache or spec.startswith("python="):
                 try:
-                    cache[name] = build_predictor(spec, dataset=dataset, dataset_name=dataset.config.name, **options)
+                    cache[name] = predictor_for(spec, dataset=dataset, dataset_name=dataset.config.name, **options)
                 except click.BadParameter as exc:
                     raise click.BadParameter(f"{name}: {exc.message}", param_hint="--run") from exc
             return cache[name]

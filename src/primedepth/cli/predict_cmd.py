@@ -7,14 +7,11 @@ from pathlib import Path
 
 import click
 
-from ..outputs.formats import MAP_FORMATS  # written for each ensemble member with --save-members
 from . import options as opt
+from .errors import EXIT_INPUTS_FAILED, EXIT_OK, EXIT_OUTPUT_ERROR, EXIT_USAGE_OR_MODEL
 from .model_loading import load_command_pipeline, prepare_for_inference
 from .shard_runner import shard_options
 from .usage import check_before_loading, formats_callback
-
-# Exit codes: every image done (or skipped) / some inputs failed / bad usage or model / an output could not be written.
-EXIT_OK, EXIT_INPUTS_FAILED, EXIT_USAGE_OR_MODEL, EXIT_OUTPUT_ERROR = 0, 1, 2, 3
 
 
 @click.command("predict")
@@ -140,24 +137,20 @@ def command(
     """Predict affine-invariant inverse depth for INPUTS (files, folders, globs; or WebDataset shards: paths, fsspec
     URLs, brace patterns like shards/{00000..00099}.tar, written as result shards of the same names)."""
     check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
-    from tqdm.auto import tqdm
-
     from ..conversion.loading import WeightsNotFoundError
     from ..conversion.model_folder import ModelError
     from ..data.shards import is_shard_spec
+    from ..jobs.predict_files import plan_files, predict_files
     from ..licences import check_commercial, licence_line, licence_metadata, weight_names
-    from ..outputs.alignment import SparseDepthError
     from ..outputs.colour import colour_lut
     from ..outputs.formats import METRIC_FORMATS
-    from ..outputs.manifest import OutputClashError, OutputManifest
-    from ..outputs.products import OutputOptions, product_writers
-    from ..outputs.writers import FORMATS, output_paths, write_prediction
+    from ..outputs.products import OutputOptions
+    from ..outputs.writers import FORMATS
     from ..pipelines.depth_anything import DepthAnything
-    from ..pipelines.image_processor import ImageLoadError, load_image, max_size_setting
+    from ..pipelines.image_processor import max_size_setting
     from ..pipelines.metric import load_prior, parse_prior
-    from ..pipelines.pipeline import DeviceUnavailableError
-    from ..pipelines.tiling import AUTO_MIN_RATIO
-    from ..utils.atomic import ensure_writable_folder, remove_stale_temps
+    from ..utils.atomic import ensure_writable_folder
+    from ..utils.devices import DeviceUnavailableError
     from .inputs import collect_inputs
 
     fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
@@ -226,15 +219,12 @@ def command(
     except OSError as err:
         click.echo(f"error: {err.filename}: output folder is not writable ({err.strerror})", err=True)
         sys.exit(EXIT_OUTPUT_ERROR)
-    remove_stale_temps(output_dir)  # temporaries of killed runs
-    manifest = OutputManifest(output_dir, inputs=[f for f, _ in items])  # what our runs wrote there
-    todo, skipped, refused = manifest.plan(items, lambda stem: output_paths(output_dir / stem, fmt_list), overwrite)
-    failures.extend(refused)
+    plan = plan_files(items, output_dir, fmt_list, overwrite, failures)
 
     member = prior = None
     try:
         model, pipe, notice = load_command_pipeline(
-            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=bool(todo)
+            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=bool(plan.todo)
         )
         weights = weight_names(model, ensemble, metric)
         click.echo(licence_line(weights), err=True)
@@ -253,108 +243,25 @@ def command(
         pipe.captioner.required = caption == "auto"  # asked for explicitly: no silent empty-prompt fallback
         prepare_for_inference(pipe, model, dtype, notice)
 
-    written, write_error = 0, None
     options["ensemble"] = member
     if prior is not None:
         options.update(metric=prior, focal_px=focal_px, fov=fov_deg, metric_correction=metric_correction)
-    announced = []
-
-    def announce_tiling(out, tiles):
-        """One line, the first time ``auto`` tiles an image."""
-        tiled = [info for info in out.metadata.get("tiling") or [] if info]
-        if tiles == "auto" and tiled and not announced:
-            announced.append(True)
-            tqdm.write(
-                f"tiles: inputs of at least {AUTO_MIN_RATIO}x the processing size are predicted in "
-                f"{tiled[0]['tiles']} tiles on top of the whole-image prediction ({tiled[0]['seconds']:.1f} s for "
-                "the first); --tiles off for one whole-image prediction",
-                file=sys.stderr,
-            )
-
-    bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not todo)
     try:
-        for start in range(0, len(todo), batch_size):
-            batch = []
-            for file, stem in todo[start : start + batch_size]:
-                try:
-                    batch.append((load_image(file), stem))
-                except ImageLoadError as err:
-                    failures.append(str(err))
-                    bar.update(1)
-            # Run the batch together; if it fails, run each of its images alone so the culprit is named.
-            groups = [batch] if len(batch) <= 1 else [batch, *[[b] for b in batch]]
-            for group in groups:
-                try:
-                    out = pipe([img for img, _ in group], batch_size=batch_size, **options)
-                except OSError as err:  # a missing caption model or text encoder: every image would fail
-                    bar.close()
-                    click.echo(f"error: {err}", err=True)
-                    sys.exit(EXIT_USAGE_OR_MODEL)
-                except (ValueError, RuntimeError) as err:
-                    if len(group) == 1:
-                        failures.append(f"{group[0][0].source}: prediction failed ({err})")
-                        bar.update(1)
-                    continue
-                announce_tiling(out, tiles)
-                for k, (img, stem) in enumerate(group):
-                    seg = out.segmentation[k] if out.segmentation is not None else None
-                    sparse = products.sparse_file(stem)
-                    try:
-                        if align_to is not None and sparse is None:
-                            raise SparseDepthError(f"{align_to}: no {stem}.npy / .png / .csv for this image")
-                        extra, notes = product_writers(
-                            fmt_list,
-                            out.inverse_depth[k],
-                            img,
-                            products,
-                            sparse,
-                            metric=out.metric[k] if out.metric else None,
-                            metadata={"model": model, "licences": licence_metadata(weights)},
-                        )
-                    except SparseDepthError as err:
-                        failures.append(f"{img.source}: {err}")
-                        bar.update(1)
-                        continue
-                    for line in notes:
-                        tqdm.write(f"{img.source}: {line}", file=sys.stderr)
-                    try:
-                        write_prediction(
-                            output_dir / stem,
-                            fmt_list,
-                            out.inverse_depth[k],
-                            seg,
-                            cmap=cmap,
-                            product_writers=extra,
-                            manifest=manifest,
-                        )
-                        if save_members and out.members:
-                            member_formats = [f for f in fmt_list if f in MAP_FORMATS]
-                            for name, maps in out.members.items():
-                                member_stem = output_dir / stem.parent / f"{stem.name}.{name}"
-                                write_prediction(member_stem, member_formats, maps[k], cmap=cmap, manifest=manifest)
-                    except OutputClashError as err:
-                        failures.append(f"{img.source}: {err}")
-                        bar.update(1)
-                        continue
-                    except OSError as err:  # disk full, folder gone or read-only: no later image can do better
-                        write_error = f"{err.filename or output_dir / stem}: cannot write ({err.strerror or err})"
-                        break
-                    written += 1
-                    bar.update(1)
-                if write_error or group is batch:
-                    break  # the whole batch is done (or the disk failed); else on with the next image alone
-            if write_error:
-                break
-    except KeyboardInterrupt:
-        bar.close()
-        click.echo(f"interrupted: {written} written; finished outputs are complete, rerun to resume", err=True)
+        result = predict_files(
+            pipe,
+            plan,
+            options=options,
+            products=products,
+            batch_size=batch_size,
+            metadata={"model": model, "licences": licence_metadata(weights)},
+            save_members=save_members,
+        )
+    except OSError as err:  # a missing caption model or text encoder: every image would fail
+        click.echo(f"error: {err}", err=True)
+        sys.exit(EXIT_USAGE_OR_MODEL)
+    if result.interrupted:
+        click.echo(f"interrupted: {result.written} written; finished outputs are complete, rerun to resume", err=True)
         sys.exit(130)
-    bar.close()
-    remove_stale_temps(output_dir)  # also those of runs killed while this one ran
-    if write_error:
-        click.echo(f"error: {write_error}; stopped", err=True)
-    left = f", {len(todo) - written} not done" if write_error else ""
-    click.echo(f"done: {written} written, {skipped} skipped (outputs exist), {len(failures)} failed{left}", err=True)
-    for failure in failures:
-        click.echo(f"  failed: {failure}", err=True)
-    sys.exit(EXIT_OUTPUT_ERROR if write_error else EXIT_INPUTS_FAILED if failures else EXIT_OK)
+    for line in result.summary():
+        click.echo(line, err=True)
+    sys.exit({"ok": EXIT_OK, "inputs failed": EXIT_INPUTS_FAILED}.get(result.status, EXIT_OUTPUT_ERROR))

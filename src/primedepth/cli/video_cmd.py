@@ -74,66 +74,46 @@ def command(
     inputs,
     output_dir,
     model,
-    stride,
-    start,
-    end,
-    max_frames,
-    temporal,
-    fps,
     side_by_side,
     frame_format,
     no_npz,
-    cmap,
     max_size,
     device,
     dtype,
-    caption,
-    seed,
-    noise,
-    low_memory,
-    tiles,
     overwrite,
     cache_dir,
     local_files_only,
+    **settings,
 ):
     """Depth videos for INPUTS (any video ffmpeg reads, or a folder of PNG/JPEG/TIFF/EXR frames in natural order).
     Interrupted runs resume where they stopped."""
     check_before_loading(inputs, output_dir, device)  # usage errors in a second, before torch is imported
     from ..conversion.loading import WeightsNotFoundError
     from ..conversion.model_folder import ModelError
+    from ..jobs.video import plan_videos, predict_videos, require_av
     from ..licences import licence_line, weight_names
     from ..outputs.colour import colour_lut
-    from ..outputs.manifest import OutputClashError, OutputManifest
     from ..outputs.temporal import require_cv2
-    from ..outputs.video import VideoReadError, distinct_names, output_paths, predict_video, require_av
     from ..pipelines.image_processor import max_size_setting
-    from ..pipelines.pipeline import DeviceUnavailableError
+    from ..utils.devices import DeviceUnavailableError
 
     try:
-        colour_lut(cmap)
+        colour_lut(settings["cmap"])
         require_av()
-        if temporal == "flow":
+        if settings["temporal"] == "flow":
             require_cv2()
     except (ValueError, ImportError) as err:
         raise click.UsageError(str(err)) from None
+    start, end = settings["start"], settings["end"]
     if start is not None and end is not None and end <= start:
         raise click.BadParameter(f"--end {end} is not after --start {start}", param_hint="--end")
-    missing = [p for p in inputs if not (p.is_file() or p.is_dir())]
-    failures = [f"{p}: {'not a regular file' if p.exists() else 'no such file'}" for p in missing]
-    todo, clashes = distinct_names([p for p in inputs if p.is_file() or p.is_dir()])
-    failures += clashes
-    frames = None if frame_format == "none" else frame_format
-
-    def done(path: Path) -> bool:
-        name = path.name if path.is_dir() else path.stem
-        outputs = output_paths(output_dir, name, side_by_side, frames, not no_npz).values()
-        return OutputManifest(output_dir, inputs=[path]).done(outputs)
-
-    needed = any(overwrite or not done(p) for p in todo)  # no model when every output exists
+    outputs = dict(side_by_side_video=side_by_side, frames=None if frame_format == "none" else frame_format)
+    outputs["npz"] = not no_npz
+    plan = plan_videos(list(inputs), output_dir, overwrite=overwrite, **outputs)
 
     try:
         model, pipe, notice = load_command_pipeline(
-            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=needed
+            model, device=device, cache_dir=cache_dir, local_files_only=local_files_only, needed=plan.needed
         )
     except (WeightsNotFoundError, DeviceUnavailableError, ModelError, OSError) as err:
         click.echo(f"error: {err}", err=True)
@@ -142,53 +122,16 @@ def command(
     if pipe is not None:
         prepare_for_inference(pipe, model, dtype, notice)
 
-    written = 0
-    for path in todo:
-        try:
-            result = predict_video(
-                pipe,
-                path,
-                output_dir,
-                stride=stride,
-                start=start,
-                end=end,
-                max_frames=max_frames,
-                temporal=temporal,
-                fps=fps,
-                side_by_side_video=side_by_side,
-                frames=None if frame_format == "none" else frame_format,
-                npz=not no_npz,
-                cmap=cmap,
-                seed=seed,
-                noise=noise,
-                caption=caption,
-                max_size=max_size_setting(max_size),
-                low_memory=low_memory,
-                tiles=tiles,
-                overwrite=overwrite,
-                model_id=model,
-            )
-        except VideoReadError as err:
-            failures.append(str(err))
-            continue
-        except OutputClashError as err:
-            failures.append(f"{path}: {err}")
-            continue
-        except OSError as err:  # a missing caption model or a full disk: every video would fail
-            fail_for(err, [output_dir])
-        except KeyboardInterrupt:
-            click.echo(f"interrupted: {path}: computed frames are kept, rerun to resume", err=True)
-            sys.exit(130)
-        if result.skipped:
-            click.echo(f"{path}: outputs exist, skipped (--overwrite to redo)", err=True)
-            continue
-        written += 1
-        click.echo(
-            f"{path}: {result.frames} frames at {float(result.fps):.3g} fps ({result.predicted} predicted, "
-            f"{result.frames - result.predicted} resumed) -> {result.outputs['video']}",
-            err=True,
+    settings.update(outputs, max_size=max_size_setting(max_size), model_id=model)
+    try:
+        result = predict_videos(
+            pipe, plan, output_dir, overwrite=overwrite, log=lambda line: click.echo(line, err=True), **settings
         )
-    click.echo(f"done: {written} written, {len(failures)} failed", err=True)
-    for failure in failures:
-        click.echo(f"  failed: {failure}", err=True)
-    sys.exit(1 if failures else 0)
+    except OSError as err:  # a missing caption model or a full disk: every video would fail
+        fail_for(err, [output_dir])
+    if result.interrupted is not None:
+        click.echo(f"interrupted: {result.interrupted}: computed frames are kept, rerun to resume", err=True)
+        sys.exit(130)
+    for line in result.summary():
+        click.echo(line, err=True)
+    sys.exit(1 if result.failures else 0)

@@ -21,6 +21,8 @@ from webdataset.writer import numpy_dumps
 
 from ..data.common import DataError
 from ..data.shards import decode_image, decode_text, image_field
+from ..jobs.label_files import label_image
+from ..jobs.predict_files import predict_in_batches
 from ..outputs.writers import color_bytes, npy_bytes, png16_bytes, segmentation_bytes
 from ..pipelines.captioning import default_cache_file
 from ..pipelines.image_processor import load_image
@@ -68,29 +70,20 @@ class PredictShardWorker:
                 loaded.append((sample, load_image(decode_image(sample), name=_where(sample))))
             except DataError as err:
                 failures.append(str(err))
-        if len(loaded) > 1:
-            try:
-                return self._predict(loaded), failures
-            except (ValueError, RuntimeError):
-                pass  # run them one by one below, so that the culprit is named
         results = []
-        for item in loaded:
-            try:
-                results += self._predict([item])
-            except (ValueError, RuntimeError) as err:
-                failures.append(f"{_where(item[0])}: prediction failed ({err})")
+        images = [img for _, img in loaded]
+        for group, out, error in predict_in_batches(self.pipe, images, self.batch_size, self.options):
+            if error is not None:
+                failures.append(f"{_where(loaded[group[0]][0])}: prediction failed ({error})")
+                continue
+            for k, i in enumerate(group):
+                seg = out.segmentation[k] if out.segmentation is not None else None
+                results.append(self._encode(loaded[i][0], out.inverse_depth[k], seg))
         return results, failures
-
-    def _predict(self, group: list) -> list[dict]:
-        out = self.pipe([img for _, img in group], batch_size=self.batch_size, **self.options)
-        return [
-            self._encode(s, out.inverse_depth[k], out.segmentation[k] if out.segmentation is not None else None)
-            for k, (s, _) in enumerate(group)
-        ]
 
 
 class PseudoLabelShardWorker:
-    """Depth, segmentation and caption labellers (``primedepth.cli.pseudo_label_cmd.Labellers`` or any object
+    """Depth, segmentation and caption labellers (``primedepth.jobs.label_files.Labellers`` or any object
     with ``depth(image)``, ``segmentation(image)``, ``caption(image)`` and ``ids``) over shard samples."""
 
     batch_size = 1
@@ -106,9 +99,8 @@ class PseudoLabelShardWorker:
             except DataError as err:
                 failures.append(str(err))
                 continue
-            depth = np.asarray(self.labellers.depth(image), np.float32)
-            seg = self.labellers.segmentation(image) if self.segmentation else None
-            caption = self.labellers.caption(image)
+            depth, seg, caption = label_image(self.labellers, image, self.segmentation)
+            depth = np.asarray(depth, np.float32)
             ext = image_field(sample)
             meta = {
                 "height": image.height,

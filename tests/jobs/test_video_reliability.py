@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from primedepth.cli import main
 from primedepth.data.scenes import render_trajectory
+from primedepth.jobs.video import predict_video, write_video
 from primedepth.outputs.manifest import OutputClashError
-from primedepth.outputs.video import predict_video, write_video
 from primedepth.utils.atomic import is_our_temp
 
 
@@ -29,7 +29,7 @@ def flat_pipe(image, **kwargs):
 # `primedepth video` in a process that SIGKILLs itself while writing the 4th frame image (3 are written by then)
 KILLED_WHILE_WRITING_FRAMES = """
 import os, signal, sys
-import primedepth.outputs.video as video
+import primedepth.jobs.video as video
 real, written = video.png16_in_range, []
 def png16_in_range(values, lo, hi):
     if len(written) == 3:

@@ -6,7 +6,7 @@ prediction is affine-invariant per frame and noisy per pixel, so it would flicke
 frames in one streaming pass (optical-flow tracks by default, or only a scale/shift fit). The colour video then uses
 one value range for the whole clip.
 
-Input: a video file, or a folder of frames (``outputs.sequence``: PNG / JPEG / TIFF / EXR, natural order).
+Input: a video file, or a folder of frames (``jobs.sequence``: PNG / JPEG / TIFF / EXR, natural order).
 
 Resuming: each frame's raw prediction is stored in ``NAME_frames_raw/`` as soon as it is computed (atomically); a
 rerun with the same settings loads those instead of recomputing. The fused maps are appended to one file in that
@@ -32,14 +32,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..outputs.colour import DEFAULT_CMAP, colorize, side_by_side
+from ..outputs.formats import FRAME_FORMATS, tiff_bytes, write_exr
+from ..outputs.manifest import OutputClashError, OutputManifest
+from ..outputs.temporal import TemporalFusion
+from ..outputs.writers import _png_bytes
 from ..pipelines.image_processor import load_image
 from ..utils.atomic import atomic_dir, atomic_path, atomic_save_npy, atomic_write, remove_stale_temps
-from .colour import DEFAULT_CMAP, colorize, side_by_side
-from .formats import FRAME_FORMATS, tiff_bytes, write_exr
-from .manifest import OutputManifest
 from .sequence import DEFAULT_FPS, list_frames, read_frame
-from .temporal import TemporalFusion
-from .writers import _png_bytes
 
 RANGE_PERCENTILES = (1.0, 99.0)
 RANGE_SAMPLES = 250_000  # values drawn (evenly over frames and pixels) for the clip's colour range: 1 MB at most
@@ -421,3 +421,75 @@ def predict_video(
             write_npz(tmp, stack, small)
     shutil.rmtree(cache)
     return VideoResult(paths, len(numbers), predicted, out_fps, time.perf_counter() - started, coefficients)
+
+
+@dataclass
+class VideoPlan:
+    """The videos to compute (distinct output names), one message per input that cannot be one, and whether any
+    video needs the model (False when every output exists and ``overwrite`` is off)."""
+
+    todo: list[Path]
+    failures: list[str]
+    needed: bool
+
+
+def plan_videos(
+    inputs: list[Path], out_dir: str | Path, *, side_by_side_video: bool, frames: str | None, npz: bool, overwrite: bool
+) -> VideoPlan:
+    """Check ``inputs`` (video files or frame folders) and see which still need a model run in ``out_dir``."""
+    out_dir = Path(out_dir)
+    missing = [p for p in inputs if not (p.is_file() or p.is_dir())]
+    failures = [f"{p}: {'not a regular file' if p.exists() else 'no such file'}" for p in missing]
+    todo, clashes = distinct_names([p for p in inputs if p.is_file() or p.is_dir()])
+
+    def done(path: Path) -> bool:
+        name = path.name if path.is_dir() else path.stem
+        outputs = output_paths(out_dir, name, side_by_side_video, frames, npz).values()
+        return OutputManifest(out_dir, inputs=[path]).done(outputs)
+
+    return VideoPlan(todo, failures + clashes, any(overwrite or not done(p) for p in todo))
+
+
+@dataclass
+class VideosResult:
+    """The account of ``predict_videos``: videos written, one message per failed input, and the video that was
+    being computed when Ctrl-C stopped the run (its computed frames are kept for the resume)."""
+
+    written: int
+    failures: list[str]
+    interrupted: Path | None = None
+
+    def summary(self) -> list[str]:
+        return [f"done: {self.written} written, {len(self.failures)} failed"] + [
+            f"  failed: {failure}" for failure in self.failures
+        ]
+
+
+def predict_videos(
+    pipe, plan: VideoPlan, out_dir: str | Path, *, log: Callable[[str], None] = print, **settings
+) -> VideosResult:
+    """``predict_video`` for each video of ``plan`` (``settings``: its keyword arguments), one line per video to
+    ``log``. An unreadable video or an output clash is a failure of that video; an ``OSError`` (a caption model that
+    cannot be loaded, a full disk) propagates, as every later video would meet it."""
+    result = VideosResult(0, list(plan.failures))
+    for path in plan.todo:
+        try:
+            video = predict_video(pipe, path, out_dir, **settings)
+        except VideoReadError as err:
+            result.failures.append(str(err))
+            continue
+        except OutputClashError as err:
+            result.failures.append(f"{path}: {err}")
+            continue
+        except KeyboardInterrupt:
+            result.interrupted = path
+            break
+        if video.skipped:
+            log(f"{path}: outputs exist, skipped (--overwrite to redo)")
+            continue
+        result.written += 1
+        log(
+            f"{path}: {video.frames} frames at {float(video.fps):.3g} fps ({video.predicted} predicted, "
+            f"{video.frames - video.predicted} resumed) -> {video.outputs['video']}"
+        )
+    return result

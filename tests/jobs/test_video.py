@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from primedepth.cli import main
 from primedepth.data.scenes import render_trajectory
-from primedepth.outputs.video import predict_video, probe, read_frames, write_video
+from primedepth.jobs.video import predict_video, probe, read_frames, write_video
 
 
 @pytest.fixture(scope="module")

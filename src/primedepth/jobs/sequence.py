@@ -32,7 +32,7 @@ def list_frames(folder: str | Path) -> list[Path]:
 
 
 def _exr_rgb(path: Path) -> np.ndarray:
-    from .formats import openexr
+    from ..outputs.formats import openexr
 
     with openexr().File(str(path)) as exr:
         channels = exr.channels()
