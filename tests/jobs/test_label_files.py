@@ -4,7 +4,7 @@ labellers' own depth, segmentation and caption, an unreadable one named and retr
 import json
 
 import numpy as np
-from distributed.fixtures import TinyRandomLabellers
+from helpers.input_shards import TinyRandomLabellers
 from PIL import Image
 
 from primedepth.data.pseudo import INFO, MANIFEST
