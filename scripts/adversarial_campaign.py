@@ -356,11 +356,11 @@ def disk_errors(work: Path) -> tuple[int, int]:
     from primedepth.jobs.video import write_video
 
     sys.path.insert(0, str(REPO / "tests"))
-    from evaluation import fixtures
+    from helpers import benchmark_files
 
     data = work / "scannet"
     if not data.is_dir():
-        fixtures.make_scannet(data, n=4, h=480, w=640)
+        benchmark_files.make_scannet(data, n=4, h=480, w=640)
     clip = work / "clip.mp4"
     write_video(clip, (np.full((96, 128, 3), i * 8, np.uint8) for i in range(24)), Fraction(12))
     commands = {
