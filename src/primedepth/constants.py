@@ -22,6 +22,23 @@ NOISE_MODES = ("sampled", "none")
 # Said with every result of the tiny-random model (the command line's model line, the app's result label).
 TINY_RANDOM_CAVEAT = "random weights: a smoke test, its depth is meaningless"
 
+# The named numeric configurations of the pipeline: name -> (dtype of the frozen VAE, UNet and text tower, dtype of
+# the trained labeller, TF32 allowed for fp32 matmuls and convolutions on CUDA, what it is). "auto" picks one per
+# device (pipelines/precision.py); the names are here so the command line offers them without importing torch.
+PRECISION_CONFIGS = {
+    "fp32": ("float32", "float32", False, "everything fp32"),
+    "tf32": ("float32", "float32", True, "fp32 weights, TF32 matmuls and convolutions on CUDA"),
+    "bf16-frozen": ("bfloat16", "float32", False, "bf16 VAE, UNet and text tower, fp32 labeller"),
+    "bf16": ("bfloat16", "bfloat16", False, "everything bf16"),
+    "fp16-frozen": ("float16", "float32", False, "fp16 VAE, UNet and text tower, fp32 labeller"),
+    "fp16": ("float16", "float16", False, "everything fp16"),
+}
+PRECISION_CHOICES = ("auto", *PRECISION_CONFIGS)
+
+# The benchmarks of ``primedepth eval`` (each a dataset class in evaluation/datasets/ and a protocol file in
+# evaluation/configs/ of this name).
+BENCHMARK_DATASETS = ("nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai")
+
 # The captioner of the authors' pipeline (BLIP-2 OPT-2.7b).
 DEFAULT_CAPTIONER = "Salesforce/blip2-opt-2.7b"
 

@@ -27,6 +27,15 @@ def test_protocol_constants_are_written_down(name):
     assert name in DATASETS
 
 
+def test_the_command_offers_every_benchmark_each_with_its_protocol_file():
+    from primedepth.cli.eval_cmd import command
+    from primedepth.constants import BENCHMARK_DATASETS
+
+    [dataset] = [p for p in command.params if p.name == "dataset_name"]
+    assert tuple(dataset.type.choices) == BENCHMARK_DATASETS == tuple(DATASETS)
+    assert all(DatasetConfig.load(name).name == name for name in BENCHMARK_DATASETS)
+
+
 def test_protocol_values():
     nyu, kitti, eth3d, diode = (DatasetConfig.load(n) for n in ("nyu", "kitti", "eth3d", "diode"))
     assert (nyu.min_depth, nyu.max_depth, nyu.eval_crop) == (1e-3, 10.0, (45, 471, 41, 601))

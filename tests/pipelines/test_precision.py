@@ -8,7 +8,6 @@ from click.testing import CliRunner
 
 from primedepth import PrimeDepthPipeline
 from primedepth.cli import main
-from primedepth.cli.options import DTYPES
 from primedepth.miniature.precision_study import precision_rows
 from primedepth.pipelines import precision
 
@@ -53,7 +52,12 @@ def test_auto_is_the_half_precision_choice_only_where_bf16_is_native(monkeypatch
 
 
 def test_predict_offers_exactly_the_precision_choices():
-    assert DTYPES == precision.PRECISION_CHOICES
+    from primedepth.cli.predict_cmd import command
+
+    [dtype] = [p for p in command.params if p.name == "dtype"]
+    assert tuple(dtype.type.choices) == precision.PRECISION_CHOICES == ("auto", *precision.PRECISIONS)
+    assert precision.PRECISIONS["bf16-frozen"].frozen_dtype == torch.bfloat16
+    assert precision.PRECISIONS["bf16-frozen"].labeller_dtype == torch.float32 and precision.PRECISIONS["tf32"].tf32
 
 
 def test_set_precision_casts_the_parts_and_the_metadata_says_what_ran(rgb_image):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..constants import BENCHMARK_DATASETS
 from . import options as opt
 from .errors import model_errors, reported_errors
 
@@ -37,7 +38,7 @@ MODEL_HELP = (
 @click.option(
     "--dataset",
     "dataset_name",
-    type=click.Choice(["nyu", "kitti", "eth3d", "scannet", "diode", "nuscenes_c", "rabbitai"]),
+    type=click.Choice(BENCHMARK_DATASETS),
     help="The benchmark of a single run (or use --suite).",
 )
 @click.option(

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
-from ..constants import NOISE_MODES
+from ..constants import NOISE_MODES, PRECISION_CHOICES
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# primedepth.pipelines.precision.PRECISION_CHOICES (spelled out: the CLI imports torch only when a command runs)
-DTYPES = ("auto", "fp32", "tf32", "bf16-frozen", "bf16", "fp16-frozen", "fp16")
 MODEL_DEFAULT_HELP = "[default: $PRIMEDEPTH_MODEL, the cached PrimeDepth when present, else primedepth-mini]"
 
 
@@ -51,7 +49,7 @@ def dtype_option(
     "fp32 where the hardware computes it natively (bf16 on AVX512-BF16/AMX CPUs where it is "
     "measured faster, Ampere+ GPUs), else fp32; -frozen = half precision for VAE, UNet and "
     "text tower only (docs/performance.md).",
-    choices: tuple[str, ...] = DTYPES,
+    choices: tuple[str, ...] = PRECISION_CHOICES,
     default: str = "auto",
 ):
     return click.option("--dtype", default=default, type=click.Choice(choices), show_default=True, help=help)

@@ -145,7 +145,6 @@ def command(
     from ..outputs.colour import colour_lut
     from ..outputs.formats import METRIC_FORMATS
     from ..outputs.products import OutputOptions
-    from ..outputs.writers import FORMATS
     from ..pipelines.depth_anything import DepthAnything
     from ..pipelines.image_processor import max_size_setting
     from ..pipelines.metric import load_prior, parse_prior
@@ -153,12 +152,7 @@ def command(
     from ..utils.devices import DeviceUnavailableError
     from .inputs import collect_inputs
 
-    fmt_list = [f.strip() for f in formats.split(",") if f.strip()]
-    unknown = [f for f in fmt_list if f not in FORMATS]
-    if unknown or not fmt_list:
-        raise click.BadParameter(
-            f"unknown format(s) {unknown}; choose from {', '.join(FORMATS)}", param_hint="--format"
-        )
+    fmt_list = formats.split(",")  # checked and de-aliased by formats_callback
     if align_to is not None and "depth" not in fmt_list:
         fmt_list.append("depth")
     if metric is not None:

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-SEQUENCE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr")
+from ..constants import IMAGE_EXTENSIONS
+
+# what a folder of frames may hold (EXR frames are read here, the rest by load_image)
+FRAME_EXTENSIONS = IMAGE_EXTENSIONS | {".exr"}
 DEFAULT_FPS = 24  # frame rate of an image sequence unless given
 
 
@@ -26,7 +29,7 @@ def list_frames(folder: str | Path) -> list[Path]:
     files = [
         p
         for p in Path(folder).iterdir()
-        if p.is_file() and p.suffix.lower() in SEQUENCE_SUFFIXES and not p.name.startswith(".")
+        if p.is_file() and p.suffix.lower() in FRAME_EXTENSIONS and not p.name.startswith(".")
     ]
     return sorted(files, key=lambda p: natural_key(p.name))
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from ..constants import PRECISION_CHOICES, PRECISION_CONFIGS
+
 
 @dataclass(frozen=True)
 class Precision:
@@ -36,17 +38,9 @@ class Precision:
 
 
 PRECISIONS = {
-    p.name: p
-    for p in (
-        Precision("fp32", torch.float32, torch.float32, "everything fp32"),
-        Precision("tf32", torch.float32, torch.float32, "fp32 weights, TF32 matmuls and convolutions on CUDA", True),
-        Precision("bf16-frozen", torch.bfloat16, torch.float32, "bf16 VAE, UNet and text tower, fp32 labeller"),
-        Precision("bf16", torch.bfloat16, torch.bfloat16, "everything bf16"),
-        Precision("fp16-frozen", torch.float16, torch.float32, "fp16 VAE, UNet and text tower, fp32 labeller"),
-        Precision("fp16", torch.float16, torch.float16, "everything fp16"),
-    )
+    name: Precision(name, getattr(torch, frozen), getattr(torch, labeller), description, tf32)
+    for name, (frozen, labeller, tf32, description) in PRECISION_CONFIGS.items()
 }
-PRECISION_CHOICES = ("auto", *PRECISIONS)
 
 # The fastest configuration within the accuracy bound on trained weights (docs/performance.md, "Precision").
 AUTO_HALF_PRECISION = "bf16"

@@ -10,13 +10,16 @@ from .rabbitai import RabbitAIDataset
 from .scannet import ScanNetDataset
 
 DATASETS = {
-    "nyu": NYUDataset,
-    "kitti": KITTIDataset,
-    "eth3d": ETH3DDataset,
-    "scannet": ScanNetDataset,
-    "diode": DIODEDataset,
-    "nuscenes_c": NuScenesCDataset,
-    "rabbitai": RabbitAIDataset,
+    cls.config_name: cls
+    for cls in (
+        NYUDataset,
+        KITTIDataset,
+        ETH3DDataset,
+        ScanNetDataset,
+        DIODEDataset,
+        NuScenesCDataset,
+        RabbitAIDataset,
+    )
 }
 
 __all__ = ["DATASETS", "DatasetConfig", "DatasetError", "DepthDataset", "Sample"]
