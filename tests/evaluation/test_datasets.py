@@ -8,6 +8,7 @@ from PIL import Image
 
 from primedepth.evaluation.datasets import DATASETS, DatasetConfig, DatasetError
 from primedepth.evaluation.datasets.nuscenes_c import load_scene_list, quaternion_to_matrix
+from primedepth.evaluation.suite import load_suite
 
 PROTOCOL_COUNTS = {
     "nyu": 654,
@@ -34,6 +35,9 @@ def test_the_command_offers_every_benchmark_each_with_its_protocol_file():
     [dataset] = [p for p in command.params if p.name == "dataset_name"]
     assert tuple(dataset.type.choices) == BENCHMARK_DATASETS == tuple(DATASETS)
     assert all(DatasetConfig.load(name).name == name for name in BENCHMARK_DATASETS)
+    [suite] = [p for p in command.params if p.name == "suite"]
+    assert tuple(suite.type.choices) == ("paper-table2", "paper-table3")
+    assert [load_suite(name).name for name in suite.type.choices] == list(suite.type.choices)
 
 
 def test_protocol_values():

@@ -8,6 +8,7 @@ writes it in the paper's layout with the published numbers beside ours."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -22,6 +23,9 @@ from .errors import model_errors, reported_errors
 EXISTING_DIR = click.Path(exists=True, file_okay=False)
 EXISTING_FILE = click.Path(exists=True, dir_okay=False)
 SPACES = click.Choice(["disparity", "depth"])
+# The paper's suites as the protocol file names them (read as a file: importing the evaluation package loads torch)
+PAPER_TABLES = Path(__file__).resolve().parents[1] / "evaluation" / "configs" / "paper_tables.json"
+PAPER_SUITES = tuple(json.loads(PAPER_TABLES.read_text())["suites"])
 SPACE_HELP = "Space in which the saved predictions are affine-invariant (with --predictions)."
 
 MODEL_HELP = (
@@ -43,7 +47,7 @@ MODEL_HELP = (
 )
 @click.option(
     "--suite",
-    type=click.Choice(["paper-table2", "paper-table3"]),
+    type=click.Choice(PAPER_SUITES),
     help="Run the paper's Table 2 or 3: every --run on each of its datasets, then the table in the paper's layout.",
 )
 @click.option(
