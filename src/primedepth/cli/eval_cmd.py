@@ -15,7 +15,7 @@ import click
 
 from ..constants import BENCHMARK_DATASETS
 from . import options as opt
-from .errors import model_errors, reported_errors
+from .errors import EXIT_INPUTS_FAILED, fail, model_errors, reported_errors
 
 # primedepth.evaluation (torch, the datasets, the adapters) is imported inside the commands, so that
 # ``primedepth --help`` and the other commands do not import torch.
@@ -193,7 +193,7 @@ def command(
     except model_errors():
         raise  # one error: line, exit 2 (reported_errors)
     except (DatasetError, WeightsNotFoundError, FileNotFoundError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        fail(str(exc), EXIT_INPUTS_FAILED)  # one error: line, as every command's
     if summary is not None:
         m = summary["metrics"]
         click.echo(
