@@ -94,8 +94,8 @@ def convert_official_checkpoint(
     if parts.text_encoder is not None:
         report.counts["text_encoder"] = len(converted.text_encoder)
     context_width = config["unet"]["context_dim"]
-    local = all(Path(s).is_dir() for s in (text_encoder, tokenizer or text_encoder))  # no hub probe for folders
-    hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only or local))
+    tokenizer_source = tokenizer or text_encoder
+    hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only, text_encoder, tokenizer_source))
 
     def save_hub_text_encoder(folder: Path) -> None:
         text_config = CLIPTextConfig.from_pretrained(text_encoder, **hub)
@@ -116,7 +116,6 @@ def convert_official_checkpoint(
             text_source = _save_or_defer(
                 report, "text encoder", text_encoder, save_hub_text_encoder, tmp / "text_encoder"
             )
-        tokenizer_source = tokenizer or text_encoder
         tokenizer_at = _save_or_defer(
             report,
             "tokenizer",

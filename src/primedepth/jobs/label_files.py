@@ -194,7 +194,7 @@ def caption_files(
 ) -> LabelResult:
     """Captions only, into ``out/captions.json`` keyed by ``names`` (paths relative to ``images_root``); with
     several processes each writes ``captions.rankNNNNN.json``."""
-    from ..utils.atomic import atomic_write
+    from ..utils.atomic import atomic_write_text
 
     layout = layout or ProcessLayout()
     result = LabelResult()
@@ -204,9 +204,9 @@ def caption_files(
         captions[name] = labellers.caption(image)
         result.labelled += 1
         if layout.world == 1:
-            atomic_write(cap_path, json.dumps(captions).encode())
+            atomic_write_text(cap_path, json.dumps(captions))
     part = out / f"captions.rank{layout.rank:05d}.json" if layout.world > 1 else cap_path
-    atomic_write(part, json.dumps(captions).encode())
+    atomic_write_text(part, json.dumps(captions))
     result.total = len(captions)
     log(f"{len(captions)} captions in {part}")
     return result
@@ -226,7 +226,7 @@ def label_files(
     into ``out`` (``data.pseudo.write_outputs``; ``info.json`` and ``manifest.jsonl``). Each entry is appended and
     synced to this process's manifest shard as soon as its files exist, so a killed run resumes where it stopped."""
     from ..data.pseudo import INFO, MANIFEST, read_manifest, write_outputs
-    from ..utils.atomic import atomic_write
+    from ..utils.atomic import atomic_write_text
 
     layout = layout or ProcessLayout()
     result = LabelResult()
@@ -238,7 +238,7 @@ def label_files(
             "caption_model": labellers.ids["caption"],
             "depth": "relative inverse depth (float16 .npy)",
         }
-        atomic_write(out / INFO, json.dumps(info, indent=2).encode())
+        atomic_write_text(out / INFO, json.dumps(info, indent=2))
     done = {e["key"] for e in read_manifest(out)}
     shard = out / f"manifest.rank{layout.rank:05d}.jsonl"
     with open(shard, "a") as fh:
@@ -256,7 +256,7 @@ def label_files(
         pass
     if layout.is_main:
         entries = sorted(read_manifest(out), key=lambda e: e["key"])
-        atomic_write(out / MANIFEST, "".join(json.dumps(e) + "\n" for e in entries).encode())
+        atomic_write_text(out / MANIFEST, "".join(json.dumps(e) + "\n" for e in entries))
         for part in out.glob("manifest.rank*.jsonl"):
             part.unlink()
         result.total = len(entries)

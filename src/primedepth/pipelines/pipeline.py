@@ -30,7 +30,7 @@ from ..models.frozen.text_encoder import encode_prompts, load_clip_tokenizer, lo
 from ..models.preimage import Preimage
 from ..models.trained.classes import labeller_classes
 from ..models.trained.labeller import LabellerOutput, PrimeDepthLabeller
-from ..utils.devices import DeviceUnavailableError, resolve_device  # noqa: F401 (the commands import it from here)
+from ..utils.devices import resolve_device
 from ..utils.hub import cache_only
 from ..utils.quiet import no_library_progress_bars
 from .captioning import Blip2Captioner, CaptionCache
@@ -277,10 +277,9 @@ class PrimeDepthPipeline(DiffusionPipeline):
             text_path, tok_path = (
                 component_source(root, index, key, allow_external_components) for key in ("text_encoder", "tokenizer")
             )
-            # a text tower named by hub id may download: its bars stay on; local folders need no hub probe
+            hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only, text_path, tok_path))
+            # a text tower named by hub id may download: its bars stay on
             local_text = Path(text_path).is_dir()
-            local = local_text and Path(tok_path).is_dir()
-            hub = dict(cache_dir=cache_dir, local_files_only=cache_only(local_files_only or local))
             with no_library_progress_bars() if local_text else contextlib.nullcontext():
                 try:
                     text_encoder = load_checked(

@@ -42,12 +42,12 @@ def hub_offline() -> bool:
     return not reachable
 
 
-def cache_only(requested: bool = False, source: str | os.PathLike | None = None) -> bool:
+def cache_only(requested: bool = False, *sources: str | os.PathLike) -> bool:
     """The ``local_files_only`` to pass to hub calls: as requested, or forced when the hub cannot be reached.
 
-    A ``source`` that is a local folder needs no hub: the answer is ``True`` without a probe, so loading local weights
-    never touches the network (and costs no probe timeout offline)."""
-    if source is not None and Path(source).is_dir():
+    ``sources`` (what the calls load) that are all local folders need no hub: the answer is ``True`` without a probe,
+    so loading local weights never touches the network (and costs no probe timeout offline)."""
+    if sources and all(Path(source).is_dir() for source in sources):
         return True
     return requested or hub_offline()
 
